@@ -1,0 +1,106 @@
+"""What SCP02 and SCP03 sessions have in common (GP Card Specification v2.3 §10).
+
+A session wraps short command APDUs (CLA INS P1 P2 [Lc data] [Le]) and unwraps
+responses. Security level bits of EXTERNAL AUTHENTICATE P1 (GPCS Table 11-19).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+C_MAC = 0x01
+C_DECRYPTION = 0x02
+R_MAC = 0x10
+R_ENCRYPTION = 0x20
+
+CLA_SECURE_MESSAGING = 0x04  # ISO 7816-4 5.4.1: proprietary SM, header authenticated
+
+
+@dataclass(frozen=True)
+class InitUpdateResponse:
+    """Fields of the INITIALIZE UPDATE response (GPCS 11.12.3, Amendment D 7.1.1)."""
+
+    key_diversification_data: bytes  # 10 bytes (KDD)
+    key_version: int
+    scp: int  # 0x02 or 0x03
+    i_param: int | None  # SCP03 carries it here; SCP02 gets it from card data
+    sequence_counter: bytes  # SCP02: 2 bytes; SCP03: 3 bytes or b""
+    card_challenge: bytes
+    card_cryptogram: bytes
+
+    @classmethod
+    def parse(cls, data: bytes) -> "InitUpdateResponse":
+        if len(data) < 13:
+            raise ValueError(f"INITIALIZE UPDATE response too short ({len(data)} bytes)")
+        kdd, kvn, scp = data[:10], data[10], data[11]
+        if scp == 0x02:
+            if len(data) != 28:
+                raise ValueError(f"SCP02 INITIALIZE UPDATE response must be 28 bytes, got {len(data)}")
+            return cls(kdd, kvn, scp, None, data[12:14], data[14:20], data[20:28])
+        if scp == 0x03:
+            # S8 mode: 29 bytes, +3 with a pseudo-random challenge's sequence counter
+            if len(data) not in (29, 32):
+                raise ValueError(
+                    f"SCP03 INITIALIZE UPDATE response must be 29 or 32 bytes (S8 mode), got {len(data)}")
+            return cls(kdd, kvn, scp, data[12], data[29:32], data[13:21], data[21:29])
+        raise ValueError(f"card offers secure channel protocol {scp:02X}; only SCP02 and SCP03 are supported")
+
+
+def build_apdu(cla: int, ins: int, p1: int, p2: int, data: bytes, le: int | None) -> bytes:
+    """Short APDU encoding (ISO 7816-3 12.1). le=None: no Le; le=0 means 256."""
+    if len(data) > 255:
+        raise ValueError(f"command data of {len(data)} bytes does not fit a short APDU")
+    apdu = bytes([cla, ins, p1, p2])
+    if data:
+        apdu += bytes([len(data)]) + data
+    if le is not None:
+        apdu += bytes([le & 0xFF])
+    return apdu
+
+
+def split_apdu(apdu: bytes) -> tuple[int, int, int, int, bytes, int | None]:
+    """Inverse of build_apdu for short APDUs: (cla, ins, p1, p2, data, le)."""
+    if len(apdu) < 4:
+        raise ValueError("APDU shorter than its 4-byte header")
+    cla, ins, p1, p2 = apdu[:4]
+    body = apdu[4:]
+    if not body:
+        return cla, ins, p1, p2, b"", None
+    if len(body) == 1:
+        return cla, ins, p1, p2, b"", body[0]
+    lc = body[0]
+    if len(body) == 1 + lc:
+        return cla, ins, p1, p2, body[1:], None
+    if len(body) == 2 + lc:
+        return cla, ins, p1, p2, body[1:1 + lc], body[-1]
+    raise ValueError("malformed short APDU: Lc does not match the body length")
+
+
+class SecureChannel:
+    """Interface of an authenticated session; concrete classes in scp02.py / scp03.py."""
+
+    security_level: int = 0
+
+    def host_cryptogram(self) -> bytes:
+        raise NotImplementedError
+
+    def card_cryptogram_matches(self, cryptogram: bytes) -> bool:
+        raise NotImplementedError
+
+    def wrap(self, cla: int, ins: int, p1: int, p2: int, data: bytes, le: int | None) -> bytes:
+        raise NotImplementedError
+
+    def unwrap(self, data: bytes, sw: int) -> bytes:
+        return data
+
+    def external_authenticate(self, security_level: int) -> bytes:
+        """The EXTERNAL AUTHENTICATE APDU (GPCS 11.8 / Amendment D 7.2).
+
+        It is always C-MACed and never encrypted; the requested level applies
+        to the commands that follow it.
+        """
+        if not security_level & C_MAC:
+            raise ValueError("security level must include C-MAC")
+        self.security_level = C_MAC
+        apdu = self.wrap(0x80, 0x82, security_level, 0x00, self.host_cryptogram(), None)
+        self.security_level = security_level
+        return apdu
