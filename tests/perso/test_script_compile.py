@@ -1,0 +1,193 @@
+"""Script parsing, key stores and compilation into a bundle that holds no secret."""
+import json
+import os
+import textwrap
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from cardshield.perso import bundle as bundle_mod
+from cardshield.perso import compiler, keys, keystore, script as script_mod
+from cardshield.perso import secure_messaging as sm
+
+from . import vectors as v
+
+PIN, PUK = "482913", "80417256"
+
+
+@pytest.fixture
+def store():
+    return keystore.MappingKeyStore(
+        {"ISSUER_MK": v.MASTER_KEY.hex(), "CARD_PIN": PIN, "CARD_PUK": PUK}, "test", "add {name}"
+    )
+
+
+@pytest.fixture
+def server_key_file(tmp_path):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "server.pem"
+    path.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path, key.public_key().public_numbers()
+
+
+FULL = textwrap.dedent("""\
+    format: cardshield-perso/1
+    issuer_master_key: ISSUER_MK
+    key_version: 1
+    steps:
+      - set_pin: CARD_PIN
+      - set_puk: CARD_PUK
+      - slot_config: {slot: 1, algorithm: RSA-2048, pin_per_signature: true, server_signed_transactions: true}
+      - slot_config: {slot: 2, algorithm: RSA-2048}
+      - server_key: server.pem
+      - issue:
+        expect: "9000"
+""")
+
+
+def _compile(tmp_path, text, store, **opts):
+    path = tmp_path / "card.yaml"
+    path.write_text(text)
+    scr = script_mod.load(path)
+    return compiler.compile_script(scr, store, compiler.Options(card_id=v.CARD_ID, **opts), text)
+
+
+def test_full_script_compiles_to_increasing_secured_commands(tmp_path, store, server_key_file):
+    b = _compile(tmp_path, FULL, store, first_counter=10)
+    assert [s["action"] for s in b.steps] == [
+        "set_pin", "set_puk", "slot_config", "slot_config", "server_key", "issue"]
+    assert b.secured_counters == [10, 11, 12, 13, 14, 15]
+    card = keys.diversify(keys.software_master(v.MASTER_KEY), 1, v.CARD_ID)
+    plain = []
+    last = 9
+    for step in b.steps:
+        apdu = bytes.fromhex(step["apdu"])
+        data = apdu[7:] if apdu[4] == 0 else apdu[5:]
+        out = sm.unwrap(card, apdu[:4], data, last)
+        last = out.counter
+        plain.append((apdu[1], apdu[2], apdu[3], out.data))
+    assert plain[0] == (0xE0, 1, 0, PIN.encode())
+    assert plain[1] == (0xE0, 2, 0, PUK.encode())
+    assert plain[2] == (0xE0, 3, 1, bytes([0x01, 0x03]))
+    assert plain[3] == (0xE0, 3, 2, bytes([0x01, 0x00]))
+    n = server_key_file[1].n.to_bytes(256, "big")
+    assert plain[4][3] == b"\x7f\x49\x82\x01\x09\x81\x82\x01\x00" + n + b"\x82\x03\x01\x00\x01"
+    assert plain[5] == (0xE2, 0, 0, b"")
+
+
+def test_bundle_holds_no_secret_and_round_trips(tmp_path, store, server_key_file):
+    b = _compile(tmp_path, FULL, store, scp80_tar=bytes.fromhex("435301"))
+    text = b.to_json()
+    card = keys.diversify(keys.software_master(v.MASTER_KEY), 1, v.CARD_ID)
+    for secret in (PIN, PUK, PIN.encode().hex(), PUK.encode().hex(), v.MASTER_KEY.hex(),
+                   card.enc.hex(), card.mac.hex()):
+        assert secret.lower() not in text.lower()
+    again = bundle_mod.from_json(text)
+    assert again.steps == b.steps and again.card_id == v.CARD_ID
+    assert json.loads(text)["steps"][0]["apdu"].startswith("84E00100")
+    assert len(b.scp80["packets"]) == 6 and b.scp80["kic"] == "12"
+
+
+def test_scp80_export_carries_the_same_steps(tmp_path, store, server_key_file):
+    from cardshield.perso import scp80
+    b = _compile(tmp_path, FULL, store, scp80_tar=bytes.fromhex("435301"))
+    card = keys.diversify(keys.software_master(v.MASTER_KEY), 1, v.CARD_ID)
+    packets = b.scp80["packets"]
+    decoded = [scp80.decode_command(card.enc, card.mac, bytes.fromhex(p["command_packet"])) for p in packets]
+    assert [d.counter for d in decoded] == b.secured_counters
+    assert decoded[0].data == bytes.fromhex("80E0010006") + PIN.encode()
+    assert decoded[4].data[4] == 0 and len(packets[4]["sms_user_data"]) == 3  # extended APDU, 3 SMS
+    assert decoded[5].data == bytes.fromhex("80E20000")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("format: x\n", "format must be"),
+    ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 0\nsteps: [issue: ]\n", "key_version"),
+    ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{set_pin: '1234'}]\n",
+     "never its value"),
+    ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{issue: }, {set_pin: P}]\n",
+     "must be the last step"),
+    ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{generate_key: {slot: 1}}]\n",
+     "needs the PIN"),
+    ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{slot_config: {slot: 3}}]\n",
+     "slot must be one of"),
+    ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{set_pin: P, expect: 9X00}]\n",
+     "not hexadecimal"),
+    ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{erase: }]\n", "unknown step"),
+])
+def test_script_errors_name_the_problem(text, message):
+    with pytest.raises(script_mod.ScriptError, match=message):
+        script_mod.parse(text)
+
+
+def test_expect_accepts_lists_and_quoted_words():
+    s = script_mod.parse("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\n"
+                         "steps: [{issue: , expect: ['9000', '6985']}]\n")
+    assert s.steps[0].expect == (0x9000, 0x6985)
+
+
+def test_bad_pin_value_is_reported_without_showing_it(tmp_path, server_key_file):
+    bad = keystore.MappingKeyStore({"ISSUER_MK": v.MASTER_KEY.hex(), "CARD_PIN": "12a4",
+                                    "CARD_PUK": PUK}, "test", "add {name}")
+    with pytest.raises(script_mod.ScriptError) as err:
+        _compile(tmp_path, FULL, bad)
+    assert "PIN must be 4-12 digits" in str(err.value) and "12a4" not in str(err.value)
+
+
+def test_env_store_and_missing_secret_message():
+    s = keystore.env_store({"CARDSHIELD_SECRET_CARD_PIN": "1234"})
+    assert s.secret("CARD_PIN") == "1234"
+    with pytest.raises(keystore.KeyStoreError, match="set CARDSHIELD_SECRET_CARD_PUK"):
+        s.secret("CARD_PUK")
+
+
+def test_file_store_requires_private_permissions(tmp_path):
+    path = tmp_path / "secrets"
+    path.write_text(f"# issuer secrets\nISSUER_MK = {v.MASTER_KEY.hex()}\nCARD_PIN = 1234\n")
+    os.chmod(path, 0o644)
+    with pytest.raises(keystore.KeyStoreError, match="chmod 600"):
+        keystore.open_key_store(f"file:{path}")
+    os.chmod(path, 0o600)
+    s = keystore.open_key_store(f"file:{path}")
+    assert s.secret("CARD_PIN") == "1234"
+    assert s.master_cmac("ISSUER_MK")(b"x") == keys.software_master(v.MASTER_KEY)(b"x")
+    link = tmp_path / "link"
+    link.symlink_to(path)
+    with pytest.raises(keystore.KeyStoreError, match="regular file"):
+        keystore.open_key_store(f"file:{link}")
+
+
+class _HsmLike:
+    """Stands in for a PKCS#11 binding: computes CMAC without handing out the key."""
+    def secret(self, name):
+        return {"CARD_PIN": PIN}[name]
+
+    def master_cmac(self, name):
+        return keys.software_master(v.MASTER_KEY)
+
+
+def make_hsm_like():
+    return _HsmLike()
+
+
+def test_hook_store_loads_a_factory():
+    s = keystore.open_key_store(f"hook:{__name__}:make_hsm_like")
+    card = keys.diversify(s.master_cmac("ISSUER_MK"), 1, v.CARD_ID)
+    assert card.enc.hex().upper() == v.K_ENC
+    with pytest.raises(keystore.KeyStoreError, match="cannot be loaded"):
+        keystore.open_key_store("hook:no.such.module:f")
+
+
+def test_master_key_format_is_checked():
+    s = keystore.MappingKeyStore({"MK": "abcd"}, "test", "")
+    with pytest.raises(keystore.KeyStoreError, match="32 hex digits"):
+        s.master_cmac("MK")
+
+
+def test_tampered_bundle_counters_are_rejected(tmp_path, store, server_key_file):
+    doc = json.loads(_compile(tmp_path, FULL, store).to_json())
+    doc["steps"][1]["counter"] = 1
+    with pytest.raises(bundle_mod.BundleError, match="strictly increasing"):
+        bundle_mod.from_json(json.dumps(doc))

@@ -1,0 +1,197 @@
+"""The personalization script: a YAML file of named steps (docs/personalization.md).
+
+    format: cardshield-perso/1
+    issuer_master_key: ISSUER_MK      # key store name of the issuer master key
+    key_version: 1                    # version of the card's personalization key set
+    steps:
+      - set_pin: CARD_PIN             # key store name, never the value
+      - set_puk: CARD_PUK
+      - slot_config: {slot: 1, algorithm: RSA-2048, pin_per_signature: true,
+                      server_signed_transactions: true}
+      - server_key: server-request-key.pem
+      - generate_key: {slot: 1}
+      - certificate: {slot: 1, file: card-cert.der}
+      - issue:
+        expect: "9000"                # optional on every step: SW or list of SWs
+
+Parsing only checks form; secrets are resolved by the compiler.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .keystore import KeyStoreError, check_name
+
+FORMAT = "cardshield-perso/1"
+SLOTS = (1, 2)
+# PERSONALIZE P1=03 algorithm byte (docs/apdu.md).
+ALGORITHMS = {"RSA-2048": 0x01, "RSA-3072": 0x02, "RSA-4096": 0x03, "EC-P256": 0x11}
+
+
+class ScriptError(ValueError):
+    """The script is malformed; the message names the step and the fix."""
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int  # 1-based position in the script
+    action: str
+    args: dict[str, Any]
+    expect: tuple[int, ...] = (0x9000,)
+
+    @property
+    def label(self) -> str:
+        return f"step {self.index} ({self.action})"
+
+
+@dataclass(frozen=True)
+class Script:
+    path: Path | None
+    master_key_name: str
+    key_version: int
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+    def resolve(self, relative: str) -> Path:
+        """Files named in a script are relative to the script's folder."""
+        p = Path(relative)
+        return p if p.is_absolute() or self.path is None else self.path.parent / p
+
+
+def _status_words(value: Any, where: str) -> tuple[int, ...]:
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        text = str(item).strip().replace(" ", "")
+        if len(text) != 4:
+            raise ScriptError(f"{where}: expect {item!r} is not a 4-hex-digit status word (quote it: \"6A88\")")
+        try:
+            out.append(int(text, 16))
+        except ValueError:
+            raise ScriptError(f"{where}: expect {item!r} is not hexadecimal") from None
+    return tuple(out)
+
+
+def _slot(args: dict, where: str) -> int:
+    slot = args.get("slot")
+    if slot not in SLOTS:
+        raise ScriptError(f"{where}: slot must be one of {SLOTS}, got {slot!r}")
+    return slot
+
+
+def _only_keys(args: dict, allowed: set[str], where: str) -> None:
+    unknown = set(args) - allowed
+    if unknown:
+        raise ScriptError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def _secret_name(value: Any, where: str) -> str:
+    try:
+        return check_name(value)
+    except KeyStoreError as exc:
+        raise ScriptError(f"{where}: {exc} (give the key store NAME of the secret, never its value)") from None
+
+
+def _parse_action(action: str, value: Any, where: str) -> dict[str, Any]:
+    if action in ("set_pin", "set_puk"):
+        return {"secret": _secret_name(value, where)}
+    if action == "slot_config":
+        if not isinstance(value, dict):
+            raise ScriptError(f"{where}: slot_config takes a mapping")
+        _only_keys(value, {"slot", "algorithm", "pin_per_signature", "server_signed_transactions"}, where)
+        algorithm = value.get("algorithm", "RSA-2048")
+        if algorithm not in ALGORITHMS:
+            raise ScriptError(f"{where}: algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
+        flags = {}
+        for flag in ("pin_per_signature", "server_signed_transactions"):
+            flags[flag] = value.get(flag, False)
+            if not isinstance(flags[flag], bool):
+                raise ScriptError(f"{where}: {flag} must be true or false")
+        return {"slot": _slot(value, where), "algorithm": algorithm, **flags}
+    if action == "server_key":
+        if not isinstance(value, str):
+            raise ScriptError(f"{where}: server_key is the path of the server's RSA public key (PEM or DER)")
+        return {"file": value}
+    if action == "generate_key":
+        if not isinstance(value, dict):
+            raise ScriptError(f"{where}: generate_key takes {{slot: N}}")
+        _only_keys(value, {"slot", "pin"}, where)
+        args = {"slot": _slot(value, where)}
+        if "pin" in value:
+            args["pin"] = _secret_name(value["pin"], where)
+        return args
+    if action == "certificate":
+        if not isinstance(value, dict) or not isinstance(value.get("file"), str):
+            raise ScriptError(f"{where}: certificate takes {{slot: N, file: PATH}}")
+        _only_keys(value, {"slot", "file"}, where)
+        return {"slot": _slot(value, where), "file": value["file"]}
+    if action == "issue":
+        if value not in (None, {}):
+            raise ScriptError(f"{where}: issue takes no arguments")
+        return {}
+    raise ScriptError(
+        f"{where}: unknown step {action!r}; steps are set_pin, set_puk, slot_config, "
+        "server_key, generate_key, certificate, issue"
+    )
+
+
+def _parse_step(index: int, item: Any) -> Step:
+    where = f"step {index}"
+    if not isinstance(item, dict):
+        raise ScriptError(f"{where}: each step is a mapping like '- set_pin: CARD_PIN'")
+    expect = _status_words(item["expect"], where) if "expect" in item else (0x9000,)
+    actions = [k for k in item if k != "expect"]
+    if len(actions) != 1:
+        raise ScriptError(f"{where}: exactly one action per step, found {actions}")
+    action = actions[0]
+    return Step(index, action, _parse_action(action, item[action], f"{where} ({action})"), expect)
+
+
+def parse(text: str, path: Path | None = None) -> Script:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScriptError(f"not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ScriptError("a script is a YAML mapping with format, issuer_master_key, key_version, steps")
+    _only_keys(doc, {"format", "issuer_master_key", "key_version", "steps"}, "script")
+    if doc.get("format") != FORMAT:
+        raise ScriptError(f"format must be {FORMAT!r}, got {doc.get('format')!r}")
+    version = doc.get("key_version")
+    if not isinstance(version, int) or not 1 <= version <= 255:
+        raise ScriptError("key_version must be an integer 1..255 (the version installed in tag C0)")
+    master = _secret_name(doc.get("issuer_master_key"), "issuer_master_key")
+    items = doc.get("steps")
+    if not isinstance(items, list) or not items:
+        raise ScriptError("steps must be a non-empty list")
+    steps = tuple(_parse_step(i, item) for i, item in enumerate(items, start=1))
+    _check_order(steps)
+    return Script(path, master, version, steps)
+
+
+def _check_order(steps: tuple[Step, ...]) -> None:
+    """ISSUE is one-way: it must be last, once, and after PIN and PUK (never half-locked)."""
+    issues = [s for s in steps if s.action == "issue"]
+    if len(issues) > 1:
+        raise ScriptError(f"{issues[1].label}: issue appears more than once")
+    if issues and issues[0] is not steps[-1]:
+        raise ScriptError(f"{issues[0].label}: issue locks the card and must be the last step")
+    for step in steps:
+        if step.action == "generate_key" and "pin" not in step.args:
+            pins = [s for s in steps if s.action == "set_pin" and s.index < step.index]
+            if not pins:
+                raise ScriptError(
+                    f"{step.label}: key generation needs the PIN; add set_pin before it "
+                    "or name the PIN with {slot: N, pin: NAME}"
+                )
+
+
+def load(path: Path) -> Script:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScriptError(f"cannot read script {path}: {exc.strerror}") from None
+    return parse(text, path)

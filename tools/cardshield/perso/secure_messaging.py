@@ -1,0 +1,134 @@
+"""Secured PERSONALIZE / ISSUE commands (docs/personalization.md, "Secure messaging").
+
+Secured C-APDU (CLA 84 = proprietary class 80 with the secure-messaging bit):
+
+    84 INS P1 P2 Lc | KVN(1) | CNTR(5) | CRYPTOGRAM(16*n) | MAC(8)
+
+    IV         = AES(K-ENC, 00*11 || CNTR)                  unique per counter
+    CRYPTOGRAM = AES-128-CBC(K-ENC, IV, data || 80 00..)    ISO/IEC 9797-1 method 2
+    MAC        = AES-CMAC(K-MAC, 84 INS P1 P2 || KVN || CNTR || CRYPTOGRAM)[0:8]
+
+Successful response data (8 bytes): the receipt
+
+    RECEIPT    = AES-CMAC(K-MAC, 00 INS P1 P2 || KVN || CNTR || 90 00)[0:8]
+
+(first byte 00, never 84, so a receipt can never be replayed as a command MAC).
+
+This module builds secured commands (issuer side) and holds the reference model of
+the card-side checks, `unwrap`, which the applet's SecureChannel.java mirrors and the
+tests use for vectors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..gp.crypto import AES_BLOCK as BLOCK
+from ..gp.crypto import aes_cbc, aes_cbc_decrypt, aes_cmac, aes_ecb, pad80, unpad80
+from .keys import PersoKeySet
+
+CLA_SECURED = 0x84
+INS_PERSONALIZE = 0xE0
+INS_ISSUE = 0xE2
+COUNTER_LEN = 5
+MAC_LEN = 8
+COUNTER_MAX = (1 << (8 * COUNTER_LEN)) - 1
+# KVN + CNTR + one block + MAC: the shortest well-formed secured data field.
+MIN_SECURED_LEN = 1 + COUNTER_LEN + BLOCK + MAC_LEN
+
+# Status words of the card-side checks (docs/apdu.md, PERSONALIZE).
+SW_OK = 0x9000
+SW_WRONG_LENGTH = 0x6700
+SW_COUNTER_NOT_HIGHER = 0x6985
+SW_BAD_MAC = 0x6988
+SW_WRONG_KEY_VERSION = 0x6A88
+
+
+def counter_bytes(counter: int) -> bytes:
+    if not 1 <= counter <= COUNTER_MAX:
+        raise ValueError(f"counter must be 1..{COUNTER_MAX}")
+    return counter.to_bytes(COUNTER_LEN, "big")
+
+
+def command_iv(keys: PersoKeySet, cntr: bytes) -> bytes:
+    return aes_ecb(keys.enc, bytes(BLOCK - COUNTER_LEN) + cntr)
+
+
+def command_mac(keys: PersoKeySet, header: bytes, kvn_cntr_cryptogram: bytes) -> bytes:
+    """AES-CMAC (SP 800-38B) truncated to its leftmost 8 bytes."""
+    return aes_cmac(keys.mac, header + kvn_cntr_cryptogram)[:MAC_LEN]
+
+
+def receipt(keys: PersoKeySet, ins: int, p1: int, p2: int, counter: int) -> bytes:
+    """The 8-byte proof of execution the card returns with 9000."""
+    message = bytes([0x00, ins, p1, p2, keys.version]) + counter_bytes(counter) + b"\x90\x00"
+    return aes_cmac(keys.mac, message)[:MAC_LEN]
+
+
+@dataclass(frozen=True)
+class SecuredCommand:
+    ins: int
+    p1: int
+    p2: int
+    counter: int
+    data: bytes  # the secured data field: KVN || CNTR || CRYPTOGRAM || MAC
+
+    @property
+    def header(self) -> bytes:
+        return bytes([CLA_SECURED, self.ins, self.p1, self.p2])
+
+    def apdu(self) -> bytes:
+        """Short APDU when the data fits 255 bytes, else extended length (ISO 7816-4 5.1)."""
+        if len(self.data) <= 255:
+            return self.header + bytes([len(self.data)]) + self.data
+        return self.header + b"\x00" + len(self.data).to_bytes(2, "big") + self.data
+
+
+def wrap(keys: PersoKeySet, ins: int, p1: int, p2: int, counter: int, data: bytes) -> SecuredCommand:
+    """Protect one PERSONALIZE/ISSUE command for the card holding `keys`."""
+    cntr = counter_bytes(counter)
+    cryptogram = aes_cbc(keys.enc, pad80(data, BLOCK), command_iv(keys, cntr))
+    body = bytes([keys.version]) + cntr + cryptogram
+    header = bytes([CLA_SECURED, ins, p1, p2])
+    return SecuredCommand(ins, p1, p2, counter, body + command_mac(keys, header, body))
+
+
+class Refused(Exception):
+    """The card model refused a secured command; `sw` is the status word."""
+
+    def __init__(self, sw: int, reason: str):
+        super().__init__(f"{sw:04X}: {reason}")
+        self.sw = sw
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Unwrapped:
+    counter: int
+    data: bytes
+
+
+def unwrap(keys: PersoKeySet, header: bytes, secured: bytes, last_counter: int) -> Unwrapped:
+    """Card-side checks in the card's order; nothing is applied before all pass.
+
+    1. length (6700), 2. key version (6A88), 3. MAC (6988), 4. counter > last (6985),
+    5. decryption and padding (6988).
+    """
+    if len(secured) < MIN_SECURED_LEN or (len(secured) - MIN_SECURED_LEN) % BLOCK:
+        raise Refused(SW_WRONG_LENGTH, "secured data is not KVN||CNTR||16n bytes||MAC")
+    if secured[0] != keys.version:
+        raise Refused(SW_WRONG_KEY_VERSION, f"key version {secured[0]} is not installed")
+    body, mac = secured[:-MAC_LEN], secured[-MAC_LEN:]
+    plain_header = bytes([header[0] & ~0x10 & 0xFF]) + header[1:4]  # chaining bit ignored
+    if command_mac(keys, plain_header, body) != mac:
+        raise Refused(SW_BAD_MAC, "MAC does not verify")
+    cntr = body[1 : 1 + COUNTER_LEN]
+    counter = int.from_bytes(cntr, "big")
+    if counter <= last_counter:
+        raise Refused(SW_COUNTER_NOT_HIGHER, f"counter {counter} not above {last_counter}")
+    padded = aes_cbc_decrypt(keys.enc, body[1 + COUNTER_LEN :], command_iv(keys, cntr))
+    if padded[-BLOCK:].rstrip(b"\x00")[-1:] != b"\x80":  # 80 must sit in the last block
+        raise Refused(SW_BAD_MAC, "padding malformed")
+    try:
+        return Unwrapped(counter, unpad80(padded))
+    except ValueError:
+        raise Refused(SW_BAD_MAC, "padding malformed") from None
