@@ -6,6 +6,8 @@ from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from cardshield.perso import keys, secure_messaging as sm
+from cardshield.protocol import commands
+from cardshield.protocol.command import Command
 
 from . import vectors as v
 
@@ -45,9 +47,13 @@ def test_key_set_never_prints_its_keys(card_keys):
     assert card_keys.install_parameter() == b"\x01" + card_keys.enc + card_keys.mac
 
 
+def _plain(p1, data):
+    return Command(0x80, sm.INS_PERSONALIZE, p1, 0x00, data)
+
+
 def test_set_pin_vector_and_independent_layout(card_keys):
-    cmd = sm.wrap(card_keys, sm.INS_PERSONALIZE, 0x01, 0x00, 1, b"123456")
-    apdu = cmd.apdu()
+    cmd = sm.wrap(card_keys, commands.personalize_pin("123456"), 1)
+    apdu = sm.apdu_bytes(cmd)
     assert apdu.hex().upper() == v.SET_PIN_APDU
     header, lc, data = apdu[:4], apdu[4], apdu[5:]
     assert header == bytes.fromhex("84E00100") and lc == len(data) == 30
@@ -63,21 +69,21 @@ def test_set_pin_vector_and_independent_layout(card_keys):
 
 
 def test_issue_vector_has_one_padding_block(card_keys):
-    cmd = sm.wrap(card_keys, sm.INS_ISSUE, 0, 0, 2, b"")
-    assert cmd.apdu().hex().upper() == v.ISSUE_APDU
+    cmd = sm.wrap(card_keys, commands.issue(), 2)
+    assert sm.apdu_bytes(cmd).hex().upper() == v.ISSUE_APDU
     assert sm.unwrap(card_keys, cmd.header, cmd.data, last_counter=1) == sm.Unwrapped(2, b"")
     assert sm.receipt(card_keys, 0xE2, 0, 0, 2).hex().upper() == v.ISSUE_RECEIPT
 
 
 def test_long_command_uses_extended_length(card_keys):
-    cmd = sm.wrap(card_keys, sm.INS_PERSONALIZE, 0x04, 0, 3, bytes(300))
-    apdu = cmd.apdu()
+    cmd = sm.wrap(card_keys, _plain(0x04, bytes(300)), 3)
+    apdu = sm.apdu_bytes(cmd)
     assert apdu[4] == 0 and int.from_bytes(apdu[5:7], "big") == len(cmd.data) == 1 + 5 + 304 + 8
     assert sm.unwrap(card_keys, cmd.header, cmd.data, 2).data == bytes(300)
 
 
 def test_every_flipped_byte_is_refused(card_keys):
-    cmd = sm.wrap(card_keys, sm.INS_PERSONALIZE, 0x01, 0x00, 5, b"123456")
+    cmd = sm.wrap(card_keys, _plain(0x01, b"123456"), 5)
     for i in range(len(cmd.header)):
         if i == 0:
             continue  # the CLA is checked by the dispatcher, not the MAC model
@@ -96,7 +102,7 @@ def test_every_flipped_byte_is_refused(card_keys):
 
 
 def test_refusals_have_precise_status_words(card_keys):
-    cmd = sm.wrap(card_keys, sm.INS_PERSONALIZE, 0x01, 0x00, 5, b"123456")
+    cmd = sm.wrap(card_keys, _plain(0x01, b"123456"), 5)
     for last in (5, 6, sm.COUNTER_MAX):
         with pytest.raises(sm.Refused) as err:
             sm.unwrap(card_keys, cmd.header, cmd.data, last)
@@ -117,5 +123,7 @@ def test_refusals_have_precise_status_words(card_keys):
 
 
 def test_chained_class_byte_is_macced_as_84(card_keys):
-    cmd = sm.wrap(card_keys, sm.INS_PERSONALIZE, 0x04, 0, 1, bytes(40))
-    assert sm.unwrap(card_keys, bytes([0x94]) + cmd.header[1:], cmd.data, 0).data == bytes(40)
+    cmd = sm.wrap(card_keys, _plain(0x04, bytes(300)), 1)
+    chained = cmd.chained()
+    assert [c[0] for c in chained] == [0x94, 0x84]
+    assert sm.unwrap(card_keys, chained[0][:4], cmd.data, 0).data == bytes(300)

@@ -3,7 +3,8 @@ AES-128 vector published in the pySim project (tests/unittests/test_ota.py,
 "AES128-SJA5-CIPHERED-CC": KIc 2001..0F, KID 2011..0F, SPI 06 19, TAR B00011)."""
 import pytest
 
-from cardshield.perso import compiler, keys, scp80
+from cardshield.perso import keys, scp80
+from cardshield.protocol import commands
 
 from . import vectors as v
 
@@ -28,7 +29,7 @@ def test_decodes_pysim_vector():
 
 def test_cardshield_vector_structure():
     ks = keys.diversify(keys.software_master(v.MASTER_KEY), v.KEY_VERSION, v.CARD_ID)
-    apdu = compiler.plain_apdu(0xE0, 0x01, 0x00, b"123456")
+    apdu = commands.personalize_pin("123456").short()
     p = scp80.encode_command(ks.enc, ks.mac, 0x12, 0x12, bytes.fromhex("435301"), 1, apdu)
     raw = p.packet
     assert raw.hex().upper() == v.SCP80_SET_PIN

@@ -108,9 +108,13 @@ def test_scp80_export_carries_the_same_steps(tmp_path, store, server_key_file):
     ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{set_pin: '1234'}]\n",
      "never its value"),
     ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{issue: }, {set_pin: P}]\n",
-     "must be the last step"),
+     "must come before issue"),
     ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{generate_key: {slot: 1}}]\n",
      "needs the PIN"),
+    ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\n"
+     "steps: [{set_pin: P}, {generate_key: {slot: 1}}, {issue: }]\n", "only once issued"),
+    ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\n"
+     "steps: [{issue: }, {generate_key: {slot: 1, pin: P}}, {set_pin: P}]\n", "must come before issue"),
     ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{slot_config: {slot: 3}}]\n",
      "slot must be one of"),
     ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{set_pin: P, expect: 9X00}]\n",
@@ -133,7 +137,7 @@ def test_bad_pin_value_is_reported_without_showing_it(tmp_path, server_key_file)
                                     "CARD_PUK": PUK}, "test", "add {name}")
     with pytest.raises(script_mod.ScriptError) as err:
         _compile(tmp_path, FULL, bad)
-    assert "PIN must be 4-12 digits" in str(err.value) and "12a4" not in str(err.value)
+    assert "PIN must be 4-12 decimal digits" in str(err.value) and "12a4" not in str(err.value)
 
 
 def test_env_store_and_missing_secret_message():

@@ -2,6 +2,7 @@
 
 Secrets are resolved here, from the key store, and leave this module only inside
 AES-CBC cryptograms (secure_messaging.py). The bundle names secrets, never holds them.
+Plain command bytes come from cardshield.protocol (docs/apdu.md).
 """
 from __future__ import annotations
 
@@ -12,53 +13,47 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
+from cryptography.hazmat.primitives.serialization import Encoding, load_der_public_key, load_pem_public_key
 
+from ..protocol import commands
+from ..protocol.command import Command
+from ..protocol.constants import APPLET_AID, Algorithm, SlotPolicy
+from ..protocol.keys import encode_rsa_public_key
 from . import scp80
 from .bundle import Bundle
 from .keys import PersoKeySet, check_card_id, diversify
 from .keystore import KeyStore
-from .script import ALGORITHMS, Script, ScriptError, Step
-from .secure_messaging import COUNTER_MAX, INS_ISSUE, INS_PERSONALIZE, wrap
+from .script import Script, ScriptError, Step
+from .secure_messaging import COUNTER_MAX, apdu_bytes, wrap
 
-# PERSONALIZE P1 values (docs/apdu.md).
-P1_SET_PIN, P1_SET_PUK, P1_SLOT_CONFIG, P1_SERVER_KEY = 0x01, 0x02, 0x03, 0x04
-POLICY_PIN_PER_SIGNATURE = 0x01
-POLICY_SERVER_SIGNED = 0x02
-DEFAULT_APPLET_AID = bytes.fromhex("F04341524453484C4401")  # applet/applet.properties
+SERVER_KEY_BITS = 2048  # PERSONALIZE P1=04 takes an RSA-2048 key (docs/apdu.md)
 DEFAULT_TAR = bytes.fromhex("435301")
+_ALGORITHM_NAMES = {
+    "RSA-2048": Algorithm.RSA_2048,
+    "RSA-3072": Algorithm.RSA_3072,
+    "RSA-4096": Algorithm.RSA_4096,
+    "EC-P256": Algorithm.EC_P256,
+}
 
 
 @dataclass(frozen=True)
 class Options:
     card_id: bytes
     first_counter: int = 1
-    applet_aid: bytes = DEFAULT_APPLET_AID
+    applet_aid: bytes = APPLET_AID
     scp80_tar: bytes | None = None  # set to also export SCP80 command packets
 
 
-def _tlv(tag: bytes, value: bytes) -> bytes:
-    """BER-TLV with definite length (ISO/IEC 8825-1), as used by the 7F49 template."""
-    n = len(value)
-    if n < 0x80:
-        length = bytes([n])
-    elif n <= 0xFF:
-        length = b"\x81" + bytes([n])
-    else:
-        length = b"\x82" + n.to_bytes(2, "big")
-    return tag + length + value
-
-
-def _unsigned(n: int) -> bytes:
-    return n.to_bytes((n.bit_length() + 7) // 8 or 1, "big")
-
-
-def server_key_template(path: Path, label: str) -> bytes:
-    """7F49 {81 modulus, 82 public exponent} of the server's RSA request-signing key."""
+def _read(path: Path, label: str, what: str) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
-        raise ScriptError(f"{label}: cannot read server key {path}: {exc.strerror}") from None
+        raise ScriptError(f"{label}: cannot read {what} {path}: {exc.strerror}") from None
+
+
+def server_public_key(path: Path, label: str) -> rsa.RSAPublicKey:
+    """The server's RSA-2048 request-signing key from a PEM/DER public key or certificate."""
+    raw = _read(path, label, "server key")
     try:
         if b"-----BEGIN CERTIFICATE" in raw:
             key = x509.load_pem_x509_certificate(raw).public_key()
@@ -68,72 +63,54 @@ def server_key_template(path: Path, label: str) -> bytes:
             key = load_der_public_key(raw)
     except ValueError:
         raise ScriptError(f"{label}: {path} is not a PEM/DER public key or certificate") from None
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise ScriptError(f"{label}: the server request-signing key must be RSA")
-    numbers = key.public_numbers()
-    return _tlv(b"\x7f\x49", _tlv(b"\x81", _unsigned(numbers.n)) + _tlv(b"\x82", _unsigned(numbers.e)))
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size != SERVER_KEY_BITS:
+        raise ScriptError(f"{label}: the server request-signing key must be RSA-{SERVER_KEY_BITS}")
+    return key
 
 
-def _pin_value(store: KeyStore, name: str, label: str, puk: bool) -> bytes:
-    value = store.secret(name)
-    ok = value.isdigit() and value.isascii() and (len(value) == 8 if puk else 4 <= len(value) <= 12)
-    if not ok:
-        what = "PUK must be exactly 8 digits" if puk else "PIN must be 4-12 digits"
-        raise ScriptError(f"{label}: secret {name} is not usable: {what} (value not shown)")
-    return value.encode("ascii")
-
-
-def _certificate_der(path: Path, label: str) -> bytes:
+def certificate_der(path: Path, label: str) -> bytes:
+    raw = _read(path, label, "certificate")
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ScriptError(f"{label}: cannot read certificate {path}: {exc.strerror}") from None
-    try:
-        cert = x509.load_pem_x509_certificate(raw) if raw.lstrip().startswith(b"-----") else x509.load_der_x509_certificate(raw)
+        pem = raw.lstrip().startswith(b"-----")
+        cert = x509.load_pem_x509_certificate(raw) if pem else x509.load_der_x509_certificate(raw)
     except ValueError:
         raise ScriptError(f"{label}: {path} is not an X.509 certificate (PEM or DER)") from None
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     return cert.public_bytes(Encoding.DER)
 
 
-def personalize_command(script: Script, step: Step, store: KeyStore) -> tuple[int, int, int, bytes]:
-    """(INS, P1, P2, plain data) of a step carried by secure messaging."""
+def _secret_command(build, store: KeyStore, name: str, label: str) -> Command:
+    try:
+        return build(store.secret(name))
+    except ValueError as exc:  # the builder's message never contains the value
+        raise ScriptError(f"{label}: secret {name} is not usable: {exc} (value not shown)") from None
+
+
+def plain_command(script: Script, step: Step, store: KeyStore) -> Command:
+    """The plain PERSONALIZE / ISSUE command of a step carried by secure messaging."""
     a = step.args
     if step.action == "set_pin":
-        return INS_PERSONALIZE, P1_SET_PIN, 0, _pin_value(store, a["secret"], step.label, puk=False)
+        return _secret_command(commands.personalize_pin, store, a["secret"], step.label)
     if step.action == "set_puk":
-        return INS_PERSONALIZE, P1_SET_PUK, 0, _pin_value(store, a["secret"], step.label, puk=True)
+        return _secret_command(commands.personalize_puk, store, a["secret"], step.label)
     if step.action == "slot_config":
-        policy = (POLICY_PIN_PER_SIGNATURE if a["pin_per_signature"] else 0) | (
-            POLICY_SERVER_SIGNED if a["server_signed_transactions"] else 0
-        )
-        return INS_PERSONALIZE, P1_SLOT_CONFIG, a["slot"], bytes([ALGORITHMS[a["algorithm"]], policy])
+        policy = SlotPolicy(0)
+        if a["pin_per_signature"]:
+            policy |= SlotPolicy.PIN_PER_SIGNATURE
+        if a["server_signed_transactions"]:
+            policy |= SlotPolicy.SERVER_SIGNED_REQUESTS
+        return commands.personalize_slot(a["slot"], _ALGORITHM_NAMES[a["algorithm"]], policy)
     if step.action == "server_key":
-        return INS_PERSONALIZE, P1_SERVER_KEY, 0, server_key_template(script.resolve(a["file"]), step.label)
+        key = server_public_key(script.resolve(a["file"]), step.label)
+        return commands.personalize_server_key(encode_rsa_public_key(key))
     if step.action == "issue":
-        return INS_ISSUE, 0, 0, b""
+        return commands.issue()
     raise AssertionError(step.action)
-
-
-def plain_apdu(ins: int, p1: int, p2: int, data: bytes) -> bytes:
-    """The unprotected C-APDU (class 80), short or extended length (ISO 7816-4 5.1)."""
-    header = bytes([0x80, ins, p1, p2])
-    if not data:
-        return header
-    if len(data) <= 255:
-        return header + bytes([len(data)]) + data
-    return header + b"\x00" + len(data).to_bytes(2, "big") + data
-
-
-def _expect(step: Step) -> list[str]:
-    return [f"{sw:04X}" for sw in step.expect]
 
 
 def _pin_secret_for(script: Script, step: Step) -> str:
     if "pin" in step.args:
         return step.args["pin"]
-    return [s for s in script.steps if s.action == "set_pin" and s.index < step.index][-1].args["secret"]
+    return [s for s in script.steps if s.action == "set_pin"][-1].args["secret"]
 
 
 def compile_script(script: Script, store: KeyStore, options: Options, script_text: str) -> Bundle:
@@ -143,20 +120,20 @@ def compile_script(script: Script, store: KeyStore, options: Options, script_tex
     steps: list[dict] = []
     exported: list[dict] = []
     for step in script.steps:
-        entry = {"index": step.index, "action": step.action, "expect": _expect(step)}
+        entry = {"index": step.index, "action": step.action, "expect": [f"{sw:04X}" for sw in step.expect]}
         if step.action == "generate_key":
             entry.update(kind="generate_key", slot=step.args["slot"], pin_secret=_pin_secret_for(script, step))
         elif step.action == "certificate":
-            der = _certificate_der(script.resolve(step.args["file"]), step.label)
-            entry.update(kind="certificate", slot=step.args["slot"], der=der.hex().upper())
+            der = certificate_der(script.resolve(step.args["file"]), step.label)
+            entry.update(kind="certificate", slot=step.args["slot"], der=der.hex().upper(),
+                         pin_secret=_pin_secret_for(script, step))
         else:
             if counter > COUNTER_MAX:
                 raise ScriptError(f"{step.label}: the 5-byte counter is exhausted")
-            ins, p1, p2, data = personalize_command(script, step, store)
-            secured = wrap(keys, ins, p1, p2, counter, data)
-            entry.update(kind="secured", counter=counter, apdu=secured.apdu().hex().upper())
+            plain = plain_command(script, step, store)
+            entry.update(kind="secured", counter=counter, apdu=apdu_bytes(wrap(keys, plain, counter)).hex().upper())
             if options.scp80_tar is not None:
-                exported.append(_scp80_entry(keys, options.scp80_tar, step, counter, ins, p1, p2, data))
+                exported.append(_scp80_entry(keys, options.scp80_tar, step, counter, plain))
             counter += 1
         steps.append(entry)
     scp80_doc = None
@@ -181,12 +158,11 @@ def compile_script(script: Script, store: KeyStore, options: Options, script_tex
     )
 
 
-def _scp80_entry(keys: PersoKeySet, tar: bytes, step: Step, counter: int, ins: int, p1: int, p2: int, data: bytes) -> dict:
+def _scp80_entry(keys: PersoKeySet, tar: bytes, step: Step, counter: int, plain: Command) -> dict:
     """The same command as a TS 102 225 packet whose secured data is the plain C-APDU
     (compact remote command format, TS 102 226 5.1.1)."""
-    apdu = plain_apdu(ins, p1, p2, data)
     kid = scp80.key_identifier(keys.version)
-    packet = scp80.encode_command(keys.enc, keys.mac, kid, kid, tar, counter, apdu)
+    packet = scp80.encode_command(keys.enc, keys.mac, kid, kid, tar, counter, apdu_bytes(plain))
     return {
         "index": step.index,
         "action": step.action,

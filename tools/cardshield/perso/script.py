@@ -9,10 +9,10 @@
       - slot_config: {slot: 1, algorithm: RSA-2048, pin_per_signature: true,
                       server_signed_transactions: true}
       - server_key: server-request-key.pem
-      - generate_key: {slot: 1}
-      - certificate: {slot: 1, file: card-cert.der}
       - issue:
         expect: "9000"                # optional on every step: SW or list of SWs
+      - generate_key: {slot: 1}       # ISSUED state only, with the PIN (docs/apdu.md)
+      - certificate: {slot: 1, file: card-cert.der}
 
 Parsing only checks form; secrets are resolved by the compiler.
 """
@@ -28,8 +28,9 @@ from .keystore import KeyStoreError, check_name
 
 FORMAT = "cardshield-perso/1"
 SLOTS = (1, 2)
-# PERSONALIZE P1=03 algorithm byte (docs/apdu.md).
-ALGORITHMS = {"RSA-2048": 0x01, "RSA-3072": 0x02, "RSA-4096": 0x03, "EC-P256": 0x11}
+ALGORITHMS = ("RSA-2048", "RSA-3072", "RSA-4096", "EC-P256")
+#: steps the card accepts only once ISSUED, with the PIN verified (docs/apdu.md)
+AFTER_ISSUE = ("generate_key", "certificate")
 
 
 class ScriptError(ValueError):
@@ -126,8 +127,11 @@ def _parse_action(action: str, value: Any, where: str) -> dict[str, Any]:
     if action == "certificate":
         if not isinstance(value, dict) or not isinstance(value.get("file"), str):
             raise ScriptError(f"{where}: certificate takes {{slot: N, file: PATH}}")
-        _only_keys(value, {"slot", "file"}, where)
-        return {"slot": _slot(value, where), "file": value["file"]}
+        _only_keys(value, {"slot", "file", "pin"}, where)
+        args = {"slot": _slot(value, where), "file": value["file"]}
+        if "pin" in value:
+            args["pin"] = _secret_name(value["pin"], where)
+        return args
     if action == "issue":
         if value not in (None, {}):
             raise ScriptError(f"{where}: issue takes no arguments")
@@ -173,19 +177,24 @@ def parse(text: str, path: Path | None = None) -> Script:
 
 
 def _check_order(steps: tuple[Step, ...]) -> None:
-    """ISSUE is one-way: it must be last, once, and after PIN and PUK (never half-locked)."""
+    """ISSUE is one-way: once, after every personalization step (never half-locked);
+    only the PIN-protected ISSUED-state steps may follow it."""
     issues = [s for s in steps if s.action == "issue"]
     if len(issues) > 1:
         raise ScriptError(f"{issues[1].label}: issue appears more than once")
-    if issues and issues[0] is not steps[-1]:
-        raise ScriptError(f"{issues[0].label}: issue locks the card and must be the last step")
+    if issues:
+        late = [s for s in steps if s.index > issues[0].index and s.action not in AFTER_ISSUE]
+        if late:
+            raise ScriptError(f"{late[0].label}: personalization steps must come before issue, which locks the card")
+        early = [s for s in steps if s.index < issues[0].index and s.action in AFTER_ISSUE]
+        if early:
+            raise ScriptError(f"{early[0].label}: the card accepts {early[0].action} only once issued: move it after issue")
     for step in steps:
-        if step.action == "generate_key" and "pin" not in step.args:
-            pins = [s for s in steps if s.action == "set_pin" and s.index < step.index]
-            if not pins:
+        if step.action in AFTER_ISSUE and "pin" not in step.args:
+            if not any(s.action == "set_pin" for s in steps):
                 raise ScriptError(
-                    f"{step.label}: key generation needs the PIN; add set_pin before it "
-                    "or name the PIN with {slot: N, pin: NAME}"
+                    f"{step.label}: needs the PIN; add set_pin to the script "
+                    "or name the PIN with {slot: N, ..., pin: NAME}"
                 )
 
 

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 
 from ..gp.crypto import AES_BLOCK as BLOCK
 from ..gp.crypto import aes_cbc, aes_cbc_decrypt, aes_cmac, aes_ecb, pad80, unpad80
+from ..protocol.command import Command
+from ..protocol.constants import Ins
 from .keys import PersoKeySet
 
 CLA_SECURED = 0x84
-INS_PERSONALIZE = 0xE0
-INS_ISSUE = 0xE2
+INS_PERSONALIZE = Ins.PERSONALIZE
+INS_ISSUE = Ins.ISSUE
 COUNTER_LEN = 5
 MAC_LEN = 8
 COUNTER_MAX = (1 << (8 * COUNTER_LEN)) - 1
@@ -64,32 +66,22 @@ def receipt(keys: PersoKeySet, ins: int, p1: int, p2: int, counter: int) -> byte
     return aes_cmac(keys.mac, message)[:MAC_LEN]
 
 
-@dataclass(frozen=True)
-class SecuredCommand:
-    ins: int
-    p1: int
-    p2: int
-    counter: int
-    data: bytes  # the secured data field: KVN || CNTR || CRYPTOGRAM || MAC
+def wrap(keys: PersoKeySet, plain: Command, counter: int) -> Command:
+    """Protect one plain PERSONALIZE/ISSUE command for the card holding `keys`.
 
-    @property
-    def header(self) -> bytes:
-        return bytes([CLA_SECURED, self.ins, self.p1, self.p2])
-
-    def apdu(self) -> bytes:
-        """Short APDU when the data fits 255 bytes, else extended length (ISO 7816-4 5.1)."""
-        if len(self.data) <= 255:
-            return self.header + bytes([len(self.data)]) + self.data
-        return self.header + b"\x00" + len(self.data).to_bytes(2, "big") + self.data
-
-
-def wrap(keys: PersoKeySet, ins: int, p1: int, p2: int, counter: int, data: bytes) -> SecuredCommand:
-    """Protect one PERSONALIZE/ISSUE command for the card holding `keys`."""
+    The result is an ordinary Command (CLA 84): the transport sends it as one short APDU,
+    one extended APDU or chained (CLA 94), all MACed as 84."""
     cntr = counter_bytes(counter)
-    cryptogram = aes_cbc(keys.enc, pad80(data, BLOCK), command_iv(keys, cntr))
+    cryptogram = aes_cbc(keys.enc, pad80(plain.data, BLOCK), command_iv(keys, cntr))
     body = bytes([keys.version]) + cntr + cryptogram
-    header = bytes([CLA_SECURED, ins, p1, p2])
-    return SecuredCommand(ins, p1, p2, counter, body + command_mac(keys, header, body))
+    header = bytes([CLA_SECURED, plain.ins, plain.p1, plain.p2])
+    name = f"{plain.name or 'command'} secured #{counter}"
+    return Command(CLA_SECURED, plain.ins, plain.p1, plain.p2, body + command_mac(keys, header, body), name=name)
+
+
+def apdu_bytes(command: Command) -> bytes:
+    """One APDU: short when the data fits, else extended length (ISO/IEC 7816-4 5.1)."""
+    return command.short() if command.fits_short() else command.extended()
 
 
 class Refused(Exception):
