@@ -1,0 +1,117 @@
+"""Card fixtures for every test module.
+
+By default one private virtual card stack (pcscd + vpcd + jcardsim in their own namespaces)
+serves the whole session: the project applet when its sources exist, plus the test-only
+probe applet (tests/probe_applet). `--reader NAME` runs the card tests against that exact
+PC/SC reader instead (a real card: never another one) and skips the virtual-only tests.
+
+Markers: card (needs a card, virtual or real), virtual_only (needs the virtual card's
+host controls or the probe applet), slow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cardshield.card.transport import Transport
+
+PROBE_SOURCES = Path(__file__).parent / "probe_applet"
+PROBE_PACKAGE_AID = bytes.fromhex("F0434152445348505242")  # F0 "CARDSHPRB"
+PROBE_AID = PROBE_PACKAGE_AID + b"\x01"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("cardshield")
+    group.addoption("--reader", default=None, help="exact PC/SC reader name (or index) of a real card to test")
+    group.addoption("--card-trace", action="store_true", help="print the APDU trace of card tests (secrets masked)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "card: needs a card (the virtual card, or --reader)")
+    config.addinivalue_line("markers", "virtual_only: needs the virtual card (host controls, probe applet)")
+    config.addinivalue_line("markers", "slow: takes seconds (key generation, stack restarts)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reader") is None:
+        return
+    skip = pytest.mark.skip(reason="virtual card only; --reader selects a real card")
+    for item in items:
+        if "virtual_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def real_reader(request) -> str | None:
+    return request.config.getoption("--reader")
+
+
+@pytest.fixture(scope="session")
+def probe_applet(tmp_path_factory):
+    from cardshield.build.javac import compile_tree
+    from cardshield.setup import maven
+    from cardshield.sim.applets import VirtualApplet
+
+    classes = tmp_path_factory.mktemp("probe") / "classes"
+    compile_tree(PROBE_SOURCES, classes, classpath=maven.classpath(maven.JCARDSIM), release="7",
+                 extra=["-g", "-Xlint:-options"])
+    return VirtualApplet(PROBE_PACKAGE_AID, PROBE_AID, "org.cardshield.probe.ProbeApplet", classes, PROBE_AID)
+
+
+@pytest.fixture(scope="session")
+def card_stack(real_reader, tmp_path_factory, probe_applet):
+    """The session's private virtual card stack (None with --reader)."""
+    if real_reader is not None:
+        yield None
+        return
+    from cardshield.sim.applets import default_applets
+    from cardshield.sim.stack import VirtualCardStack
+
+    stack = VirtualCardStack(tmp_path_factory.mktemp("sim"), applets=[*default_applets(), probe_applet])
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def reader_name(real_reader, card_stack) -> str:
+    if real_reader is not None:
+        from cardshield.card.transport import list_readers, resolve_reader
+
+        return resolve_reader(real_reader, list_readers())
+    return card_stack.info.reader
+
+
+@pytest.fixture
+def transport(request, reader_name):
+    """A connected transport; the card is reset afterwards so tests do not leak selection."""
+    connection = Transport(reader_name, trace=request.config.getoption("--card-trace") or None)
+    connection.connect()
+    try:
+        yield connection
+    finally:
+        if connection.connected:
+            try:
+                connection.close("reset")
+            except Exception:
+                connection.close()
+
+
+@pytest.fixture
+def virtual_card(card_stack):
+    """The virtual card stack itself, for host controls (remove/insert, pristine)."""
+    if card_stack is None:
+        pytest.skip("needs the virtual card")
+    return card_stack
+
+
+@pytest.fixture
+def pristine_card(virtual_card, transport):
+    """A transport to a card wiped and freshly installed (virtual card only)."""
+    virtual_card.pristine()
+    transport.reconnect("reset")
+    return transport

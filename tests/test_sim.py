@@ -1,0 +1,42 @@
+"""The virtual card stack as a user runs it: `cardshield sim start/status/stop` in its own
+state directory, seen by an independent PC/SC client, and nothing left behind."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cardshield.sim.stack import live_group_members
+
+pytestmark = [pytest.mark.virtual_only, pytest.mark.slow]
+
+
+def cardshield(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "cardshield", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_cli_stack_starts_serves_opensc_and_stops_without_leftovers(tmp_path):
+    directory = tmp_path / "sim"
+    started = cardshield("sim", "start", "--dir", str(directory))
+    assert started.returncode == 0, started.stderr
+    state = json.loads((directory / "state.json").read_text())
+    try:
+        assert live_group_members(state["pid"])
+        env = dict(os.environ, PCSCLITE_CSOCK_NAME=state["pcsc_socket"])
+        # An independent PC/SC client (OpenSC) sees the card in the private pcscd only.
+        listing = subprocess.run(["opensc-tool", "--list-readers"], capture_output=True, text=True, env=env)
+        assert state["reader"] in listing.stdout
+        atr = subprocess.run(["opensc-tool", "--reader", "0", "--atr"], capture_output=True, text=True, env=env)
+        assert "3b:f5:18:00:00:81:31:fe:45:80:73:00:00:c0:d5" in atr.stdout.lower()
+        assert cardshield("sim", "status", "--dir", str(directory)).returncode == 0
+        second = cardshield("sim", "start", "--dir", str(directory))
+        assert second.returncode == 2 and "already runs" in second.stderr
+    finally:
+        stopped = cardshield("sim", "stop", "--dir", str(directory))
+    assert stopped.returncode == 0, stopped.stderr
+    assert live_group_members(state["pid"]) == []
+    assert not (directory / "state.json").exists()
+    assert "stopped" in stopped.stdout

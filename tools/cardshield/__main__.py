@@ -1,0 +1,3 @@
+from cardshield.cli import main
+
+raise SystemExit(main())

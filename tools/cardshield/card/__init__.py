@@ -1,0 +1,1 @@
+"""Talking to a card: APDU encoding (apdu), errors, and the PC/SC transport."""

@@ -1,0 +1,35 @@
+"""`cardshield card readers|send`: look at readers and exchange raw APDUs."""
+
+from __future__ import annotations
+
+import os
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("card", help="list readers, send raw APDUs")
+    actions = parser.add_subparsers(dest="card_action", required=True)
+    actions.add_parser("readers", help="list PC/SC readers with their index").set_defaults(func=_readers)
+    send = actions.add_parser("send", help="send hex APDUs (GET RESPONSE/6Cxx handled)")
+    send.add_argument("apdus", nargs="+", help="hex APDU, e.g. 00A4040009F04341524453484C44")
+    send.add_argument("--reader", default=os.environ.get("CARDSHIELD_READER"), help="exact name or index")
+    send.add_argument("--trace", action="store_true", help="print the APDU trace (secrets masked)")
+    send.set_defaults(func=_send)
+
+
+def _readers(args) -> int:
+    from cardshield.card.transport import list_readers
+
+    for index, name in enumerate(list_readers()):
+        print(f"[{index}] {name}")
+    return 0
+
+
+def _send(args) -> int:
+    from cardshield.card.apdu import CommandAPDU
+    from cardshield.card.transport import Transport
+
+    with Transport.open(args.reader, trace=args.trace or None) as transport:
+        for text in args.apdus:
+            response = transport.transmit(CommandAPDU.decode(bytes.fromhex(text.replace(" ", ""))))
+            print(f"{response.data.hex().upper()} {response.sw:04X} ({response.meaning})")
+    return 0

@@ -1,0 +1,41 @@
+"""`cardshield ...` / `python -m cardshield ...`: one sub-command group per area.
+
+Each area module exposes register(subparsers) and sets `func` on its parsers; add yours to
+AREAS with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from cardshield.errors import UserError
+
+AREAS = [
+    "cardshield.setup.cli",
+    "cardshield.build.cli",
+    "cardshield.sim.cli",
+    "cardshield.card.cli",
+    "cardshield.testing",
+    "cardshield.demo",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cardshield", description="CardShield toolchain")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in AREAS:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as error:
+        print(f"cardshield {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

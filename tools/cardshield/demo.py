@@ -1,0 +1,55 @@
+"""`cardshield demo`: the main job on the embedded default (the virtual card).
+
+Today: build, start a private virtual card, select the CardShield applet and print its
+FCI. Steps for install, personalization, enrollment and payment join DEMO_STEPS as they
+exist (each takes the open transport and the stack).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from cardshield.console import info, step
+
+
+def select_applet(transport, stack) -> None:
+    from cardshield.card.apdu import CommandAPDU
+    from cardshield.config import load_applet_config
+
+    config = load_applet_config()
+    response = transport.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, config.instance_aid, ne=256))
+    print(f"SELECT {config.instance_aid.hex().upper()}: {response.sw:04X} ({response.meaning})", flush=True)
+    if response.data:
+        print(f"FCI: {response.data.hex().upper()}", flush=True)
+
+
+DEMO_STEPS: list[Callable] = [select_applet]
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="build, start the virtual card and run the main flow")
+    parser.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from cardshield.build.cli import _run as build
+    from cardshield.card.transport import Transport
+    from cardshield.sim.applets import default_applets
+    from cardshield.sim.stack import VirtualCardStack
+
+    with step("build"):
+        build(args)
+    with tempfile.TemporaryDirectory(prefix="cardshield-demo-") as directory:
+        with step("starting the private virtual card"):
+            stack = VirtualCardStack(Path(directory), applets=default_applets())
+            stack.start()
+        try:
+            info(f"reader {stack.info.reader!r}, card up in {stack.info.started_in_seconds} s")
+            with Transport.open(stack.info.reader) as transport:
+                for demo_step in DEMO_STEPS:
+                    demo_step(transport, stack)
+        finally:
+            stack.stop()
+    return 0

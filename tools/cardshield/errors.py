@@ -1,0 +1,6 @@
+"""Base of the errors whose message tells the user what is wrong and how to fix it.
+The CLI prints such an error without a traceback and exits with status 2. Stdlib only."""
+
+
+class UserError(Exception):
+    pass

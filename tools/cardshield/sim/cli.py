@@ -1,0 +1,52 @@
+"""`cardshield sim start|stop|status|pristine`: a private virtual card for manual work.
+
+start returns once the card is present and prints the environment a PC/SC client
+needs; the stack keeps running in the background until `cardshield sim stop`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cardshield import paths
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("sim", help="start/stop the private virtual card (pcscd + vpcd + jcardsim)")
+    parser.add_argument("action", choices=("start", "stop", "status", "pristine"), nargs="?", default="start")
+    parser.add_argument("--dir", type=Path, default=paths.SIM_STATE_DIR, help="state directory (default var/sim)")
+    parser.add_argument("--pcscd-debug", action="store_true", help="pcscd -d (no APDU contents) into pcscd.log")
+    parser.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from cardshield.sim.applets import default_applets
+    from cardshield.sim.control import send_control
+    from cardshield.sim.stack import SimError, VirtualCardStack, live_group_members, load_state, stop_group
+
+    state = load_state(args.dir)
+    if args.action == "start":
+        stack = VirtualCardStack(args.dir, applets=default_applets(), pcscd_debug=args.pcscd_debug)
+        info = stack.start()
+        print(f"virtual card ready in {info.started_in_seconds} s, reader {info.reader!r}")
+        print(f"export PCSCLITE_CSOCK_NAME={info.pcsc_socket}")
+        print(f"export CARDSHIELD_READER='{info.reader}'")
+        print(f"logs: {args.dir}/pcscd.log {args.dir}/virtualcard.log; stop with: ./cardshield sim --stop")
+        return 0
+    if state is None:
+        print(f"no virtual card running from {args.dir}")
+        return 0 if args.action == "stop" else 1
+    if args.action == "stop":
+        stop_group(state.pid)
+        (args.dir / "state.json").unlink(missing_ok=True)
+        print("virtual card stopped; no process left")
+        return 0
+    if args.action == "status":
+        alive = live_group_members(state.pid)
+        print(f"{'running' if alive else 'DEAD'}: reader {state.reader!r}, PCSCLITE_CSOCK_NAME={state.pcsc_socket}")
+        return 0 if alive else 1
+    if args.action == "pristine":
+        send_control(Path(state.control_socket), "PRISTINE")
+        print("virtual card wiped and applets installed again")
+        return 0
+    raise SimError(f"unknown action {args.action}")

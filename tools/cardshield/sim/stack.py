@@ -1,0 +1,319 @@
+"""Start and stop a private virtual card stack.
+
+Recipe (pcscd 1.9.9 ignores PCSCLITE_CSOCK_NAME for its own socket and uses one fixed
+/run/pcscd; vpcd listens on 0.0.0.0): inside `unshare --mount --net --pid`, bring up
+loopback, bind-mount our directory over /run/pcscd, start `pcscd -f` with a reader.conf
+holding only vpcd, and the virtual card host, which connects to vpcd on the namespace's
+loopback. Clients outside reach pcscd through PCSCLITE_CSOCK_NAME=<dir>/run/pcscd.comm.
+Nothing outside the namespace can reach vpcd's port; killing the namespace's process group
+(its PID 1 is the card host) leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cardshield import paths
+from cardshield.build.virtualcard import build_virtualcard
+from cardshield.errors import UserError
+from cardshield.setup import maven
+from cardshield.setup.java import jdk_bin
+from cardshield.sim.applets import VirtualApplet
+from cardshield.sim.control import send_control
+
+READER_FRIENDLY_NAME = "CardShield Virtual Reader"
+VPCD_PORT = 0x8C7B  # 35963, vpcd's first slot
+# pcscd names a reader "<FRIENDLYNAME> <reader index> <slot index>"; the card attaches to slot 0.
+READER_NAME = f"{READER_FRIENDLY_NAME} 00 00"
+VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+# T=1 ATR (ISO 7816-3): TA1=18, TD1=81 (T=1), TD2=31, TA3=FE (IFSC 254), TB3=45; historical
+# bytes 80 73 00 00 C0: card capabilities with command chaining and extended Lc/Le (7816-4
+# 12.1.1.9); TCK D5.
+ATR_HEX = "3BF51800008131FE4580730000C0D5"
+SOCKET_PATH_MAX = 107  # sun_path
+
+
+class SimError(UserError):
+    """The virtual card stack cannot start or stop; the message names the missing piece."""
+
+
+@dataclass
+class StackInfo:
+    directory: str
+    pid: int
+    pcsc_socket: str
+    reader: str
+    control_socket: str
+    started_in_seconds: float = 0.0
+
+    def env(self) -> dict[str, str]:
+        return {"PCSCLITE_CSOCK_NAME": self.pcsc_socket, "CARDSHIELD_READER": self.reader}
+
+
+@dataclass
+class VirtualCardStack:
+    directory: Path
+    applets: list[VirtualApplet] = field(default_factory=list)
+    frontend_class: str | None = None
+    extra_classpath: list[Path] = field(default_factory=list)
+    pcscd_debug: bool = False
+    # pcscd -a logs every APDU, PINs included: only for debugging with test PINs.
+    pcscd_apdu_log: bool = False
+    start_timeout: float = 30.0
+    info: StackInfo | None = None
+    _process: subprocess.Popen | None = None
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.directory / "run"
+
+    @property
+    def pcsc_socket(self) -> Path:
+        return self.run_dir / "pcscd.comm"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.directory / "control.sock"
+
+    @property
+    def state_file(self) -> Path:
+        return self.directory / "state.json"
+
+    @property
+    def pcscd_log(self) -> Path:
+        return self.directory / "pcscd.log"
+
+    @property
+    def card_log(self) -> Path:
+        return self.directory / "virtualcard.log"
+
+    # -- start ---------------------------------------------------------------------------
+    def start(self) -> StackInfo:
+        started = time.monotonic()
+        self._check_prerequisites()
+        build_virtualcard()
+        if self.state_file.exists():
+            previous = load_state(self.directory)
+            if previous and live_group_members(previous.pid):
+                raise SimError(
+                    f"a virtual card stack already runs from {self.directory} (pid {previous.pid}); "
+                    "stop it first (`./cardshield sim --stop`)"
+                )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(exist_ok=True)
+        (self.directory / "readers").mkdir(exist_ok=True)
+        (self.directory / "readers" / "vpcd").write_text(
+            f'FRIENDLYNAME "{READER_FRIENDLY_NAME}"\n'
+            f"DEVICENAME /dev/null:0x{VPCD_PORT:04X}\n"
+            f"LIBPATH {VPCD_DRIVER}\n"
+            f"CHANNELID 0x{VPCD_PORT:04X}\n"
+        )
+        (self.directory / "card.properties").write_text(self._card_properties())
+        for stale in (self.pcsc_socket, self.control_socket):
+            stale.unlink(missing_ok=True)
+        self._launch()
+        try:
+            self._wait_for(self.pcsc_socket.exists, "pcscd to create its socket", self.pcscd_log)
+            self._wait_for(self.control_socket.exists, "the virtual card host to start", self.card_log)
+            os.environ["PCSCLITE_CSOCK_NAME"] = str(self.pcsc_socket)
+            self._wait_for(self._card_present, f"the card to appear in {READER_NAME!r}", self.card_log)
+        except BaseException:
+            self.stop()
+            raise
+        self.info = StackInfo(
+            directory=str(self.directory),
+            pid=self._process.pid,
+            pcsc_socket=str(self.pcsc_socket),
+            reader=READER_NAME,
+            control_socket=str(self.control_socket),
+            started_in_seconds=round(time.monotonic() - started, 2),
+        )
+        self.state_file.write_text(json.dumps(asdict(self.info), indent=2))
+        return self.info
+
+    def _check_prerequisites(self) -> None:
+        missing = []
+        for tool in ("unshare", "ip", "mount"):
+            if not _which(tool):
+                missing.append(f"{tool} (apt-get install util-linux iproute2 mount)")
+        if not _which("pcscd"):
+            missing.append("pcscd (apt-get install pcscd)")
+        if not VPCD_DRIVER.exists():
+            missing.append(f"{VPCD_DRIVER} (apt-get install vsmartcard-vpcd)")
+        if not maven.JCARDSIM.path.exists():
+            missing.append(f"{maven.JCARDSIM.path} (run ./cardshield to set up)")
+        if missing:
+            raise SimError("the virtual card needs: " + "; ".join(missing))
+        jdk_bin("java")  # raises SetupError naming the fix
+        for path in (self.pcsc_socket, self.control_socket):
+            if len(str(path)) > SOCKET_PATH_MAX:
+                raise SimError(f"{path} is longer than a Unix socket path may be; use a shorter directory")
+
+    def _card_properties(self) -> str:
+        lines = [
+            "# generated by cardshield.sim.stack",
+            "vpcd.host=127.0.0.1",
+            f"vpcd.port={VPCD_PORT}",
+            f"atr={ATR_HEX}",
+            f"control.socket={self.control_socket}",
+        ]
+        if self.frontend_class:
+            lines.append(f"frontend.class={self.frontend_class}")
+        for i, applet in enumerate(self.applets):
+            lines += [
+                f"loadfile.{i}.package={applet.package_aid.hex().upper()}",
+                f"loadfile.{i}.module={applet.module_aid.hex().upper()}",
+                f"loadfile.{i}.class={applet.applet_class}",
+                f"install.{i}.package={applet.package_aid.hex().upper()}",
+                f"install.{i}.module={applet.module_aid.hex().upper()}",
+                f"install.{i}.instance={applet.instance_aid.hex().upper()}",
+                f"install.{i}.privileges={applet.privileges.hex().upper()}",
+                f"install.{i}.parameters={applet.parameters.hex().upper()}",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def _classpath(self) -> str:
+        entries = [maven.JCARDSIM.path, paths.VIRTUALCARD_CLASSES, *self.extra_classpath]
+        entries += [applet.classes_dir for applet in self.applets]
+        return ":".join(dict.fromkeys(str(entry) for entry in entries))
+
+    def _launch(self) -> None:
+        pcscd_flags = "-d" if self.pcscd_debug else ""
+        if self.pcscd_apdu_log:
+            pcscd_flags += " -a"
+        script = (
+            'set -e; ip link set lo up; mkdir -p /run/pcscd; mount --bind "$0/run" /run/pcscd; '
+            f'{_which("pcscd")} -f {pcscd_flags} -c "$0/readers" >>"$0/pcscd.log" 2>&1 & '
+            'exec "$@"'
+        )
+        command = ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--propagation", "private"]
+        if os.geteuid() != 0:
+            command.append("--map-root-user")  # a user namespace grants the mount/net rights
+        command += ["sh", "-c", script, str(self.directory)]
+        command += [jdk_bin("java"), "-XX:+UseSerialGC", "-cp", self._classpath(),
+                    "org.cardshield.virtualcard.VirtualCardHost", str(self.directory / "card.properties")]
+        with open(self.card_log, "ab") as log:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def _wait_for(self, condition, what: str, log: Path) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while not condition():
+            if self._process.poll() is not None:
+                raise SimError(f"the virtual card stack exited (code {self._process.returncode}) while waiting "
+                               f"for {what}\n{_tail(self.card_log)}{_tail(self.pcscd_log)}")
+            if time.monotonic() > deadline:
+                raise SimError(f"timed out after {self.start_timeout:.0f} s waiting for {what}\n{_tail(log)}")
+            time.sleep(0.05)
+
+    def _card_present(self) -> bool:
+        from smartcard import scard
+
+        hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if hresult != scard.SCARD_S_SUCCESS:
+            return False
+        try:
+            hresult, card, _protocol = scard.SCardConnect(
+                context, READER_NAME, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
+            )
+            if hresult != scard.SCARD_S_SUCCESS:
+                return False
+            scard.SCardDisconnect(card, scard.SCARD_LEAVE_CARD)
+            return True
+        finally:
+            scard.SCardReleaseContext(context)
+
+    # -- control -------------------------------------------------------------------------
+    def pristine(self) -> None:
+        """Wipe every applet instance and install the configured ones again (virtual card only)."""
+        send_control(self.control_socket, "PRISTINE")
+
+    def remove_card(self) -> None:
+        send_control(self.control_socket, "REMOVE")
+
+    def insert_card(self) -> None:
+        send_control(self.control_socket, "INSERT")
+
+    # -- stop ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        pid = self._process.pid if self._process else (self.info.pid if self.info else None)
+        if pid is None:
+            return
+        stop_group(pid, self._process)
+        self._process = None
+        self.state_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> VirtualCardStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def stop_group(pgid: int, process: subprocess.Popen | None = None, grace: float = 5.0) -> None:
+    """SIGTERM the process group, SIGKILL what is left after `grace`, then verify."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while live_group_members(pgid) and time.monotonic() < deadline:
+            if process is not None:
+                process.poll()
+            time.sleep(0.05)
+        if not live_group_members(pgid):
+            break
+    if process is not None:
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    survivors = live_group_members(pgid)
+    if survivors:
+        raise SimError(f"processes {survivors} of the virtual card stack survived SIGKILL")
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """PIDs in process group `pgid` that are not zombies (from /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...; comm may contain spaces and parentheses
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def load_state(directory: Path) -> StackInfo | None:
+    state = directory / "state.json"
+    if not state.exists():
+        return None
+    return StackInfo(**json.loads(state.read_text()))
+
+
+def _which(tool: str) -> str | None:
+    return shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin:/usr/bin:/bin")
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    if not path.exists():
+        return ""
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    return f"--- last lines of {path} ---\n" + "\n".join(text) + "\n" if text else ""

@@ -1,0 +1,134 @@
+package org.cardshield.virtualcard;
+
+import com.licel.jcardsim.base.LoadFile;
+import com.licel.jcardsim.base.Simulator;
+import com.licel.jcardsim.base.SimulatorRuntime;
+import com.licel.jcardsim.utils.AIDUtil;
+import javacard.framework.AID;
+import javacard.framework.ISO7816;
+import javacard.framework.ISOException;
+import javacard.framework.SystemException;
+
+/**
+ * The Java Card runtime of the virtual card: jcardsim's Simulator holding the load files of
+ * the {@link AppletRegistry} and the applet instances created from them.
+ *
+ * jcardsim semantics relied on (checked in its SimulatorRuntime): reset() clears
+ * CLEAR_ON_RESET/DESELECT transient arrays and the selection but keeps applet instances
+ * (persistent state); resetRuntime() deletes every instance and load file.
+ */
+public final class AppletRuntime implements ApduHandler {
+    private final AppletRegistry registry;
+    private final Runtime runtime = new Runtime();
+    private final Simulator simulator = new Simulator(runtime);
+
+    /** Exposes the protected load-file API of jcardsim's runtime. */
+    private static final class Runtime extends SimulatorRuntime {
+        void load(LoadFile loadFile) {
+            loadLoadFile(loadFile);
+        }
+
+        void delete(AID aid) {
+            deleteApplet(aid);
+        }
+    }
+
+    public AppletRuntime(AppletRegistry registry) {
+        this.registry = registry;
+        loadAll();
+    }
+
+    private void loadAll() {
+        for (AppletRegistry.LoadFile file : registry.all()) {
+            Class<? extends javacard.framework.Applet> appletClass;
+            try {
+                appletClass = Class.forName(file.appletClass).asSubclass(javacard.framework.Applet.class);
+            } catch (ClassNotFoundException | ClassCastException e) {
+                throw new IllegalStateException("applet class " + file.appletClass + " not on the classpath "
+                        + "or not a javacard.framework.Applet: build the applet first", e);
+            }
+            runtime.load(new LoadFile(AIDUtil.create(file.packageAid), AIDUtil.create(file.moduleAid), appletClass));
+        }
+    }
+
+    /**
+     * INSTALL [for install]: create an instance of the module in the package. installData is the
+     * install() parameter block GlobalPlatform defines (11.5.2.3.7): Li AID | Lc privileges | La
+     * application-specific parameters (the value of tag C9).
+     */
+    public void install(byte[] packageAid, byte[] moduleAid, byte[] instanceAid, byte[] installData) {
+        if (registry.find(packageAid) == null) {
+            throw new IllegalArgumentException("no load file with package AID " + Hex.encode(packageAid));
+        }
+        if (installData.length > 127) {
+            throw new IllegalArgumentException("install parameters exceed the 127 bytes install() can take");
+        }
+        runtime.installApplet(AIDUtil.create(packageAid), AIDUtil.create(moduleAid), AIDUtil.create(instanceAid),
+                installData, (short) 0, (byte) installData.length);
+    }
+
+    /** The parameter block of {@link #install}, built from its three parts. */
+    public static byte[] installData(byte[] instanceAid, byte[] privileges, byte[] appletParameters) {
+        byte[] out = new byte[3 + instanceAid.length + privileges.length + appletParameters.length];
+        int i = 0;
+        out[i++] = (byte) instanceAid.length;
+        System.arraycopy(instanceAid, 0, out, i, instanceAid.length);
+        i += instanceAid.length;
+        out[i++] = (byte) privileges.length;
+        System.arraycopy(privileges, 0, out, i, privileges.length);
+        i += privileges.length;
+        out[i++] = (byte) appletParameters.length;
+        System.arraycopy(appletParameters, 0, out, i, appletParameters.length);
+        return out;
+    }
+
+    public void delete(byte[] instanceAid) {
+        runtime.delete(AIDUtil.create(instanceAid));
+    }
+
+    /** Back to a card fresh from the factory: no instances, load files registered again. */
+    public void wipe() {
+        simulator.resetRuntime();
+        loadAll();
+    }
+
+    @Override
+    public byte[] process(byte[] command) {
+        try {
+            byte[] response = simulator.transmitCommand(command);
+            // jcardsim answers 6999 to a SELECT naming no applet; a card answers 6A82 (ISO 7816-4 11.2.2).
+            if (response.length == 2 && response[0] == 0x69 && response[1] == (byte) 0x99
+                    && isSelectByName(command) && !instanceExists(command)) {
+                return sw(ISO7816.SW_FILE_NOT_FOUND);
+            }
+            return response;
+        } catch (ISOException e) {
+            return sw(e.getReason());
+        } catch (SystemException e) {
+            return sw(ISO7816.SW_UNKNOWN);
+        }
+    }
+
+    private static boolean isSelectByName(byte[] command) {
+        return command.length >= 5 && (command[0] & 0xFC) == 0 && command[1] == (byte) 0xA4 && command[2] == 0x04;
+    }
+
+    private boolean instanceExists(byte[] command) {
+        int length = command[4] & 0xFF;
+        return length >= 5 && command.length >= 5 + length
+                && runtime.lookupAID(command, (short) 5, (byte) length) != null;
+    }
+
+    @Override
+    public void reset() {
+        simulator.reset();
+    }
+
+    public byte[] atr() {
+        return simulator.getATR();
+    }
+
+    static byte[] sw(short sw) {
+        return new byte[] {(byte) (sw >> 8), (byte) sw};
+    }
+}

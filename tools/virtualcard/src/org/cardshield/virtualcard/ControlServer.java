@@ -1,0 +1,92 @@
+package org.cardshield.virtualcard;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.OutputStreamWriter;
+import java.io.Writer;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.Channels;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * Host-only control of the VIRTUAL card, on a Unix socket in the harness's private
+ * directory (never an APDU: nothing sent to the card can trigger it). One line per command:
+ *   PING       -> OK
+ *   PRISTINE   -> wipe every applet instance and install the configured ones again
+ *                 (a card fresh from personalization's starting point)
+ *   REMOVE     -> pull the card out of the reader (vpcd connection closed)
+ *   INSERT     -> put it back (persistent state kept, as with a real card)
+ * Replies are "OK" or "ERROR <reason>".
+ */
+final class ControlServer {
+    interface Commands {
+        void pristine();
+
+        void remove();
+
+        void insert() throws Exception;
+    }
+
+    private final Path path;
+    private final Commands commands;
+
+    ControlServer(Path path, Commands commands) {
+        this.path = path;
+        this.commands = commands;
+    }
+
+    void start() throws IOException {
+        Files.deleteIfExists(path);
+        ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+        server.bind(UnixDomainSocketAddress.of(path));
+        Thread thread = new Thread(() -> acceptLoop(server), "virtualcard-control");
+        thread.setDaemon(true);
+        thread.start();
+    }
+
+    private void acceptLoop(ServerSocketChannel server) {
+        while (true) {
+            try (SocketChannel client = server.accept()) {
+                BufferedReader in = new BufferedReader(
+                        new InputStreamReader(Channels.newInputStream(client), StandardCharsets.US_ASCII));
+                Writer out = new OutputStreamWriter(Channels.newOutputStream(client), StandardCharsets.US_ASCII);
+                String line;
+                while ((line = in.readLine()) != null) {
+                    out.write(handle(line.trim()) + "\n");
+                    out.flush();
+                }
+            } catch (IOException e) {
+                System.err.println("virtualcard: control connection failed: " + e.getMessage());
+            }
+        }
+    }
+
+    private String handle(String command) {
+        try {
+            switch (command) {
+                case "PING":
+                    break;
+                case "PRISTINE":
+                    commands.pristine();
+                    break;
+                case "REMOVE":
+                    commands.remove();
+                    break;
+                case "INSERT":
+                    commands.insert();
+                    break;
+                default:
+                    return "ERROR unknown command " + command;
+            }
+            return "OK";
+        } catch (Exception e) {
+            return "ERROR " + e;
+        }
+    }
+}

@@ -1,0 +1,155 @@
+package org.cardshield.virtualcard;
+
+import java.io.FileInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.reflect.Constructor;
+import java.nio.file.Path;
+import java.util.Properties;
+
+/**
+ * The CardShield virtual card: jcardsim's Java Card runtime behind vpcd, so that pcscd
+ * presents it to every PC/SC client exactly like a card in a USB reader.
+ *
+ * Usage: java -cp jcardsim.jar:virtualcard-classes:applet-classes
+ *             org.cardshield.virtualcard.VirtualCardHost card.properties
+ *
+ * card.properties (written by tools/cardshield/sim):
+ *   vpcd.host, vpcd.port          where vpcd listens (inside the harness's network namespace)
+ *   atr                           hex; must offer T=1
+ *   control.socket                Unix socket path for the host-only controls (ControlServer)
+ *   loadfile.N.package / .module / .class      executable load files (AppletRegistry)
+ *   install.N.package / .module / .instance / .privileges / .parameters
+ *                                 instances created at start and by PRISTINE
+ *   frontend.class                optional ApduHandler seeing every APDU first, constructed with
+ *                                 (ApduHandler next, AppletRuntime runtime), e.g. an ISD emulation
+ */
+public final class VirtualCardHost {
+    private final Properties config;
+    private final AppletRegistry registry = new AppletRegistry();
+    private final AppletRuntime runtime;
+    private final ApduHandler front;
+    private final VpcdLink link;
+    private final Object cardLock = new Object();
+    private final Object insertion = new Object();
+    private volatile boolean removed;
+
+    private VirtualCardHost(Properties config) throws Exception {
+        this.config = config;
+        for (int i = 0; config.containsKey("loadfile." + i + ".package"); i++) {
+            registry.register(hex("loadfile." + i + ".package"), hex("loadfile." + i + ".module"),
+                    required("loadfile." + i + ".class"));
+        }
+        // RandomData must come from SecureRandom: jcardsim's default is a FIXED seed.
+        System.clearProperty("com.licel.jcardsim.randomdata.seed");
+        System.setProperty("com.licel.jcardsim.randomdata.secure", "1");
+        System.setProperty("com.licel.jcardsim.card.ATR", required("atr"));
+        runtime = new AppletRuntime(registry);
+        installConfigured();
+        front = frontEnd(runtime);
+        link = new VpcdLink(required("vpcd.host"), Integer.parseInt(required("vpcd.port")),
+                Hex.decode(required("atr")), cardLock);
+    }
+
+    private void installConfigured() {
+        for (int i = 0; config.containsKey("install." + i + ".instance"); i++) {
+            String prefix = "install." + i + ".";
+            byte[] instance = hex(prefix + "instance");
+            byte[] data = AppletRuntime.installData(instance, hex(prefix + "privileges"), hex(prefix + "parameters"));
+            try {
+                runtime.install(hex(prefix + "package"), hex(prefix + "module"), instance, data);
+            } catch (RuntimeException e) {
+                throw new IllegalStateException("installing instance " + Hex.encode(instance) + " failed: " + e, e);
+            }
+        }
+    }
+
+    private ApduHandler frontEnd(AppletRuntime applets) throws Exception {
+        String name = config.getProperty("frontend.class", "").trim();
+        if (name.isEmpty()) {
+            return applets;
+        }
+        Constructor<? extends ApduHandler> constructor = Class.forName(name).asSubclass(ApduHandler.class)
+                .getConstructor(ApduHandler.class, AppletRuntime.class);
+        return constructor.newInstance(applets, applets);
+    }
+
+    private void run() throws Exception {
+        new ControlServer(Path.of(required("control.socket")), new ControlServer.Commands() {
+            public void pristine() {
+                synchronized (cardLock) {
+                    runtime.wipe();
+                    installConfigured();
+                    front.reset();
+                }
+            }
+
+            public void remove() {
+                removed = true;
+                link.disconnect();
+                synchronized (cardLock) {
+                    front.reset(); // pulling the card cuts its power
+                }
+            }
+
+            public void insert() {
+                synchronized (insertion) {
+                    removed = false;
+                    insertion.notifyAll();
+                }
+            }
+        }).start();
+
+        boolean announced = false;
+        while (true) {
+            synchronized (insertion) {
+                while (removed) {
+                    insertion.wait();
+                }
+            }
+            link.connect(Long.parseLong(config.getProperty("vpcd.connect.timeout.ms", "20000")));
+            if (!announced) {
+                System.out.println("virtualcard: card inserted into vpcd at " + required("vpcd.host") + ":"
+                        + required("vpcd.port"));
+                announced = true;
+            }
+            link.serve(front);
+            if (!removed) {
+                System.err.println("virtualcard: vpcd closed the connection (pcscd stopped?); exiting");
+                System.exit(3);
+            }
+        }
+    }
+
+    private String required(String key) {
+        String value = config.getProperty(key);
+        if (value == null || value.trim().isEmpty()) {
+            throw new IllegalArgumentException("missing property " + key);
+        }
+        return value.trim();
+    }
+
+    private byte[] hex(String key) {
+        return Hex.decode(config.getProperty(key, "").trim());
+    }
+
+    public static void main(String[] args) throws Exception {
+        if (args.length != 1) {
+            System.err.println("usage: VirtualCardHost card.properties");
+            System.exit(2);
+        }
+        Properties config = new Properties();
+        try (InputStream in = new FileInputStream(args[0])) {
+            config.load(in);
+        }
+        VirtualCardHost host;
+        try {
+            host = new VirtualCardHost(config);
+        } catch (Exception e) {
+            System.err.println("virtualcard: cannot start: " + e.getMessage());
+            System.exit(2);
+            return;
+        }
+        host.run();
+    }
+}
