@@ -42,6 +42,19 @@ def test(c, reader=None, k=None):
     _cardshield("test", *(["--reader", reader] if reader else []), *(["--", "-k", k] if k else []))
 
 
+@task(help={"target": "compile: SCRIPT; run: BUNDLE or SCRIPT", "card_id": "card identity (hex)",
+            "reader": "exact reader name or index", "key_store": "env, file:PATH or hook:MODULE:FUNCTION",
+            "counter": "first counter (compile)", "scp80_tar": "also export SCP80 packets for this TAR",
+            "output": "bundle file (compile)", "report": "JSON report file (run)"})
+def perso(c, action, target, card_id=None, reader=None, key_store="env", counter=None, scp80_tar=None,
+          output=None, report=None):
+    """Personalization: `perso compile SCRIPT --card-id ...` or `perso run BUNDLE|SCRIPT --reader ...`."""
+    options = {"--card-id": card_id, "--reader": reader, "--counter": counter, "--scp80-tar": scp80_tar,
+               "--output": output, "--report": report}
+    extra = [item for name, value in options.items() if value is not None for item in (name, str(value))]
+    _cardshield("perso", action, target, "--key-store", key_store, *extra)
+
+
 @task
 def demo(c):
     """Build, start the virtual card and run the main flow as far as it reaches."""

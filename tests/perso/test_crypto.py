@@ -127,3 +127,9 @@ def test_chained_class_byte_is_macced_as_84(card_keys):
     chained = cmd.chained()
     assert [c[0] for c in chained] == [0x94, 0x84]
     assert sm.unwrap(card_keys, chained[0][:4], cmd.data, 0).data == bytes(300)
+
+
+def test_install_parameters_carry_key_set_and_card_id(card_keys):
+    params = keys.install_parameters(card_keys, v.CARD_ID)
+    assert params[:2] == b"\xc0\x21" and params[2] == v.KEY_VERSION
+    assert params[35:] == b"\xc1\x08" + v.CARD_ID

@@ -17,6 +17,7 @@ AREAS = [
     "cardshield.build.cli",
     "cardshield.sim.cli",
     "cardshield.card.cli",
+    "cardshield.perso.cli",
     "cardshield.testing",
     "cardshield.demo",
 ]

@@ -1,7 +1,8 @@
 """The offline bundle: everything a relay needs to deliver, nothing secret.
 
 JSON, one object (docs/personalization.md, "Bundle"):
-    format, card_id, key_version, applet_aid, script, script_sha256, created,
+    format, card_id, key_version, issuer_master_key (a key store NAME), applet_aid,
+    script, script_sha256, created,
     steps: [{index, action, kind, expect, ...}] where kind is
       secured        counter, apdu (84 ...): a wrapped PERSONALIZE / ISSUE
       generate_key   slot, pin_secret: the runner verifies the PIN it resolves itself
@@ -15,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
+
 FORMAT = "cardshield-perso-bundle/1"
 KINDS = ("secured", "generate_key", "certificate")
 
 
-class BundleError(ValueError):
+class BundleError(UserError, ValueError):
     pass
 
 
@@ -27,6 +30,7 @@ class BundleError(ValueError):
 class Bundle:
     card_id: bytes
     key_version: int
+    master_key_name: str
     applet_aid: bytes
     script: str
     script_sha256: str
@@ -39,6 +43,7 @@ class Bundle:
             "format": FORMAT,
             "card_id": self.card_id.hex().upper(),
             "key_version": self.key_version,
+            "issuer_master_key": self.master_key_name,
             "applet_aid": self.applet_aid.hex().upper(),
             "script": self.script,
             "script_sha256": self.script_sha256,
@@ -75,6 +80,7 @@ def from_json(text: str, origin: str = "bundle") -> Bundle:
         return Bundle(
             card_id=bytes.fromhex(doc["card_id"]),
             key_version=int(doc["key_version"]),
+            master_key_name=str(doc["issuer_master_key"]),
             applet_aid=bytes.fromhex(doc["applet_aid"]),
             script=doc["script"],
             script_sha256=doc["script_sha256"],

@@ -149,6 +149,7 @@ def compile_script(script: Script, store: KeyStore, options: Options, script_tex
     return Bundle(
         card_id=card_id,
         key_version=script.key_version,
+        master_key_name=script.master_key_name,
         applet_aid=options.applet_aid,
         script=script.path.name if script.path else "<text>",
         script_sha256=hashlib.sha256(script_text.encode("utf-8")).hexdigest(),

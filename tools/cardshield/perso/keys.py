@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..gp.crypto import aes_cmac
+from ..protocol import tlv
 
+TAG_KEY_SET, TAG_CARD_ID = 0xC0, 0xC1  # install parameters (docs/apdu.md)
 LABEL_ENC = b"CSPERSO-ENC"
 LABEL_MAC = b"CSPERSO-MAC"
 OUTPUT_BITS = 128
@@ -77,3 +79,9 @@ def software_master(master_key: bytes) -> MasterCmac:
     if len(master_key) != 16:
         raise ValueError("the issuer master key is AES-128 (16 bytes)")
     return lambda message: aes_cmac(master_key, message)
+
+
+def install_parameters(keys: PersoKeySet, card_id: bytes) -> bytes:
+    """Applet install data (GlobalPlatform C9 value): C0 key set, C1 card identity.
+    Secret: hand it to the installer only inside a C-DECRYPTION secure channel."""
+    return tlv.encode(TAG_KEY_SET, keys.install_parameter()) + tlv.encode(TAG_CARD_ID, check_card_id(card_id))

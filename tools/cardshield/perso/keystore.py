@@ -23,13 +23,14 @@ import stat
 from pathlib import Path
 from typing import Mapping, Protocol
 
+from ..errors import UserError
 from .keys import MasterCmac, software_master
 
 ENV_PREFIX = "CARDSHIELD_SECRET_"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
-class KeyStoreError(Exception):
+class KeyStoreError(UserError):
     """A secret cannot be obtained; the message names it and says how to fix it."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import UserError
 from .keystore import KeyStoreError, check_name
 
 FORMAT = "cardshield-perso/1"
@@ -33,7 +34,7 @@ ALGORITHMS = ("RSA-2048", "RSA-3072", "RSA-4096", "EC-P256")
 AFTER_ISSUE = ("generate_key", "certificate")
 
 
-class ScriptError(ValueError):
+class ScriptError(UserError, ValueError):
     """The script is malformed; the message names the step and the fix."""
 
 

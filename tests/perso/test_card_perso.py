@@ -1,0 +1,284 @@
+"""Personalization of the virtual card through the secure channel, end to end over PC/SC:
+a fresh card from script to ISSUED and ready for enrollment, every refusal, tampering,
+replay, resume, and no secret in any bundle, report or trace."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+from cardshield.card.apdu import APDUFormatError, CommandAPDU
+from cardshield.card.transport import Transport
+from cardshield.perso import bundle as bundle_mod
+from cardshield.perso import cli as perso_cli
+from cardshield.perso import keys, runner
+from cardshield.perso import secure_messaging as sm
+from cardshield.protocol import commands
+from cardshield.protocol.command import Command
+from cardshield.protocol.constants import APPLET_AID, CardFlags, Lifecycle, SlotPolicy
+from cardshield.protocol.keys import parse_public_key
+
+from . import vectors as v
+from .conftest import PIN, PUK, SECRETS, card_keys
+
+pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
+
+SERVER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+PERSONALIZE = """\
+    format: cardshield-perso/1
+    issuer_master_key: ISSUER_MK
+    key_version: 1
+    steps:
+      - set_pin: CARD_PIN
+      - set_puk: CARD_PUK
+      - slot_config: {slot: 1, algorithm: RSA-2048, pin_per_signature: true}
+      - server_key: server.pem
+      - slot_config: {slot: 2, algorithm: RSA-2048, server_signed_transactions: true}
+      - issue:
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "server.pem").write_bytes(SERVER_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return tmp_path
+
+
+def compile_text(workdir, store, text, name="card.yaml", **options):
+    path = workdir / name
+    path.write_text(textwrap.dedent(text))
+    return perso_cli.compile_file(path, v.CARD_ID, store, **options)
+
+
+def state(link) -> runner.CardState:
+    return runner.read_card_state(link, APPLET_AID)
+
+
+def snapshot(link):
+    """What a refused command must not change: lifecycle, flags, tries, slots, counter."""
+    s = state(link)
+    return (s.lifecycle, s.fci.flags, s.fci.pin_tries, s.fci.puk_tries, s.fci.slots, s.counter)
+
+
+def send(link, apdu: bytes):
+    return link.transmit(CommandAPDU.decode(apdu))
+
+
+def secured(counter: int, plain: Command, key_set=None) -> bytes:
+    return sm.apdu_bytes(sm.wrap(key_set or card_keys(), plain, counter))
+
+
+def run(link, b, store, lines=None):
+    return runner.Runner(link, b, store=store, progress=(lines.append if lines is not None else lambda _: None)).run()
+
+
+def test_fresh_card_to_issued_then_ready_for_enrollment(perso_card, workdir, store):
+    before = state(perso_card)
+    assert before.card_id == v.CARD_ID and before.key_version == 1 and before.counter == 0
+    assert before.lifecycle == Lifecycle.PERSONALIZATION
+    assert CardFlags.PERSONALIZATION_KEYS_INSTALLED in before.fci.flags
+    report = run(perso_card, compile_text(workdir, store, PERSONALIZE), store)
+    assert report.succeeded, [s.line() for s in report.steps]
+    assert [s.counter for s in report.steps] == [1, 2, 3, 4, 5, 6]
+    # receipts were checked against K-MAC by the runner (it has the master key)
+    assert all(len(bytes.fromhex(s.receipt)) == 8 for s in report.steps)
+    after = state(perso_card)
+    assert (after.lifecycle, after.counter) == (Lifecycle.ISSUED, 6)
+    assert {CardFlags.PIN_SET, CardFlags.PUK_SET, CardFlags.SERVER_KEY_LOADED} <= after.fci.flags
+    assert after.fci.slots[1].policy == SlotPolicy.PIN_PER_SIGNATURE
+    assert after.fci.slots[2].policy == SlotPolicy.SERVER_SIGNED_REQUESTS
+    # enrollment readiness (patent flow 501-512): the PIN set through the channel works
+    assert perso_card.transmit(runner.to_apdu(commands.verify_pin(PIN))).sw == 0x9000
+    generated = perso_card.transmit(runner.to_apdu(commands.generate_key(1)))
+    assert generated.sw == 0x9000
+    card_key = parse_public_key(generated.data)
+    assert perso_card.transmit(runner.to_apdu(commands.verify_pin(PIN))).sw == 0x9000
+    challenge = os.urandom(32)
+    proof = perso_card.transmit(runner.to_apdu(commands.prove_possession(1, challenge)))
+    assert proof.sw == 0x9000
+    card_key.verify(proof.data, b"CSPOP1" + challenge, padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_plain_personalization_is_refused_on_a_keyed_card(perso_card):
+    before = snapshot(perso_card)
+    assert perso_card.transmit(runner.to_apdu(commands.personalize_pin("1234"))).sw == 0x6982
+    assert perso_card.transmit(runner.to_apdu(commands.issue())).sw == 0x6982
+    assert snapshot(perso_card) == before
+
+
+def test_each_refusal_has_its_status_word_and_changes_nothing(perso_card):
+    assert send(perso_card, secured(1, commands.personalize_pin(PIN))).sw == 0x9000
+    before = snapshot(perso_card)
+    good = secured(2, commands.personalize_puk(PUK))
+    bad_mac = bytearray(good)
+    bad_mac[-1] ^= 0x01
+    other_version = keys.diversify(keys.software_master(v.MASTER_KEY), 2, v.CARD_ID)
+    other_card = keys.diversify(keys.software_master(v.MASTER_KEY), 1, bytes.fromhex("0102030405060709"))
+    cases = {
+        "bad MAC": (bytes(bad_mac), 0x6988),
+        "other card's keys": (secured(2, commands.personalize_puk(PUK), other_card), 0x6988),
+        "wrong key version": (secured(2, commands.personalize_puk(PUK), other_version), 0x6A88),
+        "replayed counter": (secured(1, commands.personalize_puk(PUK)), 0x6985),
+        "truncated to 29 bytes": (good[:4] + bytes([29]) + good[5:34], 0x6700),
+        "cryptogram not whole blocks": (good[:4] + bytes([len(good) - 6]) + good[5:-1], 0x6700),
+    }
+    for name, (apdu, expected) in cases.items():
+        assert send(perso_card, apdu).sw == expected, name
+        assert snapshot(perso_card) == before, name
+    assert send(perso_card, good).sw == 0x9000  # the untampered command still works
+
+
+def test_every_tampered_byte_is_refused_and_changes_nothing(perso_card):
+    good = CommandAPDU.decode(secured(1, commands.personalize_pin(PIN)))
+    before = snapshot(perso_card)
+    fields = [("cla", good.cla), ("ins", good.ins), ("p1", good.p1), ("p2", good.p2)]
+    for bit in (0x01, 0x80):
+        for name, value in fields:
+            try:
+                tampered = dataclasses.replace(good, **{name: value ^ bit})
+            except APDUFormatError:
+                continue  # not an APDU at all (e.g. INS 6X): no reader would send it
+            assert perso_card.transmit(tampered).sw != 0x9000, (name, bit)
+        for i in range(len(good.data)):
+            data = bytearray(good.data)
+            data[i] ^= bit
+            tampered = CommandAPDU(good.cla, good.ins, good.p1, good.p2, bytes(data))
+            assert perso_card.transmit(tampered).sw in (0x6988, 0x6A88), (i, bit)
+        assert snapshot(perso_card) == before
+    assert perso_card.transmit(good).sw == 0x9000
+
+
+def test_replay_and_out_of_order_counters(perso_card, workdir, store):
+    b = compile_text(workdir, store, PERSONALIZE, first_counter=10)
+    steps = [bytes.fromhex(s["apdu"]) for s in b.steps]
+    assert send(perso_card, steps[0]).sw == 0x9000          # counter 10
+    assert send(perso_card, steps[2]).sw == 0x9000          # 12: a gap is fine
+    before = snapshot(perso_card)
+    assert send(perso_card, steps[1]).sw == 0x6985          # 11 < 12: out of order
+    assert send(perso_card, steps[2]).sw == 0x6985          # 12 again: replay
+    assert snapshot(perso_card) == before and state(perso_card).counter == 12
+
+
+def test_resume_after_a_torn_delivery(perso_card, perso_stack, workdir, store):
+    b = compile_text(workdir, store, PERSONALIZE)
+    for step in b.steps[:3]:
+        assert send(perso_card, bytes.fromhex(step["apdu"])).sw == 0x9000
+    perso_card.disconnect()
+    perso_stack.remove_card()      # the relay lost the card half way
+    perso_stack.insert_card()
+    perso_card.connect()
+    lines = []
+    report = run(perso_card, b, store, lines)
+    assert [s.status for s in report.steps] == ["already applied"] * 3 + ["ok"] * 3
+    assert report.final_lifecycle == "ISSUED" and report.final_counter == 6
+    assert "counter 3" in lines[0]
+    # running it again changes nothing and says so
+    again = run(perso_card, b, store)
+    assert {s.status for s in again.steps} == {"already applied"}
+
+
+def test_a_failing_step_stops_the_run_and_is_reported(perso_card, workdir, store):
+    conflicting = PERSONALIZE.replace(
+        "      - server_key: server.pem\n", "      - slot_config: {slot: 1, algorithm: RSA-3072}\n")
+    report = run(perso_card, compile_text(workdir, store, conflicting), store)
+    assert not report.succeeded
+    failed = report.steps[-1]
+    assert (failed.index, failed.status, failed.sw) == (4, "failed", "6985")
+    assert state(perso_card).counter == 3 and report.final_lifecycle == "PERSONALIZATION"
+    # the card is not half-locked: a corrected bundle continuing the counter completes it
+    fixed = compile_text(workdir, store, PERSONALIZE, first_counter=4)
+    assert run(perso_card, fixed, store).final_lifecycle == "ISSUED"
+
+
+def test_issue_refused_before_pin_and_puk(perso_card):
+    assert send(perso_card, secured(1, commands.issue())).sw == 0x6985
+    assert state(perso_card).lifecycle == Lifecycle.PERSONALIZATION and state(perso_card).counter == 0
+
+
+def test_bundle_for_another_card_is_refused(perso_card, workdir, store):
+    path = workdir / "card.yaml"
+    path.write_text(textwrap.dedent(PERSONALIZE))
+    other = perso_cli.compile_file(path, bytes.fromhex("0A0B0C0D0E0F1011"), store)
+    with pytest.raises(runner.PersoRunError, match="this bundle is for card 0A0B0C0D0E0F1011"):
+        run(perso_card, other, store)
+
+
+def _issue_certificate(public_key):
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CardShield test CA")])
+    now = dt.datetime.now(dt.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "card 0102030405060708")]))
+        .issuer_name(name).public_key(public_key).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+        .sign(ca_key, hashes.SHA256()))
+
+
+def test_key_generation_and_preset_certificate_with_no_secret_anywhere(perso_card, perso_stack, workdir, store):
+    trace = []
+    perso_card.close()
+    perso_card = Transport(perso_stack.info.reader, trace=True, trace_sink=trace.append)
+    perso_card.connect()
+    text = PERSONALIZE + "      - generate_key: {slot: 1}\n"
+    first = compile_text(workdir, store, text)
+    lines = []
+    report = run(perso_card, first, store, lines)
+    assert report.succeeded and report.steps[-1].action == "generate_key"
+    card_key = parse_public_key(perso_card.transmit(runner.to_apdu(commands.read_public_key(1))).data)
+    cert = _issue_certificate(card_key)
+    (workdir / "card-cert.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    second = compile_text(workdir, store, """\
+        format: cardshield-perso/1
+        issuer_master_key: ISSUER_MK
+        key_version: 1
+        steps:
+          - certificate: {slot: 1, file: card-cert.der, pin: CARD_PIN}
+        """, name="cert.yaml")
+    assert run(perso_card, second, store, lines).succeeded
+    assert state(perso_card).fci.slots[1].has_certificate
+    # a certificate for another key is refused before anything is written
+    (workdir / "wrong.der").write_bytes(_issue_certificate(SERVER_KEY.public_key()).public_bytes(
+        serialization.Encoding.DER))
+    wrong = compile_text(workdir, store, (workdir / "cert.yaml").read_text().replace("card-cert.der", "wrong.der"),
+                         name="wrong.yaml")
+    refused = run(perso_card, wrong, store, lines)
+    assert refused.steps[0].status == "failed" and "another key" in refused.steps[0].note
+    card_keys_hex = (card_keys().enc.hex(), card_keys().mac.hex())
+    haystack = "\n".join(trace + lines) + first.to_json() + second.to_json() + report.to_json()
+    haystack = haystack.lower()
+    for secret in (PIN, PUK, PIN.encode().hex(), PUK.encode().hex(), v.MASTER_KEY.hex(), *card_keys_hex):
+        assert secret.lower() not in haystack
+    assert any("masked" in line for line in trace)  # VERIFY went through, masked
+
+
+def test_cli_compiles_and_runs(perso_card, perso_stack, workdir):
+    script = workdir / "card.yaml"
+    script.write_text(textwrap.dedent(PERSONALIZE))
+    env = {**os.environ, **perso_stack.env(), **{f"CARDSHIELD_SECRET_{k}": s for k, s in SECRETS.items()}}
+    bundle_path = workdir / "card.bundle.json"
+    subprocess.run([sys.executable, "-m", "cardshield", "perso", "compile", str(script),
+                    "--card-id", v.CARD_ID.hex(), "--scp80-tar", "435301", "-o", str(bundle_path)],
+                   env=env, check=True, capture_output=True, text=True)
+    assert json.loads(bundle_path.read_text())["scp80"]["tar"] == "435301"
+    perso_card.close()
+    done = subprocess.run([sys.executable, "-m", "cardshield", "perso", "run", str(bundle_path),
+                           "--reader", perso_stack.info.reader, "--report", str(workdir / "report.json")],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "now ISSUED, counter 6" in done.stdout
+    report = json.loads((workdir / "report.json").read_text())
+    assert [s["status"] for s in report["steps"]] == ["ok"] * 6
+    for secret in (PIN, PUK, v.MASTER_KEY.hex()):
+        assert secret.lower() not in (done.stdout + done.stderr).lower()

@@ -1,0 +1,103 @@
+"""`cardshield perso ...`: compile personalization scripts and deliver bundles.
+
+    cardshield perso compile SCRIPT --card-id HEX [--counter N] [--scp80-tar HEX] [-o BUNDLE]
+    cardshield perso run BUNDLE --reader NAME [--report FILE]
+    cardshield perso run SCRIPT --reader NAME      (local: card id and counter from the card)
+
+Secrets come from --key-store (env, file:PATH, hook:MODULE:FUNCTION); see
+docs/personalization.md.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from . import bundle as bundle_mod
+from . import compiler, keystore, script as script_mod
+from .keys import check_card_id
+from .runner import PersoRunError, Runner, read_card_state, save_report
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("perso", help="personalize cards with secured scripts (docs/personalization.md)")
+    sub = parser.add_subparsers(dest="perso_command", required=True, metavar="ACTION")
+
+    comp = sub.add_parser("compile", help="script + card id -> offline bundle of secured APDUs (no secret in it)")
+    comp.add_argument("script", type=Path)
+    comp.add_argument("--card-id", required=True, help="the card identity in hex (FCI tag 8A), 8-16 bytes")
+    comp.add_argument("--counter", type=int, default=1, help="first secure-channel counter to use (default 1)")
+    comp.add_argument("--scp80-tar", help="also export SCP80 command packets for this TAR (6 hex digits)")
+    comp.add_argument("--key-store", default="env", help="env (default), file:PATH or hook:MODULE:FUNCTION")
+    comp.add_argument("-o", "--output", type=Path, help="bundle file (default: SCRIPT with .bundle.json)")
+    comp.set_defaults(func=_compile)
+
+    run = sub.add_parser("run", help="deliver a bundle (or compile and deliver a script) through PC/SC")
+    run.add_argument("target", type=Path, help="a bundle (.json) or a script (.yaml)")
+    run.add_argument("--reader", help="exact reader name or index")
+    run.add_argument("--key-store", default="env", help="for the PIN of key steps and receipt checks")
+    run.add_argument("--report", type=Path, help="write the per-step report as JSON here")
+    run.add_argument("--trace", action="store_true", help="trace APDUs (secrets masked)")
+    run.set_defaults(func=_run)
+
+
+def _hex(text: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise script_mod.ScriptError(f"{what} {text!r} is not hexadecimal") from None
+
+
+def compile_file(path: Path, card_id: bytes, store: keystore.KeyStore, counter: int = 1,
+                 scp80_tar: bytes | None = None) -> bundle_mod.Bundle:
+    try:
+        check_card_id(card_id)
+    except ValueError as exc:
+        raise script_mod.ScriptError(f"card id {card_id.hex().upper()}: {exc} (FCI tag 8A of the card)") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise script_mod.ScriptError(f"cannot read script {path}: {exc.strerror}") from None
+    parsed = script_mod.parse(text, path)
+    options = compiler.Options(card_id=card_id, first_counter=counter, scp80_tar=scp80_tar)
+    return compiler.compile_script(parsed, store, options, text)
+
+
+def _compile(args) -> int:
+    store = keystore.open_key_store(args.key_store)
+    tar = _hex(args.scp80_tar, "TAR") if args.scp80_tar else None
+    if tar is not None and len(tar) != 3:
+        raise script_mod.ScriptError("--scp80-tar is 3 bytes (6 hex digits)")
+    result = compile_file(args.script, _hex(args.card_id, "card id"), store, args.counter, tar)
+    output = args.output or args.script.with_suffix(".bundle.json")
+    result.save(output)
+    counters = result.secured_counters
+    span = f"counters {counters[0]}..{counters[-1]}" if counters else "no secured step"
+    print(f"{output}: {len(result.steps)} steps, {span}, card {result.card_id.hex().upper()}")
+    return 0
+
+
+def _is_bundle(path: Path) -> bool:
+    return path.suffix == ".json" or path.read_text(encoding="utf-8").lstrip().startswith("{")
+
+
+def _run(args) -> int:
+    from ..card.transport import Transport
+
+    store = keystore.open_key_store(args.key_store)
+    with Transport.open(args.reader, trace=args.trace or None) as link:
+        if _is_bundle(args.target):
+            delivered = bundle_mod.load(args.target)
+        else:
+            # local personalization: identity and counter come from the card itself
+            state = read_card_state(link, compiler.APPLET_AID)
+            if state.card_id is None:
+                raise PersoRunError("the card reports no identity (FCI 8A): install it with tags C0 and C1")
+            delivered = compile_file(args.target, state.card_id, store, state.counter + 1)
+        report = Runner(link, delivered, store=store).run()
+    if args.report:
+        save_report(report, args.report)
+    return 0 if report.succeeded else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: python -m cardshield perso ...")

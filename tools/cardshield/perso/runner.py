@@ -1,0 +1,279 @@
+"""Deliver a bundle to a card through PC/SC, step by step, and resume after a failure.
+
+The card's own state is the truth about progress (docs/personalization.md, section 5):
+FCI tag 8B carries the last accepted secure-channel counter, so secured steps at or below
+it were applied, and a failed step applied nothing. The runner stops at the first status
+word a step did not expect and says how to continue; running the same bundle again
+continues there.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from ..card.apdu import CommandAPDU, ResponseAPDU, status_word_meaning
+from ..errors import UserError
+from ..protocol import commands, tlv
+from ..protocol.command import Command
+from ..protocol.constants import Lifecycle
+from ..protocol.fci import FCI, TAG_FCI, TAG_PROPRIETARY, parse_fci
+from ..protocol.keys import parse_public_key
+from .bundle import Bundle
+from .keys import PersoKeySet, diversify
+from .keystore import KeyStore, KeyStoreError
+from .secure_messaging import COUNTER_LEN, receipt
+
+FCI_TAG_CARD_ID = 0x8A
+FCI_TAG_CHANNEL = 0x8B
+
+
+class PersoRunError(UserError):
+    """Delivery cannot start or continue; the message says why and what to do."""
+
+
+class CardLink(Protocol):
+    def transmit(self, command: CommandAPDU) -> ResponseAPDU: ...
+
+
+@dataclass(frozen=True)
+class CardState:
+    """What the card says about itself: FCI plus the secure-channel data objects."""
+
+    fci: FCI
+    card_id: bytes | None
+    key_version: int | None
+    counter: int
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return self.fci.lifecycle
+
+
+@dataclass
+class StepResult:
+    index: int
+    action: str
+    status: str  # ok, already applied, failed, skipped
+    sw: str = ""
+    counter: int | None = None
+    millis: float = 0.0
+    receipt: str = ""
+    note: str = ""
+
+    def line(self) -> str:
+        counter = f" counter {self.counter}" if self.counter is not None else ""
+        sw = f" {self.sw}" if self.sw else ""
+        note = f" ({self.note})" if self.note else ""
+        return f"step {self.index} {self.action}:{sw} {self.status}{counter} {self.millis:.0f} ms{note}"
+
+
+@dataclass
+class RunReport:
+    card_id: str
+    script: str
+    steps: list[StepResult] = field(default_factory=list)
+    final_lifecycle: str = ""
+    final_counter: int | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return all(s.status in ("ok", "already applied", "kept") for s in self.steps)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def to_apdu(command: Command) -> CommandAPDU:
+    """A protocol Command as the transport's CommandAPDU (secret data stays masked)."""
+    return CommandAPDU(command.cla, command.ins, command.p1, command.p2, command.data,
+                       ne=command.ne, sensitive=command.sensitive)
+
+
+def read_card_state(link: CardLink, aid: bytes) -> CardState:
+    response = link.transmit(to_apdu(commands.select_applet(aid)))
+    if response.sw != 0x9000:
+        raise PersoRunError(
+            f"SELECT of the CardShield applet {aid.hex().upper()} returned {response.sw:04X} "
+            f"({status_word_meaning(response.sw)}): is the applet installed on this card?"
+        )
+    fci = parse_fci(response.data)
+    outer = tlv.decode(response.data)[0]
+    assert outer.tag == TAG_FCI
+    proprietary = tlv.require(outer.children(), TAG_PROPRIETARY, "FCI")
+    card_id = tlv.find(proprietary, FCI_TAG_CARD_ID)
+    channel = tlv.find(proprietary, FCI_TAG_CHANNEL)
+    if channel is not None and len(channel) != 1 + COUNTER_LEN:
+        raise PersoRunError(f"FCI tag 8B has {len(channel)} bytes, expected {1 + COUNTER_LEN}")
+    return CardState(
+        fci=fci,
+        card_id=card_id,
+        key_version=channel[0] if channel else None,
+        counter=int.from_bytes(channel[1:], "big") if channel else 0,
+    )
+
+
+def check_card(state: CardState, bundle: Bundle) -> None:
+    if state.card_id is None:
+        raise PersoRunError(
+            "the card reports no identity (FCI 8A): it was installed without a personalization "
+            "key set (a development card); reinstall it with install tags C0 and C1"
+        )
+    if state.card_id != bundle.card_id:
+        raise PersoRunError(
+            f"this bundle is for card {bundle.card_id.hex().upper()}, the card in the reader is "
+            f"{state.card_id.hex().upper()}: compile the script for this card"
+        )
+    if state.key_version != bundle.key_version:
+        raise PersoRunError(
+            f"the card has personalization key version {state.key_version}, the bundle was "
+            f"compiled for version {bundle.key_version}"
+        )
+
+
+class Runner:
+    """Delivers one bundle. `store` is optional: it is needed for the PIN of key
+    generation / certificate steps and lets the runner check receipts itself."""
+
+    def __init__(self, link: CardLink, bundle: Bundle, *, store: KeyStore | None = None,
+                 progress: Callable[[str], None] = print):
+        self.link = link
+        self.bundle = bundle
+        self.store = store
+        self.progress = progress
+        self.keys: PersoKeySet | None = None
+        if store is not None:
+            try:
+                self.keys = diversify(store.master_cmac(bundle.master_key_name), bundle.key_version, bundle.card_id)
+            except KeyStoreError:
+                self.keys = None  # a relay without the master key delivers, the issuer checks receipts
+
+    def run(self) -> RunReport:
+        state = read_card_state(self.link, self.bundle.applet_aid)
+        check_card(state, self.bundle)
+        report = RunReport(card_id=self.bundle.card_id.hex().upper(), script=self.bundle.script)
+        self.progress(
+            f"card {report.card_id}: {state.lifecycle.name}, secure-channel counter {state.counter}, "
+            f"{len(self.bundle.steps)} steps"
+        )
+        counter = state.counter
+        for step in self.bundle.steps:
+            if step["kind"] == "secured" and step["counter"] <= counter:
+                result = StepResult(step["index"], step["action"], "already applied", counter=step["counter"])
+            else:
+                result = self._run_step(step)
+                if result.status == "ok" and step["kind"] == "secured" and result.sw == "9000":
+                    counter = step["counter"]
+                elif result.status == "failed" and result.sw == "6985":
+                    result.note = self._explain_6985(step)
+            report.steps.append(result)
+            self.progress(result.line())
+            if result.status == "failed":
+                self.progress(
+                    f"stopped at step {result.index}: nothing of it was applied; fix the cause and run "
+                    "the same bundle again, it continues there"
+                )
+                break
+        final = read_card_state(self.link, self.bundle.applet_aid)
+        report.final_lifecycle, report.final_counter = final.lifecycle.name, final.counter
+        self.progress(f"card {report.card_id}: now {final.lifecycle.name}, counter {final.counter}")
+        return report
+
+    def _explain_6985(self, step: dict) -> str:
+        """6985 means either "not in PERSONALIZATION" or "counter not above the card's"."""
+        state = read_card_state(self.link, self.bundle.applet_aid)
+        if state.lifecycle != Lifecycle.PERSONALIZATION:
+            return f"the card is {state.lifecycle.name} and refuses personalization"
+        if step.get("counter") is not None and state.counter >= step["counter"]:
+            return f"counter {step['counter']} already used (the card is at {state.counter}): a replay"
+        return "conditions of use not satisfied (docs/apdu.md, PERSONALIZE / ISSUE)"
+
+    # -- one step -----------------------------------------------------------------------
+
+    def _run_step(self, step: dict) -> StepResult:
+        result = StepResult(step["index"], step["action"], "ok", counter=step.get("counter"))
+        started = time.perf_counter()
+        try:
+            sw, data = {
+                "secured": self._secured,
+                "generate_key": self._generate_key,
+                "certificate": self._certificate,
+            }[step["kind"]](step, result)
+        except PersoRunError as exc:
+            result.status, result.note = "failed", str(exc)
+            sw, data = None, b""
+        result.millis = (time.perf_counter() - started) * 1000
+        if sw is not None:
+            result.sw = f"{sw:04X}"
+            if result.sw not in step["expect"]:
+                result.status = "failed"
+                result.note = result.note or f"{status_word_meaning(sw)}; expected {'/'.join(step['expect'])}"
+            elif step["kind"] == "secured" and sw == 0x9000:
+                self._check_receipt(step, data, result)
+        return result
+
+    def _transmit(self, command: CommandAPDU) -> ResponseAPDU:
+        return self.link.transmit(command)
+
+    def _secured(self, step: dict, result: StepResult) -> tuple[int, bytes]:
+        response = self._transmit(CommandAPDU.decode(bytes.fromhex(step["apdu"])))
+        return response.sw, response.data
+
+    def _check_receipt(self, step: dict, data: bytes, result: StepResult) -> None:
+        result.receipt = data.hex().upper()
+        if self.keys is None:
+            result.note = "receipt not checked here (no master key): the issuer checks it"
+            return
+        apdu = bytes.fromhex(step["apdu"])
+        if data != receipt(self.keys, apdu[1], apdu[2], apdu[3], step["counter"]):
+            result.status = "failed"
+            result.note = "the receipt does not verify: the answer did not come from this card"
+
+    def _pin(self, step: dict) -> str:
+        if self.store is None:
+            raise PersoRunError(f"needs the PIN {step['pin_secret']}: run with --key-store")
+        try:
+            return self.store.secret(step["pin_secret"])
+        except KeyStoreError as exc:
+            raise PersoRunError(str(exc)) from None
+
+    def _verify_pin(self, step: dict) -> int:
+        response = self._transmit(to_apdu(commands.verify_pin(self._pin(step))))
+        if response.sw != 0x9000:
+            raise PersoRunError(f"VERIFY of the PIN returned {response.sw:04X} ({status_word_meaning(response.sw)})")
+        return response.sw
+
+    def _generate_key(self, step: dict, result: StepResult) -> tuple[int, bytes]:
+        self._verify_pin(step)
+        response = self._transmit(to_apdu(commands.generate_key(step["slot"])))
+        if response.sw == 0x9000:
+            key = parse_public_key(response.data)
+            spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+            result.note = f"public key SHA-256 {hashlib.sha256(spki).hexdigest()[:16]}"
+        return response.sw, response.data
+
+    def _certificate(self, step: dict, result: StepResult) -> tuple[int, bytes]:
+        der = bytes.fromhex(step["der"])
+        cert_key = x509.load_der_x509_certificate(der).public_key()
+        response = self._transmit(to_apdu(commands.read_public_key(step["slot"])))
+        if response.sw != 0x9000:
+            raise PersoRunError(
+                f"READ PUBLIC KEY of slot {step['slot']} returned {response.sw:04X}: generate the key first"
+            )
+        card_key = parse_public_key(response.data)
+        spki = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+        if card_key.public_bytes(*spki) != cert_key.public_bytes(*spki):
+            raise PersoRunError(f"the certificate is for another key than the one in slot {step['slot']}")
+        self._verify_pin(step)
+        response = self._transmit(to_apdu(commands.put_certificate(step["slot"], der)))
+        return response.sw, response.data
+
+
+def save_report(report: RunReport, path: Path) -> None:
+    path.write_text(report.to_json(), encoding="utf-8")
