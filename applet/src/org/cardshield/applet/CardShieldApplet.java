@@ -1,0 +1,290 @@
+package org.cardshield.applet;
+
+import javacard.framework.APDU;
+import javacard.framework.APDUException;
+import javacard.framework.Applet;
+import javacard.framework.ISO7816;
+import javacard.framework.ISOException;
+import javacard.framework.JCSystem;
+import javacard.framework.SystemException;
+import javacard.framework.TransactionException;
+import javacard.security.CryptoException;
+import javacardx.apdu.ExtendedLength;
+
+/**
+ * CardShield: the "card shield" of patent CN101938520A on a Java Card 3.0.4 Classic card.
+ * On-card RSA key generation, a certificate store and PIN-protected payment signatures.
+ * This class only installs, selects and routes; state lives in Persistent (EEPROM),
+ * Transients (RAM) and Crypto, I/O in Io, and each command family in its own handler.
+ * docs/apdu.md is the normative description of every command.
+ */
+public final class CardShieldApplet extends Applet implements ExtendedLength {
+    private static final byte TAG_MAX_CERTIFICATE = (byte) 0x80;
+    private static final byte TAG_PERSONALIZATION_KEYS = (byte) 0xC0;
+
+    private final Persistent state;
+    private final Transients t;
+    private final Io io;
+    private final Fci fci;
+    private final PinHandler pins;
+    private final KeyHandler keys;
+    private final CertificateStore certificates;
+    private final SecurityOperations securityOperations;
+    private final TransactionSigner signer;
+    private final Personalization personalization;
+
+    private CardShieldApplet(byte[] params, short paramsOff, short paramsLen) {
+        // parse before allocating anything: bad parameters fail the install cleanly
+        short end = (short) (paramsOff + paramsLen);
+        short maxCertificate = Constants.DEFAULT_MAX_CERT;
+        short persoKeys = (short) -1;
+        short p = paramsOff;
+        while (p < end) {
+            byte tag = params[p];
+            short len = Tlv.length(params, (short) (p + 1), end);
+            short value = Tlv.valueOffset(params, (short) (p + 1), end);
+            if (tag == TAG_MAX_CERTIFICATE && len == 2) {
+                maxCertificate = javacard.framework.Util.getShort(params, value);
+                if (maxCertificate < Constants.MIN_MAX_CERT || maxCertificate > Constants.MAX_MAX_CERT) {
+                    ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+                }
+            } else if (tag == TAG_PERSONALIZATION_KEYS && len == Constants.PERSO_KEY_SET_LENGTH) {
+                persoKeys = value;
+            } else {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+            p = (short) (value + len);
+        }
+        Crypto crypto = new Crypto();
+        state = new Persistent(maxCertificate, params, persoKeys);
+        // command data of the largest operation: 8E/DECIPHER/VERIFY inputs plus their output
+        t = new Transients((short) (2 * crypto.maxModulusBytes() + 256));
+        io = new Io(t);
+        fci = new Fci(state, crypto, t);
+        pins = new PinHandler(state, t, io);
+        keys = new KeyHandler(state, t, io);
+        certificates = new CertificateStore(state, t, io);
+        securityOperations = new SecurityOperations(state, t, crypto, io);
+        signer = new TransactionSigner(state, t, crypto, io);
+        personalization = new Personalization(state, crypto);
+    }
+
+    /** GlobalPlatform INSTALL [for install] data: Li AID || Lc control || La applet data (TLVs). */
+    public static void install(byte[] bArray, short bOffset, byte bLength) {
+        short aidLen = (short) (bArray[bOffset] & 0xFF);
+        short p = (short) (bOffset + 1 + aidLen);
+        short end = (short) (bOffset + (bLength & 0xFF));
+        short dataOff = end;
+        short dataLen = 0;
+        if (p < end) {
+            p = (short) (p + 1 + (bArray[p] & 0xFF)); // control information
+            if (p < end) {
+                dataLen = (short) (bArray[p] & 0xFF);
+                dataOff = (short) (p + 1);
+                if ((short) (dataOff + dataLen) > end) {
+                    ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+                }
+            }
+        }
+        new CardShieldApplet(bArray, dataOff, dataLen).register(bArray, (short) (bOffset + 1), bArray[bOffset]);
+    }
+
+    /** Every selection starts a new session: no PIN, no chain, no pending response, no EF. */
+    public boolean select() {
+        state.pin.reset();
+        state.puk.reset();
+        t.clear();
+        return true;
+    }
+
+    /** PIN validity ends with the session (issue 3, item 6). */
+    public void deselect() {
+        state.pin.reset();
+        state.puk.reset();
+    }
+
+    /**
+     * Routes the command; maps every exception to a defined status word (never 6F00) and
+     * drops the state of a failed command (open transaction, chain, pending response).
+     */
+    public void process(APDU apdu) {
+        if (selectingApplet()) {
+            io.send(apdu, (short) 0, fci.build());
+            return;
+        }
+        try {
+            dispatch(apdu);
+        } catch (ISOException e) {
+            short sw = e.getReason();
+            if ((short) (sw & (short) 0xFF00) != Constants.SW_BYTES_REMAINING_BASE) {
+                cleanUp();
+            }
+            ISOException.throwIt(sw);
+        } catch (CryptoException e) {
+            cleanUp();
+            short reason = e.getReason();
+            if (reason == CryptoException.NO_SUCH_ALGORITHM) {
+                ISOException.throwIt(ISO7816.SW_FUNC_NOT_SUPPORTED);
+            }
+            if (reason == CryptoException.UNINITIALIZED_KEY) {
+                ISOException.throwIt(Constants.SW_REFERENCE_NOT_FOUND);
+            }
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        } catch (TransactionException e) {
+            cleanUp();
+            ISOException.throwIt(Constants.SW_NOT_ENOUGH_MEMORY);
+        } catch (APDUException e) {
+            cleanUp();
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        } catch (SystemException e) {
+            cleanUp();
+            if (e.getReason() == SystemException.NO_RESOURCE || e.getReason() == SystemException.NO_TRANSIENT_SPACE) {
+                ISOException.throwIt(Constants.SW_NOT_ENOUGH_MEMORY);
+            }
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        } catch (RuntimeException e) {
+            cleanUp();
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+    }
+
+    private void cleanUp() {
+        if (JCSystem.getTransactionDepth() != 0) {
+            JCSystem.abortTransaction();
+        }
+        io.reset();
+    }
+
+    private void dispatch(APDU apdu) {
+        byte[] buf = apdu.getBuffer();
+        byte cla = buf[ISO7816.OFFSET_CLA];
+        byte ins = buf[ISO7816.OFFSET_INS];
+        byte p1 = buf[ISO7816.OFFSET_P1];
+        byte p2 = buf[ISO7816.OFFSET_P2];
+        if ((byte) (cla & Constants.CLA_SECURE_MESSAGING_BITS) != 0) {
+            ISOException.throwIt(Constants.SW_SECURE_MESSAGING_UNSUPPORTED);
+        }
+        boolean chained = (byte) (cla & Constants.CLA_CHAINING_BIT) != 0;
+        byte cls = (byte) (cla & ~Constants.CLA_CHAINING_BIT);
+        if (cls != Constants.CLA_ISO && cls != Constants.CLA_PROPRIETARY) {
+            ISOException.throwIt(ISO7816.SW_CLA_NOT_SUPPORTED);
+        }
+        if (ins != Constants.INS_GET_RESPONSE) {
+            io.discardResponse();
+        }
+        if (io.chainOpen() && !io.continuesChain(ins, p1, p2)) {
+            io.reset();
+            ISOException.throwIt(Constants.SW_LAST_COMMAND_EXPECTED);
+        }
+        io.begin(apdu);
+        if (cls == Constants.CLA_PROPRIETARY) {
+            dispatchProprietary(apdu, ins, p1, p2, chained);
+        } else {
+            dispatchInterIndustry(apdu, ins, p1, p2, chained);
+        }
+    }
+
+    private void dispatchInterIndustry(APDU apdu, byte ins, byte p1, byte p2, boolean chained) {
+        switch (ins) {
+            case Constants.INS_SELECT:
+                if (p1 == (byte) 0x04) {
+                    // SELECT by DF name of another application while this one is selected
+                    ISOException.throwIt(ISO7816.SW_FILE_NOT_FOUND);
+                }
+                certificates.selectFile(apdu, p1, p2, chained);
+                return;
+            case Constants.INS_READ_BINARY:
+                certificates.readBinary(apdu, p1, p2, chained);
+                return;
+            case Constants.INS_PUT_DATA:
+                certificates.putData(apdu, p1, p2, chained);
+                return;
+            case Constants.INS_VERIFY:
+                pins.verify(apdu, p1, p2, chained);
+                return;
+            case Constants.INS_CHANGE_REFERENCE_DATA:
+                pins.changeReferenceData(apdu, p1, p2, chained);
+                return;
+            case Constants.INS_RESET_RETRY_COUNTER:
+                pins.resetRetryCounter(apdu, p1, p2, chained);
+                return;
+            case Constants.INS_GENERATE_KEY_PAIR:
+                keys.generateOrRead(apdu, p1, p2, chained);
+                return;
+            case Constants.INS_MSE:
+                securityOperations.manageSecurityEnvironment(apdu, p1, p2, chained);
+                return;
+            case Constants.INS_PSO:
+                securityOperations.performSecurityOperation(apdu, p1, p2, chained);
+                return;
+            case Constants.INS_GET_RESPONSE:
+                io.requireNoData(apdu, chained);
+                if (p1 != 0 || p2 != 0) {
+                    ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+                }
+                io.getResponse(apdu);
+                return;
+            default:
+                refuse(ins);
+        }
+    }
+
+    private void dispatchProprietary(APDU apdu, byte ins, byte p1, byte p2, boolean chained) {
+        switch (ins) {
+            case Constants.INS_SIGN_TRANSACTION:
+                signer.signTransaction(apdu, p1, p2, chained);
+                return;
+            case Constants.INS_PROVE_POSSESSION:
+                signer.provePossession(apdu, p1, p2, chained);
+                return;
+            case Constants.INS_PERSONALIZE:
+                requirePlainPersonalizationAllowed();
+                if (io.receive(apdu, chained, t.buffer, (short) t.buffer.length, ISO7816.SW_WRONG_LENGTH)) {
+                    personalization.personalize(p1, p2, t.buffer, (short) 0, io.received());
+                }
+                return;
+            case Constants.INS_ISSUE:
+                io.requireNoData(apdu, chained);
+                if (p1 != 0 || p2 != 0) {
+                    ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+                }
+                requirePlainPersonalizationAllowed();
+                personalization.issue();
+                return;
+            default:
+                refuse(ins);
+        }
+    }
+
+    /** Plain personalization only on a development card (no key set C0 installed). */
+    private void requirePlainPersonalizationAllowed() {
+        personalization.requirePersonalizationState();
+        if (state.personalizationKeys != null) {
+            ISOException.throwIt(ISO7816.SW_SECURITY_STATUS_NOT_SATISFIED);
+        }
+    }
+
+    /** An INS of the other class is a class error (6E00), an unknown one 6D00. */
+    private static void refuse(byte ins) {
+        switch (ins) {
+            case Constants.INS_SELECT:
+            case Constants.INS_READ_BINARY:
+            case Constants.INS_PUT_DATA:
+            case Constants.INS_VERIFY:
+            case Constants.INS_CHANGE_REFERENCE_DATA:
+            case Constants.INS_RESET_RETRY_COUNTER:
+            case Constants.INS_GENERATE_KEY_PAIR:
+            case Constants.INS_MSE:
+            case Constants.INS_PSO:
+            case Constants.INS_GET_RESPONSE:
+            case Constants.INS_SIGN_TRANSACTION:
+            case Constants.INS_PROVE_POSSESSION:
+            case Constants.INS_PERSONALIZE:
+            case Constants.INS_ISSUE:
+                ISOException.throwIt(ISO7816.SW_CLA_NOT_SUPPORTED);
+                return;
+            default:
+                ISOException.throwIt(ISO7816.SW_INS_NOT_SUPPORTED);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+package org.cardshield.applet;
+
+import javacard.framework.APDU;
+import javacard.framework.ISO7816;
+import javacard.framework.ISOException;
+import javacard.framework.JCSystem;
+import javacard.framework.Util;
+
+/**
+ * The patent's file system module: one DER X.509 certificate per slot, read as EF C1 0n
+ * (SELECT 11.1.1, READ BINARY 11.2.3) and written with PUT DATA (11.4.6). Writes stream into
+ * a staging area; only the last APDU commits, swapping staging and slot buffer and setting
+ * the length in one transaction, so a torn write leaves the previous certificate intact.
+ */
+final class CertificateStore {
+    private static final byte FID_HIGH = (byte) 0xC1;
+
+    private final Persistent state;
+    private final Transients t;
+    private final Io io;
+
+    CertificateStore(Persistent state, Transients t, Io io) {
+        this.state = state;
+        this.t = t;
+        this.io = io;
+    }
+
+    /** SELECT 00 A4 02 P2 02 C1 0n. */
+    void selectFile(APDU apdu, byte p1, byte p2, boolean chained) {
+        if (chained) {
+            ISOException.throwIt(Constants.SW_CHAINING_UNSUPPORTED);
+        }
+        if (p1 != (byte) 0x02 || (p2 != 0x00 && p2 != 0x04 && p2 != 0x0C)) {
+            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+        }
+        if (!io.receive(apdu, false, t.buffer, (short) 2, ISO7816.SW_WRONG_LENGTH)) {
+            return;
+        }
+        if (io.received() != 2) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        byte id = t.buffer[1];
+        if (t.buffer[0] != FID_HIGH || (id != 1 && id != 2)) {
+            ISOException.throwIt(ISO7816.SW_FILE_NOT_FOUND);
+        }
+        KeySlot slot = state.slot(id);
+        if (slot.certificateLength == 0) {
+            ISOException.throwIt(ISO7816.SW_FILE_NOT_FOUND);
+        }
+        t.bytes[Transients.B_SELECTED_EF] = id;
+        if (p2 == 0x0C) {
+            return;
+        }
+        // FCP template (ISO/IEC 7816-4 clause 5.3.3): 80 size, 82 descriptor (transparent EF), 83 FID
+        byte[] b = t.buffer;
+        b[0] = (byte) 0x62;
+        b[1] = (byte) 0x0B;
+        b[2] = (byte) 0x80;
+        b[3] = (byte) 0x02;
+        Util.setShort(b, (short) 4, slot.certificateLength);
+        b[6] = (byte) 0x82;
+        b[7] = (byte) 0x01;
+        b[8] = (byte) 0x01;
+        b[9] = (byte) 0x83;
+        b[10] = (byte) 0x02;
+        b[11] = FID_HIGH;
+        b[12] = id;
+        io.send(apdu, (short) 0, (short) 13);
+    }
+
+    /** READ BINARY 00 B0 offset: at most Ne bytes of the selected certificate. */
+    void readBinary(APDU apdu, byte p1, byte p2, boolean chained) {
+        io.requireNoData(apdu, chained);
+        if (p1 < 0) {
+            // b8 set: short EF identifier addressing, not offered
+            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+        }
+        byte id = t.bytes[Transients.B_SELECTED_EF];
+        if (id == 0) {
+            ISOException.throwIt(Constants.SW_NO_CURRENT_EF);
+        }
+        KeySlot slot = state.slot(id);
+        short offset = Util.makeShort(p1, p2);
+        if (slot.certificateLength == 0) {
+            ISOException.throwIt(ISO7816.SW_FILE_NOT_FOUND);
+        }
+        if (offset >= slot.certificateLength) {
+            ISOException.throwIt(ISO7816.SW_WRONG_P1P2);
+        }
+        io.sendPart(apdu, slot.certificate, offset, (short) (slot.certificateLength - offset));
+    }
+
+    /** PUT DATA 00/10 DA C1 0n: stream into staging; the last APDU validates and commits. */
+    void putData(APDU apdu, byte p1, byte p2, boolean chained) {
+        if (p1 != FID_HIGH || (p2 != 1 && p2 != 2)) {
+            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+        }
+        state.requireIssued();
+        state.requirePinVerified();
+        KeySlot slot = state.slot(p2);
+        if (!io.receive(apdu, chained, state.staging, state.maxCertificate, Constants.SW_NOT_ENOUGH_MEMORY)) {
+            return;
+        }
+        commit(slot, io.received());
+    }
+
+    private void commit(KeySlot slot, short length) {
+        if (length != 0) {
+            requireSingleDerSequence(state.staging, length);
+        }
+        JCSystem.beginTransaction();
+        if (length != 0) {
+            byte[] previous = slot.certificate;
+            slot.certificate = state.staging;
+            state.staging = previous;
+        }
+        slot.certificateLength = length;
+        JCSystem.commitTransaction();
+    }
+
+    /** Remove a slot's certificate (key regeneration), inside the caller's transaction. */
+    static void discard(KeySlot slot) {
+        slot.certificateLength = 0;
+    }
+
+    /** 30 || DER length || content, exactly length bytes: 6A80 otherwise. */
+    private static void requireSingleDerSequence(byte[] der, short length) {
+        if (der[0] != (byte) 0x30) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        short content = Tlv.length(der, (short) 1, length);
+        if ((short) (1 + Tlv.lengthFieldSize(der, (short) 1, length) + content) != length) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+    }
+}

@@ -1,0 +1,132 @@
+package org.cardshield.applet;
+
+import javacard.framework.APDU;
+import javacard.framework.ISO7816;
+import javacard.framework.ISOException;
+import javacard.framework.Util;
+
+/**
+ * The single I/O path of the applet. Command data arrives in a short APDU, in ISO command
+ * chaining (ISO/IEC 7816-4 clause 5.1.1.1) or in one extended APDU (javacardx.apdu.ExtendedLength);
+ * receive() hides the difference, so handlers see the complete data. Responses longer than
+ * Ne are returned in parts with 61xx and GET RESPONSE (clause 11.7.1).
+ */
+final class Io {
+    private final Transients t;
+
+    Io(Transients t) {
+        this.t = t;
+    }
+
+    /** Forget any chain and pending response (error, selection). */
+    void reset() {
+        t.bytes[Transients.B_CHAIN_OPEN] = 0;
+        t.shorts[Transients.S_RECEIVED] = 0;
+        discardResponse();
+    }
+
+    void discardResponse() {
+        t.shorts[Transients.S_RESPONSE_LENGTH] = 0;
+    }
+
+    boolean chainOpen() {
+        return t.bytes[Transients.B_CHAIN_OPEN] != 0;
+    }
+
+    /** Whether this APDU continues the open chain (same INS P1 P2). */
+    boolean continuesChain(byte ins, byte p1, byte p2) {
+        return t.bytes[Transients.B_CHAIN_INS] == ins && t.bytes[Transients.B_CHAIN_P1] == p1
+                && t.bytes[Transients.B_CHAIN_P2] == p2;
+    }
+
+    /** Start of every command: take the first part of the data into the APDU buffer. */
+    void begin(APDU apdu) {
+        t.shorts[Transients.S_FIRST_CHUNK] = apdu.setIncomingAndReceive();
+    }
+
+    /** For commands that take no data: 6884 if chained, 6700 if data came. */
+    void requireNoData(APDU apdu, boolean chained) {
+        if (chained) {
+            ISOException.throwIt(Constants.SW_CHAINING_UNSUPPORTED);
+        }
+        if (apdu.getIncomingLength() != 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+    }
+
+    /**
+     * Appends this APDU's data to what earlier APDUs of the same chain delivered, in dest
+     * (the transient buffer or the certificate staging area), at most max bytes in total
+     * (else the chain is dropped and overflowSw thrown). Returns true when the command is
+     * complete (an unchained APDU or the last of a chain), false while the chain continues.
+     */
+    boolean receive(APDU apdu, boolean chained, byte[] dest, short max, short overflowSw) {
+        byte[] buf = apdu.getBuffer();
+        short have = chainOpen() ? t.shorts[Transients.S_RECEIVED] : (short) 0;
+        short total = apdu.getIncomingLength();
+        if (total < 0 || total > (short) (max - have)) {
+            reset();
+            ISOException.throwIt(overflowSw);
+        }
+        short cdata = apdu.getOffsetCdata();
+        short chunk = t.shorts[Transients.S_FIRST_CHUNK];
+        while (chunk > 0) {
+            Util.arrayCopyNonAtomic(buf, cdata, dest, have, chunk);
+            have += chunk;
+            chunk = apdu.receiveBytes(cdata);
+        }
+        t.shorts[Transients.S_RECEIVED] = have;
+        if (chained) {
+            t.bytes[Transients.B_CHAIN_INS] = buf[ISO7816.OFFSET_INS];
+            t.bytes[Transients.B_CHAIN_P1] = buf[ISO7816.OFFSET_P1];
+            t.bytes[Transients.B_CHAIN_P2] = buf[ISO7816.OFFSET_P2];
+            t.bytes[Transients.B_CHAIN_OPEN] = 1;
+            return false;
+        }
+        t.bytes[Transients.B_CHAIN_OPEN] = 0;
+        return true;
+    }
+
+    /** Total data length of the command just completed by receive(). */
+    short received() {
+        return t.shorts[Transients.S_RECEIVED];
+    }
+
+    /**
+     * Sends buffer[off .. off+len): as much as Ne allows, the rest stays pending for
+     * GET RESPONSE and the status word is 61xx (xx = 00 for 256 or more).
+     */
+    void send(APDU apdu, short off, short len) {
+        short ne = apdu.setOutgoing();
+        short now = len < ne ? len : ne;
+        apdu.setOutgoingLength(now);
+        if (now > 0) {
+            apdu.sendBytesLong(t.buffer, off, now);
+        }
+        short rest = (short) (len - now);
+        if (rest > 0) {
+            t.shorts[Transients.S_RESPONSE_OFFSET] = (short) (off + now);
+            t.shorts[Transients.S_RESPONSE_LENGTH] = rest;
+            ISOException.throwIt((short) (Constants.SW_BYTES_REMAINING_BASE | (rest > (short) 0xFF ? 0 : rest)));
+        }
+    }
+
+    /** Sends up to Ne bytes of src[off .. off+len) and no more (READ BINARY). */
+    void sendPart(APDU apdu, byte[] src, short off, short len) {
+        short ne = apdu.setOutgoing();
+        short now = len < ne ? len : ne;
+        apdu.setOutgoingLength(now);
+        apdu.sendBytesLong(src, off, now);
+    }
+
+    /** GET RESPONSE: the next part of the pending response; 6985 if none. */
+    void getResponse(APDU apdu) {
+        short len = t.shorts[Transients.S_RESPONSE_LENGTH];
+        if (len == 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        short off = t.shorts[Transients.S_RESPONSE_OFFSET];
+        t.shorts[Transients.S_RESPONSE_LENGTH] = 0;
+        send(apdu, off, len);
+    }
+}

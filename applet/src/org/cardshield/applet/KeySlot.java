@@ -1,0 +1,33 @@
+package org.cardshield.applet;
+
+import javacard.security.KeyPair;
+
+/**
+ * One key slot (01 payment signing, 02 authentication/decryption): the patent's RSA module
+ * key pair plus, from the file system module, the slot's certificate. Persistent; the key
+ * objects are allocated once (personalization) and regenerated in place afterwards.
+ */
+final class KeySlot {
+    final byte id;
+    /** Constants.ALG_*; ALG_NONE until the key objects exist. */
+    byte algorithm;
+    byte policy;
+    boolean keyPresent;
+    KeyPair keyPair;
+    /** Committed certificate: certificate[0 .. certificateLength). Swapped with the staging area on commit. */
+    byte[] certificate;
+    short certificateLength;
+
+    KeySlot(byte id, short maxCertificate) {
+        this.id = id;
+        certificate = new byte[maxCertificate];
+    }
+
+    boolean isRsa() {
+        return algorithm != Constants.ALG_EC_P256;
+    }
+
+    boolean hasPolicy(byte flag) {
+        return (byte) (policy & flag) != 0;
+    }
+}

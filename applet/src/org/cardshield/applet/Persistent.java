@@ -1,0 +1,121 @@
+package org.cardshield.applet;
+
+import javacard.framework.ISO7816;
+import javacard.framework.ISOException;
+import javacard.framework.OwnerPIN;
+import javacard.security.KeyBuilder;
+import javacard.security.RSAPublicKey;
+
+/**
+ * State that lives as long as the applet instance (EEPROM/flash): lifecycle, PIN and PUK,
+ * key slots and certificates, the signature counter, the server key, install parameters.
+ * Everything is allocated in the constructor, at install, except the slots' key objects
+ * (allocated once during personalization, see Personalization).
+ */
+final class Persistent {
+    byte lifecycle = Constants.LIFECYCLE_PERSONALIZATION;
+
+    final OwnerPIN pin = new OwnerPIN(Constants.PIN_TRIES, Constants.PIN_MAX);
+    final OwnerPIN puk = new OwnerPIN(Constants.PUK_TRIES, Constants.PUK_LENGTH);
+    boolean pinSet;
+    boolean pukSet;
+
+    /** Last signature counter value used (4 bytes, big-endian); strictly increasing. */
+    final byte[] counter = new byte[4];
+
+    final short maxCertificate;
+    final KeySlot slot1;
+    final KeySlot slot2;
+    /** Certificate write staging area, shared by both slots (one write at a time). */
+    byte[] staging;
+
+    /** The authentication server's RSA-2048 public key (request signatures 8E, ENCIPHER/VERIFY ref 10). */
+    final RSAPublicKey serverKey;
+    boolean serverKeyLoaded;
+
+    /** Install tag C0 (key version || K-ENC || K-MAC) for the personalization secure channel, or null. */
+    final byte[] personalizationKeys;
+
+    Persistent(short maxCertificate, byte[] params, short persoKeysOffset) {
+        this.maxCertificate = maxCertificate;
+        slot1 = new KeySlot((byte) 1, maxCertificate);
+        slot2 = new KeySlot((byte) 2, maxCertificate);
+        staging = new byte[maxCertificate];
+        serverKey = (RSAPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_RSA_PUBLIC, KeyBuilder.LENGTH_RSA_2048, false);
+        if (persoKeysOffset >= 0) {
+            personalizationKeys = new byte[Constants.PERSO_KEY_SET_LENGTH];
+            javacard.framework.Util.arrayCopy(params, persoKeysOffset, personalizationKeys, (short) 0,
+                    Constants.PERSO_KEY_SET_LENGTH);
+        } else {
+            personalizationKeys = null;
+        }
+    }
+
+    /** Slot for a P2 / key reference byte; 6A86 for anything but 01 and 02. */
+    KeySlot slot(byte id) {
+        if (id == (byte) 1) {
+            return slot1;
+        }
+        if (id == (byte) 2) {
+            return slot2;
+        }
+        ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+        return null;
+    }
+
+    /** Private-key functions: ISSUED only (6985 before, 6983 once TERMINATED). */
+    void requireIssued() {
+        if (lifecycle == Constants.LIFECYCLE_TERMINATED) {
+            ISOException.throwIt(Constants.SW_AUTH_BLOCKED);
+        }
+        if (lifecycle != Constants.LIFECYCLE_ISSUED) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+    }
+
+    void requirePinVerified() {
+        if (!pin.isValidated()) {
+            ISOException.throwIt(ISO7816.SW_SECURITY_STATUS_NOT_SATISFIED);
+        }
+    }
+
+    static void requireKey(KeySlot slot) {
+        if (!slot.keyPresent) {
+            ISOException.throwIt(Constants.SW_REFERENCE_NOT_FOUND);
+        }
+    }
+
+    /** Policy "PIN per signature": each private-key use of the slot consumes the verification. */
+    void afterPrivateKeyUse(KeySlot slot) {
+        if (slot.hasPolicy(Constants.POLICY_PIN_PER_SIGNATURE)) {
+            pin.reset();
+        }
+    }
+
+    /** A blocked PUK ends the card's private-key functions for good. */
+    void terminateIfPukBlocked() {
+        if (puk.getTriesRemaining() == (byte) 0) {
+            lifecycle = Constants.LIFECYCLE_TERMINATED;
+        }
+    }
+
+    /**
+     * Increments the signature counter inside a transaction, byte arithmetic, no wrap:
+     * at FF FF FF FF the card refuses (6985) instead of starting again at zero.
+     */
+    void incrementCounter() {
+        short i = (short) 3;
+        while (i >= 0 && counter[i] == (byte) 0xFF) {
+            i--;
+        }
+        if (i < 0) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        javacard.framework.JCSystem.beginTransaction();
+        counter[i]++;
+        for (short j = (short) (i + 1); j < (short) 4; j++) {
+            counter[j] = (byte) 0;
+        }
+        javacard.framework.JCSystem.commitTransaction();
+    }
+}

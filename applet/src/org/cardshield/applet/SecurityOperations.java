@@ -1,0 +1,278 @@
+package org.cardshield.applet;
+
+import javacard.framework.APDU;
+import javacard.framework.ISO7816;
+import javacard.framework.ISOException;
+import javacard.framework.Util;
+import javacard.security.CryptoException;
+import javacard.security.Key;
+import javacard.security.PublicKey;
+import javacard.security.RSAPublicKey;
+import javacardx.crypto.Cipher;
+
+/**
+ * MANAGE SECURITY ENVIRONMENT SET (ISO/IEC 7816-4 clause 11.5.11) and PERFORM SECURITY
+ * OPERATION (ISO/IEC 7816-8): COMPUTE DIGITAL SIGNATURE over the server's hashed data
+ * (patent steps 605-607), DECIPHER, ENCIPHER, VERIFY DIGITAL SIGNATURE.
+ */
+final class SecurityOperations {
+    private static final byte TEMPLATE_DST = (byte) 0xB6;
+    private static final byte TEMPLATE_CT = (byte) 0xB8;
+    private static final byte TAG_PRIVATE_KEY_REF = (byte) 0x84;
+    private static final byte TAG_PUBLIC_KEY_REF = (byte) 0x83;
+    private static final byte PADDING_PKCS1 = (byte) 0x00;
+    private static final byte PADDING_OAEP = (byte) 0x02;
+    private static final short SHA256_LENGTH = (short) 32;
+    private static final short DIGEST_INFO_HEADER = (short) 19;
+
+    /** DigestInfo headers (RFC 8017 section 9.2, note 1) for SHA-256, SHA-384, SHA-512. */
+    private static final byte[] DIGEST_INFO_PREFIXES = {
+            (byte) 0x30, (byte) 0x31, (byte) 0x30, (byte) 0x0D, (byte) 0x06, (byte) 0x09, (byte) 0x60,
+            (byte) 0x86, (byte) 0x48, (byte) 0x01, (byte) 0x65, (byte) 0x03, (byte) 0x04, (byte) 0x02,
+            (byte) 0x01, (byte) 0x05, (byte) 0x00, (byte) 0x04, (byte) 0x20,
+            (byte) 0x30, (byte) 0x41, (byte) 0x30, (byte) 0x0D, (byte) 0x06, (byte) 0x09, (byte) 0x60,
+            (byte) 0x86, (byte) 0x48, (byte) 0x01, (byte) 0x65, (byte) 0x03, (byte) 0x04, (byte) 0x02,
+            (byte) 0x02, (byte) 0x05, (byte) 0x00, (byte) 0x04, (byte) 0x30,
+            (byte) 0x30, (byte) 0x51, (byte) 0x30, (byte) 0x0D, (byte) 0x06, (byte) 0x09, (byte) 0x60,
+            (byte) 0x86, (byte) 0x48, (byte) 0x01, (byte) 0x65, (byte) 0x03, (byte) 0x04, (byte) 0x02,
+            (byte) 0x03, (byte) 0x05, (byte) 0x00, (byte) 0x04, (byte) 0x40 };
+
+    private final Persistent state;
+    private final Transients t;
+    private final Crypto crypto;
+    private final Io io;
+
+    SecurityOperations(Persistent state, Transients t, Crypto crypto, Io io) {
+        this.state = state;
+        this.t = t;
+        this.crypto = crypto;
+        this.io = io;
+    }
+
+    /** MSE SET: 84 01 n private key of slot n; 83 01 r public key of slot r or the server (10). */
+    void manageSecurityEnvironment(APDU apdu, byte p1, byte p2, boolean chained) {
+        if ((p1 != (byte) 0x41 && p1 != (byte) 0x81) || (p2 != TEMPLATE_DST && p2 != TEMPLATE_CT)) {
+            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+        }
+        if (!io.receive(apdu, chained, t.buffer, (short) t.buffer.length, ISO7816.SW_WRONG_LENGTH)) {
+            return;
+        }
+        byte[] b = t.buffer;
+        short end = io.received();
+        if (end == 0) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        byte privateRef = 0;
+        byte publicRef = 0;
+        for (short p = 0; p < end; p = (short) (p + 3)) {
+            if ((short) (p + 3) > end || b[(short) (p + 1)] != 1) {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+            byte ref = b[(short) (p + 2)];
+            if (b[p] == TAG_PRIVATE_KEY_REF) {
+                if (ref != 1 && ref != 2) {
+                    ISOException.throwIt(Constants.SW_REFERENCE_NOT_FOUND);
+                }
+                privateRef = ref;
+            } else if (b[p] == TAG_PUBLIC_KEY_REF) {
+                if (ref != 1 && ref != 2 && ref != Constants.REF_SERVER_KEY) {
+                    ISOException.throwIt(Constants.SW_REFERENCE_NOT_FOUND);
+                }
+                publicRef = ref;
+            } else {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+        }
+        boolean dst = p2 == TEMPLATE_DST;
+        if (privateRef != 0) {
+            t.bytes[dst ? Transients.B_DST_PRIVATE : Transients.B_CT_PRIVATE] = privateRef;
+        }
+        if (publicRef != 0) {
+            t.bytes[dst ? Transients.B_DST_PUBLIC : Transients.B_CT_PUBLIC] = publicRef;
+        }
+    }
+
+    /** PSO dispatch on P1 P2 (the output and input data object tags). */
+    void performSecurityOperation(APDU apdu, byte p1, byte p2, boolean chained) {
+        short op = Util.makeShort(p1, p2);
+        if (op != (short) 0x9E9A && op != (short) 0x8086 && op != (short) 0x8680 && op != (short) 0x00A8) {
+            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+        }
+        if (!io.receive(apdu, chained, t.buffer, (short) t.buffer.length, ISO7816.SW_WRONG_LENGTH)) {
+            return;
+        }
+        short len = io.received();
+        switch (op) {
+            case (short) 0x9E9A:
+                computeDigitalSignature(apdu, len);
+                break;
+            case (short) 0x8086:
+                decipher(apdu, len);
+                break;
+            case (short) 0x8680:
+                encipher(apdu, len);
+                break;
+            default:
+                verifyDigitalSignature(apdu, len);
+                break;
+        }
+    }
+
+    private KeySlot privateKeySlot(byte index, byte defaultSlot) {
+        state.requireIssued();
+        byte ref = t.bytes[index];
+        KeySlot slot = state.slot(ref == 0 ? defaultSlot : ref);
+        Persistent.requireKey(slot);
+        state.requirePinVerified();
+        return slot;
+    }
+
+    private PublicKey publicKey(byte index, byte defaultSlot) {
+        byte ref = t.bytes[index];
+        if (ref == Constants.REF_SERVER_KEY) {
+            if (!state.serverKeyLoaded) {
+                ISOException.throwIt(Constants.SW_REFERENCE_NOT_FOUND);
+            }
+            return state.serverKey;
+        }
+        KeySlot slot = state.slot(ref == 0 ? defaultSlot : ref);
+        Persistent.requireKey(slot);
+        if (!slot.isRsa()) {
+            ISOException.throwIt(ISO7816.SW_FUNC_NOT_SUPPORTED);
+        }
+        return slot.keyPair.getPublic();
+    }
+
+    private static short modulusBytes(Key key) {
+        return (short) (key.getSize() / 8);
+    }
+
+    /** The bare-hash or DigestInfo signature: PKCS#1 v1.5 block type 1 with the private key. */
+    private void computeDigitalSignature(APDU apdu, short len) {
+        KeySlot slot = privateKeySlot(Transients.B_DST_PRIVATE, (byte) 1);
+        if (!slot.isRsa()) {
+            ISOException.throwIt(ISO7816.SW_FUNC_NOT_SUPPORTED);
+        }
+        if (slot.hasPolicy(Constants.POLICY_SERVER_SIGNED)) {
+            // the slot signs only what the server authorised: a bare hash would bypass that
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        byte[] b = t.buffer;
+        if (len == SHA256_LENGTH) {
+            Util.arrayCopyNonAtomic(b, (short) 0, b, DIGEST_INFO_HEADER, SHA256_LENGTH);
+            Util.arrayCopyNonAtomic(DIGEST_INFO_PREFIXES, (short) 0, b, (short) 0, DIGEST_INFO_HEADER);
+            len = (short) (DIGEST_INFO_HEADER + SHA256_LENGTH);
+        } else {
+            short prefix;
+            if (len == (short) 51) {
+                prefix = 0;
+            } else if (len == (short) 67) {
+                prefix = DIGEST_INFO_HEADER;
+            } else if (len == (short) 83) {
+                prefix = (short) (2 * DIGEST_INFO_HEADER);
+            } else {
+                ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+                return;
+            }
+            if (Util.arrayCompare(b, (short) 0, DIGEST_INFO_PREFIXES, prefix, DIGEST_INFO_HEADER) != 0) {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+        }
+        Cipher cipher = crypto.rsaPkcs1;
+        cipher.init(slot.keyPair.getPrivate(), Cipher.MODE_ENCRYPT);
+        short out = (short) 128;
+        short sigLen = cipher.doFinal(b, (short) 0, len, b, out);
+        state.afterPrivateKeyUse(slot);
+        io.send(apdu, out, sigLen);
+    }
+
+    /** DECIPHER: padding indicator || cryptogram of exactly the modulus length. */
+    private void decipher(APDU apdu, short len) {
+        KeySlot slot = privateKeySlot(Transients.B_CT_PRIVATE, (byte) 2);
+        if (!slot.isRsa()) {
+            ISOException.throwIt(ISO7816.SW_FUNC_NOT_SUPPORTED);
+        }
+        byte[] b = t.buffer;
+        short modLen = modulusBytes(slot.keyPair.getPrivate());
+        if (len != (short) (modLen + 1)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        Cipher cipher;
+        if (b[0] == PADDING_PKCS1) {
+            cipher = crypto.rsaPkcs1;
+        } else if (b[0] == PADDING_OAEP) {
+            if (crypto.rsaOaep == null) {
+                ISOException.throwIt(ISO7816.SW_FUNC_NOT_SUPPORTED);
+            }
+            cipher = crypto.rsaOaep;
+        } else {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            return;
+        }
+        cipher.init(slot.keyPair.getPrivate(), Cipher.MODE_DECRYPT);
+        short out = len;
+        short plainLen = cipher.doFinal(b, (short) 1, modLen, b, out);
+        state.afterPrivateKeyUse(slot);
+        io.send(apdu, out, plainLen);
+    }
+
+    /** ENCIPHER: PKCS#1 v1.5 with the CT public key (slot 2 by default, or the server's). */
+    private void encipher(APDU apdu, short len) {
+        PublicKey key = publicKey(Transients.B_CT_PUBLIC, (byte) 2);
+        short modLen = modulusBytes(key);
+        if (len == 0 || len > (short) (modLen - 11)) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        Cipher cipher = crypto.rsaPkcs1;
+        cipher.init(key, Cipher.MODE_ENCRYPT);
+        short out = len;
+        io.send(apdu, out, cipher.doFinal(t.buffer, (short) 0, len, t.buffer, out));
+    }
+
+    /**
+     * VERIFY DIGITAL SIGNATURE: 90 20 hash || 9E L signature, PKCS#1 v1.5 with SHA-256. The
+     * EMSA-PKCS1-v1_5 block (00 01 FF..FF 00 DigestInfo) is recomputed and compared whole.
+     */
+    private void verifyDigitalSignature(APDU apdu, short len) {
+        byte[] b = t.buffer;
+        if (len < (short) 36 || b[0] != (byte) 0x90 || b[1] != (byte) SHA256_LENGTH || b[34] != (byte) 0x9E) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        short sigLen = Tlv.length(b, (short) 35, len);
+        short sigOff = Tlv.valueOffset(b, (short) 35, len);
+        if ((short) (sigOff + sigLen) != len) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        PublicKey key = publicKey(Transients.B_DST_PUBLIC, (byte) 1);
+        short modLen = modulusBytes(key);
+        if (sigLen != modLen) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if (!emsaMatches((RSAPublicKey) key, b, sigOff, modLen, len)) {
+            ISOException.throwIt(Constants.SW_VERIFICATION_FAILED);
+        }
+    }
+
+    private boolean emsaMatches(RSAPublicKey key, byte[] b, short sigOff, short modLen, short out) {
+        Cipher cipher = crypto.rsaNoPad;
+        cipher.init(key, Cipher.MODE_DECRYPT);
+        short emLen;
+        try {
+            emLen = cipher.doFinal(b, sigOff, modLen, b, out);
+        } catch (CryptoException e) {
+            return false; // signature value not below the modulus
+        }
+        short digestInfo = (short) (DIGEST_INFO_HEADER + SHA256_LENGTH);
+        short psEnd = (short) (out + modLen - digestInfo - 1);
+        if (emLen != modLen || b[out] != 0 || b[(short) (out + 1)] != 1 || b[psEnd] != 0) {
+            return false;
+        }
+        for (short i = (short) (out + 2); i < psEnd; i++) {
+            if (b[i] != (byte) 0xFF) {
+                return false;
+            }
+        }
+        return Util.arrayCompare(b, (short) (psEnd + 1), DIGEST_INFO_PREFIXES, (short) 0, DIGEST_INFO_HEADER) == 0
+                && Util.arrayCompare(b, (short) (psEnd + 1 + DIGEST_INFO_HEADER), b, (short) 2, SHA256_LENGTH) == 0;
+    }
+}

@@ -1,0 +1,161 @@
+package org.cardshield.applet;
+
+import javacard.framework.APDU;
+import javacard.framework.ISO7816;
+import javacard.framework.ISOException;
+import javacard.framework.Util;
+import javacard.security.Signature;
+
+/**
+ * SIGN TRANSACTION (patent steps 605-607 with PSD2 dynamic linking: amount, currency, payee,
+ * order reference and server nonce are bound into the signature together with the card's
+ * own counter) and PROVE POSSESSION (claim 7, enrollment steps 507-510).
+ */
+final class TransactionSigner {
+    private static final byte[] TRANSACTION_MAGIC = { (byte) 'C', (byte) 'S', (byte) 'T', (byte) 'X', (byte) '1' };
+    private static final byte[] REQUEST_MAGIC = { (byte) 'C', (byte) 'S', (byte) 'R', (byte) 'Q', (byte) '1' };
+    private static final byte[] POSSESSION_MAGIC = { (byte) 'C', (byte) 'S', (byte) 'P', (byte) 'O', (byte) 'P',
+            (byte) '1' };
+    private static final byte TAG_SERVER_SIGNATURE = (byte) 0x8E;
+    private static final byte TAG_COUNTER = (byte) 0x86;
+    private static final byte TAG_SIGNATURE = (byte) 0x9E;
+    /** Tags 81..85 in order, with their minimum and maximum value lengths. */
+    private static final byte[] FIELD_LIMITS = { 1, 8, 3, 3, 1, 64, 1, 64, 16, 32 };
+
+    private final Persistent state;
+    private final Transients t;
+    private final Crypto crypto;
+    private final Io io;
+
+    TransactionSigner(Persistent state, Transients t, Crypto crypto, Io io) {
+        this.state = state;
+        this.t = t;
+        this.crypto = crypto;
+        this.io = io;
+    }
+
+    private KeySlot signingSlot(byte p1, byte p2) {
+        if (p1 != 0) {
+            ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+        }
+        KeySlot slot = state.slot(p2);
+        state.requireIssued();
+        Persistent.requireKey(slot);
+        state.requirePinVerified();
+        return slot;
+    }
+
+    void signTransaction(APDU apdu, byte p1, byte p2, boolean chained) {
+        if (!io.receive(apdu, chained, t.buffer, (short) t.buffer.length, ISO7816.SW_WRONG_LENGTH)) {
+            return;
+        }
+        KeySlot slot = signingSlot(p1, p2);
+        byte[] b = t.buffer;
+        short len = io.received();
+        short fieldsEnd = parseFields(b, len);
+
+        // optional / required server authorisation of the request (8E over "CSRQ1" || 81..85)
+        if (fieldsEnd < len) {
+            verifyServerSignature(b, fieldsEnd, len);
+        } else if (slot.hasPolicy(Constants.POLICY_SERVER_SIGNED)) {
+            ISOException.throwIt(ISO7816.SW_SECURITY_STATUS_NOT_SATISFIED);
+        }
+
+        state.incrementCounter();
+        // response 86 04 counter || 9E L signature, built where the 8E object was
+        short out = fieldsEnd;
+        b[out] = TAG_COUNTER;
+        b[(short) (out + 1)] = 4;
+        Util.arrayCopyNonAtomic(state.counter, (short) 0, b, (short) (out + 2), (short) 4);
+        Signature signer = crypto.signatureFor(slot);
+        signer.init(slot.keyPair.getPrivate(), Signature.MODE_SIGN);
+        signer.update(TRANSACTION_MAGIC, (short) 0, (short) TRANSACTION_MAGIC.length);
+        signer.update(b, (short) 0, fieldsEnd);
+        short sigAt = (short) (out + 10);
+        short sigLen = signer.sign(b, out, (short) 6, b, sigAt);
+        state.afterPrivateKeyUse(slot);
+        io.send(apdu, out, wrapSignature(b, out, sigAt, sigLen));
+    }
+
+    void provePossession(APDU apdu, byte p1, byte p2, boolean chained) {
+        if (!io.receive(apdu, chained, t.buffer, Constants.CHALLENGE_MAX, ISO7816.SW_WRONG_LENGTH)) {
+            return;
+        }
+        KeySlot slot = signingSlot(p1, p2);
+        short len = io.received();
+        if (len < Constants.CHALLENGE_MIN) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        Signature signer = crypto.signatureFor(slot);
+        signer.init(slot.keyPair.getPrivate(), Signature.MODE_SIGN);
+        signer.update(POSSESSION_MAGIC, (short) 0, (short) POSSESSION_MAGIC.length);
+        short out = Constants.CHALLENGE_MAX;
+        short sigLen = signer.sign(t.buffer, (short) 0, len, t.buffer, out);
+        state.afterPrivateKeyUse(slot);
+        io.send(apdu, out, sigLen);
+    }
+
+    /**
+     * Checks 81..85: each once, in order, one-byte lengths within FIELD_LIMITS, currency
+     * A-Z. The fields are signed exactly as received, so this strictness makes the signed
+     * bytes a unique encoding of the transaction. Returns the offset after 85.
+     */
+    private static short parseFields(byte[] b, short len) {
+        short p = 0;
+        for (short i = 0; i < (short) 5; i++) {
+            if ((short) (p + 2) > len || b[p] != (byte) (0x81 + i)) {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+            short fieldLen = b[(short) (p + 1)]; // negative: long form, refused below
+            if (fieldLen < FIELD_LIMITS[(short) (2 * i)] || fieldLen > FIELD_LIMITS[(short) (2 * i + 1)]
+                    || (short) (p + 2 + fieldLen) > len) {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+            if (i == 1) {
+                for (short c = (short) (p + 2); c < (short) (p + 5); c++) {
+                    if (b[c] < (byte) 'A' || b[c] > (byte) 'Z') {
+                        ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+                    }
+                }
+            }
+            p = (short) (p + 2 + fieldLen);
+        }
+        return p;
+    }
+
+    /** 8E must be the only object after 85 and a valid server signature; 6982 if it is not. */
+    private void verifyServerSignature(byte[] b, short fieldsEnd, short len) {
+        if (b[fieldsEnd] != TAG_SERVER_SIGNATURE) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        short sigLen = Tlv.length(b, (short) (fieldsEnd + 1), len);
+        short sigOff = Tlv.valueOffset(b, (short) (fieldsEnd + 1), len);
+        if ((short) (sigOff + sigLen) != len) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if (!state.serverKeyLoaded) {
+            ISOException.throwIt(Constants.SW_REFERENCE_NOT_FOUND);
+        }
+        if (sigLen != Constants.RSA_2048_BYTES) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        Signature verifier = crypto.rsaSha256;
+        verifier.init(state.serverKey, Signature.MODE_VERIFY);
+        verifier.update(REQUEST_MAGIC, (short) 0, (short) REQUEST_MAGIC.length);
+        if (!verifier.verify(b, (short) 0, fieldsEnd, b, sigOff, sigLen)) {
+            ISOException.throwIt(ISO7816.SW_SECURITY_STATUS_NOT_SATISFIED);
+        }
+    }
+
+    /** Puts the 9E header right before the signature written at sigAt; returns the response length. */
+    private static short wrapSignature(byte[] b, short out, short sigAt, short sigLen) {
+        short header = (short) (1 + Tlv.lengthSize(sigLen));
+        short valueAt = (short) (out + 6 + header);
+        if (valueAt != sigAt) {
+            Util.arrayCopyNonAtomic(b, sigAt, b, valueAt, sigLen);
+        }
+        b[(short) (out + 6)] = TAG_SIGNATURE;
+        Tlv.putLength(b, (short) (out + 7), sigLen);
+        return (short) (6 + header + sigLen);
+    }
+}
