@@ -18,9 +18,8 @@ import javacardx.apdu.ExtendedLength;
  * Transients (RAM) and Crypto, I/O in Io, and each command family in its own handler.
  * docs/apdu.md is the normative description of every command.
  */
-public final class CardShieldApplet extends Applet implements ExtendedLength {
+public final class CardShieldApplet extends Applet implements ExtendedLength, SecureChannel.Target {
     private static final byte TAG_MAX_CERTIFICATE = (byte) 0x80;
-    private static final byte TAG_PERSONALIZATION_KEYS = (byte) 0xC0;
 
     private final Persistent state;
     private final Transients t;
@@ -32,12 +31,16 @@ public final class CardShieldApplet extends Applet implements ExtendedLength {
     private final SecurityOperations securityOperations;
     private final TransactionSigner signer;
     private final Personalization personalization;
+    private final SecureChannel secureChannel;
 
     private CardShieldApplet(byte[] params, short paramsOff, short paramsLen) {
         // parse before allocating anything: bad parameters fail the install cleanly
         short end = (short) (paramsOff + paramsLen);
         short maxCertificate = Constants.DEFAULT_MAX_CERT;
-        short persoKeys = (short) -1;
+        short keySet = (short) -1;
+        short keySetLen = 0;
+        short cardId = (short) -1;
+        short cardIdLen = 0;
         short p = paramsOff;
         while (p < end) {
             byte tag = params[p];
@@ -48,19 +51,33 @@ public final class CardShieldApplet extends Applet implements ExtendedLength {
                 if (maxCertificate < Constants.MIN_MAX_CERT || maxCertificate > Constants.MAX_MAX_CERT) {
                     ISOException.throwIt(ISO7816.SW_WRONG_DATA);
                 }
-            } else if (tag == TAG_PERSONALIZATION_KEYS && len == Constants.PERSO_KEY_SET_LENGTH) {
-                persoKeys = value;
+            } else if (tag == SecureChannel.TAG_KEY_SET) {
+                keySet = value;
+                keySetLen = len;
+            } else if (tag == SecureChannel.TAG_CARD_ID) {
+                cardId = value;
+                cardIdLen = len;
             } else {
                 ISOException.throwIt(ISO7816.SW_WRONG_DATA);
             }
             p = (short) (value + len);
         }
         Crypto crypto = new Crypto();
-        state = new Persistent(maxCertificate, params, persoKeys);
+        secureChannel = new SecureChannel();
+        if (keySet >= 0) {
+            secureChannel.installKeySet(params, keySet, keySetLen);
+        }
+        if (cardId >= 0) {
+            secureChannel.installCardId(params, cardId, cardIdLen);
+        }
+        if (!secureChannel.isComplete()) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA); // a key set needs its card identity
+        }
+        state = new Persistent(maxCertificate);
         // command data of the largest operation: 8E/DECIPHER/VERIFY inputs plus their output
         t = new Transients((short) (2 * crypto.maxModulusBytes() + 256));
         io = new Io(t);
-        fci = new Fci(state, crypto, t);
+        fci = new Fci(state, crypto, t, secureChannel);
         pins = new PinHandler(state, t, io);
         keys = new KeyHandler(state, t, io);
         certificates = new CertificateStore(state, t, io);
@@ -161,11 +178,13 @@ public final class CardShieldApplet extends Applet implements ExtendedLength {
         byte ins = buf[ISO7816.OFFSET_INS];
         byte p1 = buf[ISO7816.OFFSET_P1];
         byte p2 = buf[ISO7816.OFFSET_P2];
-        if ((byte) (cla & Constants.CLA_SECURE_MESSAGING_BITS) != 0) {
-            ISOException.throwIt(Constants.SW_SECURE_MESSAGING_UNSUPPORTED);
-        }
         boolean chained = (byte) (cla & Constants.CLA_CHAINING_BIT) != 0;
         byte cls = (byte) (cla & ~Constants.CLA_CHAINING_BIT);
+        boolean secured = cls == SecureChannel.CLA_SECURED
+                && (ins == Constants.INS_PERSONALIZE || ins == Constants.INS_ISSUE);
+        if (!secured && (byte) (cla & Constants.CLA_SECURE_MESSAGING_BITS) != 0) {
+            ISOException.throwIt(Constants.SW_SECURE_MESSAGING_UNSUPPORTED);
+        }
         if (cls != Constants.CLA_ISO && cls != Constants.CLA_PROPRIETARY) {
             ISOException.throwIt(ISO7816.SW_CLA_NOT_SUPPORTED);
         }
@@ -177,7 +196,9 @@ public final class CardShieldApplet extends Applet implements ExtendedLength {
             ISOException.throwIt(Constants.SW_LAST_COMMAND_EXPECTED);
         }
         io.begin(apdu);
-        if (cls == Constants.CLA_PROPRIETARY) {
+        if (secured) {
+            securedPersonalization(apdu, ins, p1, p2, chained);
+        } else if (cls == Constants.CLA_PROPRIETARY) {
             dispatchProprietary(apdu, ins, p1, p2, chained);
         } else {
             dispatchInterIndustry(apdu, ins, p1, p2, chained);
@@ -259,8 +280,33 @@ public final class CardShieldApplet extends Applet implements ExtendedLength {
     /** Plain personalization only on a development card (no key set C0 installed). */
     private void requirePlainPersonalizationAllowed() {
         personalization.requirePersonalizationState();
-        if (state.personalizationKeys != null) {
+        if (secureChannel.isActive()) {
             ISOException.throwIt(ISO7816.SW_SECURITY_STATUS_NOT_SATISFIED);
+        }
+    }
+
+    /** CLA 84 PERSONALIZE / ISSUE: SecureChannel unwraps, then calls applyPersonalization. */
+    private void securedPersonalization(APDU apdu, byte ins, byte p1, byte p2, boolean chained) {
+        if (!io.receive(apdu, chained, t.buffer, (short) t.buffer.length, ISO7816.SW_WRONG_LENGTH)) {
+            return;
+        }
+        short len = io.received();
+        short receipt = secureChannel.process(ins, p1, p2, t.buffer, (short) 0, len, this, t.buffer, len);
+        io.send(apdu, len, receipt);
+    }
+
+    /** SecureChannel.Target: the one entry point of personalization, plain data already unwrapped. */
+    public void applyPersonalization(byte ins, byte p1, byte p2, byte[] data, short off, short len) {
+        if (ins == Constants.INS_ISSUE) {
+            if (p1 != 0 || p2 != 0) {
+                ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
+            }
+            if (len != 0) {
+                ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+            }
+            personalization.issue();
+        } else {
+            personalization.personalize(p1, p2, data, off, len);
         }
     }
 

@@ -81,7 +81,6 @@ final class Constants {
     static final short DEFAULT_MAX_CERT = (short) 3072;
     static final short MIN_MAX_CERT = (short) 1024;
     static final short MAX_MAX_CERT = (short) 16384;
-    static final short PERSO_KEY_SET_LENGTH = (short) 33;
     static final short RSA_2048_BYTES = (short) 256;
     static final short CHALLENGE_MIN = (short) 16;
     static final short CHALLENGE_MAX = (short) 64;

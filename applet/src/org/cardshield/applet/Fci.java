@@ -11,11 +11,13 @@ final class Fci {
     private final Persistent state;
     private final Crypto crypto;
     private final Transients t;
+    private final SecureChannel secureChannel;
 
-    Fci(Persistent state, Crypto crypto, Transients t) {
+    Fci(Persistent state, Crypto crypto, Transients t, SecureChannel secureChannel) {
         this.state = state;
         this.crypto = crypto;
         this.t = t;
+        this.secureChannel = secureChannel;
     }
 
     /** Writes the FCI at buffer offset 0 and returns its length. */
@@ -44,7 +46,7 @@ final class Fci {
         if (state.serverKeyLoaded) {
             flags |= Constants.FLAG_SERVER_KEY;
         }
-        flags |= state.personalizationKeys != null ? Constants.FLAG_PERSO_KEYS : Constants.FLAG_DEVELOPMENT;
+        flags |= secureChannel.isActive() ? Constants.FLAG_PERSO_KEYS : Constants.FLAG_DEVELOPMENT;
         p = put1(b, p, (byte) 0x85, flags);
         p = put2(b, p, (byte) 0x86, Util.makeShort(state.pin.getTriesRemaining(), state.puk.getTriesRemaining()));
         b[p] = (byte) 0x87;
@@ -60,6 +62,7 @@ final class Fci {
         Util.setShort(b, (short) (p + 6), JCSystem.getAvailableMemory(JCSystem.MEMORY_TYPE_TRANSIENT_DESELECT));
         p += 8;
         p = put2(b, p, (byte) 0x89, (short) b.length);
+        p = secureChannel.appendFci(b, p); // 8A card identity, 8B channel state (perso cards)
         b[(short) (a5 + 1)] = (byte) (p - a5 - 2);
         b[1] = (byte) (p - 2);
         return p;

@@ -33,22 +33,12 @@ final class Persistent {
     final RSAPublicKey serverKey;
     boolean serverKeyLoaded;
 
-    /** Install tag C0 (key version || K-ENC || K-MAC) for the personalization secure channel, or null. */
-    final byte[] personalizationKeys;
-
-    Persistent(short maxCertificate, byte[] params, short persoKeysOffset) {
+    Persistent(short maxCertificate) {
         this.maxCertificate = maxCertificate;
         slot1 = new KeySlot((byte) 1, maxCertificate);
         slot2 = new KeySlot((byte) 2, maxCertificate);
         staging = new byte[maxCertificate];
         serverKey = (RSAPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_RSA_PUBLIC, KeyBuilder.LENGTH_RSA_2048, false);
-        if (persoKeysOffset >= 0) {
-            personalizationKeys = new byte[Constants.PERSO_KEY_SET_LENGTH];
-            javacard.framework.Util.arrayCopy(params, persoKeysOffset, personalizationKeys, (short) 0,
-                    Constants.PERSO_KEY_SET_LENGTH);
-        } else {
-            personalizationKeys = null;
-        }
     }
 
     /** Slot for a P2 / key reference byte; 6A86 for anything but 01 and 02. */

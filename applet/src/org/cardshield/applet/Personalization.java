@@ -2,14 +2,14 @@ package org.cardshield.applet;
 
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
-import javacard.framework.JCSystem;
 
 /**
  * PERSONALIZE and ISSUE (proprietary, patent's OTA module: the issuer sets PIN, PUK, slot
  * algorithms and policies and the server key, then locks the card). Works on data that is
- * already complete and unwrapped: today from plain APDUs on a development card, and from
- * the personalization secure channel when one is installed (tag C0); both call
- * {@link #personalize} and {@link #issue}.
+ * already complete and unwrapped: from plain APDUs on a development card, or from the
+ * personalization secure channel (SecureChannel, install tag C0); both call
+ * {@link #personalize} and {@link #issue}. Both may run inside the secure channel's
+ * transaction, so neither opens one.
  */
 final class Personalization {
     static final byte P1_SET_PIN = (byte) 0x01;
@@ -124,8 +124,6 @@ final class Personalization {
         }
         allocate(state.slot1, Constants.ALG_RSA_2048);
         allocate(state.slot2, Constants.ALG_RSA_2048);
-        JCSystem.beginTransaction();
-        state.lifecycle = Constants.LIFECYCLE_ISSUED;
-        JCSystem.commitTransaction();
+        state.lifecycle = Constants.LIFECYCLE_ISSUED; // one byte: written atomically
     }
 }
