@@ -406,6 +406,7 @@ public final class IssuerSecurityDomain {
 
     /** 6310 "more data available" carrying data (GPCS 11.4.3). */
     static final class MoreData extends StatusWordException {
+        private static final long serialVersionUID = 1L;
         final byte[] data;
 
         MoreData(byte[] data) {

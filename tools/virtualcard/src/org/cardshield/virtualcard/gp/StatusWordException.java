@@ -2,6 +2,7 @@ package org.cardshield.virtualcard.gp;
 
 /** A refusal of a GlobalPlatform command: carries the ISO 7816-4 / GPCS status word. */
 class StatusWordException extends RuntimeException {
+    private static final long serialVersionUID = 1L;
     static final int SW_WARNING_AUTH_FAILED = 0x6300;      // GPCS 11.8.3: host cryptogram wrong
     static final int SW_WRONG_LENGTH = 0x6700;
     static final int SW_LOGICAL_CHANNEL_NOT_SUPPORTED = 0x6881;
