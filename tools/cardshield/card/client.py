@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cardshield.card.apdu import CommandAPDU, ResponseAPDU
+from cardshield.card.apdu import ResponseAPDU
 from cardshield.card.errors import CardError
 from cardshield.card.transport import Transport
 from cardshield.protocol import commands, keys
@@ -24,12 +24,6 @@ from cardshield.protocol.transaction import Transaction, TransactionSignature, p
 SHORT_READ = 256
 
 
-def to_apdu(command: Command, extended: bool | None = None) -> CommandAPDU:
-    """The transport's APDU for a protocol command (same bytes, transport-level options)."""
-    return CommandAPDU(command.cla, command.ins, command.p1, command.p2, command.data, command.ne,
-                       extended=extended, sensitive=command.sensitive)
-
-
 @dataclass
 class CardShield:
     """The applet on one card. `select()` first; the FCI it returns tells what the card can do."""
@@ -40,7 +34,7 @@ class CardShield:
     # -- plumbing ------------------------------------------------------------------------
     def transmit(self, command: Command, extended: bool | None = None) -> ResponseAPDU:
         """One logical command, any status word back (for callers that branch on it)."""
-        return self.transport.transmit(to_apdu(command, extended))
+        return self.transport.transmit(command.apdu(extended))
 
     def _send(self, command: Command, extended: bool | None = None) -> bytes:
         response = self.transmit(command, extended)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cardshield.card.apdu import CommandAPDU
+
 from .constants import CLA_CHAINING
 
 SHORT_MAX_DATA = 255
 SHORT_MAX_NE = 256
-EXTENDED_MAX_DATA = 65535
 EXTENDED_MAX_NE = 65536
 
 
@@ -53,8 +54,10 @@ class Command:
     def header(self) -> bytes:
         return bytes([self.cla, self.ins, self.p1, self.p2])
 
-    def fits_short(self) -> bool:
-        return len(self.data) <= SHORT_MAX_DATA and (self.ne is None or self.ne <= SHORT_MAX_NE)
+    def apdu(self, extended: bool | None = None) -> CommandAPDU:
+        """The ISO 7816-4 encoder's view of this command (cardshield.card.apdu)."""
+        return CommandAPDU(self.cla, self.ins, self.p1, self.p2, self.data, self.ne,
+                           extended=extended, sensitive=self.sensitive)
 
     def short(self) -> bytes:
         """One short APDU; raises if the data or Ne need chaining or extended length."""
@@ -63,41 +66,14 @@ class Command:
                 f"{self.name}: {len(self.data)} data bytes do not fit a short APDU; "
                 "use chained() or extended()"
             )
-        return _short(self.header, self.data, self.ne)
+        return self.apdu(extended=False).encode()
 
     def extended(self) -> bytes:
         """One extended-length APDU (ISO/IEC 7816-4 clause 5.1: Lc 00 xx xx, Le xx xx)."""
-        if len(self.data) > EXTENDED_MAX_DATA:
-            raise ValueError(f"{self.name}: {len(self.data)} bytes exceed an extended APDU")
-        out = bytearray(self.header)
-        if self.data:
-            out += b"\x00" + len(self.data).to_bytes(2, "big") + self.data
-        if self.ne is not None:
-            le = 0 if self.ne == EXTENDED_MAX_NE else self.ne
-            out += (b"" if self.data else b"\x00") + le.to_bytes(2, "big")
-        elif not self.data:
-            # a case-1 command has no length field at all; short and extended coincide
-            pass
-        return bytes(out)
+        return self.apdu(extended=True).encode()
 
     def chained(self, chunk: int = SHORT_MAX_DATA) -> list[bytes]:
         """Short APDUs carrying the data in ISO command chaining; all but the last have
         CLA bit 0x10 and no Le. A command whose data fits one APDU is sent unchained."""
-        if not 1 <= chunk <= SHORT_MAX_DATA:
-            raise ValueError(f"chunk size {chunk} outside 1..255")
-        if len(self.data) <= chunk:
-            return [self.short()]
-        parts = [self.data[i : i + chunk] for i in range(0, len(self.data), chunk)]
-        chained_header = bytes([self.cla | CLA_CHAINING, self.ins, self.p1, self.p2])
-        apdus = [_short(chained_header, part, None) for part in parts[:-1]]
-        apdus.append(_short(self.header, parts[-1], min(self.ne, SHORT_MAX_NE) if self.ne else None))
-        return apdus
-
-
-def _short(header: bytes, data: bytes, ne: int | None) -> bytes:
-    out = bytearray(header)
-    if data:
-        out += bytes([len(data)]) + data
-    if ne is not None:
-        out.append(0 if ne >= SHORT_MAX_NE else ne)
-    return bytes(out)
+        ne = min(self.ne, SHORT_MAX_NE) if self.ne else None
+        return [piece.encode() for piece in self.apdu().with_ne(ne).chain(chunk)]
