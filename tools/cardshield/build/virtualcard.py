@@ -13,5 +13,5 @@ def build_virtualcard() -> None:
         paths.VIRTUALCARD_CLASSES,
         classpath=maven.classpath(maven.JCARDSIM),
         release="17",
-        extra=["-Xlint:all", "-Werror"],
+        extra=["-Xlint:all,-serial"],  # warnings shown, not fatal: the host is test tooling
     )
