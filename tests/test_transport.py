@@ -6,13 +6,17 @@ import pytest
 from cardshield.card.apdu import CommandAPDU
 from cardshield.card.errors import CardError, CardRemovedError, NoCardError, NoReaderError
 from cardshield.card.transport import Transport, atr_supports_extended_length, resolve_reader
-from conftest import PROBE_AID
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
 
-def select_probe(transport):
-    transport.send(CommandAPDU(0x00, 0xA4, 0x04, 0x00, PROBE_AID), name="SELECT probe")
+@pytest.fixture
+def probe_aid(probe_applet):
+    return probe_applet.instance_aid
+
+
+def select_probe(transport, aid):
+    transport.send(CommandAPDU(0x00, 0xA4, 0x04, 0x00, aid), name="SELECT probe")
 
 
 def test_card_speaks_t1_and_announces_extended_length(transport):
@@ -25,26 +29,26 @@ def test_select_unknown_aid_is_6a82(transport):
     assert response.sw == 0x6A82
 
 
-def test_echo_short(transport):
-    select_probe(transport)
+def test_echo_short(transport, probe_aid):
+    select_probe(transport, probe_aid)
     assert transport.send(CommandAPDU(0x00, 0x10, 0, 0, b"hello card", ne=256)) == b"hello card"
 
 
-def test_long_command_as_one_extended_apdu(reader_name):
+def test_long_command_as_one_extended_apdu(reader_name, probe_aid):
     payload = bytes(range(256)) * 4
     lines = []
     with Transport(reader_name, trace=True, trace_sink=lines.append) as transport:
-        select_probe(transport)
+        select_probe(transport, probe_aid)
         assert transport.send(CommandAPDU(0x00, 0x10, 0, 0, payload, ne=65536)) == payload
     sent = [line for line in lines if line.startswith("> 00 10")]
     assert len(sent) == 1 and "(extended)" in sent[0]
 
 
-def test_long_command_chained_and_long_response_by_get_response(reader_name):
+def test_long_command_chained_and_long_response_by_get_response(reader_name, probe_aid):
     payload = bytes(range(256)) * 3 + b"tail"
     lines = []
     with Transport(reader_name, extended_length=False, trace=True, trace_sink=lines.append) as transport:
-        select_probe(transport)
+        select_probe(transport, probe_aid)
         assert transport.send(CommandAPDU(0x00, 0x10, 0, 0, payload, ne=256)) == payload
     chained = [line for line in lines if line.startswith("> 10 10")]
     assert len(chained) == 3  # 255 * 3 bytes with CLA 10, then the last piece with CLA 00
@@ -53,24 +57,24 @@ def test_long_command_chained_and_long_response_by_get_response(reader_name):
     assert not any("(extended)" in line for line in lines)
 
 
-def test_get_response_collects_61xx(transport):
-    select_probe(transport)
+def test_get_response_collects_61xx(transport, probe_aid):
+    select_probe(transport, probe_aid)
     data = transport.send(CommandAPDU(0x00, 0x12, 0x02, 0xBC, ne=256))  # ask for 700 bytes
     assert data == bytes(i & 0xFF for i in range(700))
 
 
-def test_wrong_le_6cxx_is_resent_with_exact_le(reader_name):
+def test_wrong_le_6cxx_is_resent_with_exact_le(reader_name, probe_aid):
     lines = []
     with Transport(reader_name, trace=True, trace_sink=lines.append) as transport:
-        select_probe(transport)
+        select_probe(transport, probe_aid)
         data = transport.send(CommandAPDU(0x00, 0x14, 0x00, 0x21, ne=256))
     assert data == bytes(range(0x21))
     assert any(line.startswith("< 6C21") for line in lines)
     assert any(line.startswith("> 00 14 00 21 Le=33") for line in lines)
 
 
-def test_card_error_carries_status_word(transport):
-    select_probe(transport)
+def test_card_error_carries_status_word(transport, probe_aid):
+    select_probe(transport, probe_aid)
     with pytest.raises(CardError) as raised:
         transport.send(CommandAPDU(0x00, 0x7E, 0, 0), name="UNKNOWN INS")
     assert raised.value.sw == 0x6D00
@@ -93,53 +97,53 @@ def counters(transport):
 
 
 @pytest.mark.parametrize("disposition", ["reset", "unpower"])
-def test_reset_clears_transient_state_keeps_persistent(transport, disposition):
-    select_probe(transport)
+def test_reset_clears_transient_state_keeps_persistent(transport, disposition, probe_aid):
+    select_probe(transport, probe_aid)
     persistent, transient = counters(transport)
     assert counters(transport) == (persistent + 1, transient + 1)
     transport.reconnect(disposition)
     # The reset deselected the applet: it must be selected again.
     assert transport.transmit(CommandAPDU(0x00, 0x16, 0, 0, ne=4)).sw != 0x9000
-    select_probe(transport)
+    select_probe(transport, probe_aid)
     assert counters(transport) == (persistent + 2, 1)
 
 
-def test_pristine_card_forgets_persistent_state(virtual_card, transport):
-    select_probe(transport)
+def test_pristine_card_forgets_persistent_state(virtual_card, transport, probe_aid):
+    select_probe(transport, probe_aid)
     counters(transport)
     virtual_card.pristine()
     transport.reconnect("reset")
-    select_probe(transport)
+    select_probe(transport, probe_aid)
     assert counters(transport) == (1, 1)
 
 
-def test_random_data_is_not_from_a_fixed_seed(virtual_card, transport):
+def test_random_data_is_not_from_a_fixed_seed(virtual_card, transport, probe_aid):
     """jcardsim's RandomData uses a fixed seed unless told otherwise: then the first output of
     a fresh instance would repeat after every reinstall."""
     outputs = []
     for _ in range(2):
         virtual_card.pristine()
         transport.reconnect("reset")
-        select_probe(transport)
+        select_probe(transport, probe_aid)
         outputs.append(transport.send(CommandAPDU(0x00, 0x18, 0, 0, ne=32)))
     assert len(outputs[0]) == 32 and outputs[0] != outputs[1]
 
 
-def test_card_removed_and_inserted(virtual_card, reader_name):
+def test_card_removed_and_inserted(virtual_card, reader_name, probe_aid):
     transport = Transport(reader_name)
     transport.connect()
     try:
-        select_probe(transport)
+        select_probe(transport, probe_aid)
         before, _ = counters(transport)
         virtual_card.remove_card()
         with pytest.raises((CardRemovedError, NoCardError)):
-            select_probe(transport)
+            select_probe(transport, probe_aid)
         with pytest.raises(NoCardError):
             Transport.open(reader_name)
         virtual_card.insert_card()
         transport.close()
         transport = _connect_when_present(reader_name)
-        select_probe(transport)
+        select_probe(transport, probe_aid)
         assert counters(transport)[0] == before + 1  # persistent state survived
     finally:
         transport.close()
