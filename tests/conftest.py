@@ -69,7 +69,10 @@ def card_stack(real_reader, tmp_path_factory, probe_applet):
     from cardshield.sim.applets import default_applets
     from cardshield.sim.stack import VirtualCardStack
 
-    stack = VirtualCardStack(tmp_path_factory.mktemp("sim"), applets=[*default_applets(), probe_applet])
+    from perso.instance import keyed_instances  # the applet again, with a personalization key set
+
+    applets = default_applets()
+    stack = VirtualCardStack(tmp_path_factory.mktemp("sim"), applets=[*applets, *keyed_instances(applets), probe_applet])
     stack.start()
     try:
         yield stack

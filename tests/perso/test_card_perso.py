@@ -25,11 +25,11 @@ from cardshield.perso import keys, runner
 from cardshield.perso import secure_messaging as sm
 from cardshield.protocol import commands
 from cardshield.protocol.command import Command
-from cardshield.protocol.constants import APPLET_AID, CardFlags, Lifecycle, SlotPolicy
+from cardshield.protocol.constants import CardFlags, Lifecycle, SlotPolicy
 from cardshield.protocol.keys import parse_public_key
 
 from . import vectors as v
-from .conftest import PIN, PUK, SECRETS, card_keys
+from .instance import KEYED_AID, PIN, PUK, SECRETS, card_keys
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
@@ -59,11 +59,11 @@ def workdir(tmp_path):
 def compile_text(workdir, store, text, name="card.yaml", **options):
     path = workdir / name
     path.write_text(textwrap.dedent(text))
-    return perso_cli.compile_file(path, v.CARD_ID, store, **options)
+    return perso_cli.compile_file(path, v.CARD_ID, store, applet_aid=KEYED_AID, **options)
 
 
 def state(link) -> runner.CardState:
-    return runner.read_card_state(link, APPLET_AID)
+    return runner.read_card_state(link, KEYED_AID)
 
 
 def snapshot(link):
@@ -96,25 +96,26 @@ def test_fresh_card_to_issued_then_ready_for_enrollment(perso_card, workdir, sto
     assert all(len(bytes.fromhex(s.receipt)) == 8 for s in report.steps)
     after = state(perso_card)
     assert (after.lifecycle, after.counter) == (Lifecycle.ISSUED, 6)
-    assert {CardFlags.PIN_SET, CardFlags.PUK_SET, CardFlags.SERVER_KEY_LOADED} <= after.fci.flags
+    for flag in (CardFlags.PIN_SET, CardFlags.PUK_SET, CardFlags.SERVER_KEY_LOADED):
+        assert flag in after.fci.flags
     assert after.fci.slots[1].policy == SlotPolicy.PIN_PER_SIGNATURE
     assert after.fci.slots[2].policy == SlotPolicy.SERVER_SIGNED_REQUESTS
     # enrollment readiness (patent flow 501-512): the PIN set through the channel works
-    assert perso_card.transmit(runner.to_apdu(commands.verify_pin(PIN))).sw == 0x9000
-    generated = perso_card.transmit(runner.to_apdu(commands.generate_key(1)))
+    assert perso_card.transmit(commands.verify_pin(PIN).apdu()).sw == 0x9000
+    generated = perso_card.transmit(commands.generate_key(1).apdu())
     assert generated.sw == 0x9000
     card_key = parse_public_key(generated.data)
-    assert perso_card.transmit(runner.to_apdu(commands.verify_pin(PIN))).sw == 0x9000
+    assert perso_card.transmit(commands.verify_pin(PIN).apdu()).sw == 0x9000
     challenge = os.urandom(32)
-    proof = perso_card.transmit(runner.to_apdu(commands.prove_possession(1, challenge)))
+    proof = perso_card.transmit(commands.prove_possession(1, challenge).apdu())
     assert proof.sw == 0x9000
     card_key.verify(proof.data, b"CSPOP1" + challenge, padding.PKCS1v15(), hashes.SHA256())
 
 
 def test_plain_personalization_is_refused_on_a_keyed_card(perso_card):
     before = snapshot(perso_card)
-    assert perso_card.transmit(runner.to_apdu(commands.personalize_pin("1234"))).sw == 0x6982
-    assert perso_card.transmit(runner.to_apdu(commands.issue())).sw == 0x6982
+    assert perso_card.transmit(commands.personalize_pin("1234").apdu()).sw == 0x6982
+    assert perso_card.transmit(commands.issue().apdu()).sw == 0x6982
     assert snapshot(perso_card) == before
 
 
@@ -161,7 +162,7 @@ def test_every_tampered_byte_is_refused_and_changes_nothing(perso_card):
 
 
 def test_replay_and_out_of_order_counters(perso_card, workdir, store):
-    b = compile_text(workdir, store, PERSONALIZE, first_counter=10)
+    b = compile_text(workdir, store, PERSONALIZE, counter=10)
     steps = [bytes.fromhex(s["apdu"]) for s in b.steps]
     assert send(perso_card, steps[0]).sw == 0x9000          # counter 10
     assert send(perso_card, steps[2]).sw == 0x9000          # 12: a gap is fine
@@ -171,13 +172,16 @@ def test_replay_and_out_of_order_counters(perso_card, workdir, store):
     assert snapshot(perso_card) == before and state(perso_card).counter == 12
 
 
-def test_resume_after_a_torn_delivery(perso_card, perso_stack, workdir, store):
+def test_resume_after_a_torn_delivery(perso_card, virtual_card, workdir, store):
     b = compile_text(workdir, store, PERSONALIZE)
     for step in b.steps[:3]:
         assert send(perso_card, bytes.fromhex(step["apdu"])).sw == 0x9000
-    perso_card.disconnect()
-    perso_stack.remove_card()      # the relay lost the card half way
-    perso_stack.insert_card()
+    perso_card.close()
+    virtual_card.remove_card()      # the relay lost the card half way
+    _wait_until(lambda: not _selectable(virtual_card.info.reader))
+    virtual_card.insert_card()
+    _wait_until(lambda: _selectable(virtual_card.info.reader))
+    perso_card = Transport(virtual_card.info.reader)
     perso_card.connect()
     lines = []
     report = run(perso_card, b, store, lines)
@@ -187,6 +191,7 @@ def test_resume_after_a_torn_delivery(perso_card, perso_stack, workdir, store):
     # running it again changes nothing and says so
     again = run(perso_card, b, store)
     assert {s.status for s in again.steps} == {"already applied"}
+    perso_card.close()
 
 
 def test_a_failing_step_stops_the_run_and_is_reported(perso_card, workdir, store):
@@ -198,7 +203,7 @@ def test_a_failing_step_stops_the_run_and_is_reported(perso_card, workdir, store
     assert (failed.index, failed.status, failed.sw) == (4, "failed", "6985")
     assert state(perso_card).counter == 3 and report.final_lifecycle == "PERSONALIZATION"
     # the card is not half-locked: a corrected bundle continuing the counter completes it
-    fixed = compile_text(workdir, store, PERSONALIZE, first_counter=4)
+    fixed = compile_text(workdir, store, PERSONALIZE, counter=4)
     assert run(perso_card, fixed, store).final_lifecycle == "ISSUED"
 
 
@@ -210,9 +215,27 @@ def test_issue_refused_before_pin_and_puk(perso_card):
 def test_bundle_for_another_card_is_refused(perso_card, workdir, store):
     path = workdir / "card.yaml"
     path.write_text(textwrap.dedent(PERSONALIZE))
-    other = perso_cli.compile_file(path, bytes.fromhex("0A0B0C0D0E0F1011"), store)
+    other = perso_cli.compile_file(path, bytes.fromhex("0A0B0C0D0E0F1011"), store, applet_aid=KEYED_AID)
     with pytest.raises(runner.PersoRunError, match="this bundle is for card 0A0B0C0D0E0F1011"):
         run(perso_card, other, store)
+
+
+def _selectable(reader) -> bool:
+    try:
+        with Transport(reader) as link:
+            state(link)
+        return True
+    except Exception:
+        return False
+
+
+def _wait_until(condition, seconds=10.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the virtual card did not change presence"
+        time.sleep(0.05)
 
 
 def _issue_certificate(public_key):
@@ -226,17 +249,17 @@ def _issue_certificate(public_key):
         .sign(ca_key, hashes.SHA256()))
 
 
-def test_key_generation_and_preset_certificate_with_no_secret_anywhere(perso_card, perso_stack, workdir, store):
+def test_key_generation_and_preset_certificate_with_no_secret_anywhere(perso_card, virtual_card, workdir, store):
     trace = []
     perso_card.close()
-    perso_card = Transport(perso_stack.info.reader, trace=True, trace_sink=trace.append)
+    perso_card = Transport(virtual_card.info.reader, trace=True, trace_sink=trace.append)
     perso_card.connect()
     text = PERSONALIZE + "      - generate_key: {slot: 1}\n"
     first = compile_text(workdir, store, text)
     lines = []
     report = run(perso_card, first, store, lines)
     assert report.succeeded and report.steps[-1].action == "generate_key"
-    card_key = parse_public_key(perso_card.transmit(runner.to_apdu(commands.read_public_key(1))).data)
+    card_key = parse_public_key(perso_card.transmit(commands.read_public_key(1).apdu()).data)
     cert = _issue_certificate(card_key)
     (workdir / "card-cert.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
     second = compile_text(workdir, store, """\
@@ -263,18 +286,19 @@ def test_key_generation_and_preset_certificate_with_no_secret_anywhere(perso_car
     assert any("masked" in line for line in trace)  # VERIFY went through, masked
 
 
-def test_cli_compiles_and_runs(perso_card, perso_stack, workdir):
+def test_cli_compiles_and_runs(perso_card, virtual_card, workdir):
     script = workdir / "card.yaml"
     script.write_text(textwrap.dedent(PERSONALIZE))
-    env = {**os.environ, **perso_stack.env(), **{f"CARDSHIELD_SECRET_{k}": s for k, s in SECRETS.items()}}
+    env = {**os.environ, **virtual_card.info.env(), **{f"CARDSHIELD_SECRET_{k}": s for k, s in SECRETS.items()}}
     bundle_path = workdir / "card.bundle.json"
     subprocess.run([sys.executable, "-m", "cardshield", "perso", "compile", str(script),
-                    "--card-id", v.CARD_ID.hex(), "--scp80-tar", "435301", "-o", str(bundle_path)],
+                    "--card-id", v.CARD_ID.hex(), "--applet-aid", KEYED_AID.hex(), "--scp80-tar", "435301",
+                    "-o", str(bundle_path)],
                    env=env, check=True, capture_output=True, text=True)
     assert json.loads(bundle_path.read_text())["scp80"]["tar"] == "435301"
     perso_card.close()
     done = subprocess.run([sys.executable, "-m", "cardshield", "perso", "run", str(bundle_path),
-                           "--reader", perso_stack.info.reader, "--report", str(workdir / "report.json")],
+                           "--reader", virtual_card.info.reader, "--report", str(workdir / "report.json")],
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "now ISSUED, counter 6" in done.stdout

@@ -28,6 +28,7 @@ def register(subparsers) -> None:
     comp.add_argument("--counter", type=int, default=1, help="first secure-channel counter to use (default 1)")
     comp.add_argument("--scp80-tar", help="also export SCP80 command packets for this TAR (6 hex digits)")
     comp.add_argument("--key-store", default="env", help="env (default), file:PATH or hook:MODULE:FUNCTION")
+    comp.add_argument("--applet-aid", help="instance AID of the applet (default: applet/applet.properties)")
     comp.add_argument("-o", "--output", type=Path, help="bundle file (default: SCRIPT with .bundle.json)")
     comp.set_defaults(func=_compile)
 
@@ -36,6 +37,7 @@ def register(subparsers) -> None:
     run.add_argument("--reader", help="exact reader name or index")
     run.add_argument("--key-store", default="env", help="for the PIN of key steps and receipt checks")
     run.add_argument("--report", type=Path, help="write the per-step report as JSON here")
+    run.add_argument("--applet-aid", help="instance AID when running a script (default: applet.properties)")
     run.add_argument("--trace", action="store_true", help="trace APDUs (secrets masked)")
     run.set_defaults(func=_run)
 
@@ -48,7 +50,7 @@ def _hex(text: str, what: str) -> bytes:
 
 
 def compile_file(path: Path, card_id: bytes, store: keystore.KeyStore, counter: int = 1,
-                 scp80_tar: bytes | None = None) -> bundle_mod.Bundle:
+                 scp80_tar: bytes | None = None, applet_aid: bytes = compiler.APPLET_AID) -> bundle_mod.Bundle:
     try:
         check_card_id(card_id)
     except ValueError as exc:
@@ -58,7 +60,7 @@ def compile_file(path: Path, card_id: bytes, store: keystore.KeyStore, counter: 
     except OSError as exc:
         raise script_mod.ScriptError(f"cannot read script {path}: {exc.strerror}") from None
     parsed = script_mod.parse(text, path)
-    options = compiler.Options(card_id=card_id, first_counter=counter, scp80_tar=scp80_tar)
+    options = compiler.Options(card_id=card_id, first_counter=counter, scp80_tar=scp80_tar, applet_aid=applet_aid)
     return compiler.compile_script(parsed, store, options, text)
 
 
@@ -67,13 +69,22 @@ def _compile(args) -> int:
     tar = _hex(args.scp80_tar, "TAR") if args.scp80_tar else None
     if tar is not None and len(tar) != 3:
         raise script_mod.ScriptError("--scp80-tar is 3 bytes (6 hex digits)")
-    result = compile_file(args.script, _hex(args.card_id, "card id"), store, args.counter, tar)
+    result = compile_file(args.script, _hex(args.card_id, "card id"), store, args.counter, tar, _aid(args))
     output = args.output or args.script.with_suffix(".bundle.json")
     result.save(output)
     counters = result.secured_counters
     span = f"counters {counters[0]}..{counters[-1]}" if counters else "no secured step"
     print(f"{output}: {len(result.steps)} steps, {span}, card {result.card_id.hex().upper()}")
     return 0
+
+
+def _aid(args) -> bytes:
+    if not args.applet_aid:
+        return compiler.APPLET_AID
+    aid = _hex(args.applet_aid, "applet AID")
+    if not 5 <= len(aid) <= 16:
+        raise script_mod.ScriptError(f"applet AID {args.applet_aid} must be 5-16 bytes (ISO/IEC 7816-4 8.2.1.2)")
+    return aid
 
 
 def _is_bundle(path: Path) -> bool:
@@ -89,10 +100,10 @@ def _run(args) -> int:
             delivered = bundle_mod.load(args.target)
         else:
             # local personalization: identity and counter come from the card itself
-            state = read_card_state(link, compiler.APPLET_AID)
+            state = read_card_state(link, _aid(args))
             if state.card_id is None:
                 raise PersoRunError("the card reports no identity (FCI 8A): install it with tags C0 and C1")
-            delivered = compile_file(args.target, state.card_id, store, state.counter + 1)
+            delivered = compile_file(args.target, state.card_id, store, state.counter + 1, applet_aid=_aid(args))
         report = Runner(link, delivered, store=store).run()
     if args.report:
         save_report(report, args.report)

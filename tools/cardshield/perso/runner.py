@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from ..card.apdu import CommandAPDU, ResponseAPDU, status_word_meaning
 from ..errors import UserError
 from ..protocol import commands, tlv
-from ..protocol.command import Command
 from ..protocol.constants import Lifecycle
 from ..protocol.fci import FCI, TAG_FCI, TAG_PROPRIETARY, parse_fci
 from ..protocol.keys import parse_public_key
@@ -90,14 +89,8 @@ class RunReport:
         return json.dumps(asdict(self), indent=2) + "\n"
 
 
-def to_apdu(command: Command) -> CommandAPDU:
-    """A protocol Command as the transport's CommandAPDU (secret data stays masked)."""
-    return CommandAPDU(command.cla, command.ins, command.p1, command.p2, command.data,
-                       ne=command.ne, sensitive=command.sensitive)
-
-
 def read_card_state(link: CardLink, aid: bytes) -> CardState:
-    response = link.transmit(to_apdu(commands.select_applet(aid)))
+    response = link.transmit(commands.select_applet(aid).apdu())
     if response.sw != 0x9000:
         raise PersoRunError(
             f"SELECT of the CardShield applet {aid.hex().upper()} returned {response.sw:04X} "
@@ -244,14 +237,14 @@ class Runner:
             raise PersoRunError(str(exc)) from None
 
     def _verify_pin(self, step: dict) -> int:
-        response = self._transmit(to_apdu(commands.verify_pin(self._pin(step))))
+        response = self._transmit(commands.verify_pin(self._pin(step)).apdu())
         if response.sw != 0x9000:
             raise PersoRunError(f"VERIFY of the PIN returned {response.sw:04X} ({status_word_meaning(response.sw)})")
         return response.sw
 
     def _generate_key(self, step: dict, result: StepResult) -> tuple[int, bytes]:
         self._verify_pin(step)
-        response = self._transmit(to_apdu(commands.generate_key(step["slot"])))
+        response = self._transmit(commands.generate_key(step["slot"]).apdu())
         if response.sw == 0x9000:
             key = parse_public_key(response.data)
             spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
@@ -261,7 +254,7 @@ class Runner:
     def _certificate(self, step: dict, result: StepResult) -> tuple[int, bytes]:
         der = bytes.fromhex(step["der"])
         cert_key = x509.load_der_x509_certificate(der).public_key()
-        response = self._transmit(to_apdu(commands.read_public_key(step["slot"])))
+        response = self._transmit(commands.read_public_key(step["slot"]).apdu())
         if response.sw != 0x9000:
             raise PersoRunError(
                 f"READ PUBLIC KEY of slot {step['slot']} returned {response.sw:04X}: generate the key first"
@@ -271,7 +264,7 @@ class Runner:
         if card_key.public_bytes(*spki) != cert_key.public_bytes(*spki):
             raise PersoRunError(f"the certificate is for another key than the one in slot {step['slot']}")
         self._verify_pin(step)
-        response = self._transmit(to_apdu(commands.put_certificate(step["slot"], der)))
+        response = self._transmit(commands.put_certificate(step["slot"], der).apdu())
         return response.sw, response.data
 
 

@@ -81,7 +81,7 @@ def wrap(keys: PersoKeySet, plain: Command, counter: int) -> Command:
 
 def apdu_bytes(command: Command) -> bytes:
     """One APDU: short when the data fits, else extended length (ISO/IEC 7816-4 5.1)."""
-    return command.short() if command.fits_short() else command.extended()
+    return command.apdu().encode()
 
 
 class Refused(Exception):

@@ -185,7 +185,7 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
         if (!secured && (byte) (cla & Constants.CLA_SECURE_MESSAGING_BITS) != 0) {
             ISOException.throwIt(Constants.SW_SECURE_MESSAGING_UNSUPPORTED);
         }
-        if (cls != Constants.CLA_ISO && cls != Constants.CLA_PROPRIETARY) {
+        if (!secured && cls != Constants.CLA_ISO && cls != Constants.CLA_PROPRIETARY) {
             ISOException.throwIt(ISO7816.SW_CLA_NOT_SUPPORTED);
         }
         if (ins != Constants.INS_GET_RESPONSE) {
