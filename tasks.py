@@ -45,12 +45,13 @@ def test(c, reader=None, k=None):
 @task(help={"target": "compile: SCRIPT; run: BUNDLE or SCRIPT", "card_id": "card identity (hex)",
             "reader": "exact reader name or index", "key_store": "env, file:PATH or hook:MODULE:FUNCTION",
             "counter": "first counter (compile)", "scp80_tar": "also export SCP80 packets for this TAR",
-            "output": "bundle file (compile)", "report": "JSON report file (run)"})
+            "output": "bundle file (compile)", "report": "JSON report file (run)",
+            "applet_aid": "applet instance AID (default: applet.properties)"})
 def perso(c, action, target, card_id=None, reader=None, key_store="env", counter=None, scp80_tar=None,
-          output=None, report=None):
+          output=None, report=None, applet_aid=None):
     """Personalization: `perso compile SCRIPT --card-id ...` or `perso run BUNDLE|SCRIPT --reader ...`."""
     options = {"--card-id": card_id, "--reader": reader, "--counter": counter, "--scp80-tar": scp80_tar,
-               "--output": output, "--report": report}
+               "--output": output, "--report": report, "--applet-aid": applet_aid}
     extra = [item for name, value in options.items() if value is not None for item in (name, str(value))]
     _cardshield("perso", action, target, "--key-store", key_store, *extra)
 
