@@ -18,8 +18,7 @@ from cardshield.card.client import CardShield
 from cardshield.protocol import encode_rsa_public_key
 from cardshield.protocol.keys import PublicKey
 
-PIN = "1234"
-PUK = "12345678"
+from applet_support import PIN, PUK
 
 pytestmark = pytest.mark.card
 
@@ -77,3 +76,20 @@ def card(request, transport, reference, server_key, real_reader) -> CardShield:
 def verified(card) -> CardShield:
     card.verify_pin(PIN)
     return card
+
+
+
+@pytest.fixture
+def short_apdus(reader_name, card) -> CardShield:
+    """The reference card through a second connection that never uses extended length
+    (long commands go as ISO command chains, long responses through GET RESPONSE)."""
+    from cardshield.card.transport import Transport
+
+    connection = Transport(reader_name, extended_length=False)
+    connection.connect()
+    try:
+        shield = CardShield(connection)
+        shield.select()
+        yield shield
+    finally:
+        connection.close()

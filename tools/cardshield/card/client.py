@@ -32,11 +32,13 @@ class CardShield:
     aid: bytes = APPLET_AID
 
     # -- plumbing ------------------------------------------------------------------------
-    def transmit(self, command: Command, extended: bool | None = None) -> ResponseAPDU:
-        """One logical command, any status word back (for callers that branch on it)."""
-        return self.transport.transmit(command.apdu(extended))
+    def transmit(self, command: Command, extended: bool = False) -> ResponseAPDU:
+        """One logical command, any status word back (for callers that branch on it).
+        extended=True forces one extended APDU; otherwise the transport chooses (extended
+        where the card and reader take it, else command chaining and GET RESPONSE)."""
+        return self.transport.transmit(command.apdu(True if extended else None))
 
-    def _send(self, command: Command, extended: bool | None = None) -> bytes:
+    def _send(self, command: Command, extended: bool = False) -> bytes:
         response = self.transmit(command, extended)
         if response.sw != 0x9000:
             raise CardError(response.sw, command.name)
@@ -82,13 +84,13 @@ class CardShield:
         return keys.parse_public_key(self._send(commands.read_public_key(slot)))
 
     # -- certificates --------------------------------------------------------------------
-    def write_certificate(self, slot: int, der: bytes, extended: bool | None = None) -> None:
+    def write_certificate(self, slot: int, der: bytes, extended: bool = False) -> None:
         """Stores (or with b"" deletes) the slot's certificate; committed atomically."""
         self._send(commands.put_certificate(slot, der), extended)
 
-    def read_certificate(self, slot: int, extended: bool | None = None) -> bytes | None:
-        """The slot's DER certificate, or None if it has none. Short APDUs read it in
-        256-byte parts; with extended=True one READ BINARY returns it whole."""
+    def read_certificate(self, slot: int, extended: bool = False) -> bytes | None:
+        """The slot's DER certificate, or None if it has none. READ BINARY in 256-byte
+        parts; with extended=True one extended READ BINARY returns it whole."""
         response = self.transmit(commands.select_certificate(slot, fcp=True))
         if response.sw == 0x6A82:
             return None

@@ -97,7 +97,7 @@ final class Io {
      * GET RESPONSE and the status word is 61xx (xx = 00 for 256 or more).
      */
     void send(APDU apdu, short off, short len) {
-        short ne = apdu.setOutgoing();
+        short ne = expectedLength(apdu);
         short now = len < ne ? len : ne;
         apdu.setOutgoingLength(now);
         if (now > 0) {
@@ -113,10 +113,16 @@ final class Io {
 
     /** Sends up to Ne bytes of src[off .. off+len) and no more (READ BINARY). */
     void sendPart(APDU apdu, byte[] src, short off, short len) {
-        short ne = apdu.setOutgoing();
+        short ne = expectedLength(apdu);
         short now = len < ne ? len : ne;
         apdu.setOutgoingLength(now);
         apdu.sendBytesLong(src, off, now);
+    }
+
+    /** Ne; an extended Le above 32767 (a negative short on some runtimes) counts as 32767. */
+    private static short expectedLength(APDU apdu) {
+        short ne = apdu.setOutgoing();
+        return ne < 0 ? Short.MAX_VALUE : ne;
     }
 
     /** GET RESPONSE: the next part of the pending response; 6985 if none. */
