@@ -60,3 +60,36 @@ def perso(c, action, target, card_id=None, reader=None, key_store="env", counter
 def demo(c):
     """Build, start the virtual card and run the main flow as far as it reaches."""
     _cardshield("demo")
+
+
+_GP_HELP = {"reader": "exact reader name or index", "test_card": "allow the 40..4F test key",
+            "key_file": "chmod-600 key file (or CARDSHIELD_GP_KEY*)"}
+
+
+def _gp(action, reader, test_card, key_file, *extra):
+    _cardshield("gp", action, *(["--reader", reader] if reader else []), *(["--test-card"] if test_card else []),
+                *(["--key-file", key_file] if key_file else []), *extra)
+
+
+@task(help={**_GP_HELP, "force": "delete the installed applet first (its data is lost)", "cap": "CAP file"})
+def install(c, reader=None, test_card=False, key_file=None, force=False, cap=None):
+    """Install the applet with GlobalPlatform (build/cardshield.cap, else the virtual card's dev load file)."""
+    _gp("install", reader, test_card, key_file, *(["--force"] if force else []), *(["--cap", cap] if cap else []))
+
+
+@task(help=_GP_HELP)
+def uninstall(c, reader=None, test_card=False, key_file=None):
+    """Delete the applet and its package from the card (GlobalPlatform DELETE)."""
+    _gp("uninstall", reader, test_card, key_file)
+
+
+@task(name="list", help=_GP_HELP)
+def list_(c, reader=None, test_card=False, key_file=None):
+    """List the card's applications and packages (GlobalPlatform GET STATUS)."""
+    _gp("list", reader, test_card, key_file)
+
+
+@task(help={"reader": "exact reader name or index"})
+def info(c, reader=None):
+    """Card identity without keys: ISD, CPLC, GlobalPlatform version, SCPs, key sets."""
+    _cardshield("gp", "info", *(["--reader", reader] if reader else []))

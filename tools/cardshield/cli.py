@@ -20,6 +20,7 @@ AREAS = [
     "cardshield.perso.cli",
     "cardshield.testing",
     "cardshield.demo",
+    "cardshield.gp.cli",
 ]
 
 

@@ -1,8 +1,10 @@
 """GlobalPlatform refusals as errors that say what is wrong and what to do."""
 from __future__ import annotations
 
+from cardshield.errors import UserError
 
-class GPError(Exception):
+
+class GPError(UserError):
     """A card management operation failed; the message is meant for the user."""
 
     def __init__(self, message: str, sw: int | None = None):
@@ -70,7 +72,7 @@ def check_sw(sw: int, operation: str, hints: dict[int, str] | None = None) -> No
     hint = (hints or {}).get(sw)
     message = f"{operation} refused by the card: SW {sw:04X} ({describe_sw(sw)})"
     if hint:
-        message += f". {hint}"
+        message += f". {hint.rstrip('.')}."
     if sw == 0x6A84:
         raise NotEnoughMemory(message, sw)
     raise GPError(message, sw)

@@ -264,7 +264,8 @@ class CardManager:
                                 f" (applets: {', '.join(a.hex().upper() for a in cap.applet_aids) or 'none'})")
         instance_aid = instance_aid or applet_aid
         self.select_isd()
-        if cap.is_development_load_file and not self.is_virtual_card():
+        virtual = self.is_virtual_card()
+        if cap.is_development_load_file and not virtual:
             raise LoadFileError(
                 f"{cap.source} is a development load file: it has no bytecode and only the CardShield virtual "
                 "card can load it. For this card build a real CAP with a Java Card SDK "
@@ -288,8 +289,10 @@ class CardManager:
         self.progress(f"loading {len(load_file)} bytes in {len(blocks)} LOAD blocks")
         for number, block in enumerate(blocks, 1):
             hints = {0x6A84: f"not enough memory on the card for {len(load_file)} bytes of load file",
-                     0x6A80: f"the card rejected the load file; it may not support the CAP's {version} or one "
-                             f"of its imported packages",
+                     0x6A80: ("the virtual card links a package only to applet classes on its classpath and "
+                              "refuses a malformed load file; build the applet (inv build) and check the CAP"
+                              if virtual else f"the card rejected the load file; it may not support the CAP's "
+                                              f"{version} or one of its imported packages"),
                      0x6985: f"the card refused to link the package; check it supports {version}"}
             self.expect(block, hints)
             if number % 10 == 0 or number == len(blocks):

@@ -61,7 +61,8 @@ class StackInfo:
 class VirtualCardStack:
     directory: Path
     applets: list[VirtualApplet] = field(default_factory=list)
-    frontend_class: str | None = None
+    # the GlobalPlatform Issuer Security Domain (tools/virtualcard/.../gp) answers before the applets
+    frontend_class: str | None = "org.cardshield.virtualcard.gp.GlobalPlatformFrontEnd"
     extra_classpath: list[Path] = field(default_factory=list)
     pcscd_debug: bool = False
     # pcscd -a logs every APDU, PINs included: only for debugging with test PINs.
@@ -167,11 +168,16 @@ class VirtualCardStack:
         ]
         if self.frontend_class:
             lines.append(f"frontend.class={self.frontend_class}")
+        installed = [applet for applet in self.applets if applet.instance_aid]
         for i, applet in enumerate(self.applets):
             lines += [
                 f"loadfile.{i}.package={applet.package_aid.hex().upper()}",
                 f"loadfile.{i}.module={applet.module_aid.hex().upper()}",
                 f"loadfile.{i}.class={applet.applet_class}",
+            ]
+        # an applet without instance AID is a load file only: its instance comes from GlobalPlatform INSTALL
+        for i, applet in enumerate(installed):
+            lines += [
                 f"install.{i}.package={applet.package_aid.hex().upper()}",
                 f"install.{i}.module={applet.module_aid.hex().upper()}",
                 f"install.{i}.instance={applet.instance_aid.hex().upper()}",

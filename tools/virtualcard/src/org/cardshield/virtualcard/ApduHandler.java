@@ -11,4 +11,9 @@ public interface ApduHandler {
 
     /** Power-on or reset: transient memory and the current selection are lost, persistent state stays. */
     void reset();
+
+    /** The card was wiped back to its factory state (host control PRISTINE); default: a reset. */
+    default void pristine() {
+        reset();
+    }
 }

@@ -22,7 +22,8 @@ import java.util.Properties;
  *   install.N.package / .module / .instance / .privileges / .parameters
  *                                 instances created at start and by PRISTINE
  *   frontend.class                optional ApduHandler seeing every APDU first, constructed with
- *                                 (ApduHandler next, AppletRuntime runtime), e.g. an ISD emulation
+ *                                 (ApduHandler next, AppletRuntime runtime[, Properties config]),
+ *                                 e.g. org.cardshield.virtualcard.gp.GlobalPlatformFrontEnd
  */
 public final class VirtualCardHost {
     private final Properties config;
@@ -69,9 +70,14 @@ public final class VirtualCardHost {
         if (name.isEmpty()) {
             return applets;
         }
-        Constructor<? extends ApduHandler> constructor = Class.forName(name).asSubclass(ApduHandler.class)
-                .getConstructor(ApduHandler.class, AppletRuntime.class);
-        return constructor.newInstance(applets, applets);
+        Class<? extends ApduHandler> type = Class.forName(name).asSubclass(ApduHandler.class);
+        try {  // a front end may also take the card's configuration
+            return type.getConstructor(ApduHandler.class, AppletRuntime.class, Properties.class)
+                    .newInstance(applets, applets, config);
+        } catch (NoSuchMethodException e) {
+            Constructor<? extends ApduHandler> constructor = type.getConstructor(ApduHandler.class, AppletRuntime.class);
+            return constructor.newInstance(applets, applets);
+        }
     }
 
     private void run() throws Exception {
@@ -80,7 +86,7 @@ public final class VirtualCardHost {
                 synchronized (cardLock) {
                     runtime.wipe();
                     installConfigured();
-                    front.reset();
+                    front.pristine();
                 }
             }
 

@@ -80,6 +80,7 @@ public final class GlobalPlatformFrontEnd implements ApduHandler {
     }
 
     /** Factory state: the runtime was wiped and the configured instances installed again. */
+    @Override
     public void pristine() {
         isd = newIsd();
         next.reset();

@@ -88,13 +88,22 @@ public final class IssuerSecurityDomain {
 
     /** The response APDU (data + SW) if the ISD handles the command, else null. */
     public byte[] process(byte[] apdu) {
+        boolean selectByName = apdu.length >= 4 && (apdu[0] & 0x80) == 0 && apdu[1] == (byte) 0xA4 && apdu[2] == 0x04;
+        if (!selectByName && !isdSelected) {
+            return null;  // for the selected applet, whatever its encoding (extended length included)
+        }
         try {
-            ShortApdu command = ShortApdu.parse(apdu);
-            if (command.ins == 0xA4 && command.p1 == 0x04 && (command.cla & 0x80) == 0) {
-                return select(command);
+            ShortApdu command;
+            try {
+                command = ShortApdu.parse(apdu);
+            } catch (StatusWordException e) {
+                if (selectByName) {  // an extended-length SELECT never names the ISD: the applets decide
+                    return selectOther();
+                }
+                throw e;
             }
-            if (!isdSelected) {
-                return null;
+            if (selectByName) {
+                return select(command);
             }
             if ((command.cla & 0x03) != 0) {
                 throw new StatusWordException(StatusWordException.SW_LOGICAL_CHANNEL_NOT_SUPPORTED,
@@ -127,12 +136,7 @@ public final class IssuerSecurityDomain {
             return isdSelected ? sw(StatusWordException.SW_INCORRECT_P1P2) : null;
         }
         if (!isIsdAid(command.data)) {
-            if (cardLifeCycle == CARD_LOCKED) {
-                return sw(StatusWordException.SW_NOT_FOUND);  // GPCS 5.1.1.4: only the ISD is selectable
-            }
-            isdSelected = false;
-            closeSession();
-            return null;
+            return selectOther();
         }
         isdSelected = true;
         closeSession();
@@ -143,6 +147,17 @@ public final class IssuerSecurityDomain {
         byte[] fci = Tlv.of(0x6F, Tlv.of(0x84, isdAid),
                 Tlv.of(0xA5, Tlv.of(0x73, cardRecognitionData()), Tlv.of(0x9F65, new byte[] {(byte) 0xFF})));
         return ok(fci);
+    }
+
+    /** SELECT of another application: the applet runtime answers it (null), unless the card is locked. */
+    private byte[] selectOther() {
+        if (cardLifeCycle == CARD_LOCKED) {
+            return sw(StatusWordException.SW_NOT_FOUND);  // GPCS 5.1.1.4: only the ISD is selectable
+        }
+        isdSelected = false;
+        closeSession();
+        load = null;
+        return null;
     }
 
     private void closeSession() {
