@@ -65,3 +65,22 @@ def test_key_version_must_fit_four_bits():
     assert scp80.key_identifier(15) == 0xF2
     with pytest.raises(ValueError):
         scp80.key_identifier(16)
+
+
+# pySim's published AES-128 PoR (same keys, TAR B00011): PoR OK, 1 command, last SW 6132
+PYSIM_POR = "027100002412b00011ebc6b497e2cad7aedf36ace0e3a29b38853f0fe9ccde81913be5702b73abce1f"
+
+
+def test_decodes_pysim_published_proof_of_receipt():
+    por = scp80.decode_por(PYSIM_KIC, PYSIM_KID, bytes.fromhex(PYSIM_POR))
+    assert (por.tar, por.status, por.status_text) == (b"\xb0\x00\x11", 0, "PoR OK")
+    assert (por.commands_executed, por.last_sw, por.last_data) == (1, 0x6132, b"")
+
+
+def test_tampered_proof_of_receipt_is_refused():
+    raw = bytes.fromhex(PYSIM_POR)
+    for i in range(3, len(raw)):
+        bad = bytearray(raw)
+        bad[i] ^= 0x01
+        with pytest.raises(scp80.PacketError):
+            scp80.decode_por(PYSIM_KIC, PYSIM_KID, bytes(bad))

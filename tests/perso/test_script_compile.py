@@ -4,6 +4,7 @@ import os
 import textwrap
 
 import pytest
+from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -195,3 +196,39 @@ def test_tampered_bundle_counters_are_rejected(tmp_path, store, server_key_file)
     doc["steps"][1]["counter"] = 1
     with pytest.raises(bundle_mod.BundleError, match="strictly increasing"):
         bundle_mod.from_json(json.dumps(doc))
+
+
+def _por_for(card, tar, counter, status, response):
+    """A PoR built independently from TS 31.115 4.3 with raw AES, as a card would send it."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms as alg, modes
+
+    pad = -(5 + 1 + 1 + 8 + len(response)) % 16
+    body_plain = counter.to_bytes(5, "big") + bytes([pad, status]) + response + bytes(pad)
+    rpl = 1 + 3 + len(body_plain) + 8
+    head = b"\x02\x71\x00" + rpl.to_bytes(2, "big") + b"\x12" + tar
+    mac = cmac.CMAC(alg.AES(card.mac))
+    mac.update(head + body_plain)
+    cc = mac.finalize()[:8]
+    plain = body_plain[:7] + cc + body_plain[7:]
+    enc = Cipher(alg.AES(card.enc), modes.CBC(bytes(16))).encryptor()
+    return head + enc.update(plain) + enc.finalize()
+
+
+def test_cli_checks_a_proof_of_receipt(tmp_path, store, server_key_file, monkeypatch, capsys):
+    from cardshield.cli import main
+
+    b = _compile(tmp_path, FULL, store, scp80_tar=bytes.fromhex("435301"))
+    path = tmp_path / "card.bundle.json"
+    b.save(path)
+    monkeypatch.setenv("CARDSHIELD_SECRET_ISSUER_MK", v.MASTER_KEY.hex())
+    card = keys.diversify(keys.software_master(v.MASTER_KEY), 1, v.CARD_ID)
+    good = _por_for(card, bytes.fromhex("435301"), 1, 0x00, b"\x01\x90\x00")
+    assert main(["perso", "por", good.hex(), "--bundle", str(path)]) == 0
+    assert "counter 1: PoR OK, 1 command(s), last status word 9000" in capsys.readouterr().out
+    refused = _por_for(card, bytes.fromhex("435301"), 2, 0x02, b"")
+    assert main(["perso", "por", refused.hex(), "--bundle", str(path)]) == 1
+    assert "CNTR low" in capsys.readouterr().out
+    forged = bytearray(good)
+    forged[-1] ^= 1
+    assert main(["perso", "por", bytes(forged).hex(), "--bundle", str(path)]) == 2
+    assert "PoR refused" in capsys.readouterr().err

@@ -41,6 +41,12 @@ def register(subparsers) -> None:
     run.add_argument("--trace", action="store_true", help="trace APDUs (secrets masked)")
     run.set_defaults(func=_run)
 
+    por = sub.add_parser("por", help="check and open an SCP80 Proof of Receipt (SMS TP-User-Data in hex)")
+    por.add_argument("user_data", help="TP-User-Data of the PoR, hex, starting 027100")
+    por.add_argument("--bundle", type=Path, required=True, help="the bundle whose SCP80 packet it answers")
+    por.add_argument("--key-store", default="env", help="holds the bundle's issuer master key")
+    por.set_defaults(func=_por)
+
 
 def _hex(text: str, what: str) -> bytes:
     try:
@@ -76,6 +82,23 @@ def _compile(args) -> int:
     span = f"counters {counters[0]}..{counters[-1]}" if counters else "no secured step"
     print(f"{output}: {len(result.steps)} steps, {span}, card {result.card_id.hex().upper()}")
     return 0
+
+
+def _por(args) -> int:
+    from . import scp80
+    from .keys import diversify
+
+    delivered = bundle_mod.load(args.bundle)
+    store = keystore.open_key_store(args.key_store)
+    card = diversify(store.master_cmac(delivered.master_key_name), delivered.key_version, delivered.card_id)
+    try:
+        por = scp80.decode_por(card.enc, card.mac, _hex(args.user_data, "PoR"))
+    except scp80.PacketError as exc:
+        raise script_mod.ScriptError(f"PoR refused: {exc}") from None
+    sw = f", last status word {por.last_sw:04X}" if por.last_sw is not None else ""
+    print(f"TAR {por.tar.hex().upper()} counter {por.counter}: {por.status_text}"
+          f"{f', {por.commands_executed} command(s)' if por.commands_executed is not None else ''}{sw}")
+    return 0 if por.status == 0 and por.last_sw in (0x9000, None) else 1
 
 
 def _aid(args) -> bytes:

@@ -13,6 +13,14 @@ ciphering and a cryptographic checksum (docs/personalization.md, "SCP80 export")
 TS 102 225 5.1.1 (SPI), 5.1.2 (KIc), 5.1.3 (KID), 5.1.4 (counter management).
 The layout was cross-checked against the AES-128 vector of the open-source pySim
 project (tests/unittests/test_ota.py, "AES128-SJA5-CIPHERED-CC"); see tests/perso.
+
+The card answers with a Proof of Receipt (response packet, TS 102 225 5.2, TS 31.115 4.3),
+which `decode_por` checks and opens:
+
+    02 71 00 | RPL(2) RHL(1) TAR(3) | CNTR(5) PCNTR(1) STATUS(1) CC(8) DATA PADDING
+      UDH                              '------ AES-CBC under KIc, IV 0 (SPI2 b5) ------'
+    CC = AES-CMAC(KID, UDH RPL RHL TAR CNTR PCNTR STATUS DATA PADDING)[0:8]
+    DATA (compact format, TS 102 226 5.1.2): number of commands, last status word, its data
 """
 from __future__ import annotations
 
@@ -141,3 +149,64 @@ def decode_command(kic_key: bytes, kid_key: bytes, packet: bytes) -> DecodedComm
         raise PacketError("cryptographic checksum does not verify")
     data = padded[: len(padded) - pcntr]
     return DecodedCommand(spi, kic, kid, tar, int.from_bytes(cntr, "big"), data)
+
+
+# TS 102 225 table 5: response status codes of a Proof of Receipt.
+POR_STATUS = {
+    0x00: "PoR OK",
+    0x01: "RC/CC/DS failed",
+    0x02: "CNTR low",
+    0x03: "CNTR high",
+    0x04: "CNTR blocked",
+    0x05: "ciphering error",
+    0x06: "unidentified security error",
+    0x07: "insufficient memory to process incoming message",
+    0x08: "more time needed",
+    0x09: "TAR unknown",
+    0x0A: "insufficient security level",
+}
+IEI_RPI = 0x71
+
+
+@dataclass(frozen=True)
+class ProofOfReceipt:
+    tar: bytes
+    counter: int
+    status: int
+    commands_executed: int | None
+    last_sw: int | None
+    last_data: bytes
+
+    @property
+    def status_text(self) -> str:
+        return POR_STATUS.get(self.status, f"status {self.status:02X}")
+
+
+def decode_por(kic_key: bytes, kid_key: bytes, user_data: bytes) -> ProofOfReceipt:
+    """Check and open a ciphered, checksummed PoR received as SMS TP-User-Data."""
+    if user_data[:3] != bytes([2, IEI_RPI, 0]):
+        raise PacketError("not a response packet: TP-UD must start with UDH 02 71 00")
+    udh, packet = user_data[:3], user_data[3:]
+    if len(packet) < 6 + BLOCK:
+        raise PacketError("response packet too short")
+    rpl, rhl, tar = int.from_bytes(packet[:2], "big"), packet[2], packet[3:6]
+    if rpl != len(packet) - 2:
+        raise PacketError(f"RPL {rpl} does not match the packet length {len(packet) - 2}")
+    if rhl != 10 + CC_LEN:
+        raise PacketError(f"RHL {rhl:#04x}: only PoRs with an 8-byte CC are handled")
+    ciphered = packet[6:]
+    if len(ciphered) % BLOCK:
+        raise PacketError("ciphered part is not a multiple of the AES block")
+    plain = aes_cbc_decrypt(kic_key, ciphered, ZERO_IV)
+    cntr, pcntr, status = plain[:5], plain[5], plain[6]
+    cc, padded = plain[7 : 7 + CC_LEN], plain[7 + CC_LEN :]
+    if pcntr > len(padded):
+        raise PacketError("PCNTR larger than the response data")
+    if aes_cmac(kid_key, udh + packet[:6] + cntr + bytes([pcntr, status]) + padded)[:CC_LEN] != cc:
+        raise PacketError("PoR cryptographic checksum does not verify")
+    data = padded[: len(padded) - pcntr]
+    if len(data) >= 3:
+        commands, sw, rest = data[0], int.from_bytes(data[1:3], "big"), data[3:]
+    else:
+        commands, sw, rest = None, None, data
+    return ProofOfReceipt(tar, int.from_bytes(cntr, "big"), status, commands, sw, rest)
