@@ -1,0 +1,75 @@
+"""The issuer's whole path on the virtual card: install an applet instance with its
+personalization key set through GlobalPlatform (SCP03 with C-DECRYPTION, so the keys are
+never in clear on the wire), then personalize it with a bundle, to ISSUED."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from cardshield.gp import commands as gp
+from cardshield.gp.keys import resolve_keys
+from cardshield.gp.manager import CardManager
+from cardshield.perso import cli as perso_cli
+from cardshield.perso import keys, runner
+from cardshield.protocol.constants import APPLET_AID, PACKAGE_AID
+
+from . import vectors as v
+from .instance import card_keys
+
+pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
+
+ISSUER_AID = APPLET_AID[:-1] + b"\x03"
+SCP03_KEYSET = 0x30  # the virtual ISD's SCP03 test key set (40..4F)
+
+
+class WireRecorder:
+    """Passes commands to the transport and keeps the bytes that went on the wire."""
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.sent: list[bytes] = []
+
+    def transmit(self, command):
+        self.sent.append(command.encode())
+        return self.transport.transmit(command)
+
+    def __getattr__(self, name):
+        return getattr(self.transport, name)
+
+
+@pytest.fixture
+def factory_card(virtual_card, transport):
+    virtual_card.pristine()
+    transport.reconnect("reset")
+    yield transport
+    virtual_card.pristine()
+
+
+def test_install_with_key_set_under_c_decryption_then_personalize(factory_card, tmp_path, store):
+    wire = WireRecorder(factory_card)
+    manager = CardManager(wire, resolve_keys(test_card=True, key_version=SCP03_KEYSET, environ={}),
+                          security_level="enc")
+    manager.select_isd()
+    manager.authenticate()
+    params = keys.install_parameters(card_keys(), v.CARD_ID)
+    manager.expect(gp.install_for_install(PACKAGE_AID, APPLET_AID, ISSUER_AID, params), sensitive=True)
+    on_the_wire = b"".join(wire.sent)
+    assert card_keys().enc not in on_the_wire and card_keys().mac not in on_the_wire
+    assert params not in on_the_wire
+
+    state = runner.read_card_state(factory_card, ISSUER_AID)
+    assert (state.card_id, state.key_version, state.counter) == (v.CARD_ID, 1, 0)
+    script = tmp_path / "card.yaml"
+    script.write_text(textwrap.dedent("""\
+        format: cardshield-perso/1
+        issuer_master_key: ISSUER_MK
+        key_version: 1
+        steps:
+          - set_pin: CARD_PIN
+          - set_puk: CARD_PUK
+          - issue:
+        """))
+    bundle = perso_cli.compile_file(script, state.card_id, store, applet_aid=ISSUER_AID)
+    report = runner.Runner(factory_card, bundle, store=store, progress=lambda _: None).run()
+    assert report.succeeded and report.final_lifecycle == "ISSUED" and report.final_counter == 3
