@@ -191,3 +191,31 @@ def test_default_key_version_uses_scp03(factory_card):
     m = manager(factory_card, 0)
     m.authenticate()
     assert type(m.session).__name__ == "SCP03Session"
+
+
+def test_project_applet_installs_through_the_demo_path(factory_card, card_stack):
+    """What `inv install` and the demo run: the CardShield applet, from build/cardshield.cap when a
+    Java Card SDK converted it, else from the development load file (CI)."""
+    from cardshield.config import load_applet_config
+    from cardshield.gp.project import install_project_applet, project_load_file
+    from cardshield.protocol import tlv
+
+    config = load_applet_config()
+    if not any(a.package_aid == config.package_aid for a in card_stack.applets):
+        pytest.skip("the CardShield applet is not built into this virtual card")
+    cap = project_load_file()
+    assert cap.package_aid == config.package_aid and config.applet_aid in cap.applet_aids
+    assert cap.javacard_version == "3.0.4"
+    with pytest.raises(AlreadyInstalled):  # the factory instance is there
+        install_project_applet(factory_card, force=False)
+    # maximum certificate size 4096 (docs/apdu.md install tag 80)
+    result = install_project_applet(factory_card, force=True, applet_data=bytes.fromhex("80021000"))
+    assert result.replaced and result.instance_aid == config.instance_aid
+    select = factory_card.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, config.instance_aid, ne=256))
+    assert select.sw == 0x9000
+    fci = tlv.require(select.data, 0x6F, "FCI")
+    assert tlv.find(fci, 0x84) == config.instance_aid
+    assert tlv.find(tlv.require(fci, 0xA5, "FCI A5"), 0x83) == bytes.fromhex("1000")  # the parameter arrived
+    # an install parameter the applet refuses (certificate size out of range) fails the INSTALL, not later
+    with pytest.raises(GPError, match="6A80"):
+        install_project_applet(factory_card, force=True, applet_data=bytes.fromhex("80020001"))

@@ -14,6 +14,16 @@ from typing import Callable
 from cardshield.console import info, step
 
 
+def install_applet(transport, stack) -> None:
+    """GlobalPlatform install, as on a real card: the card starts with the package's classes only."""
+    from cardshield.console import warn
+    from cardshield.gp.project import install_project_applet
+
+    result = install_project_applet(transport, force=False, progress=info, warn=warn)
+    print(f"installed {result.instance_aid.hex().upper()} through GlobalPlatform: {result.load_file_bytes} bytes,"
+          f" {result.apdus} APDUs, {result.seconds:.2f} s", flush=True)
+
+
 def select_applet(transport, stack) -> None:
     from cardshield.card.apdu import CommandAPDU
     from cardshield.config import load_applet_config
@@ -25,7 +35,7 @@ def select_applet(transport, stack) -> None:
         print(f"FCI: {response.data.hex().upper()}", flush=True)
 
 
-DEMO_STEPS: list[Callable] = [select_applet]
+DEMO_STEPS: list[Callable] = [install_applet, select_applet]
 
 
 def register(subparsers) -> None:
@@ -34,6 +44,8 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
+    from dataclasses import replace
+
     from cardshield.build.cli import _run as build
     from cardshield.card.transport import Transport
     from cardshield.sim.applets import default_applets
@@ -43,7 +55,9 @@ def _run(args) -> int:
         build(args)
     with tempfile.TemporaryDirectory(prefix="cardshield-demo-") as directory:
         with step("starting the private virtual card"):
-            stack = VirtualCardStack(Path(directory), applets=default_applets())
+            # load files only: the applet instance comes from the GlobalPlatform install step
+            stack = VirtualCardStack(Path(directory),
+                                     applets=[replace(a, instance_aid=b"") for a in default_applets()])
             stack.start()
         try:
             info(f"reader {stack.info.reader!r}, card up in {stack.info.started_in_seconds} s")
