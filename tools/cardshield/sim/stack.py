@@ -187,7 +187,9 @@ class VirtualCardStack:
         return "\n".join(lines) + "\n"
 
     def _classpath(self) -> str:
-        entries = [maven.JCARDSIM.path, paths.VIRTUALCARD_CLASSES, *self.extra_classpath]
+        # the host's classes first: they shadow jcardsim's unseeded key-generation RNG
+        # (tools/virtualcard/src/com/licel/jcardsim/crypto/SecureRandomNullProvider.java)
+        entries = [paths.VIRTUALCARD_CLASSES, maven.JCARDSIM.path, *self.extra_classpath]
         entries += [applet.classes_dir for applet in self.applets]
         return ":".join(dict.fromkeys(str(entry) for entry in entries))
 

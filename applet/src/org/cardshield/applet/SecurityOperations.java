@@ -4,7 +4,6 @@ import javacard.framework.APDU;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.Util;
-import javacard.security.CryptoException;
 import javacard.security.Key;
 import javacard.security.PublicKey;
 import javacard.security.RSAPublicKey;
@@ -253,26 +252,53 @@ final class SecurityOperations {
         }
     }
 
+    /**
+     * Decrypts the signature with the public key and compares the result with
+     * 00 01 FF..FF 00 DigestInfo(SHA-256, hash), aligned on its end: some runtimes return
+     * the raw RSA result without its leading zero byte.
+     */
     private boolean emsaMatches(RSAPublicKey key, byte[] b, short sigOff, short modLen, short out) {
-        Cipher cipher = crypto.rsaNoPad;
-        cipher.init(key, Cipher.MODE_DECRYPT);
-        short emLen;
-        try {
-            emLen = cipher.doFinal(b, sigOff, modLen, b, out);
-        } catch (CryptoException e) {
-            return false; // signature value not below the modulus
-        }
-        short digestInfo = (short) (DIGEST_INFO_HEADER + SHA256_LENGTH);
-        short psEnd = (short) (out + modLen - digestInfo - 1);
-        if (emLen != modLen || b[out] != 0 || b[(short) (out + 1)] != 1 || b[psEnd] != 0) {
+        // RSA is only defined for values below the modulus (RFC 8017 5.2.2); checked here
+        // because runtimes differ in how they refuse a larger one
+        key.getModulus(b, out);
+        if (!unsignedLess(b, sigOff, out, modLen)) {
             return false;
         }
-        for (short i = (short) (out + 2); i < psEnd; i++) {
+        Cipher cipher = crypto.rsaNoPad;
+        cipher.init(key, Cipher.MODE_DECRYPT);
+        short emLen = cipher.doFinal(b, sigOff, modLen, b, out);
+        short end = (short) (out + emLen);
+        short start = (short) (end - modLen); // where the leading 00 is, or would be
+        if (emLen == modLen) {
+            if (b[out] != 0) {
+                return false;
+            }
+        } else if (emLen != (short) (modLen - 1)) {
+            return false;
+        }
+        short digestInfo = (short) (DIGEST_INFO_HEADER + SHA256_LENGTH);
+        short separator = (short) (end - digestInfo - 1);
+        if (b[(short) (start + 1)] != 1 || b[separator] != 0) {
+            return false;
+        }
+        for (short i = (short) (start + 2); i < separator; i++) {
             if (b[i] != (byte) 0xFF) {
                 return false;
             }
         }
-        return Util.arrayCompare(b, (short) (psEnd + 1), DIGEST_INFO_PREFIXES, (short) 0, DIGEST_INFO_HEADER) == 0
-                && Util.arrayCompare(b, (short) (psEnd + 1 + DIGEST_INFO_HEADER), b, (short) 2, SHA256_LENGTH) == 0;
+        return Util.arrayCompare(b, (short) (separator + 1), DIGEST_INFO_PREFIXES, (short) 0, DIGEST_INFO_HEADER) == 0
+                && Util.arrayCompare(b, (short) (end - SHA256_LENGTH), b, (short) 2, SHA256_LENGTH) == 0;
+    }
+
+    /** Whether b[a .. a+len) < b[m .. m+len) as big-endian unsigned numbers. */
+    private static boolean unsignedLess(byte[] b, short a, short m, short len) {
+        for (short i = 0; i < len; i++) {
+            short x = (short) (b[(short) (a + i)] & 0xFF);
+            short y = (short) (b[(short) (m + i)] & 0xFF);
+            if (x != y) {
+                return x < y;
+            }
+        }
+        return false;
     }
 }
