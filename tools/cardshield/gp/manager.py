@@ -77,6 +77,7 @@ class CardManager:
         self.isd_aid: bytes | None = None
         self.apdus = 0
         self._card_data: dict | None = None
+        self._virtual: bool | None = None
 
     # ------------------------------------------------------------------ exchange
 
@@ -129,9 +130,11 @@ class CardManager:
 
     def is_virtual_card(self) -> bool:
         """The CardShield virtual card identifies itself by its CPLC (see tools/virtualcard)."""
-        data, sw = self.send(gp.get_data(gp.TAG_CPLC))
-        cplc = gp.parse_cplc(data) if sw == 0x9000 else None
-        return bool(cplc) and cplc.raw[:4] == VIRTUAL_CARD_CPLC
+        if self._virtual is None:
+            data, sw = self.send(gp.get_data(gp.TAG_CPLC))
+            cplc = gp.parse_cplc(data) if sw == 0x9000 else None
+            self._virtual = bool(cplc) and cplc.raw[:4] == VIRTUAL_CARD_CPLC
+        return self._virtual
 
     def info(self) -> CardInfo:
         isd = self.select_isd()
@@ -257,13 +260,13 @@ class CardManager:
                 applet_data: bytes = b"", force: bool = False) -> InstallResult:
         """INSTALL [for load], LOAD, INSTALL [for install and make selectable] (GPCS 9.3.5, 9.3.6)."""
         started = time.monotonic()
-        first_apdu = self.apdus
         applet_aid = applet_aid or (cap.applet_aids[0] if cap.applet_aids else None)
         if applet_aid is None or applet_aid not in cap.applet_aids:
             raise LoadFileError(f"{cap.source}: the CAP has no applet {applet_aid.hex().upper() if applet_aid else ''}"
                                 f" (applets: {', '.join(a.hex().upper() for a in cap.applet_aids) or 'none'})")
         instance_aid = instance_aid or applet_aid
-        self.select_isd()
+        if self.isd_aid is None or self.session is not None:
+            self.select_isd()
         virtual = self.is_virtual_card()
         if cap.is_development_load_file and not virtual:
             raise LoadFileError(
@@ -302,5 +305,6 @@ class CardManager:
                      0x6A84: "not enough memory for the applet instance",
                      0x6985: "an application with this instance AID exists; use --force"},
                     sensitive=bool(applet_data))
-        return InstallResult(cap.package_aid, instance_aid, len(load_file), len(blocks), self.apdus - first_apdu,
+        # apdus: every command this manager sent, from the first SELECT of the ISD
+        return InstallResult(cap.package_aid, instance_aid, len(load_file), len(blocks), self.apdus,
                              time.monotonic() - started, cap.is_development_load_file, bool(present))
