@@ -18,10 +18,10 @@ def setup(c):
     _cardshield("setup")
 
 
-@task
-def build(c):
-    """Compile the applet and the virtual card host."""
-    _cardshield("build")
+@task(help={"jc_home": "Java Card SDK kit directory (default $JC_HOME); without one no CAP is made"})
+def build(c, jc_home=None):
+    """Compile the applet, check the Java Card subset, convert to CAP with an SDK."""
+    _cardshield("build", *(["--jc-home", jc_home] if jc_home else []))
 
 
 @task(help={"stop": "stop the running virtual card", "status": "is it running?"})

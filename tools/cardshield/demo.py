@@ -46,13 +46,12 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     from dataclasses import replace
 
-    from cardshield.build.cli import _run as build
+    from cardshield.build.pipeline import build
     from cardshield.card.transport import Transport
     from cardshield.sim.applets import default_applets
     from cardshield.sim.stack import VirtualCardStack
 
-    with step("build"):
-        build(args)
+    build()
     with tempfile.TemporaryDirectory(prefix="cardshield-demo-") as directory:
         with step("starting the private virtual card"):
             # load files only: the applet instance comes from the GlobalPlatform install step

@@ -19,14 +19,18 @@ def applet_sources_present() -> bool:
 
 
 def compile_applet(
-    source_dir: Path = paths.APPLET_SRC, output_dir: Path = paths.APPLET_CLASSES, config: AppletConfig | None = None
+    source_dir: Path = paths.APPLET_SRC,
+    output_dir: Path = paths.APPLET_CLASSES,
+    config: AppletConfig | None = None,
+    api_jar: Path | None = None,
 ) -> Path:
-    """javac the applet; check that the configured applet class came out of it."""
+    """javac the applet against `api_jar` (a Java Card SDK's API of the target version) or
+    jcardsim's Java Card API; check that the configured applet class came out of it."""
     config = config or load_applet_config()
     compile_tree(
         source_dir,
         output_dir,
-        classpath=maven.classpath(maven.JCARDSIM),
+        classpath=str(api_jar) if api_jar else maven.classpath(maven.JCARDSIM),
         release=APPLET_JAVAC_RELEASE,
         extra=["-g", "-Xlint:-options"],
     )
