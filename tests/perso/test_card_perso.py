@@ -26,7 +26,7 @@ from cardshield.perso import secure_messaging as sm
 from cardshield.protocol import commands
 from cardshield.protocol.command import Command
 from cardshield.protocol.constants import CardFlags, Lifecycle, SlotPolicy
-from cardshield.protocol.keys import parse_public_key
+from cardshield.protocol.keys import encode_rsa_public_key, parse_public_key
 
 from . import vectors as v
 from .instance import KEYED_AID, PIN, PUK, SECRETS, card_keys
@@ -124,7 +124,7 @@ def test_each_refusal_has_its_status_word_and_changes_nothing(perso_card):
     before = snapshot(perso_card)
     good = secured(2, commands.personalize_puk(PUK))
     bad_mac = bytearray(good)
-    bad_mac[-1] ^= 0x01
+    bad_mac[-2] ^= 0x01  # last MAC byte (the last APDU byte is Le)
     other_version = keys.diversify(keys.software_master(v.MASTER_KEY), 2, v.CARD_ID)
     other_card = keys.diversify(keys.software_master(v.MASTER_KEY), 1, bytes.fromhex("0102030405060709"))
     cases = {
@@ -133,7 +133,7 @@ def test_each_refusal_has_its_status_word_and_changes_nothing(perso_card):
         "wrong key version": (secured(2, commands.personalize_puk(PUK), other_version), 0x6A88),
         "replayed counter": (secured(1, commands.personalize_puk(PUK)), 0x6985),
         "truncated to 29 bytes": (good[:4] + bytes([29]) + good[5:34], 0x6700),
-        "cryptogram not whole blocks": (good[:4] + bytes([len(good) - 6]) + good[5:-1], 0x6700),
+        "cryptogram not whole blocks": (good[:4] + bytes([len(good) - 7]) + good[5:-2], 0x6700),
     }
     for name, (apdu, expected) in cases.items():
         assert send(perso_card, apdu).sw == expected, name
@@ -306,3 +306,34 @@ def test_cli_compiles_and_runs(perso_card, virtual_card, workdir):
     assert [s["status"] for s in report["steps"]] == ["ok"] * 6
     for secret in (PIN, PUK, v.MASTER_KEY.hex()):
         assert secret.lower() not in (done.stdout + done.stderr).lower()
+
+
+def test_secured_command_travels_chained_or_extended(perso_card):
+    """The RSA-2048 server key makes a 318-byte secured command: as one extended APDU and
+    as an ISO chain (CLA 94 then 84), MACed as 84 either way."""
+    key = commands.personalize_server_key(encode_rsa_public_key(SERVER_KEY.public_key()))
+    first = sm.wrap(card_keys(), key, 1).apdu()
+    assert perso_card.transmit(dataclasses.replace(first, extended=True)).sw == 0x9000
+    second = sm.wrap(card_keys(), key, 2).apdu()
+    pieces = second.chain()
+    assert [p.cla for p in pieces] == [0x94, 0x84]
+    for piece in pieces[:-1]:
+        assert perso_card.exchange(piece).sw == 0x9000
+    response = perso_card.exchange(pieces[-1])  # Le 00 on the last piece: the receipt at once
+    assert response.sw == 0x9000 and len(response.data) == 8
+    assert state(perso_card).counter == 2
+
+
+def test_run_script_locally_then_again_on_the_issued_card(perso_card, virtual_card, workdir, monkeypatch, capsys):
+    from cardshield.cli import main
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(f"CARDSHIELD_SECRET_{name}", value)
+    script = workdir / "card.yaml"
+    script.write_text(textwrap.dedent(PERSONALIZE))
+    argv = ["perso", "run", str(script), "--reader", virtual_card.info.reader, "--applet-aid", KEYED_AID.hex()]
+    assert main(argv) == 0
+    assert "now ISSUED, counter 6" in capsys.readouterr().out
+    assert main(argv) == 1  # compiled afresh with counter 7: the issued card refuses it
+    out = capsys.readouterr().out
+    assert "step 1 set_pin: 6985 failed counter 7" in out and "the card is ISSUED" in out

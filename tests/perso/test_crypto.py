@@ -55,8 +55,8 @@ def test_set_pin_vector_and_independent_layout(card_keys):
     cmd = sm.wrap(card_keys, commands.personalize_pin("123456"), 1)
     apdu = sm.apdu_bytes(cmd)
     assert apdu.hex().upper() == v.SET_PIN_APDU
-    header, lc, data = apdu[:4], apdu[4], apdu[5:]
-    assert header == bytes.fromhex("84E00100") and lc == len(data) == 30
+    header, lc, data, le = apdu[:4], apdu[4], apdu[5:-1], apdu[-1]
+    assert header == bytes.fromhex("84E00100") and lc == len(data) == 30 and le == 0
     kvn, cntr, cryptogram, mac = data[0], data[1:6], data[6:22], data[22:]
     assert kvn == 1 and cntr == bytes.fromhex("0000000001")
     assert _raw_cmac(card_keys.mac, header + data[:22])[:8] == mac
@@ -79,6 +79,7 @@ def test_long_command_uses_extended_length(card_keys):
     cmd = sm.wrap(card_keys, _plain(0x04, bytes(300)), 3)
     apdu = sm.apdu_bytes(cmd)
     assert apdu[4] == 0 and int.from_bytes(apdu[5:7], "big") == len(cmd.data) == 1 + 5 + 304 + 8
+    assert apdu[-2:] == b"\x01\x00"  # extended Le: 256, room for the receipt
     assert sm.unwrap(card_keys, cmd.header, cmd.data, 2).data == bytes(300)
 
 

@@ -65,7 +65,7 @@ def test_full_script_compiles_to_increasing_secured_commands(tmp_path, store, se
     last = 9
     for step in b.steps:
         apdu = bytes.fromhex(step["apdu"])
-        data = apdu[7:] if apdu[4] == 0 else apdu[5:]
+        data = apdu[7:-2] if apdu[4] == 0 else apdu[5:-1]  # without Lc and Le
         out = sm.unwrap(card, apdu[:4], data, last)
         last = out.counter
         plain.append((apdu[1], apdu[2], apdu[3], out.data))

@@ -2,7 +2,7 @@
 
 Secured C-APDU (CLA 84 = proprietary class 80 with the secure-messaging bit):
 
-    84 INS P1 P2 Lc | KVN(1) | CNTR(5) | CRYPTOGRAM(16*n) | MAC(8)
+    84 INS P1 P2 Lc | KVN(1) | CNTR(5) | CRYPTOGRAM(16*n) | MAC(8) | Le 00
 
     IV         = AES(K-ENC, 00*11 || CNTR)                  unique per counter
     CRYPTOGRAM = AES-128-CBC(K-ENC, IV, data || 80 00..)    ISO/IEC 9797-1 method 2
@@ -36,6 +36,7 @@ MAC_LEN = 8
 COUNTER_MAX = (1 << (8 * COUNTER_LEN)) - 1
 # KVN + CNTR + one block + MAC: the shortest well-formed secured data field.
 MIN_SECURED_LEN = 1 + COUNTER_LEN + BLOCK + MAC_LEN
+RECEIPT_NE = 256  # Le 00 in a short APDU
 
 # Status words of the card-side checks (docs/apdu.md, PERSONALIZE).
 SW_OK = 0x9000
@@ -76,7 +77,9 @@ def wrap(keys: PersoKeySet, plain: Command, counter: int) -> Command:
     body = bytes([keys.version]) + cntr + cryptogram
     header = bytes([CLA_SECURED, plain.ins, plain.p1, plain.p2])
     name = f"{plain.name or 'command'} secured #{counter}"
-    return Command(CLA_SECURED, plain.ins, plain.p1, plain.p2, body + command_mac(keys, header, body), name=name)
+    # Le 00: the 8-byte receipt comes back in the same exchange (no 61xx round trip)
+    return Command(CLA_SECURED, plain.ins, plain.p1, plain.p2, body + command_mac(keys, header, body),
+                   ne=RECEIPT_NE, name=name)
 
 
 def apdu_bytes(command: Command) -> bytes:
