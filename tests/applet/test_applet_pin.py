@@ -32,7 +32,7 @@ def test_wrong_pin_counts_down_blocks_and_puk_unblocks(card):
         assert error.value.sw == 0x63C0 | left
     with pytest.raises(CardError) as error:
         card.verify_pin("9999")
-    assert error.value.sw == 0x6983  # 63C0 is never shown: the last try reports blocked
+    assert error.value.sw == 0x63C0  # the try that blocks it
     with pytest.raises(CardError) as error:
         card.verify_pin(PIN)
     assert error.value.sw == 0x6983

@@ -107,7 +107,8 @@ final class PinHandler {
             if (ref == state.puk) {
                 state.terminateIfPukBlocked();
             }
-            throwTries(ref);
+            // 63C0 on the try that blocks it (ISO/IEC 7816-4 clause 11.5.6); 6983 afterwards
+            ISOException.throwIt((short) (Constants.SW_TRIES_LEFT_BASE | ref.getTriesRemaining()));
         }
     }
 
