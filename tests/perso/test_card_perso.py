@@ -304,6 +304,15 @@ def test_cli_compiles_and_runs(perso_card, virtual_card, workdir):
     assert "now ISSUED, counter 6" in done.stdout
     report = json.loads((workdir / "report.json").read_text())
     assert [s["status"] for s in report["steps"]] == ["ok"] * 6
+    # the issuer checks the receipts of a report a relay brings back; a forged one fails
+    check = [sys.executable, "-m", "cardshield", "perso", "receipts", str(workdir / "report.json"),
+             "--bundle", str(bundle_path)]
+    checked = subprocess.run(check, env=env, capture_output=True, text=True)
+    assert checked.returncode == 0 and checked.stdout.count("confirmed by the card") == 6
+    report["steps"][2]["receipt"] = "00" * 8
+    (workdir / "report.json").write_text(json.dumps(report))
+    forged = subprocess.run(check, env=env, capture_output=True, text=True)
+    assert forged.returncode == 1 and "step 3 slot_config counter 3: NOT confirmed" in forged.stdout
     for secret in (PIN, PUK, v.MASTER_KEY.hex()):
         assert secret.lower() not in (done.stdout + done.stderr).lower()
 

@@ -41,6 +41,12 @@ def register(subparsers) -> None:
     run.add_argument("--trace", action="store_true", help="trace APDUs (secrets masked)")
     run.set_defaults(func=_run)
 
+    rec = sub.add_parser("receipts", help="check the receipts in a run report a relay sent back")
+    rec.add_argument("report", type=Path, help="the JSON report of `perso run --report`")
+    rec.add_argument("--bundle", type=Path, required=True, help="the bundle that was delivered")
+    rec.add_argument("--key-store", default="env", help="holds the bundle's issuer master key")
+    rec.set_defaults(func=_receipts)
+
     por = sub.add_parser("por", help="check and open an SCP80 Proof of Receipt (SMS TP-User-Data in hex)")
     por.add_argument("user_data", help="TP-User-Data of the PoR, hex, starting 027100")
     por.add_argument("--bundle", type=Path, required=True, help="the bundle whose SCP80 packet it answers")
@@ -84,13 +90,37 @@ def _compile(args) -> int:
     return 0
 
 
-def _por(args) -> int:
-    from . import scp80
+def _bundle_keys(path: Path, store_spec: str):
     from .keys import diversify
 
-    delivered = bundle_mod.load(args.bundle)
-    store = keystore.open_key_store(args.key_store)
-    card = diversify(store.master_cmac(delivered.master_key_name), delivered.key_version, delivered.card_id)
+    delivered = bundle_mod.load(path)
+    store = keystore.open_key_store(store_spec)
+    return delivered, diversify(store.master_cmac(delivered.master_key_name), delivered.key_version,
+                                delivered.card_id)
+
+
+def _receipts(args) -> int:
+    import json
+
+    from .runner import check_receipts
+
+    delivered, card = _bundle_keys(args.bundle, args.key_store)
+    try:
+        report = json.loads(args.report.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise bundle_mod.BundleError(f"cannot read report {args.report}: {exc}") from None
+    if report.get("card_id") != delivered.card_id.hex().upper():
+        raise bundle_mod.BundleError(f"report {args.report} is for card {report.get('card_id')}, not this bundle's")
+    lines = check_receipts(delivered, report, card)
+    for line in lines:
+        print(line)
+    return 0 if lines and all("confirmed by the card" in line for line in lines) else 1
+
+
+def _por(args) -> int:
+    from . import scp80
+
+    _, card = _bundle_keys(args.bundle, args.key_store)
     try:
         por = scp80.decode_por(card.enc, card.mac, _hex(args.user_data, "PoR"))
     except scp80.PacketError as exc:

@@ -223,8 +223,7 @@ class Runner:
         if self.keys is None:
             result.note = "receipt not checked here (no master key): the issuer checks it"
             return
-        apdu = bytes.fromhex(step["apdu"])
-        if data != receipt(self.keys, apdu[1], apdu[2], apdu[3], step["counter"]):
+        if not receipt_matches(self.keys, step, data):
             result.status = "failed"
             result.note = "the receipt does not verify: the answer did not come from this card"
 
@@ -266,6 +265,27 @@ class Runner:
         self._verify_pin(step)
         response = self._transmit(commands.put_certificate(step["slot"], der).apdu())
         return response.sw, response.data
+
+
+def receipt_matches(keys: PersoKeySet, step: dict, data: bytes) -> bool:
+    """The card's 8-byte receipt for a secured bundle step (docs/personalization.md 3)."""
+    apdu = bytes.fromhex(step["apdu"])
+    return data == receipt(keys, apdu[1], apdu[2], apdu[3], step["counter"])
+
+
+def check_receipts(bundle: Bundle, report: dict, keys: PersoKeySet) -> list[str]:
+    """The issuer's check of a report a relay sent back: one line per secured step the
+    report claims applied; a missing or wrong receipt means the card did not confirm it."""
+    steps = {s["index"]: s for s in bundle.steps}
+    lines = []
+    for entry in report.get("steps", []):
+        step = steps.get(entry.get("index"))
+        if step is None or step["kind"] != "secured" or entry.get("status") != "ok":
+            continue
+        data = bytes.fromhex(entry.get("receipt") or "")
+        verdict = "confirmed by the card" if receipt_matches(keys, step, data) else "NOT confirmed: receipt wrong"
+        lines.append(f"step {step['index']} {step['action']} counter {step['counter']}: {verdict}")
+    return lines
 
 
 def save_report(report: RunReport, path: Path) -> None:
