@@ -219,3 +219,32 @@ def test_project_applet_installs_through_the_demo_path(factory_card, card_stack)
     # an install parameter the applet refuses (certificate size out of range) fails the INSTALL, not later
     with pytest.raises(GPError, match="6A80"):
         install_project_applet(factory_card, force=True, applet_data=bytes.fromhex("80020001"))
+
+
+def test_cap_for_a_newer_java_card_is_refused_naming_the_version(factory_card, probe_applet):
+    from cardshield.gp.cap import IMPORT, parse_components
+    from cardshield.gp.devloadfile import build_components
+
+    components, custom = build_components(probe_applet.package_aid, "org.cardshield.probe", (1, 0),
+                                          [probe_applet.module_aid], ["java/lang", "javacard/framework"])
+    framework_304 = bytes.fromhex("05 01 07 A0000000620101")
+    components[IMPORT] = components[IMPORT].replace(framework_304, bytes.fromhex("08 01 07 A0000000620101"))
+    java_card_31 = parse_components(components, custom, "jc31.cap")
+    assert java_card_31.javacard_version == "3.1.0"
+    empty_the_card(factory_card)
+    with pytest.raises(GPError, match=r"6985.*Java Card 3\.1\.0"):
+        manager(factory_card, SCP03_KEYSET).install(java_card_31)
+
+
+def test_get_status_pages_a_long_registry_with_6310(factory_card, probe_load_file, probe_applet):
+    empty_the_card(factory_card)
+    m = manager(factory_card, SCP02_KEYSET)
+    m.install(probe_load_file)
+    instances = [probe_applet.package_aid + bytes([0x10, n]) for n in range(8)]
+    for aid in instances:
+        m.expect(gp.install_for_install(probe_applet.package_aid, probe_applet.module_aid, aid, b""))
+    first, sw = m.send(gp.get_status(gp.STATUS_APPLICATIONS))
+    assert sw == gp.SW_MORE_DATA and len(first) <= 240  # more than one response's worth
+    listed = [a.aid for a in m.registry().applications]
+    assert listed == [probe_applet.module_aid, *instances]
+    assert echo(factory_card, instances[-1]) == (b"GlobalPlatform", 0x9000)
