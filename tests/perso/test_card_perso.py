@@ -19,7 +19,6 @@ from cryptography.x509.oid import NameOID
 
 from cardshield.card.apdu import APDUFormatError, CommandAPDU
 from cardshield.card.transport import Transport
-from cardshield.perso import bundle as bundle_mod
 from cardshield.perso import cli as perso_cli
 from cardshield.perso import keys, runner
 from cardshield.perso import secure_messaging as sm

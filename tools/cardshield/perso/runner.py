@@ -22,7 +22,7 @@ from ..card.apdu import CommandAPDU, ResponseAPDU, status_word_meaning
 from ..errors import UserError
 from ..protocol import commands, tlv
 from ..protocol.constants import Lifecycle
-from ..protocol.fci import FCI, TAG_FCI, TAG_PROPRIETARY, parse_fci
+from ..protocol.fci import FCI, TAG_PROPRIETARY, parse_fci
 from ..protocol.keys import parse_public_key
 from .bundle import Bundle
 from .keys import PersoKeySet, diversify
@@ -96,9 +96,8 @@ def read_card_state(link: CardLink, aid: bytes) -> CardState:
             f"SELECT of the CardShield applet {aid.hex().upper()} returned {response.sw:04X} "
             f"({status_word_meaning(response.sw)}): is the applet installed on this card?"
         )
-    fci = parse_fci(response.data)
+    fci = parse_fci(response.data)  # checks the 6F template; 8A/8B are read here
     outer = tlv.decode(response.data)[0]
-    assert outer.tag == TAG_FCI
     proprietary = tlv.require(outer.children(), TAG_PROPRIETARY, "FCI")
     card_id = tlv.find(proprietary, FCI_TAG_CARD_ID)
     channel = tlv.find(proprietary, FCI_TAG_CHANNEL)
