@@ -19,6 +19,7 @@ AREAS = [
     "cardshield.card.cli",
     "cardshield.perso.cli",
     "cardshield.testing",
+    "cardshield.terminal.cli",
     "cardshield.demo",
     "cardshield.gp.cli",
 ]
