@@ -35,13 +35,9 @@ class Command:
     sensitive: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
-        for label, value in (("CLA", self.cla), ("INS", self.ins), ("P1", self.p1), ("P2", self.p2)):
-            if not 0 <= value <= 0xFF:
-                raise ValueError(f"{self.name or 'command'}: {label} {value!r} is not a byte")
-        if self.cla & CLA_CHAINING:
+        if 0 <= self.cla <= 0xFF and self.cla & CLA_CHAINING:
             raise ValueError("build commands unchained; chained() sets the chaining bit itself")
-        if self.ne is not None and not 1 <= self.ne <= EXTENDED_MAX_NE:
-            raise ValueError(f"{self.name or 'command'}: Ne {self.ne} outside 1..65536")
+        self.apdu()  # the ISO 7816-4 encoder validates bytes, lengths and Ne (APDUFormatError)
 
     def __repr__(self) -> str:
         data = "<secret>" if self.sensitive else self.data.hex().upper()
