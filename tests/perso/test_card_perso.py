@@ -345,3 +345,17 @@ def test_run_script_locally_then_again_on_the_issued_card(perso_card, virtual_ca
     assert main(argv) == 1  # compiled afresh with counter 7: the issued card refuses it
     out = capsys.readouterr().out
     assert "step 1 set_pin: 6985 failed counter 7" in out and "the card is ISSUED" in out
+
+
+def test_card_reset_inside_a_chained_secured_command_applies_nothing(perso_card):
+    key = commands.personalize_server_key(encode_rsa_public_key(SERVER_KEY.public_key()))
+    pieces = sm.wrap(card_keys(), key, 1).apdu().chain()
+    before = snapshot(perso_card)
+    assert perso_card.exchange(pieces[0]).sw == 0x9000   # first half of the chain accepted
+    perso_card.reconnect("reset")                          # torn: the chain never completes
+    assert snapshot(perso_card) == before
+    assert CardFlags.SERVER_KEY_LOADED not in state(perso_card).fci.flags
+    for piece in pieces[:-1]:                              # the same command, whole, still works:
+        assert perso_card.exchange(piece).sw == 0x9000     # its counter was never consumed
+    assert perso_card.exchange(pieces[-1]).sw == 0x9000
+    assert CardFlags.SERVER_KEY_LOADED in state(perso_card).fci.flags and state(perso_card).counter == 1
