@@ -20,6 +20,7 @@ def test_development_load_file_reads_back_with_its_identity(dev_cap):
     parsed = cap.read_cap(dev_cap)
     assert dev_cap.name == "cardshield-DEV-virtualcard-only.cap"
     assert (parsed.package_aid, parsed.applet_aids, parsed.package_version) == (PACKAGE, [APPLET], (1, 2))
+    assert parsed.package_name is None  # as the converter writes CAP 2.1 for an applet package
     assert parsed.cap_version == (2, 1) and parsed.javacard_version == "3.0.4"
     assert parsed.is_development_load_file
     assert not any(t in parsed.components for t in cap.CODE_COMPONENTS)  # no bytecode at all
@@ -75,9 +76,27 @@ def test_not_a_cap(tmp_path):
 
 
 def test_java_card_version_from_the_framework_import():
-    components, custom = build_components(PACKAGE, "p", (1, 0), [APPLET], ["javacard/framework"])
+    components, custom = build_components(PACKAGE, (1, 0), [APPLET], ["javacard/framework"])
     parsed = cap.parse_components(components, custom, "test")
     assert parsed.javacard_version == "3.0.4"
     for minor, expected in ((2, "2.2.1"), (6, "3.0.5"), (8, "3.1.0")):
         imports = [cap.ImportedPackage(cap.JAVACARD_FRAMEWORK_AID, 1, minor)]
         assert cap.CapFile(PACKAGE, (1, 0), None, (2, 1), [], imports, {}).javacard_version == expected
+
+
+# Components of build/cardshield.cap as Oracle's converter (jc310r20210706 kit, target 3.0.4)
+# wrote them for this package on 2026-11-25: the development load file must match them
+# byte for byte where it carries the same information.
+CONVERTER_HEADER = "010013decaffed010204000109f04341524453484c44"
+CONVERTER_IMPORT = ("04003305000107a0000000620001050107a0000000620101050107a0000000620102050107a0000000"
+                    "620201000107a0000000620209")
+CONVERTER_APPLET = "03000e010af04341524453484c44010000"  # install_method_offset zeroed (no Method here)
+
+
+def test_development_load_file_components_match_the_converters():
+    components, _ = build_components(PACKAGE, (1, 0), [APPLET],
+                                     ["java/lang", "javacard/framework", "javacard/security", "javacardx/crypto",
+                                      "javacardx/apdu"])
+    assert components[cap.HEADER].hex() == CONVERTER_HEADER
+    assert components[cap.IMPORT].hex() == CONVERTER_IMPORT
+    assert components[cap.APPLET].hex() == CONVERTER_APPLET

@@ -225,7 +225,7 @@ def test_cap_for_a_newer_java_card_is_refused_naming_the_version(factory_card, p
     from cardshield.gp.cap import IMPORT, parse_components
     from cardshield.gp.devloadfile import build_components
 
-    components, custom = build_components(probe_applet.package_aid, "org.cardshield.probe", (1, 0),
+    components, custom = build_components(probe_applet.package_aid, (1, 0),
                                           [probe_applet.module_aid], ["java/lang", "javacard/framework"])
     framework_304 = bytes.fromhex("05 01 07 A0000000620101")
     components[IMPORT] = components[IMPORT].replace(framework_304, bytes.fromhex("08 01 07 A0000000620101"))

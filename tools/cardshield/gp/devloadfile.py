@@ -45,12 +45,12 @@ def _aid(aid: bytes) -> bytes:
     return bytes([len(aid)]) + aid
 
 
-def build_components(package_aid: bytes, package_name: str, package_version: tuple[int, int],
+def build_components(package_aid: bytes, package_version: tuple[int, int],
                      applet_aids: list[bytes], imports: list[str]) -> tuple[dict[int, bytes], dict[int, bytes]]:
     major, minor = package_version
-    name = package_name.replace(".", "/").encode()
+    # CAP format 2.1 as Oracle's converter writes it for an applet package: no package name
     header = _component(cap.HEADER, cap.CAP_MAGIC.to_bytes(4, "big") + bytes([1, 2, ACC_APPLET, minor, major])
-                        + _aid(package_aid) + bytes([len(name)]) + name)
+                        + _aid(package_aid))
     import_info = bytes([len(imports)]) + b"".join(
         bytes([JC304_PACKAGES[p][2], JC304_PACKAGES[p][1]]) + _aid(bytes.fromhex(JC304_PACKAGES[p][0]))
         for p in imports)
@@ -74,7 +74,7 @@ def write_development_load_file(out_dir: Path, package_aid: bytes, package_name:
                                 applet_aids: list[bytes], classes_dir: Path | None = None) -> Path:
     """Write <out_dir>/<package>-DEV-virtualcard-only.cap and return its path."""
     major, _, minor = package_version.partition(".")
-    components, custom = build_components(package_aid, package_name, (int(major), int(minor or 0)),
+    components, custom = build_components(package_aid, (int(major), int(minor or 0)),
                                           applet_aids, imports_of_classes(classes_dir))
     folder = package_name.replace(".", "/") + "/javacard/"
     names = {**{tag: cap.COMPONENT_NAMES[tag] for tag in components}, cap.DEV_COMPONENT_TAG: cap.DEV_COMPONENT_NAME}
