@@ -248,3 +248,15 @@ def test_get_status_pages_a_long_registry_with_6310(factory_card, probe_load_fil
     listed = [a.aid for a in m.registry().applications]
     assert listed == [probe_applet.module_aid, *instances]
     assert echo(factory_card, instances[-1]) == (b"GlobalPlatform", 0x9000)
+
+
+def test_install_parameters_never_appear_in_the_trace(factory_card, probe_load_file):
+    # install parameters may carry the personalization key set (docs/apdu.md tag C0)
+    lines = []
+    factory_card.trace, factory_card._sink = True, lines.append
+    secret = bytes.fromhex("C021") + bytes([0x01]) + bytes(range(0xA0, 0xC0))
+    empty_the_card(factory_card)
+    manager(factory_card, SCP02_KEYSET).install(probe_load_file, applet_data=secret)
+    install_lines = [line for line in lines if line.startswith("> 84 E6 0C")]
+    assert install_lines and all("masked" in line for line in install_lines)
+    assert secret.hex().upper()[8:40] not in "\n".join(lines)
