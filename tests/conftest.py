@@ -49,12 +49,14 @@ def real_reader(request) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def probe_applet(tmp_path_factory):
+def probe_applet():
     from cardshield.build.javac import compile_tree
     from cardshield.setup import maven
     from cardshield.sim.applets import VirtualApplet
 
-    classes = tmp_path_factory.mktemp("probe") / "classes"
+    from cardshield import paths
+
+    classes = paths.BUILD_DIR / "test-probe" / "classes"  # stamped: recompiled only when it changes
     compile_tree(PROBE_SOURCES, classes, classpath=maven.classpath(maven.JCARDSIM), release="7",
                  extra=["-g", "-Xlint:-options"])
     return VirtualApplet(PROBE_PACKAGE_AID, PROBE_AID, "org.cardshield.probe.ProbeApplet", classes, PROBE_AID)

@@ -300,11 +300,14 @@ class Transport:
         if hresult == scard.SCARD_E_NOT_TRANSACTED:
             self._diagnose_failed_transmit(command)
         _check(hresult, f"transmit {command.cla:02X} {command.ins:02X}", self.reader)
+        if len(response) < 2:
+            # No status word: the reader lost the card mid-command (vpcd answers an empty frame).
+            self._diagnose_failed_transmit(command)
         result = ResponseAPDU.from_bytes(response)
         self._log(f"< {result.trace(secret)} [{elapsed:.1f} ms]")
         return result
 
-    def _diagnose_failed_transmit(self, command: CommandAPDU, wait: float = 1.0) -> None:
+    def _diagnose_failed_transmit(self, command: CommandAPDU, wait: float = 2.0) -> None:
         """SCardTransmit failed mid-command: tell a removed card from a mute one. pcscd polls
         the reader for presence, so give it up to `wait` seconds to notice a removal."""
         deadline = time.monotonic() + wait

@@ -93,9 +93,11 @@ def ensure_artifacts(artifacts: tuple[Artifact, ...] = ARTIFACTS) -> None:
                  f"-DoutputDirectory={paths.LIB_DIR}", "-Dmdep.overWriteReleases=true"],
                 stdin=subprocess.DEVNULL,
                 cwd=paths.LIB_DIR,
+                capture_output=True,
+                text=True,
             )
             if result.returncode != 0 or not artifact.path.exists():
-                raise SetupError(f"mvn could not fetch {artifact.coordinates} (see Maven's output above)")
+                raise SetupError(f"mvn could not fetch {artifact.coordinates}:\n{result.stdout}{result.stderr}")
         _verify(artifact)
 
 
