@@ -8,10 +8,12 @@ import textwrap
 import pytest
 
 from cardshield.gp import commands as gp
+from cardshield.gp.errors import GPError
 from cardshield.gp.keys import resolve_keys
 from cardshield.gp.manager import CardManager
 from cardshield.perso import cli as perso_cli
 from cardshield.perso import keys, runner
+from cardshield.protocol import commands
 from cardshield.protocol.constants import APPLET_AID, PACKAGE_AID
 
 from . import vectors as v
@@ -46,12 +48,17 @@ def factory_card(virtual_card, transport):
     virtual_card.pristine()
 
 
-def test_install_with_key_set_under_c_decryption_then_personalize(factory_card, tmp_path, store):
-    wire = WireRecorder(factory_card)
-    manager = CardManager(wire, resolve_keys(test_card=True, key_version=SCP03_KEYSET, environ={}),
+def _manager(link) -> CardManager:
+    manager = CardManager(link, resolve_keys(test_card=True, key_version=SCP03_KEYSET, environ={}),
                           security_level="enc")
     manager.select_isd()
     manager.authenticate()
+    return manager
+
+
+def test_install_with_key_set_under_c_decryption_then_personalize(factory_card, tmp_path, store):
+    wire = WireRecorder(factory_card)
+    manager = _manager(wire)
     params = keys.install_parameters(card_keys(), v.CARD_ID)
     manager.expect(gp.install_for_install(PACKAGE_AID, APPLET_AID, ISSUER_AID, params), sensitive=True)
     on_the_wire = b"".join(wire.sent)
@@ -73,3 +80,18 @@ def test_install_with_key_set_under_c_decryption_then_personalize(factory_card, 
     bundle = perso_cli.compile_file(script, state.card_id, store, applet_aid=ISSUER_AID)
     report = runner.Runner(factory_card, bundle, store=store, progress=lambda _: None).run()
     assert report.succeeded and report.final_lifecycle == "ISSUED" and report.final_counter == 3
+
+
+@pytest.mark.parametrize("params, why", [
+    (bytes([0xC0, 33]) + bytes([1]) + bytes(32), "key set without the card identity"),
+    (bytes([0xC0, 32]) + bytes([1]) + bytes(31) + bytes([0xC1, 8]) + v.CARD_ID, "key set of 32 bytes"),
+    (bytes([0xC0, 33]) + bytes(33) + bytes([0xC1, 8]) + v.CARD_ID, "key version 0"),
+    (bytes([0xC0, 33]) + bytes([1]) + bytes(32) + bytes([0xC1, 7]) + v.CARD_ID[:7], "card id of 7 bytes"),
+    (bytes([0xC0, 33]) + bytes([1]) + bytes(32) + bytes([0xC1, 17]) + bytes(17), "card id of 17 bytes"),
+])
+def test_inconsistent_install_parameters_fail_the_install(factory_card, params, why):
+    manager = _manager(factory_card)
+    with pytest.raises(GPError) as refused:
+        manager.expect(gp.install_for_install(PACKAGE_AID, APPLET_AID, ISSUER_AID, params), sensitive=True)
+    assert refused.value.sw == 0x6A80, why
+    assert factory_card.transmit(commands.select_applet(ISSUER_AID).apdu()).sw == 0x6A82, why  # no instance
