@@ -1,0 +1,100 @@
+"""Server test fixtures: a CA made once per session, a database per test on SQLite and on
+PostgreSQL (CARDSHIELD_TEST_POSTGRES_URL, exported by .ci/run; outside CI the PostgreSQL
+variants skip when it is unset, in CI they fail)."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from cardshield.server.ca import init_ca
+from cardshield.server.context import ServerContext
+from cardshield.server.db import normalize_url
+from cardshield.server.migrations import upgrade
+from cardshield.server.settings import Settings
+from cardshield.server.tokens import create_client
+
+PG_ENV = "CARDSHIELD_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def ca_dir(tmp_path_factory):
+    state = tmp_path_factory.mktemp("server-state")
+    init_ca(Settings(state_dir=state))
+    return state
+
+
+def _postgres_url() -> str:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{PG_ENV} is not set in CI: .ci/run must start PostgreSQL")
+        pytest.skip(f"PostgreSQL not available ({PG_ENV} unset)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'server.db'}"
+        return
+    admin_url = normalize_url(_postgres_url())
+    name = "cs_test_" + uuid.uuid4().hex[:12]
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = admin_url.rpartition("/")
+    yield f"{base}/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(ca_dir, database_url) -> Settings:
+    return Settings(state_dir=ca_dir, database_url=database_url, token_cache_seconds=0)
+
+
+@pytest.fixture
+def ctx(settings):
+    upgrade(settings.effective_database_url)
+    context = ServerContext.create(settings)
+    yield context
+    context.db.dispose()
+
+
+@pytest.fixture
+def tokens(ctx) -> dict[str, str]:
+    return {role: create_client(ctx.db, f"{role}-{uuid.uuid4().hex[:6]}", role)
+            for role in ("terminal", "merchant", "admin")}
+
+
+@pytest.fixture
+def http(ctx):
+    from fastapi.testclient import TestClient
+
+    from cardshield.server.api import create_app
+    with TestClient(create_app(ctx)) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def key_pool():
+    """RSA-2048 keys made once; each test has its own database, so reuse is safe."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    return [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(6)]
+
+
+@pytest.fixture
+def make_card(key_pool, ctx):
+    """SoftCard factory handing out distinct pooled keys (index wraps per test)."""
+    from cardshield.server.testing.softcard import SoftCard
+    pool = iter(key_pool * 4)
+
+    def make(**kwargs) -> SoftCard:
+        kwargs.setdefault("key_factory", lambda: next(pool))
+        kwargs.setdefault("server_public_key", ctx.ca.request_key.public_key())
+        return SoftCard(**kwargs)
+    return make

@@ -1,0 +1,132 @@
+"""CA: root and end-entity profile (RFC 5280), key file permissions, import, CRL."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from cardshield.server.ca import (EKU_TRANSACTION_SIGNING, CaSetupError, CertificateAuthority,
+                                  init_ca)
+from cardshield.server.errors import ApiError
+from cardshield.server.settings import DEFAULT_KEY_ON_CARD_POLICY_OID, Settings
+
+
+@pytest.fixture(scope="module")
+def authority(tmp_path_factory):
+    settings = Settings(state_dir=tmp_path_factory.mktemp("ca"))
+    init_ca(settings)
+    return CertificateAuthority.load(settings)
+
+
+@pytest.fixture(scope="module")
+def card_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def test_root_is_a_ca(authority):
+    root = authority.cert
+    assert root.version == x509.Version.v3
+    bc = root.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert bc.critical and bc.value.ca
+    ku = root.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert ku.key_cert_sign and ku.crl_sign
+    root.verify_directly_issued_by(root)
+
+
+@pytest.mark.parametrize("slot", [1, 2])
+def test_end_entity_profile(authority, card_key, slot):
+    issued = authority.issue(card_key.public_key(), user_external_id="alice",
+                             card_label="iccid-8901", slot=slot)
+    cert = x509.load_der_x509_certificate(issued.der)
+    cert.verify_directly_issued_by(authority.cert)
+    assert cert.version == x509.Version.v3
+    assert 64 <= cert.serial_number.bit_length() <= 127  # positive, < 20 octets
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "alice"
+    assert cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == "iccid-8901"
+    assert cert.public_key().public_numbers() == card_key.public_key().public_numbers()
+    bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert bc.critical and not bc.value.ca
+    ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert ku.critical and ku.value.digital_signature
+    assert ku.value.content_commitment == (slot == 1)
+    assert ku.value.key_encipherment == (slot == 2)
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == ([EKU_TRANSACTION_SIGNING] if slot == 1 else [ExtendedKeyUsageOID.CLIENT_AUTH])
+    ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert ski == x509.SubjectKeyIdentifier.from_public_key(card_key.public_key())
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    root_ski = authority.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.key_identifier == root_ski.digest
+    policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    assert [p.policy_identifier.dotted_string for p in policies] == [DEFAULT_KEY_ON_CARD_POLICY_OID]
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert lifetime.days <= authority.settings.certificate_validity_days + 1
+
+
+def test_serials_are_distinct(authority, card_key):
+    serials = {authority.issue(card_key.public_key(), user_external_id="u", card_label="c",
+                               slot=1).serial for _ in range(20)}
+    assert len(serials) == 20
+
+
+def test_validate_refuses_foreign_and_garbage(authority, card_key, tmp_path):
+    other = Settings(state_dir=tmp_path)
+    init_ca(other)
+    foreign = CertificateAuthority.load(other).issue(
+        card_key.public_key(), user_external_id="alice", card_label="c", slot=1)
+    with pytest.raises(ApiError) as err:
+        authority.validate(foreign.der)
+    assert err.value.code == "certificate_untrusted"
+    with pytest.raises(ApiError) as err:
+        authority.validate(b"\x30\x03\x02\x01\x01")
+    assert err.value.code == "certificate_unreadable"
+    own = authority.issue(card_key.public_key(), user_external_id="alice", card_label="c", slot=1)
+    assert authority.validate(own.der).serial_number == own.serial
+
+
+def test_loose_key_permissions_refused(tmp_path):
+    settings = Settings(state_dir=tmp_path)
+    init_ca(settings)
+    assert oct(settings.ca_key_path.stat().st_mode & 0o777) == "0o600"
+    os.chmod(settings.ca_key_path, 0o644)
+    with pytest.raises(CaSetupError, match="chmod 600"):
+        CertificateAuthority.load(settings)
+
+
+def test_import_existing_ca(tmp_path, authority):
+    source = Settings(state_dir=tmp_path / "old")
+    init_ca(source)
+    target = Settings(state_dir=tmp_path / "new")
+    init_ca(target, import_key=source.ca_key_path, import_cert=source.ca_cert_path)
+    imported = CertificateAuthority.load(target)
+    assert imported.cert == CertificateAuthority.load(source).cert
+    # a key that does not match the certificate is refused
+    mismatch = Settings(state_dir=tmp_path / "bad")
+    bad_key = tmp_path / "bad.key.pem"
+    shutil.copy(settings_key := authority.settings.ca_key_path, bad_key)
+    os.chmod(bad_key, 0o600)
+    with pytest.raises(CaSetupError, match="does not match"):
+        init_ca(mismatch, import_key=bad_key, import_cert=source.ca_cert_path)
+    assert settings_key.exists()
+
+
+def test_crl_lists_revoked_serials(authority):
+    from datetime import datetime
+    der = authority.crl([("1234abcd" * 2, datetime(2026, 1, 2, 3, 4, 5), "key_compromise")])
+    crl = x509.load_der_x509_crl(der)
+    assert crl.is_signature_valid(authority.cert.public_key())
+    entry = crl.get_revoked_certificate_by_serial_number(int("1234abcd" * 2, 16))
+    assert entry is not None
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == \
+        x509.ReasonFlags.key_compromise
+
+
+def test_request_signature_verifies_with_public_half(authority):
+    sig = authority.sign_request(b"CSRQ1" + b"\x81\x01\x05")
+    authority.request_key.public_key().verify(sig, b"CSRQ1" + b"\x81\x01\x05",
+                                              padding.PKCS1v15(), hashes.SHA256())

@@ -1,0 +1,289 @@
+"""The issuing CA: key + self-signed root (created or imported), RFC 5280 v3 end-entity
+certificates for card keys, CRLs, and validation of certificates read back from cards.
+
+Key files must be private to their owner (mode 0600): `load` refuses anything looser.
+The CA directory also holds the server's request-signing key (SIGN TRANSACTION tag 8E),
+whose public half is loaded into cards at personalization (PERSONALIZE P1=04).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+from .clock import utcnow
+from .errors import ApiError
+from .settings import Settings
+
+CA_KEY_BITS = 3072
+REQUEST_KEY_BITS = 2048
+PAYMENT_SLOT = 1
+AUTH_SLOT = 2
+# Private EKU (IANA documentation PEN 32473, see settings.py) for the payment slot:
+# the key signs CardShield transactions, not TLS handshakes.
+EKU_TRANSACTION_SIGNING = ObjectIdentifier("1.3.6.1.4.1.32473.1.2")
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class CaSetupError(Exception):
+    """The CA files are missing, unsafe or inconsistent; the message says how to fix it."""
+
+
+def generate_serial() -> int:
+    """127 random bits, positive, 16 octets in DER: RFC 5280 4.1.2.2 (<= 20 octets) and
+    the CA/B baseline's >= 64 bits of CSPRNG output."""
+    while True:
+        serial = secrets.randbits(127)
+        if serial >> 64:
+            return serial
+
+
+def check_private_file(path: Path) -> None:
+    """A private key file must be a regular file owned by us and unreadable by others."""
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise CaSetupError(f"{path} is not a regular file")
+    if st.st_mode & 0o077:
+        raise CaSetupError(
+            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}: a private key must not be "
+            f"readable by group or others; run `chmod 600 {path}`")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise CaSetupError(f"{path} is owned by uid {st.st_uid}, not by this user ({os.getuid()})")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _pem_private(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _ca_name(settings: Settings) -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, settings.organization),
+        x509.NameAttribute(NameOID.COMMON_NAME, f"{settings.organization} Card Issuing CA"),
+    ])
+
+
+def build_root(settings: Settings, key: rsa.RSAPrivateKey) -> x509.Certificate:
+    now = utcnow()
+    name = _ca_name(settings)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    return (x509.CertificateBuilder()
+            .subject_name(name).issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(generate_serial())
+            .not_valid_before(now - CLOCK_SKEW)
+            .not_valid_after(now + timedelta(days=settings.ca_validity_days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(ski, critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+
+
+def init_ca(settings: Settings, *, import_key: Path | None = None,
+            import_cert: Path | None = None) -> list[Path]:
+    """Create (or import) the CA key + root and create the request-signing key.
+    Existing files are never overwritten. Returns the files written."""
+    ca_dir = settings.ca_dir
+    ca_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(ca_dir, 0o700)
+    written: list[Path] = []
+    if settings.ca_key_path.exists() or settings.ca_cert_path.exists():
+        if import_key or import_cert:
+            raise CaSetupError(f"a CA already exists in {ca_dir}; move it away before importing")
+    elif import_key or import_cert:
+        if not (import_key and import_cert):
+            raise CaSetupError("importing a CA needs both --import-key and --import-cert")
+        check_private_file(import_key)
+        key = serialization.load_pem_private_key(import_key.read_bytes(), password=None)
+        cert = x509.load_pem_x509_certificate(import_cert.read_bytes())
+        _check_ca_pair(key, cert)
+        _write_private(settings.ca_key_path, _pem_private(key))
+        settings.ca_cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        written += [settings.ca_key_path, settings.ca_cert_path]
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=CA_KEY_BITS)
+        _write_private(settings.ca_key_path, _pem_private(key))
+        cert = build_root(settings, key)
+        settings.ca_cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        written += [settings.ca_key_path, settings.ca_cert_path]
+    if not settings.request_key_path.exists():
+        request_key = rsa.generate_private_key(public_exponent=65537, key_size=REQUEST_KEY_BITS)
+        _write_private(settings.request_key_path, _pem_private(request_key))
+        written.append(settings.request_key_path)
+    return written
+
+
+def _check_ca_pair(key, cert: x509.Certificate) -> None:
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise CaSetupError("the CA key must be an RSA key")
+    if key.public_key().public_numbers() != cert.public_key().public_numbers():
+        raise CaSetupError("the CA key does not match the CA certificate's public key")
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        bc = None
+    if bc is None or not bc.ca:
+        raise CaSetupError("the CA certificate lacks basicConstraints CA:TRUE")
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not (ku.key_cert_sign and ku.crl_sign):
+            raise CaSetupError("the CA certificate's keyUsage must allow keyCertSign and cRLSign")
+    except x509.ExtensionNotFound:
+        pass
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    serial: int
+    der: bytes
+    not_before: datetime
+    not_after: datetime
+
+    @property
+    def serial_hex(self) -> str:
+        return format(self.serial, "x")
+
+
+class CertificateAuthority:
+    def __init__(self, settings: Settings, key: rsa.RSAPrivateKey, cert: x509.Certificate,
+                 request_key: rsa.RSAPrivateKey):
+        self.settings = settings
+        self.key = key
+        self.cert = cert
+        self.request_key = request_key
+        self.cert_der = cert.public_bytes(serialization.Encoding.DER)
+        self._ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        self._policy = x509.CertificatePolicies([x509.PolicyInformation(
+            ObjectIdentifier(settings.key_on_card_policy_oid), None)])
+
+    @classmethod
+    def load(cls, settings: Settings) -> "CertificateAuthority":
+        for path in (settings.ca_key_path, settings.ca_cert_path, settings.request_key_path):
+            if not path.exists():
+                raise CaSetupError(f"{path} is missing; run `cardshield server init` first")
+        check_private_file(settings.ca_key_path)
+        check_private_file(settings.request_key_path)
+        key = serialization.load_pem_private_key(settings.ca_key_path.read_bytes(), None)
+        cert = x509.load_pem_x509_certificate(settings.ca_cert_path.read_bytes())
+        _check_ca_pair(key, cert)
+        request_key = serialization.load_pem_private_key(
+            settings.request_key_path.read_bytes(), None)
+        return cls(settings, key, cert, request_key)
+
+    # -- issuance -------------------------------------------------------------------
+    def issue(self, public_key: rsa.RSAPublicKey, *, user_external_id: str, card_label: str,
+              slot: int) -> IssuedCertificate:
+        """End-entity certificate for a key generated on the card (RFC 5280 profile)."""
+        now = utcnow()
+        not_before = now - CLOCK_SKEW
+        not_after = min(now + timedelta(days=self.settings.certificate_validity_days),
+                        self.cert.not_valid_after_utc.replace(tzinfo=None))
+        subject = x509.Name([
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.settings.organization),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, card_label),
+            x509.NameAttribute(NameOID.COMMON_NAME, user_external_id),
+        ])
+        payment = slot == PAYMENT_SLOT
+        key_usage = x509.KeyUsage(
+            digital_signature=True, content_commitment=payment, key_encipherment=not payment,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+            encipher_only=False, decipher_only=False)
+        eku = x509.ExtendedKeyUsage(
+            [EKU_TRANSACTION_SIGNING] if payment else [ExtendedKeyUsageOID.CLIENT_AUTH])
+        serial = generate_serial()
+        cert = (x509.CertificateBuilder()
+                .subject_name(subject).issuer_name(self.cert.subject)
+                .public_key(public_key).serial_number(serial)
+                .not_valid_before(not_before).not_valid_after(not_after)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(key_usage, critical=True)
+                .add_extension(eku, critical=False)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),
+                               critical=False)
+                .add_extension(
+                    x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski),
+                    critical=False)
+                .add_extension(self._policy, critical=False)
+                .sign(self.key, hashes.SHA256()))
+        return IssuedCertificate(serial, cert.public_bytes(serialization.Encoding.DER),
+                                 not_before, not_after)
+
+    # -- validation of a certificate read from a card (payment step 604) --------------
+    def validate(self, der: bytes, *, now: datetime | None = None) -> x509.Certificate:
+        """Chain to this CA and validity window; revocation/binding are checked in the DB."""
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError as exc:
+            raise ApiError("certificate_unreadable",
+                           "the card's certificate is not a DER X.509 certificate") from exc
+        if cert.issuer != self.cert.subject:
+            raise ApiError("certificate_untrusted", "the certificate was not issued by this CA")
+        try:
+            self.cert.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
+                                          padding.PKCS1v15(), cert.signature_hash_algorithm)
+        except (InvalidSignature, TypeError, ValueError) as exc:
+            raise ApiError("certificate_untrusted",
+                           "the certificate's signature does not verify with this CA") from exc
+        now = now or utcnow()
+        if not (cert.not_valid_before_utc.replace(tzinfo=None) <= now
+                <= cert.not_valid_after_utc.replace(tzinfo=None)):
+            raise ApiError("certificate_not_valid_now",
+                           f"the certificate is valid from {cert.not_valid_before_utc} to "
+                           f"{cert.not_valid_after_utc}, not now")
+        return cert
+
+    # -- revocation list ---------------------------------------------------------------
+    def crl(self, revoked: list[tuple[str, datetime, str | None]]) -> bytes:
+        """DER CRL (RFC 5280 5) over (serial_hex, revoked_at, reason) entries."""
+        now = utcnow()
+        builder = (x509.CertificateRevocationListBuilder()
+                   .issuer_name(self.cert.subject)
+                   .last_update(now)
+                   .next_update(now + timedelta(hours=self.settings.crl_validity_hours))
+                   .add_extension(x509.CRLNumber(int(now.timestamp() * 1000)), critical=False)
+                   .add_extension(
+                       x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski),
+                       critical=False))
+        for serial_hex, revoked_at, reason in revoked:
+            entry = (x509.RevokedCertificateBuilder()
+                     .serial_number(int(serial_hex, 16))
+                     .revocation_date(revoked_at))
+            flag = REVOCATION_REASONS.get(reason or "")
+            if flag is not None:
+                entry = entry.add_extension(x509.CRLReason(flag), critical=False)
+            builder = builder.add_revoked_certificate(entry.build())
+        return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    # -- server request signature (SIGN TRANSACTION tag 8E) -----------------------------
+    def sign_request(self, message: bytes) -> bytes:
+        return self.request_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+
+
+REVOCATION_REASONS = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "key_compromise": x509.ReasonFlags.key_compromise,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessation_of_operation": x509.ReasonFlags.cessation_of_operation,
+    "affiliation_changed": x509.ReasonFlags.affiliation_changed,
+    "certificate_hold": x509.ReasonFlags.certificate_hold,
+}

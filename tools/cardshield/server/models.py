@@ -1,0 +1,167 @@
+"""Database schema (SQLAlchemy 2). Everything a replica needs lives here: sessions,
+challenges, nonces, counters, failure counts, audit. Times are naive UTC datetimes.
+
+The Alembic migrations in migrations/versions/ create exactly this schema; a test
+compares the two.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
+                        LargeBinary, MetaData, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ApiClient(Base):
+    """A terminal, merchant or admin client; only the SHA-256 of its token is stored."""
+    __tablename__ = "api_clients"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # terminal | merchant | admin
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Card(Base):
+    """One key generated in one slot of a user's card; holds the anti-replay counter."""
+    __tablename__ = "cards"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    slot: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(64))
+    public_key_der: Mapped[bytes] = mapped_column(LargeBinary)
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    requires_server_signature: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Highest SIGN TRANSACTION counter accepted; -1 before the first payment.
+    last_counter: Mapped[int] = mapped_column(BigInteger, default=-1)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Certificate(Base):
+    """Every certificate the CA signed. status: pending_store (issued, write to card not
+    yet confirmed), active, revoked. Nothing issued is ever deleted."""
+    __tablename__ = "certificates"
+    serial_hex: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"), index=True)
+    enrollment_id: Mapped[str] = mapped_column(String(32), index=True)
+    slot: Mapped[int] = mapped_column(Integer)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    not_before: Mapped[datetime] = mapped_column(DateTime)
+    not_after: Mapped[datetime] = mapped_column(DateTime)
+    issued_at: Mapped[datetime] = mapped_column(DateTime)
+    stored_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+Index("ix_certificates_user_slot_status", Certificate.user_id, Certificate.slot,
+      Certificate.status)
+
+
+class Enrollment(Base):
+    """Figure 5 session. state: keygen_sent -> pop_sent -> cert_sent -> completed, or
+    aborted / failed / expired. `seq` numbers the pending batch so an old or repeated
+    post is refused; `pending_batch` is kept so an interrupted terminal can resume."""
+    __tablename__ = "enrollments"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    terminal_client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"))
+    slot: Mapped[int] = mapped_column(Integer)
+    card_label: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    pending_batch: Mapped[str | None] = mapped_column(Text, nullable=True)
+    public_key_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    requires_server_signature: Mapped[bool] = mapped_column(Boolean, default=False)
+    certificate_serial_hex: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    failure_code: Mapped[str | None] = mapped_column(String(48), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Challenge(Base):
+    """One-time proof-of-possession challenge (single use, expiring)."""
+    __tablename__ = "challenges"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enrollment_id: Mapped[str] = mapped_column(ForeignKey("enrollments.id"), index=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Payment(Base):
+    """Figure 6 session. state: created -> cert_requested -> sign_requested -> authorized,
+    or refused / expired. `signed_fields` is the exact TLV 81..85 block sent to the card,
+    so the signature is verified over precisely what the server asked for."""
+    __tablename__ = "payments"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    merchant_client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"), index=True)
+    terminal_client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"),
+                                                           nullable=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    payee: Mapped[str] = mapped_column(String(64))
+    order_ref: Mapped[str] = mapped_column(String(64))
+    signing_mode: Mapped[str] = mapped_column(String(16))  # transaction | bare_hash
+    state: Mapped[str] = mapped_column(String(16))
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    pending_batch: Mapped[str | None] = mapped_column(Text, nullable=True)
+    card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"), nullable=True)
+    certificate_serial_hex: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    nonce: Mapped[bytes | None] = mapped_column(LargeBinary, unique=True, nullable=True)
+    nonce_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    nonce_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    signed_fields: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    card_counter: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    refusal_code: Mapped[str | None] = mapped_column(String(48), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    authorized_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class AuditEvent(Base):
+    """Append-only record of every authorization, issuance, revocation and refusal."""
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(8))  # ok | refused
+    code: Mapped[str | None] = mapped_column(String(48), nullable=True)
+    client_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    user_external_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    card_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    enrollment_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    payment_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    certificate_serial_hex: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    detail: Mapped[str | None] = mapped_column(String(512), nullable=True)

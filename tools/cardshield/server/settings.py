@@ -1,0 +1,91 @@
+"""Server settings, read once from the environment (CARDSHIELD_* variables).
+
+Replicas share nothing but the database, so everything here is static configuration.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+# Private-arc OID under IANA's documentation PEN 32473 (RFC 5612). It marks certificates
+# whose key was generated on the card and proven by an on-card signature at enrollment.
+# A deployment with its own PEN sets CARDSHIELD_KEY_ON_CARD_POLICY_OID to its own arc.
+DEFAULT_KEY_ON_CARD_POLICY_OID = "1.3.6.1.4.1.32473.1.1"
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("CARDSHIELD_SERVER_DIR", _repo_root() / "var" / "server"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path = field(default_factory=default_state_dir)
+    database_url: str = ""
+    organization: str = "CardShield"
+    key_on_card_policy_oid: str = DEFAULT_KEY_ON_CARD_POLICY_OID
+    certificate_validity_days: int = 730
+    ca_validity_days: int = 3650
+    crl_validity_hours: int = 24
+    enrollment_ttl_seconds: int = 900
+    challenge_ttl_seconds: int = 120
+    payment_ttl_seconds: int = 300
+    max_body_bytes: int = 64 * 1024
+    max_consecutive_failures: int = 5
+    # Seconds an authenticated API token stays cached in a replica; 0 disables the cache.
+    token_cache_seconds: float = 5.0
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.state_dir / "ca"
+
+    @property
+    def ca_key_path(self) -> Path:
+        return self.ca_dir / "ca.key.pem"
+
+    @property
+    def ca_cert_path(self) -> Path:
+        return self.ca_dir / "ca.cert.pem"
+
+    @property
+    def request_key_path(self) -> Path:
+        """The server's request-signing key (tag 8E of SIGN TRANSACTION)."""
+        return self.ca_dir / "request-signing.key.pem"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'cardshield.db'}"
+
+    def with_overrides(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name}={raw!r} is not an integer; set it to a whole number") from exc
+
+
+def load_settings() -> Settings:
+    """Settings from CARDSHIELD_* environment variables (DATABASE_URL is accepted too)."""
+    base = Settings()
+    return base.with_overrides(
+        database_url=os.environ.get("CARDSHIELD_DATABASE_URL") or os.environ.get("DATABASE_URL", ""),
+        organization=os.environ.get("CARDSHIELD_ORGANIZATION", base.organization),
+        key_on_card_policy_oid=os.environ.get(
+            "CARDSHIELD_KEY_ON_CARD_POLICY_OID", base.key_on_card_policy_oid),
+        certificate_validity_days=_int_env(
+            "CARDSHIELD_CERT_VALIDITY_DAYS", base.certificate_validity_days),
+        enrollment_ttl_seconds=_int_env("CARDSHIELD_ENROLLMENT_TTL", base.enrollment_ttl_seconds),
+        challenge_ttl_seconds=_int_env("CARDSHIELD_CHALLENGE_TTL", base.challenge_ttl_seconds),
+        payment_ttl_seconds=_int_env("CARDSHIELD_PAYMENT_TTL", base.payment_ttl_seconds),
+        max_body_bytes=_int_env("CARDSHIELD_MAX_BODY_BYTES", base.max_body_bytes),
+    )
