@@ -1,0 +1,249 @@
+"""Figure 6 end to end through the HTTP API with SoftCard: an authorization whose
+signature verifies, and every refusal (each recorded in the audit log)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from sqlalchemy import select, update
+
+from cardshield.protocol import tlv
+from cardshield.protocol.constants import SlotPolicy
+from cardshield.protocol.transaction import signed_transaction_data
+from cardshield.server.clock import utcnow
+from cardshield.server.models import AuditEvent, Card, Payment, User
+from cardshield.server.testing.flows import FlowError, Terminal, call, create_payment
+
+
+@pytest.fixture
+def enrolled(http, tokens, make_card):
+    def make(user="alice", **card_kwargs) -> Terminal:
+        term = Terminal(http, tokens["terminal"], make_card(**card_kwargs))
+        assert term.enroll(user)["state"] == "completed"
+        return term
+    return make
+
+
+def _refusals(ctx) -> list[str]:
+    with ctx.db.transaction() as s:
+        return list(s.scalars(select(AuditEvent.code).where(AuditEvent.outcome == "refused")))
+
+
+def _refuse(term, payment_id, expected_code, responses_fn=None):
+    state = term.claim(payment_id)
+    while state["batch"] is not None and state["batch"]["step"] != "sign":
+        state = term.post_payment(payment_id, state["batch"])
+    responses = responses_fn(state["batch"]) if responses_fn else None
+    with pytest.raises(FlowError) as err:
+        term.post_payment(payment_id, state["batch"], responses)
+    assert err.value.code == expected_code, err.value.body
+    return state
+
+
+def test_payment_is_authorized_with_a_verifiable_signature(ctx, http, tokens, enrolled):
+    term = enrolled()
+    created = create_payment(http, tokens["merchant"], "alice", amount_minor=4999, payee="Bakery")
+    done = term.pay(created["payment_id"])
+    assert done["state"] == "authorized" and done["card_counter"] == 1
+    assert done["weaker_signing"] is False
+    with ctx.db.transaction() as s:
+        p = s.get(Payment, created["payment_id"])
+        card = s.get(Card, p.card_id)
+    # an independent check: the stored signature verifies over what the card signed
+    public = term.card.keys[1].public_key()
+    public.verify(p.signature, signed_transaction_data(p.signed_fields, 1), padding.PKCS1v15(),
+                  hashes.SHA256())
+    assert tlv.find(p.signed_fields, 0x81) == (4999).to_bytes(2, "big")
+    assert tlv.find(p.signed_fields, 0x83) == b"Bakery"
+    assert card.last_counter == 1
+    merchant_view = call(http, "GET", f"/v1/payments/{created['payment_id']}", tokens["merchant"])
+    assert merchant_view["state"] == "authorized"
+
+
+def test_changed_amount_or_payee_is_refused(ctx, http, tokens, enrolled):
+    term = enrolled()
+
+    def swap_payee(data: bytes) -> bytes:
+        return data.replace(b"\x83\x0cExample Shop", b"\x83\x0cAttacker Ltd")
+    term.card.tamper = swap_payee
+    created = create_payment(http, tokens["merchant"], "alice")
+    _refuse(term, created["payment_id"], "signature_mismatch")
+
+    def raise_amount(data: bytes) -> bytes:
+        return data.replace(b"\x81\x02\x04\xe2", b"\x81\x02\x27\x10")
+    term.card.tamper = raise_amount
+    created = create_payment(http, tokens["merchant"], "alice")
+    _refuse(term, created["payment_id"], "signature_mismatch")
+    with ctx.db.transaction() as s:
+        assert s.get(Payment, created["payment_id"]).state == "refused"
+    assert _refusals(ctx).count("signature_mismatch") == 2
+
+
+def test_replayed_signature_is_refused(ctx, http, tokens, enrolled):
+    term = enrolled()
+    first = create_payment(http, tokens["merchant"], "alice", order_ref="o-1")
+    state = term.claim(first["payment_id"])
+    state = term.post_payment(first["payment_id"], state["batch"])
+    sign_batch = state["batch"]
+    responses = term.run(sign_batch)
+    assert term.post_payment(first["payment_id"], sign_batch, responses)["state"] == "authorized"
+    # the same response again to the same payment: its nonce is spent
+    with pytest.raises(FlowError) as err:
+        term.post_payment(first["payment_id"], sign_batch, responses)
+    assert err.value.code == "nonce_already_used"
+    # ... and to a new payment with identical fields: another nonce, so it fails to verify
+    second = create_payment(http, tokens["merchant"], "alice", order_ref="o-1")
+    _refuse(term, second["payment_id"], "signature_mismatch", lambda batch: responses)
+    with ctx.db.transaction() as s:
+        assert s.scalar(select(Card.last_counter)) == 1
+        assert [p.state for p in s.scalars(select(Payment).order_by(Payment.created_at))] == \
+            ["authorized", "refused"]
+
+
+def test_non_increasing_counter_is_refused(ctx, http, tokens, enrolled):
+    term = enrolled()
+    assert term.pay(create_payment(http, tokens["merchant"], "alice")["payment_id"])["state"] == "authorized"
+    assert term.pay(create_payment(http, tokens["merchant"], "alice")["payment_id"])["card_counter"] == 2
+    term.card.counter = 0  # a cloned or rolled-back card signs with counter 1 again
+    created = create_payment(http, tokens["merchant"], "alice")
+    _refuse(term, created["payment_id"], "counter_not_increasing")
+    with ctx.db.transaction() as s:
+        assert s.scalar(select(Card.last_counter)) == 2
+
+
+def test_another_cards_signature_is_refused(http, tokens, enrolled):
+    alice = enrolled("alice")
+    mallory = enrolled("mallory")
+    created = create_payment(http, tokens["merchant"], "alice")
+
+    def mallory_signs(batch):
+        return Terminal(alice.http, alice.token, mallory.card).run(batch)
+    _refuse(alice, created["payment_id"], "signature_mismatch", mallory_signs)
+
+
+def test_another_users_certificate_is_refused(http, tokens, enrolled):
+    enrolled("alice")
+    eve = enrolled("eve01")  # same length as "alice": the certificate reads back whole
+    created = create_payment(http, tokens["merchant"], "alice")
+    state = eve.claim(created["payment_id"])
+    with pytest.raises(FlowError) as err:
+        eve.post_payment(created["payment_id"], state["batch"])
+    assert err.value.code == "certificate_wrong_user"
+
+
+def test_expired_payment_is_refused(ctx, http, tokens, enrolled):
+    term = enrolled()
+    created = create_payment(http, tokens["merchant"], "alice")
+    state = term.claim(created["payment_id"])
+    state = term.post_payment(created["payment_id"], state["batch"])
+    with ctx.db.transaction() as s:
+        s.execute(update(Payment).values(expires_at=utcnow() - timedelta(seconds=1)))
+    with pytest.raises(FlowError) as err:
+        term.post_payment(created["payment_id"], state["batch"])
+    assert err.value.status == 410 and err.value.code == "payment_expired"
+    with ctx.db.transaction() as s:
+        assert s.get(Payment, created["payment_id"]).state == "expired"
+
+
+def test_expired_nonce_is_refused(ctx, http, tokens, enrolled):
+    term = enrolled()
+    created = create_payment(http, tokens["merchant"], "alice")
+    state = term.claim(created["payment_id"])
+    state = term.post_payment(created["payment_id"], state["batch"])
+    with ctx.db.transaction() as s:
+        s.execute(update(Payment).values(nonce_expires_at=utcnow() - timedelta(seconds=1)))
+    with pytest.raises(FlowError) as err:
+        term.post_payment(created["payment_id"], state["batch"])
+    assert err.value.code == "payment_expired"
+
+
+def test_revoked_certificate_fails_every_later_payment(ctx, http, tokens, enrolled):
+    term = enrolled()
+    assert term.pay(create_payment(http, tokens["merchant"], "alice")["payment_id"])["state"] == "authorized"
+    # revoked while a payment is in flight: the final check refuses it
+    in_flight = create_payment(http, tokens["merchant"], "alice")
+    state = term.claim(in_flight["payment_id"])
+    state = term.post_payment(in_flight["payment_id"], state["batch"])
+    call(http, "POST", "/v1/admin/revocations", tokens["admin"], {"user_id": "alice"})
+    with pytest.raises(FlowError) as err:
+        term.post_payment(in_flight["payment_id"], state["batch"])
+    assert err.value.code == "certificate_revoked"
+    # and every later one fails at the certificate step... (no active certificate left)
+    later = create_payment(http, tokens["merchant"], "alice")
+    with pytest.raises(FlowError) as err:
+        term.claim(later["payment_id"])
+    assert err.value.code == "no_active_certificate"
+
+
+def test_revoked_certificate_read_from_card_is_refused(ctx, http, tokens, enrolled):
+    term = enrolled()
+    created = create_payment(http, tokens["merchant"], "alice")
+    state = term.claim(created["payment_id"])  # batch built while the certificate was active
+    call(http, "POST", "/v1/admin/revocations", tokens["admin"], {"user_id": "alice"})
+    with pytest.raises(FlowError) as err:
+        term.post_payment(created["payment_id"], state["batch"])
+    assert err.value.code == "certificate_revoked"
+
+
+def test_server_signed_request_for_cards_that_require_it(ctx, http, tokens, enrolled):
+    term = enrolled(slot_policy={1: SlotPolicy.SERVER_SIGNED_REQUESTS, 2: SlotPolicy(0)})
+    created = create_payment(http, tokens["merchant"], "alice")
+    state = term.claim(created["payment_id"])
+    state = term.post_payment(created["payment_id"], state["batch"])
+    assert len(state["batch"]["apdus"]) > 1  # 8E makes it a chained command
+    assert term.post_payment(created["payment_id"], state["batch"])["state"] == "authorized"
+
+
+def test_bare_hash_mode_is_flagged_weaker_and_verified(ctx, http, tokens, enrolled):
+    term = enrolled()
+    created = create_payment(http, tokens["merchant"], "alice", signing_mode="bare_hash")
+    assert created["weaker_signing"] is True
+    state = term.claim(created["payment_id"])
+    state = term.post_payment(created["payment_id"], state["batch"])
+    assert any("WEAKER" in note for note in state["batch"]["notes"])
+    assert state["batch"]["apdus"][0]["apdu"].startswith("002A9E9A")
+    assert term.post_payment(created["payment_id"], state["batch"])["state"] == "authorized"
+
+
+def test_five_consecutive_failures_block_user_and_card(ctx, http, tokens, enrolled):
+    term = enrolled()
+    term.card.tamper = lambda data: data.replace(b"Example Shop", b"Example Shoq")
+    for i in range(5):
+        created = create_payment(http, tokens["merchant"], "alice", order_ref=f"o{i}")
+        _refuse(term, created["payment_id"], "signature_mismatch")
+    with pytest.raises(FlowError) as err:
+        create_payment(http, tokens["merchant"], "alice")
+    assert err.value.status == 403 and err.value.code == "user_blocked"
+    with ctx.db.transaction() as s:
+        assert s.scalar(select(User.blocked_at)) is not None
+        assert s.scalar(select(Card.blocked_at)) is not None
+
+
+def test_success_resets_the_failure_count(ctx, http, tokens, enrolled):
+    term = enrolled()
+    for i in range(4):
+        term.card.tamper = lambda data: data.replace(b"Example Shop", b"Example Shoq")
+        _refuse(term, create_payment(http, tokens["merchant"], "alice", order_ref=f"o{i}")["payment_id"],
+                "signature_mismatch")
+        term.card.tamper = None
+        assert term.pay(create_payment(http, tokens["merchant"], "alice")["payment_id"])["state"] == "authorized"
+    with ctx.db.transaction() as s:
+        assert s.scalar(select(User.consecutive_failures)) == 0
+        assert s.scalar(select(User.blocked_at)) is None
+
+
+def test_another_terminal_cannot_take_or_answer(ctx, http, tokens, enrolled):
+    from cardshield.server.tokens import create_client
+    term = enrolled()
+    other = Terminal(http, create_client(ctx.db, "other", "terminal"), term.card)
+    created = create_payment(http, tokens["merchant"], "alice")
+    state = term.claim(created["payment_id"])
+    with pytest.raises(FlowError) as err:
+        other.claim(created["payment_id"])
+    assert err.value.code == "wrong_terminal"
+    with pytest.raises(FlowError) as err:
+        other.post_payment(created["payment_id"], state["batch"])
+    assert err.value.code == "wrong_terminal"
+    assert term.pay(created["payment_id"])["state"] == "authorized"

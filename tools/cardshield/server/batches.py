@@ -1,0 +1,101 @@
+"""APDU batches the server sends to the terminal, and the card responses it gets back.
+
+A batch is a numbered list of APDUs (hex) that the terminal relays in order without
+interpreting them. It stops at the first status word other than 9000 and posts what it
+has. It resolves 61xx with GET RESPONSE itself (ISO 7816-4 5.3.4) and posts each
+command's complete response data followed by the final SW1 SW2. `pin_required` marks
+an APDU before which the terminal must have the user's PIN verified (VERIFY 00 20 00 81)
+on the card: the PIN is entered at the terminal and never reaches the server.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .errors import ApiError
+
+SW_OK = 0x9000
+SW_MEANING = {
+    0x6700: "wrong length",
+    0x6882: "secure messaging not supported",
+    0x6883: "last command of the chain expected",
+    0x6884: "command chaining not supported",
+    0x6982: "security status not satisfied (PIN not verified?)",
+    0x6983: "authentication method blocked",
+    0x6984: "reference data not usable",
+    0x6985: "conditions of use not satisfied",
+    0x6986: "command not allowed (no current EF)",
+    0x6988: "incorrect secure messaging data objects",
+    0x6A80: "incorrect data",
+    0x6A81: "function not supported",
+    0x6A82: "file or application not found",
+    0x6A84: "not enough memory",
+    0x6A86: "incorrect P1 P2",
+    0x6A88: "referenced data not found",
+    0x6B00: "wrong parameters (offset outside the EF)",
+    0x6D00: "instruction not supported",
+    0x6E00: "class not supported",
+}
+
+
+@dataclass(frozen=True)
+class CardStep:
+    name: str
+    apdu: bytes
+    pin_required: bool = False
+
+
+@dataclass
+class Batch:
+    seq: int
+    step: str
+    apdus: list[CardStep]
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "seq": self.seq,
+            "step": self.step,
+            "apdus": [{"name": a.name, "apdu": a.apdu.hex().upper(),
+                       "pin_required": a.pin_required} for a in self.apdus],
+            "notes": list(self.notes),
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, text: str) -> "Batch":
+        raw = json.loads(text)
+        return cls(raw["seq"], raw["step"],
+                   [CardStep(a["name"], bytes.fromhex(a["apdu"]), a["pin_required"])
+                    for a in raw["apdus"]], raw.get("notes", []))
+
+
+def describe_sw(sw: int) -> str:
+    if sw & 0xFFF0 == 0x63C0:
+        return f"verification failed, {sw & 0xF} tries left"
+    return SW_MEANING.get(sw, "unexpected status")
+
+
+def card_data(batch: Batch, responses: list[bytes]) -> list[bytes]:
+    """Check the responses line up with the batch and all ended in 9000; return the data
+    part of each. A non-9000 status becomes a card_error naming the command and SW."""
+    if len(responses) > len(batch.apdus):
+        raise ApiError("card_response_malformed",
+                       f"{len(responses)} responses posted for a batch of {len(batch.apdus)} APDUs")
+    data = []
+    for step, response in zip(batch.apdus, responses):
+        if len(response) < 2:
+            raise ApiError("card_response_malformed",
+                           f"the response to {step.name} lacks the status word")
+        sw = int.from_bytes(response[-2:], "big")
+        if sw != SW_OK:
+            raise ApiError("card_error", f"the card answered {step.name} with {sw:04X}: "
+                                         f"{describe_sw(sw)}")
+        data.append(response[:-2])
+    if len(data) < len(batch.apdus):
+        raise ApiError("card_response_malformed",
+                       f"only {len(data)} of {len(batch.apdus)} responses were posted and all "
+                       "succeeded; post one response per APDU")
+    return data

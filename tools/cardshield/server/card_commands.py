@@ -1,0 +1,66 @@
+"""The card commands the server composes, as CardSteps, built with cardshield.protocol.
+
+Enrollment (figure 5): SELECT, GENERATE ASYMMETRIC KEY PAIR, READ PUBLIC KEY, PROVE
+POSSESSION, PUT DATA (chained), SELECT cert EF + READ BINARY for the read-back.
+Payment (figure 6): SELECT, SELECT cert EF + READ BINARY, SIGN TRANSACTION (or PSO
+COMPUTE DIGITAL SIGNATURE over a bare hash, the patent's weaker form).
+"""
+from __future__ import annotations
+
+from cardshield.protocol import commands
+from cardshield.protocol.constants import APPLET_AID
+
+from .batches import CardStep
+
+# Short APDUs everywhere (many readers and T=0 have no extended length);
+# long data goes with ISO command chaining, long responses with GET RESPONSE.
+READ_CHUNK = 256
+
+
+def select_applet() -> CardStep:
+    return CardStep("SELECT applet", commands.select_applet(APPLET_AID).short())
+
+
+def generate_key(slot: int) -> CardStep:
+    return CardStep("GENERATE ASYMMETRIC KEY PAIR", commands.generate_key(slot).short(),
+                    pin_required=True)
+
+
+def read_public_key(slot: int) -> CardStep:
+    return CardStep("READ PUBLIC KEY", commands.read_public_key(slot).short())
+
+
+def prove_possession(slot: int, challenge: bytes) -> CardStep:
+    return CardStep("PROVE POSSESSION", commands.prove_possession(slot, challenge).short(),
+                    pin_required=True)
+
+
+def put_certificate(slot: int, der: bytes) -> list[CardStep]:
+    apdus = commands.put_certificate(slot, der).chained()
+    return [CardStep(f"PUT DATA certificate {i + 1}/{len(apdus)}", apdu)
+            for i, apdu in enumerate(apdus)]
+
+
+def read_certificate(slot: int, length: int) -> list[CardStep]:
+    """SELECT the slot's certificate EF, then READ BINARY in 256-byte pieces (ISO 7816-4
+    11.2.3) covering `length` bytes."""
+    steps = [CardStep("SELECT certificate EF", commands.select_certificate(slot).short())]
+    for offset in range(0, length, READ_CHUNK):
+        size = min(READ_CHUNK, length - offset)
+        steps.append(CardStep(f"READ BINARY offset {offset}",
+                              commands.read_binary(offset, ne=size).short()))
+    return steps
+
+
+def sign_transaction(slot: int, transaction_tlvs: bytes,
+                     server_signature: bytes | None) -> list[CardStep]:
+    """With the 8E server signature the data exceeds 255 bytes: it goes chained."""
+    apdus = commands.sign_transaction(slot, transaction_tlvs, server_signature).chained()
+    return [CardStep("SIGN TRANSACTION" if i == len(apdus) - 1 else
+                     f"SIGN TRANSACTION part {i + 1}/{len(apdus)}", apdu,
+                     pin_required=i == 0) for i, apdu in enumerate(apdus)]
+
+
+def sign_bare_hash(digest: bytes) -> CardStep:
+    return CardStep("PSO COMPUTE DIGITAL SIGNATURE", commands.compute_signature(digest).short(),
+                    pin_required=True)

@@ -1,0 +1,41 @@
+"""What every service needs: settings, database, CA, authenticator; and the refusal
+pattern used by both flows (do the work in one transaction; if it is refused, roll it
+back entirely, then record the refusal and its consequences in a second transaction)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+from sqlalchemy.orm import Session
+
+from .ca import CertificateAuthority
+from .db import Database
+from .errors import ApiError
+from .settings import Settings
+from .tokens import Authenticator
+
+T = TypeVar("T")
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    db: Database
+    ca: CertificateAuthority
+    auth: Authenticator
+
+    @classmethod
+    def create(cls, settings: Settings, *, pool_size: int = 10) -> "ServerContext":
+        db = Database(settings.effective_database_url, pool_size=pool_size)
+        return cls(settings, db, CertificateAuthority.load(settings),
+                   Authenticator(db, settings.token_cache_seconds))
+
+    def run(self, work: Callable[[Session], T],
+            on_refusal: Callable[[Session, ApiError], None]) -> T:
+        try:
+            with self.db.transaction() as session:
+                return work(session)
+        except ApiError as refusal:
+            with self.db.transaction() as session:
+                on_refusal(session, refusal)
+            raise

@@ -1,0 +1,305 @@
+"""Certificate enrollment, patent figure 5 (steps 501-512), as a server-driven session.
+
+    start            501-502  SELECT + GENERATE ASYMMETRIC KEY PAIR (PIN at the terminal)
+    keygen_sent      503-506  card answers FCI + new public key; key-quality checks;
+                     507      READ PUBLIC KEY + PROVE POSSESSION of a one-time challenge
+    pop_sent         508-510  read-back key must equal the generated one; challenge
+                              consumed once; proof verified (claim 7); certificate issued
+                     511      PUT DATA chain + SELECT EF + READ BINARY read-back
+    cert_sent        512      read-back must equal the issued DER: certificate active
+
+Each post must come from the terminal that started the session and carry the pending
+batch's `seq`. Every issued certificate is in the certificates table from the moment it
+is signed (pending_store); an enrollment that is restarted, expires or fails revokes its
+pending certificate, so nothing issued is ever unaccounted for.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from cardshield.protocol import fci as fci_codec
+from cardshield.protocol import keys as key_codec
+from cardshield.protocol.constants import SlotPolicy
+from cardshield.protocol.tlv import TLVError
+from cardshield.protocol.transaction import possession_data
+
+from . import audit, card_commands, keyquality, limits
+from .batches import Batch, card_data
+from .clock import utcnow
+from .context import ServerContext
+from .errors import ApiError
+from .models import Card, Certificate, Challenge, Enrollment, User
+
+OPEN_STATES = ("keygen_sent", "pop_sent", "cert_sent")
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+CHALLENGE_BYTES = 32
+# Refusals after which the session cannot continue (the terminal must start again).
+FATAL_CODES = frozenset({
+    "card_error", "card_response_malformed", "weak_key", "public_key_mismatch",
+    "proof_of_possession_failed", "challenge_expired", "certificate_readback_mismatch",
+    "key_already_enrolled",
+})
+
+
+@dataclass
+class EnrollmentView:
+    enrollment_id: str
+    state: str
+    expires_at: datetime
+    batch: dict | None
+    certificate_serial: str | None = None
+    certificate_der: bytes | None = None
+    failure_code: str | None = None
+
+
+def _view(e: Enrollment, der: bytes | None = None) -> EnrollmentView:
+    return EnrollmentView(e.id, e.state, e.expires_at,
+                          Batch.loads(e.pending_batch).to_json() if e.pending_batch else None,
+                          e.certificate_serial_hex, der, e.failure_code)
+
+
+def _public_key_der(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _revoke_pending(session: Session, enrollment: Enrollment, reason: str) -> None:
+    if enrollment.certificate_serial_hex:
+        session.execute(update(Certificate)
+                        .where(Certificate.serial_hex == enrollment.certificate_serial_hex,
+                               Certificate.status == "pending_store")
+                        .values(status="revoked", revoked_at=utcnow(), revocation_reason=reason))
+
+
+class EnrollmentService:
+    def __init__(self, ctx: ServerContext):
+        self.ctx = ctx
+
+    # -- 501/502 ------------------------------------------------------------------------
+    def start(self, terminal_id: int, user_external_id: str, slot: int,
+              card_label: str) -> EnrollmentView:
+        if not limits.USER_ID_PATTERN.fullmatch(user_external_id):
+            raise ApiError("invalid_request", "user_id must be 1-64 of A-Z a-z 0-9 . _ @ -")
+        if not LABEL_PATTERN.fullmatch(card_label):
+            raise ApiError("invalid_request", "card_label must be 1-64 of A-Z a-z 0-9 . _ -")
+        if slot not in (1, 2):
+            raise ApiError("invalid_request", "slot must be 1 (payment) or 2 (authentication)")
+
+        def work(s: Session) -> EnrollmentView:
+            user = limits.get_or_create_user(s, user_external_id)
+            limits.ensure_user_not_blocked(user)
+            now = utcnow()
+            # A new enrollment for the same user and slot replaces any unfinished one.
+            for old in s.scalars(select(Enrollment).where(
+                    Enrollment.user_id == user.id, Enrollment.slot == slot,
+                    Enrollment.state.in_(OPEN_STATES))):
+                old.state, old.updated_at, old.pending_batch = "aborted", now, None
+                _revoke_pending(s, old, "superseded")
+                audit.record(s, "enrollment.abort", "ok", client_id=terminal_id,
+                             user=user_external_id, enrollment_id=old.id,
+                             serial_hex=old.certificate_serial_hex,
+                             detail="replaced by a new enrollment")
+            e = Enrollment(id=secrets.token_hex(16), user_id=user.id,
+                           terminal_client_id=terminal_id, slot=slot, card_label=card_label,
+                           state="keygen_sent", seq=1, created_at=now, updated_at=now,
+                           expires_at=now + timedelta(seconds=self.ctx.settings.enrollment_ttl_seconds))
+            e.pending_batch = Batch(1, "generate_key", [
+                card_commands.select_applet(), card_commands.generate_key(slot)],
+                ["PIN required: verify the PIN at the terminal before GENERATE"]).dumps()
+            s.add(e)
+            audit.record(s, "enrollment.start", "ok", client_id=terminal_id,
+                         user=user_external_id, enrollment_id=e.id)
+            return _view(e)
+
+        return self.ctx.run(work, lambda s, err: audit.record(
+            s, "enrollment.start", "refused", code=err.code, client_id=terminal_id,
+            user=user_external_id, detail=err.message))
+
+    # -- resume ---------------------------------------------------------------------------
+    def get(self, terminal_id: int, enrollment_id: str) -> EnrollmentView:
+        with self.ctx.db.transaction() as s:
+            e = self._load(s, terminal_id, enrollment_id)
+            self._expire_if_due(s, e)
+            der = None
+            if e.state == "completed" and e.certificate_serial_hex:
+                der = s.scalar(select(Certificate.der).where(
+                    Certificate.serial_hex == e.certificate_serial_hex))
+            return _view(e, der)
+
+    def _load(self, s: Session, terminal_id: int, enrollment_id: str) -> Enrollment:
+        e = s.scalar(select(Enrollment).where(Enrollment.id == enrollment_id).with_for_update())
+        if e is None:
+            raise ApiError("not_found", f"no enrollment {enrollment_id}")
+        if e.terminal_client_id != terminal_id:
+            raise ApiError("wrong_terminal", "this enrollment belongs to another terminal")
+        return e
+
+    def _expire_if_due(self, s: Session, e: Enrollment) -> bool:
+        if e.state in OPEN_STATES and e.expires_at <= utcnow():
+            e.state, e.pending_batch, e.updated_at = "expired", None, utcnow()
+            _revoke_pending(s, e, "cessation_of_operation")
+            return True
+        return False
+
+    # -- 505/506, 509/510, 512 ------------------------------------------------------------
+    def post_responses(self, terminal_id: int, enrollment_id: str, seq: int,
+                       responses: list[bytes]) -> EnrollmentView:
+        state: dict = {}
+
+        def work(s: Session) -> EnrollmentView:
+            e = self._load(s, terminal_id, enrollment_id)
+            state["user_id"] = e.user_id
+            if self._expire_if_due(s, e):
+                state["expired"] = True
+                raise ApiError("enrollment_expired", "the enrollment session expired; start again")
+            if e.state not in OPEN_STATES:
+                raise ApiError("session_closed", f"the enrollment is {e.state}; start a new one")
+            if seq != e.seq:
+                raise ApiError("stale_step", f"these responses answer batch {seq}, but batch "
+                                             f"{e.seq} is pending")
+            data = card_data(Batch.loads(e.pending_batch), responses)
+            state["fatal_possible"] = True
+            step = {"keygen_sent": self._on_keygen, "pop_sent": self._on_possession,
+                    "cert_sent": self._on_readback}[e.state]
+            der = step(s, e, data)
+            e.updated_at = utcnow()
+            return _view(e, der)
+
+        def on_refusal(s: Session, err: ApiError) -> None:
+            user_id = state.get("user_id")
+            if state.get("expired") or (state.get("fatal_possible") and err.code in FATAL_CODES):
+                e = s.get(Enrollment, enrollment_id)
+                if e is not None and e.state in OPEN_STATES:
+                    e.state = "expired" if state.get("expired") else "failed"
+                    e.failure_code, e.pending_batch, e.updated_at = err.code, None, utcnow()
+                    _revoke_pending(s, e, "cessation_of_operation")
+            if user_id is not None:
+                limits.register_failure(s, err.code, self.ctx.settings.max_consecutive_failures,
+                                        user_id=user_id, card_id=None)
+            audit.record(s, "enrollment.step", "refused", code=err.code, client_id=terminal_id,
+                         enrollment_id=enrollment_id, detail=err.message)
+
+        return self.ctx.run(work, on_refusal)
+
+    def _on_keygen(self, s: Session, e: Enrollment, data: list[bytes]) -> None:
+        try:
+            card = fci_codec.parse_fci(data[0])
+            public_key = key_codec.parse_public_key(data[1])
+        except (TLVError, ValueError) as exc:
+            raise ApiError("card_response_malformed", f"card response unreadable: {exc}") from exc
+        keyquality.check_public_key(public_key)
+        slot_info = card.slots.get(e.slot)
+        e.requires_server_signature = bool(
+            slot_info and SlotPolicy.SERVER_SIGNED_REQUESTS in slot_info.policy)
+        e.public_key_der = _public_key_der(public_key)
+        challenge = secrets.token_bytes(CHALLENGE_BYTES)
+        s.add(Challenge(enrollment_id=e.id, value=challenge,
+                        expires_at=utcnow() + timedelta(seconds=self.ctx.settings.challenge_ttl_seconds)))
+        e.seq += 1
+        e.state = "pop_sent"
+        e.pending_batch = Batch(e.seq, "prove_possession", [
+            card_commands.read_public_key(e.slot),
+            card_commands.prove_possession(e.slot, challenge)],
+            ["PIN required before PROVE POSSESSION if the card's PIN session was reset"]).dumps()
+
+    def _on_possession(self, s: Session, e: Enrollment, data: list[bytes]) -> None:
+        try:
+            read_key = key_codec.parse_public_key(data[0])
+        except (TLVError, ValueError) as exc:
+            raise ApiError("card_response_malformed", f"public key unreadable: {exc}") from exc
+        if _public_key_der(read_key) != e.public_key_der:
+            raise ApiError("public_key_mismatch",
+                           "the card's public key differs from the one it generated")
+        now = utcnow()
+        challenge = s.scalar(select(Challenge).where(Challenge.enrollment_id == e.id,
+                                                     Challenge.used_at.is_(None))
+                             .order_by(Challenge.id.desc()))
+        if challenge is None:
+            raise ApiError("proof_of_possession_failed", "no unused challenge for this session")
+        if challenge.expires_at <= now:
+            raise ApiError("challenge_expired", "the proof-of-possession challenge expired")
+        # single use: compare-and-set, so a racing duplicate post cannot reuse it
+        used = s.execute(update(Challenge).where(Challenge.id == challenge.id,
+                                                 Challenge.used_at.is_(None))
+                         .values(used_at=now)).rowcount
+        if used != 1:
+            raise ApiError("proof_of_possession_failed", "the challenge was already used")
+        try:
+            read_key.verify(data[1], possession_data(challenge.value), padding.PKCS1v15(),
+                            hashes.SHA256())
+        except InvalidSignature as exc:
+            raise ApiError("proof_of_possession_failed",
+                           "the card's signature over the challenge does not verify with the "
+                           "generated key") from exc
+        self._issue(s, e, read_key)
+
+    def _issue(self, s: Session, e: Enrollment, public_key) -> None:
+        key_sha = hashlib.sha256(e.public_key_der).hexdigest()
+        if s.scalar(select(Card.id).where(Card.key_sha256 == key_sha)) is not None:
+            raise ApiError("key_already_enrolled",
+                           "this public key is already enrolled; generate a new key")
+        user_external = self._user_external(s, e.user_id)
+        issued = self.ctx.ca.issue(public_key, user_external_id=user_external,
+                                   card_label=e.card_label, slot=e.slot)
+        now = utcnow()
+        card = Card(user_id=e.user_id, slot=e.slot, label=e.card_label,
+                    public_key_der=e.public_key_der, key_sha256=key_sha,
+                    requires_server_signature=e.requires_server_signature, last_counter=-1,
+                    consecutive_failures=0, created_at=now)
+        s.add(card)
+        s.flush()
+        s.add(Certificate(serial_hex=issued.serial_hex, user_id=e.user_id, card_id=card.id,
+                          enrollment_id=e.id, slot=e.slot, der=issued.der,
+                          sha256=hashlib.sha256(issued.der).hexdigest(), status="pending_store",
+                          not_before=issued.not_before, not_after=issued.not_after,
+                          issued_at=now))
+        audit.record(s, "certificate.issue", "ok", client_id=e.terminal_client_id,
+                     user=user_external, card_id=card.id, enrollment_id=e.id,
+                     serial_hex=issued.serial_hex)
+        e.certificate_serial_hex = issued.serial_hex
+        e.seq += 1
+        e.state = "cert_sent"
+        e.pending_batch = Batch(e.seq, "store_certificate",
+                                [card_commands.select_applet()]
+                                + card_commands.put_certificate(e.slot, issued.der)
+                                + card_commands.read_certificate(e.slot, len(issued.der)),
+                                ["the READ BINARY responses are the read-back that confirms "
+                                 "the write"]).dumps()
+
+    def _on_readback(self, s: Session, e: Enrollment, data: list[bytes]) -> bytes:
+        cert = s.get(Certificate, e.certificate_serial_hex)
+        batch = Batch.loads(e.pending_batch)
+        first_read = next(i for i, a in enumerate(batch.apdus) if a.name.startswith("READ BINARY"))
+        readback = b"".join(data[first_read:])
+        if hashlib.sha256(readback).hexdigest() != cert.sha256:
+            raise ApiError("certificate_readback_mismatch",
+                           "the certificate read back from the card differs from the issued one")
+        now = utcnow()
+        # The new certificate replaces the user's previous one for this slot.
+        for old in s.scalars(select(Certificate).where(
+                Certificate.user_id == e.user_id, Certificate.slot == e.slot,
+                Certificate.status == "active")):
+            old.status, old.revoked_at, old.revocation_reason = "revoked", now, "superseded"
+            audit.record(s, "certificate.revoke", "ok", user=self._user_external(s, e.user_id),
+                         serial_hex=old.serial_hex, detail="superseded by a new enrollment")
+        cert.status, cert.stored_at = "active", now
+        e.state, e.pending_batch = "completed", None
+        limits.reset_failures(s, user_id=e.user_id)
+        audit.record(s, "enrollment.complete", "ok", client_id=e.terminal_client_id,
+                     user=self._user_external(s, e.user_id), card_id=cert.card_id,
+                     enrollment_id=e.id, serial_hex=cert.serial_hex)
+        return cert.der
+
+    @staticmethod
+    def _user_external(s: Session, user_id: int) -> str:
+        return s.scalar(select(User.external_id).where(User.id == user_id))

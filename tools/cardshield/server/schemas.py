@@ -1,0 +1,122 @@
+"""JSON request/response schemas (pydantic): sizes, patterns and hex checked before any
+work is done; unknown fields are refused."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+UserId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
+CardLabel = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+# One card response: data || SW1 SW2, hex, at most a 4 KiB certificate chunk + SW.
+ResponseHex = Annotated[str, StringConstraints(pattern=r"^(?:[0-9A-Fa-f]{2}){2,4098}$")]
+Serial = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{1,40}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApduOut(BaseModel):
+    name: str = Field(description="what the command does, for logs and the user interface")
+    apdu: str = Field(description="command APDU, hex; relay it unchanged")
+    pin_required: bool = Field(description="verify the PIN at the terminal before sending it")
+
+
+class BatchOut(BaseModel):
+    seq: int = Field(description="echo this in the responses post")
+    step: str
+    apdus: list[ApduOut]
+    notes: list[str]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class EnrollmentStartIn(Strict):
+    user_id: UserId
+    slot: Literal[1, 2] = 1
+    card_label: CardLabel = "card"
+
+
+class CardResponsesIn(Strict):
+    seq: int = Field(ge=1, le=1_000_000)
+    responses: list[ResponseHex] = Field(max_length=64,
+                                         description="one per APDU of the batch, in order: "
+                                                     "response data || SW1 SW2, hex")
+
+    def decoded(self) -> list[bytes]:
+        return [bytes.fromhex(r) for r in self.responses]
+
+
+class EnrollmentOut(BaseModel):
+    enrollment_id: str
+    state: Literal["keygen_sent", "pop_sent", "cert_sent", "completed", "aborted", "failed",
+                   "expired"]
+    expires_at: datetime
+    batch: BatchOut | None
+    certificate_serial: str | None = None
+    certificate_der_hex: str | None = None
+    failure_code: str | None = None
+
+
+class PaymentCreateIn(Strict):
+    user_id: UserId
+    amount_minor: int = Field(ge=0, lt=1 << 64, description="amount in minor units (cents)")
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+    payee: str = Field(min_length=1, max_length=64)
+    order_ref: str = Field(min_length=1, max_length=64)
+    signing_mode: Literal["transaction", "bare_hash"] = Field(
+        "transaction", description="transaction: SIGN TRANSACTION with dynamic linking; "
+                                   "bare_hash: the patent's weaker hash signing")
+
+    @field_validator("payee", "order_ref")
+    @classmethod
+    def _utf8_size(cls, value: str) -> str:
+        if len(value.encode("utf-8")) > 64:
+            raise ValueError("at most 64 bytes in UTF-8")
+        if any(ord(c) < 0x20 for c in value):
+            raise ValueError("control characters are not allowed")
+        return value
+
+
+class PaymentOut(BaseModel):
+    payment_id: str
+    state: Literal["created", "cert_requested", "sign_requested", "authorized", "refused",
+                   "expired"]
+    user_id: str
+    amount_minor: int
+    currency: str
+    payee: str
+    order_ref: str
+    signing_mode: str
+    weaker_signing: bool = Field(description="true for bare_hash: amount/payee not bound on card")
+    expires_at: datetime
+    batch: BatchOut | None = None
+    card_counter: int | None = None
+    authorized_at: datetime | None = None
+    refusal_code: str | None = None
+    certificate_serial: str | None = None
+
+
+class RevocationIn(Strict):
+    serial: Serial | None = None
+    user_id: UserId | None = None
+    reason: Literal["unspecified", "key_compromise", "superseded", "cessation_of_operation",
+                    "affiliation_changed", "certificate_hold"] = "unspecified"
+
+
+class RevocationOut(BaseModel):
+    revoked: list[str]
+
+
+class ServerKeyOut(BaseModel):
+    public_key_7f49_hex: str = Field(description="for PERSONALIZE P1=04")
+    public_key_spki_der_hex: str

@@ -1,0 +1,175 @@
+"""SoftCard: a software model of the CardShield applet's contract, for tests and benchmarks
+only. It generates its keys in Python (no secure element, no protection of any kind), and
+answers the APDUs the server composes as the terminal would post them after resolving
+GET RESPONSE: complete response data followed by SW1 SW2.
+
+Tests use its hooks to play an attacker: `tamper` rewrites SIGN TRANSACTION data before the
+"card" signs it (malware changing the payee), `counter` can be set back (a cloned card).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+from cardshield.protocol import tlv
+from cardshield.protocol.constants import APPLET_AID, Ins, Lifecycle, SlotPolicy, certificate_fid
+from cardshield.protocol.keys import encode_rsa_public_key
+from cardshield.protocol.transaction import (TAG_SERVER_SIGNATURE, Transaction, possession_data,
+                                             request_data, signed_transaction_data)
+
+OK = b"\x90\x00"
+SW = {name: bytes.fromhex(h) for name, h in {
+    "security": "6982", "conditions": "6985", "wrong_data": "6A80", "not_found": "6A82",
+    "no_key": "6A88", "p1p2": "6A86", "ins": "6D00", "no_ef": "6986", "offset": "6B00",
+}.items()}
+
+
+def parse_short_apdu(apdu: bytes) -> tuple[int, int, int, int, bytes]:
+    """CLA INS P1 P2 [Lc data] [Le] (ISO 7816-3 12.1, short cases 1-4)."""
+    cla, ins, p1, p2 = apdu[:4]
+    body = apdu[4:]
+    if len(body) <= 1:
+        return cla, ins, p1, p2, b""
+    lc = body[0]
+    return cla, ins, p1, p2, body[1:1 + lc]
+
+
+@dataclass
+class SoftCard:
+    pin: str = "1234"
+    key_bits: int = 2048
+    slot_policy: dict[int, SlotPolicy] = field(default_factory=lambda: {1: SlotPolicy(0),
+                                                                        2: SlotPolicy(0)})
+    server_public_key: rsa.RSAPublicKey | None = None
+    # Supplies a private key instead of generating one (benchmarks, weak-key tests).
+    key_factory: Callable[[], rsa.RSAPrivateKey] | None = None
+    tamper: Callable[[bytes], bytes] | None = None
+    counter: int = 0
+    keys: dict[int, rsa.RSAPrivateKey] = field(default_factory=dict)
+    certificates: dict[int, bytes] = field(default_factory=dict)
+    pin_verified: bool = False
+    _selected_ef: int | None = None
+    _chain: bytes = b""
+
+    # -- the terminal side of PIN entry ---------------------------------------------------
+    def verify(self, pin: str) -> bool:
+        self.pin_verified = pin == self.pin
+        return self.pin_verified
+
+    def transmit(self, apdu: bytes) -> bytes:
+        cla, ins, p1, p2, data = parse_short_apdu(apdu)
+        if cla & 0x10:  # ISO command chaining: keep the part, answer 9000
+            self._chain += data
+            return OK
+        data, self._chain = self._chain + data, b""
+        handler = {Ins.SELECT: self._select, Ins.GENERATE_ASYMMETRIC_KEY_PAIR: self._keys,
+                   Ins.PROVE_POSSESSION: self._prove, Ins.PUT_DATA: self._put_data,
+                   Ins.READ_BINARY: self._read_binary, Ins.SIGN_TRANSACTION: self._sign_tx,
+                   Ins.PERFORM_SECURITY_OPERATION: self._pso,
+                   Ins.VERIFY: self._verify_apdu}.get(ins)
+        if handler is None:
+            return SW["ins"]
+        return handler(p1, p2, data)
+
+    # -- commands ---------------------------------------------------------------------------
+    def _fci(self) -> bytes:
+        prop = (tlv.encode(0x80, b"\x01\x00") + tlv.encode(0x81, bytes([Lifecycle.ISSUED]))
+                + tlv.encode(0x82, b"\x01") + tlv.encode(0x83, (4096).to_bytes(2, "big")))
+        for slot in (1, 2):
+            state = (1 if slot in self.keys else 0) | (2 if slot in self.certificates else 0)
+            prop += tlv.encode(0x84, bytes([slot, 0x01, int(self.slot_policy.get(slot, 0)), state])
+                               + len(self.certificates.get(slot, b"")).to_bytes(2, "big"))
+        prop += (tlv.encode(0x85, b"\x07") + tlv.encode(0x86, b"\x03\x0a")
+                 + tlv.encode(0x87, self.counter.to_bytes(4, "big"))
+                 + tlv.encode(0x88, b"\x7f\xff\x00\x80\x00\x80"))
+        return tlv.encode(0x6F, tlv.encode(0x84, APPLET_AID) + tlv.encode(0xA5, prop))
+
+    def _select(self, p1, p2, data):
+        if p1 == 0x04:
+            if data != APPLET_AID:
+                return SW["not_found"]
+            self._selected_ef = None
+            return self._fci() + OK
+        if p1 == 0x02:
+            for slot in (1, 2):
+                if data == certificate_fid(slot):
+                    self._selected_ef = slot
+                    return OK
+            return SW["not_found"]
+        return SW["p1p2"]
+
+    def _keys(self, p1, p2, data):
+        if p1 == 0x80:
+            if not self.pin_verified:
+                return SW["security"]
+            self.keys[p2] = (self.key_factory() if self.key_factory else
+                             rsa.generate_private_key(public_exponent=65537, key_size=self.key_bits))
+            self.certificates.pop(p2, None)  # regenerating discards the certificate
+        if p2 not in self.keys:
+            return SW["no_key"]
+        return encode_rsa_public_key(self.keys[p2].public_key()) + OK
+
+    def _prove(self, p1, p2, data):
+        if not self.pin_verified:
+            return SW["security"]
+        if p2 not in self.keys:
+            return SW["no_key"]
+        return self.keys[p2].sign(possession_data(data), padding.PKCS1v15(), hashes.SHA256()) + OK
+
+    def _put_data(self, p1, p2, data):
+        if p2 not in self.keys:
+            return SW["conditions"]
+        self.certificates[p2] = data
+        return OK
+
+    def _read_binary(self, p1, p2, data):
+        if self._selected_ef is None:
+            return SW["no_ef"]
+        cert = self.certificates.get(self._selected_ef, b"")
+        offset = (p1 << 8) | p2
+        if offset >= len(cert):
+            return SW["offset"]
+        return cert[offset:offset + 256] + OK
+
+    def _sign_tx(self, p1, p2, data):
+        if not self.pin_verified:
+            return SW["security"]
+        if self.tamper:
+            data = self.tamper(data)
+        items = tlv.decode(data)
+        fields = b"".join(tlv.encode(i.tag, i.value) for i in items[:5])
+        try:
+            Transaction.from_tlvs(fields)
+        except ValueError:
+            return SW["wrong_data"]
+        server_sig = items[5].value if len(items) > 5 and items[5].tag == TAG_SERVER_SIGNATURE else None
+        if SlotPolicy.SERVER_SIGNED_REQUESTS in self.slot_policy.get(p2, SlotPolicy(0)):
+            if server_sig is None or self.server_public_key is None:
+                return SW["security"]
+            try:
+                self.server_public_key.verify(server_sig, request_data(fields), padding.PKCS1v15(),
+                                              hashes.SHA256())
+            except InvalidSignature:
+                return SW["security"]
+        self.counter += 1
+        signature = self.keys[p2].sign(signed_transaction_data(fields, self.counter),
+                                       padding.PKCS1v15(), hashes.SHA256())
+        return (tlv.encode(0x86, self.counter.to_bytes(4, "big")) + tlv.encode(0x9E, signature)
+                + OK)
+
+    def _pso(self, p1, p2, data):
+        if (p1, p2) != (0x9E, 0x9A):
+            return SW["p1p2"]
+        if not self.pin_verified:
+            return SW["security"]
+        if len(data) != hashlib.sha256().digest_size:
+            return SW["wrong_data"]
+        return self.keys[1].sign(data, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())) + OK
+
+    def _verify_apdu(self, p1, p2, data):
+        return OK if self.pin_verified else bytes([0x63, 0xC3])
