@@ -22,6 +22,7 @@ AREAS = [
     "cardshield.terminal.cli",
     "cardshield.demo",
     "cardshield.gp.cli",
+    "cardshield.server.cli",
 ]
 
 
