@@ -93,3 +93,17 @@ def list_(c, reader=None, test_card=False, key_file=None):
 def info(c, reader=None):
     """Card identity without keys: ISD, CPLC, GlobalPlatform version, SCPs, key sets."""
     _cardshield("gp", "info", *(["--reader", reader] if reader else []))
+
+
+@task(help={"action": "init | migrate | run", "host": "run: bind address", "port": "run: port",
+            "workers": "run: uvicorn worker processes"})
+def server(c, action="run", host="127.0.0.1", port=8080, workers=1):
+    """Authentication server: `server init` (CA + database), `server migrate`, `server run`."""
+    extra = ["--host", host, "--port", str(port), "--workers", str(workers)] if action == "run" else []
+    _cardshield("server", action, *extra)
+
+
+@task(help={"target": "what to measure: server"})
+def bench(c, target):
+    """Benchmarks (not tests): `bench server` writes docs/benchmarks.md."""
+    _cardshield(target, "bench")
