@@ -95,7 +95,7 @@ public final class AppletRuntime implements ApduHandler {
     @Override
     public byte[] process(byte[] command) {
         try {
-            byte[] response = simulator.transmitCommand(command);
+            byte[] response = simulator.transmitCommand(fitSimulatorBuffer(command));
             // jcardsim answers 6999 to a SELECT naming no applet; a card answers 6A82 (ISO 7816-4 11.2.2).
             if (response.length == 2 && response[0] == 0x69 && response[1] == (byte) 0x99
                     && isSelectByName(command) && !instanceExists(command)) {
@@ -107,6 +107,25 @@ public final class AppletRuntime implements ApduHandler {
         } catch (SystemException e) {
             return sw(ISO7816.SW_UNKNOWN);
         }
+    }
+
+    /**
+     * jcardsim's short APDU buffer holds 260 bytes, so a case-4 command with Lc=255 and Le
+     * (261 bytes, which a card takes) fails inside the simulator with 6F00. Pass it on as
+     * the equivalent extended APDU: same header, data and Ne.
+     */
+    static byte[] fitSimulatorBuffer(byte[] command) {
+        if (command.length != 261 || command[4] != (byte) 0xFF) {
+            return command;
+        }
+        byte[] extended = new byte[4 + 3 + 255 + 2];
+        System.arraycopy(command, 0, extended, 0, 4);
+        extended[6] = (byte) 0xFF;
+        System.arraycopy(command, 5, extended, 7, 255);
+        int ne = command[260] == 0 ? 256 : command[260] & 0xFF;
+        extended[262] = (byte) (ne >> 8);
+        extended[263] = (byte) ne;
+        return extended;
     }
 
     private static boolean isSelectByName(byte[] command) {
