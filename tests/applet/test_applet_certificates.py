@@ -90,9 +90,11 @@ def test_empty_put_data_deletes(verified, certs):
     assert not verified.select().slots[1].has_certificate
 
 
-def test_interrupted_chained_write_leaves_the_previous_certificate(verified, certs, transport, reader_name):
-    """Reset the card (PC/SC reset disposition) after each possible APDU of a chained write:
-    the card must keep the previous certificate every time, and commit only a whole chain."""
+@pytest.mark.parametrize("disposition", ["reset", "unpower"])
+def test_interrupted_chained_write_leaves_the_previous_certificate(verified, certs, transport, disposition):
+    """Reset the card (PC/SC reset, or unpower: a cold reset like a tear) after each possible
+    APDU of a chained write: the card must keep the previous certificate every time, and
+    commit only a whole chain."""
     old, new = certs
     verified.write_certificate(1, old)
     chain = commands.put_certificate(1, new).chained()
@@ -100,7 +102,7 @@ def test_interrupted_chained_write_leaves_the_previous_certificate(verified, cer
     for cut in range(1, len(chain)):
         for apdu in chain[:cut]:
             assert exchange(transport, apdu).sw == 0x9000
-        transport.reconnect("reset")
+        transport.reconnect(disposition)
         verified.select()
         assert verified.read_certificate(1) == old, f"certificate changed by a write cut after APDU {cut}"
         verified.verify_pin(PIN)

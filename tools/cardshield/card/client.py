@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from cardshield.card.apdu import ResponseAPDU
 from cardshield.card.errors import CardError
 from cardshield.card.transport import Transport
-from cardshield.protocol import commands, keys
+from cardshield.protocol import commands, keys, tlv
 from cardshield.protocol.command import Command
 from cardshield.protocol.constants import APPLET_AID, Algorithm, Padding, SlotPolicy, Template
 from cardshield.protocol.fci import FCI, parse_fci
@@ -96,7 +96,7 @@ class CardShield:
             return None
         if response.sw != 0x9000:
             raise CardError(response.sw, "SELECT certificate EF")
-        size = int.from_bytes(response.data[4:6], "big")  # 62 0B 80 02 size ...
+        size = int.from_bytes(tlv.require(tlv.decode(response.data)[0].children(), 0x80, "FCP"), "big")
         if extended:
             return self._send(commands.read_binary(0, ne=max(size, 1)), extended=True)
         out = bytearray()
