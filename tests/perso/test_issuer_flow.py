@@ -95,3 +95,23 @@ def test_inconsistent_install_parameters_fail_the_install(factory_card, params, 
         manager.expect(gp.install_for_install(PACKAGE_AID, APPLET_AID, ISSUER_AID, params), sensitive=True)
     assert refused.value.sw == 0x6A80, why
     assert factory_card.transmit(commands.select_applet(ISSUER_AID).apdu()).sw == 0x6A82, why  # no instance
+
+
+def test_perso_install_diversifies_by_cplc_then_the_card_personalizes(factory_card, virtual_card, tmp_path,
+                                                                       monkeypatch, capsys, store):
+    from cardshield.cli import main
+    from cardshield.perso.cli import card_id_from_cplc
+
+    monkeypatch.setenv("CARDSHIELD_SECRET_ISSUER_MK", v.MASTER_KEY.hex())
+    assert main(["perso", "install", "--reader", virtual_card.info.reader, "--card-id", "cplc",
+                 "--key-version", "0x30", "--force"]) == 0
+    out = capsys.readouterr().out
+    state = runner.read_card_state(factory_card, APPLET_AID)
+    cplc = _manager(factory_card).send(gp.get_data(gp.TAG_CPLC))[0]
+    assert state.card_id == card_id_from_cplc(gp.parse_cplc(cplc).raw)
+    assert f"for card {state.card_id.hex().upper()}" in out and v.MASTER_KEY.hex() not in out.lower()
+    script = tmp_path / "card.yaml"
+    script.write_text("format: cardshield-perso/1\nissuer_master_key: ISSUER_MK\nkey_version: 1\n"
+                      "steps: [{set_pin: CARD_PIN}, {set_puk: CARD_PUK}, {issue: }]\n")
+    bundle = perso_cli.compile_file(script, state.card_id, store)
+    assert runner.Runner(factory_card, bundle, store=store, progress=lambda _: None).run().final_lifecycle == "ISSUED"

@@ -41,6 +41,21 @@ def register(subparsers) -> None:
     run.add_argument("--trace", action="store_true", help="trace APDUs (secrets masked)")
     run.set_defaults(func=_run)
 
+    inst = sub.add_parser("install", help="install the applet through GlobalPlatform with this card's "
+                          "personalization key set (C-MAC + C-DECRYPTION)")
+    from ..gp.cli import _add_card_options
+
+    _add_card_options(inst)
+    inst.add_argument("--card-id", required=True,
+                      help="card identity to diversify with, hex (8-16 bytes), or 'cplc': IC fabricator, "
+                           "IC type and IC serial number from the card's CPLC")
+    inst.add_argument("--perso-key-version", type=int, default=1, help="personalization key version (default 1)")
+    inst.add_argument("--master", default="ISSUER_MK", help="key store name of the issuer master key")
+    inst.add_argument("--key-store", default="env", help="env (default), file:PATH or hook:MODULE:FUNCTION")
+    inst.add_argument("--cap", type=Path, help="CAP file (default: build/cardshield.cap, else the dev load file)")
+    inst.add_argument("--force", action="store_true", help="delete the installed applet first (its data is lost)")
+    inst.set_defaults(func=_install)
+
     rec = sub.add_parser("receipts", help="check the receipts in a run report a relay sent back")
     rec.add_argument("report", type=Path, help="the JSON report of `perso run --report`")
     rec.add_argument("--bundle", type=Path, required=True, help="the bundle that was delivered")
@@ -87,6 +102,46 @@ def _compile(args) -> int:
     counters = result.secured_counters
     span = f"counters {counters[0]}..{counters[-1]}" if counters else "no secured step"
     print(f"{output}: {len(result.steps)} steps, {span}, card {result.card_id.hex().upper()}")
+    return 0
+
+
+def card_id_from_cplc(cplc: bytes) -> bytes:
+    """IC fabricator (2) || IC type (2) || IC serial number (4): 8 bytes that name the chip
+    (GlobalPlatform CPLC, GET DATA 9F7F), as key diversification data commonly does."""
+    return cplc[0:4] + cplc[12:16]
+
+
+def _install(args) -> int:
+    from .. import console
+    from ..gp import commands as gp
+    from ..gp.cli import _key_options, _open
+    from ..gp.manager import CardManager
+    from ..gp.project import install_project_applet
+    from .keys import diversify, install_parameters
+
+    store = keystore.open_key_store(args.key_store)
+    with _open(args) as transport:
+        if args.card_id == "cplc":
+            manager = CardManager(transport)
+            manager.select_isd()
+            data, sw = manager.send(gp.get_data(gp.TAG_CPLC))
+            cplc = gp.parse_cplc(data) if sw == 0x9000 else None
+            if cplc is None:
+                raise script_mod.ScriptError("the card has no CPLC (GET DATA 9F7F): give --card-id in hex")
+            card_id = card_id_from_cplc(cplc.raw)
+        else:
+            card_id = _hex(args.card_id, "card id")
+        check_card_id(card_id)
+        key_set = diversify(store.master_cmac(args.master), args.perso_key_version, card_id)
+        if args.security_level != "enc":
+            console.info("install parameters carry the personalization keys: using C-MAC + C-DECRYPTION")
+        result = install_project_applet(
+            transport, cap_path=args.cap, applet_data=install_parameters(key_set, card_id), force=args.force,
+            key_options=_key_options(args), test_card=args.test_card, security_level="enc",
+            warn=console.warn, progress=console.info)
+    print(f"installed {result.instance_aid.hex().upper()} for card {card_id.hex().upper()}, personalization "
+          f"key version {args.perso_key_version}; next: cardshield perso compile SCRIPT --card-id "
+          f"{card_id.hex().upper()}")
     return 0
 
 
