@@ -90,3 +90,12 @@ def test_selection_clears_pin_and_chain(verified, transport):
 def test_extended_apdu_reaches_the_applet(card, transport):
     response = transport.exchange(CommandAPDU(0x00, 0x47, 0x81, 0x01, ne=4096, extended=True))
     assert response.sw == 0x9000 and len(response.data) == 270
+
+
+def test_status_command_describes_the_card(card, reader_name, capsys):
+    from cardshield.cli import main
+
+    assert main(["card", "status", "--reader", reader_name]) == 0
+    out = capsys.readouterr().out
+    assert "lifecycle:        ISSUED" in out and "slot 1:           RSA-2048, key present" in out
+    assert "PIN tries left:   3" in out

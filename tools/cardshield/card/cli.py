@@ -1,4 +1,5 @@
-"""`cardshield card readers|send`: look at readers and exchange raw APDUs."""
+"""`cardshield card readers|send|status`: look at readers, exchange raw APDUs, and show
+what the CardShield applet on a card says about itself."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ def register(subparsers) -> None:
     send.add_argument("--reader", default=os.environ.get("CARDSHIELD_READER"), help="exact name or index")
     send.add_argument("--trace", action="store_true", help="print the APDU trace (secrets masked)")
     send.set_defaults(func=_send)
+    status = actions.add_parser("status", help="select the CardShield applet and show its FCI")
+    status.add_argument("--reader", default=os.environ.get("CARDSHIELD_READER"), help="exact name or index")
+    status.set_defaults(func=_status)
 
 
 def _readers(args) -> int:
@@ -32,4 +36,13 @@ def _send(args) -> int:
         for text in args.apdus:
             response = transport.transmit(CommandAPDU.decode(bytes.fromhex(text.replace(" ", ""))))
             print(f"{response.data.hex().upper()} {response.sw:04X} ({response.meaning})")
+    return 0
+
+
+def _status(args) -> int:
+    from cardshield.card.client import CardShield, describe_fci
+    from cardshield.card.transport import Transport
+
+    with Transport.open(args.reader) as transport:
+        print(describe_fci(CardShield(transport).select()))
     return 0

@@ -15,7 +15,8 @@ from cardshield.card.errors import CardError
 from cardshield.card.transport import Transport
 from cardshield.protocol import commands, keys, tlv
 from cardshield.protocol.command import Command
-from cardshield.protocol.constants import APPLET_AID, Algorithm, Padding, SlotPolicy, Template
+from cardshield.protocol.constants import (APPLET_AID, Algorithm, AlgorithmSupport, CardFlags, Padding, SlotPolicy,
+                                           Template)
 from cardshield.protocol.fci import FCI, parse_fci
 from cardshield.protocol.keys import PublicKey
 from cardshield.protocol.transaction import Transaction, TransactionSignature, parse_sign_transaction_response
@@ -164,3 +165,30 @@ class CardShield:
             self.configure_slot(slot, algorithm, policy)
         self.issue()
         return self.select()
+
+
+def describe_fci(fci: FCI) -> str:
+    """A human-readable account of a card's FCI (`cardshield card status`)."""
+    algorithms = ", ".join(a.name.replace("_", "-") for a in AlgorithmSupport if a in fci.algorithms)
+    flags = ", ".join(f.name.lower().replace("_", " ") for f in CardFlags if f in fci.flags)
+    lines = [
+        f"CardShield applet {fci.version[0]}.{fci.version[1]} ({fci.aid.hex().upper()})",
+        f"lifecycle:        {fci.lifecycle.name}",
+        f"card algorithms:  {algorithms}",
+        f"flags:            {flags}",
+        f"PIN tries left:   {fci.pin_tries}    PUK tries left: {fci.puk_tries}",
+        f"signature counter: {fci.counter}",
+        f"max certificate:  {fci.max_certificate_size} bytes",
+    ]
+    for slot in sorted(fci.slots.values(), key=lambda s: s.slot):
+        policy = ", ".join(p.name.lower().replace("_", " ") for p in SlotPolicy if p in slot.policy) or "none"
+        lines.append(
+            f"slot {slot.slot}:           {slot.algorithm.name.replace('_', '-')}, "
+            f"key {'present' if slot.has_key else 'absent'}, "
+            f"certificate {slot.certificate_length if slot.has_certificate else 'absent'}"
+            f"{' bytes' if slot.has_certificate else ''}, policy: {policy}"
+        )
+    memory = fci.memory
+    lines.append(f"free memory:      persistent {memory.persistent}, transient {memory.transient_reset} (reset) / "
+                 f"{memory.transient_deselect} (deselect) bytes (7FFF = at least 32767)")
+    return "\n".join(lines)
