@@ -207,7 +207,7 @@ class AgentServer:
         config.port = self.sock.getsockname()[1]
         self.agent = Agent(config)
         self._server = uvicorn.Server(uvicorn.Config(self.agent.app(), log_level="warning", access_log=False,
-                                                     ws="websockets", lifespan="off"))
+                                                     ws="websockets-sansio", lifespan="off"))
         self._thread: threading.Thread | None = None
 
     @property

@@ -45,13 +45,18 @@ class PaymentToConfirm:
         return f"pay {self.amount_text} to {self.payee!r} (order {self.order_ref})"
 
 
-def decode_sign_transaction(data: bytes) -> PaymentToConfirm:
+def transaction_fields(data: bytes) -> tuple[Transaction, bool]:
     """SIGN TRANSACTION data: 81 amount, 82 currency, 83 payee, 84 order ref, 85 nonce
-    [, 8E server signature]. Raises ValueError when it does not decode as the card would."""
+    [, 8E server signature] -> the transaction (whose tlvs() are the signed bytes) and
+    whether 8E is present. Raises ValueError when it does not decode as the card would."""
     items = tlv.decode(data)
     if len(items) not in (5, 6) or (len(items) == 6 and items[5].tag != TAG_SERVER_SIGNATURE):
         raise ValueError("expected the data objects 81..85 and an optional 8E")
-    fields = b"".join(tlv.encode(item.tag, item.value) for item in items[:5])
-    transaction = Transaction.from_tlvs(fields)
+    transaction = Transaction.from_tlvs(b"".join(tlv.encode(item.tag, item.value) for item in items[:5]))
+    return transaction, len(items) == 6
+
+
+def decode_sign_transaction(data: bytes) -> PaymentToConfirm:
+    transaction, server_signed = transaction_fields(data)
     return PaymentToConfirm(transaction.amount, transaction.currency, transaction.payee, transaction.order_ref,
-                            server_signed=len(items) == 6)
+                            server_signed)

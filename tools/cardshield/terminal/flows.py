@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from cardshield.card.apdu import CommandAPDU
+
 from .relay import Relay, RelayResult
 from .server_client import ServerClient, ServerRefused
 
@@ -80,6 +82,23 @@ class FlowReport:
     local: int = 0
     seconds: float = 0.0
     events: list[Progress] = field(default_factory=list)
+    # What the terminal itself saw, for checks that do not trust the server: the
+    # certificate the card returned (603) and the signed payment (606-607).
+    certificate_der: bytes | None = None
+    signed_command_data: bytes | None = None
+    signature_response: bytes | None = None
+
+    def collect(self, batch: dict, result: RelayResult) -> None:
+        commands = [bytes.fromhex(item["apdu"]) for item in batch["apdus"]][:len(result.responses)]
+        answers = [bytes.fromhex(response)[:-2] for response in result.responses]
+        reads = [answer for command, answer in zip(commands, answers) if command[1] == 0xB0]
+        if batch["step"] == "read_certificate" and reads:
+            self.certificate_der = b"".join(reads)
+        signing = [(CommandAPDU.decode(command).data, answer) for command, answer in zip(commands, answers)
+                   if command[1] == 0x54]
+        if signing:
+            self.signed_command_data = b"".join(data for data, _answer in signing)
+            self.signature_response = signing[-1][1]
 
 
 class FlowRunner:
@@ -111,6 +130,7 @@ class FlowRunner:
                 result = self.relay.run(batch)
                 self.report.relayed += result.relayed
                 self.report.local += result.local
+                self.report.collect(batch, result)
                 self._steps(batch["step"], "relayed", result)
                 state = self._post(post, batch["seq"], result.responses)
                 self._steps(batch["step"], "posted")

@@ -1,0 +1,197 @@
+"""Both patent flows through the real relay path: the authentication server in its own
+process over HTTP, the relay, the virtual card over PC/SC. Outcomes checked without
+trusting the server: the certificate chains to the CA, the payment signature verifies
+over exactly the fields the terminal showed."""
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from cardshield.card.client import CardShield
+from cardshield.card.transport import Transport
+from cardshield.protocol.constants import Algorithm, SlotPolicy
+from cardshield.protocol.transaction import parse_sign_transaction_response, signed_transaction_data
+from cardshield.terminal.display import decode_sign_transaction, transaction_fields
+from cardshield.terminal.flows import FlowFailed
+from cardshield.terminal.localserver import LocalServer
+from cardshield.terminal.server_client import ServerClient
+from cardshield.terminal.session import run_flow
+from cardshield.terminal.ui import ScriptedInterface
+
+from .conftest import PIN, PUK
+
+pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip("cardshield.server.api", reason="the authentication server is not in this tree")
+    with LocalServer(tmp_path_factory.mktemp("server")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def card(card_stack, reader_name, server):
+    """Issued with the server's request key; slot 1 needs the bank's signature (8E) on every
+    payment request and the PIN for every signature."""
+    if card_stack is None:
+        pytest.skip("virtual card only")
+    import json
+
+    server_key = bytes.fromhex(json.loads(server.get("/v1/server-key"))["public_key_7f49_hex"])
+    card_stack.pristine()
+    with Transport(reader_name) as transport:
+        transport.reconnect("reset")
+        CardShield(transport).personalize_development_card(PIN, PUK, server_key_7f49=server_key, slots={
+            1: (Algorithm.RSA_2048, SlotPolicy.SERVER_SIGNED_REQUESTS | SlotPolicy.PIN_PER_SIGNATURE)})
+    return reader_name
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return ServerClient(server.url, server.terminal_token)
+
+
+class Tamper:
+    """Malware between terminal and card: rewrites the amount in SIGN TRANSACTION."""
+
+    def __init__(self, transport):
+        self.transport = transport
+
+    def transmit(self, command):
+        if command.ins == 0x54 and command.data[:2] == b"\x81\x02":
+            from dataclasses import replace
+            command = replace(command, data=b"\x81\x02\x99\x99" + command.data[4:])
+        return self.transport.transmit(command)
+
+    def close(self, disposition="leave"):
+        self.transport.close(disposition)
+
+
+def open_with(wrapper=None):
+    def opener(reader):
+        transport = Transport(reader)
+        transport.connect()
+        return wrapper(transport) if wrapper else transport
+    return opener
+
+
+@pytest.fixture(scope="module")
+def enrolled(card, client, server):
+    ui = ScriptedInterface([PIN])
+    events = []
+    runner = run_flow("enroll", "alice", server=client, ui=ui, reader=card, on_progress=events.append)
+    return runner, ui, events
+
+
+def test_enrollment_stores_a_certificate_issued_by_the_ca_for_the_card_key(enrolled, card, server):
+    runner, ui, events = enrolled
+    assert runner.report.state["state"] == "completed"
+    assert [event.step for event in events] == [str(n) for n in range(501, 513)]
+    assert len(ui.requests) == 1 and ui.requests[0].pin_needed  # one PIN entry for the enrollment
+    ca = x509.load_der_x509_certificate(server.get("/v1/ca/certificate"))
+    with Transport(card) as transport:
+        shield = CardShield(transport)
+        shield.select()
+        certificate = x509.load_der_x509_certificate(shield.read_certificate(1))
+        certificate.verify_directly_issued_by(ca)
+        assert certificate.public_key().public_numbers() == shield.read_public_key(1).public_numbers()
+
+
+def test_payment_is_authorized_and_the_signature_verifies_with_the_certificate(enrolled, card, client, server):
+    payment = server.create_payment("alice", 2599, "EUR", "Example Shop", "order-1001")
+    ui = ScriptedInterface([PIN])
+    events = []
+    runner = run_flow("pay", payment["payment_id"], server=client, ui=ui, reader=card, on_progress=events.append)
+    assert runner.report.state["state"] == "authorized"
+    assert [event.step for event in events] == [str(n) for n in range(601, 609)]
+    shown = ui.requests[-1].payment
+    assert (shown.amount_text, shown.payee, shown.order_ref, shown.server_signed) == (
+        "25.99 EUR", "Example Shop", "order-1001", True)
+    # Independent check: the certificate the card returned and the signature over the shown fields.
+    certificate = x509.load_der_x509_certificate(runner.report.certificate_der)
+    certificate.verify_directly_issued_by(x509.load_der_x509_certificate(server.get("/v1/ca/certificate")))
+    signed = parse_sign_transaction_response(runner.report.signature_response)
+    fields = transaction_fields(runner.report.signed_command_data)[0].tlvs()
+    assert decode_sign_transaction(runner.report.signed_command_data).amount_minor == 2599
+    certificate.public_key().verify(signed.signature, signed_transaction_data(fields, signed.counter),
+                                    padding.PKCS1v15(), hashes.SHA256())
+    assert signed.counter == runner.report.state["card_counter"]
+
+
+def test_a_tampered_amount_is_refused(enrolled, card, client, server):
+    payment = server.create_payment("alice", 1000, "EUR", "Example Shop", "order-1002")
+    with pytest.raises(FlowFailed) as failure:
+        run_flow("pay", payment["payment_id"], server=client, ui=ScriptedInterface([PIN]), reader=card,
+                 open_transport=open_with(Tamper))
+    # The card checks the bank's signature (8E) over the fields and refuses to sign.
+    assert failure.value.code == "card_error" and "6982" in str(failure.value)
+    state = server.merchant_request("GET", f"/v1/payments/{payment['payment_id']}")
+    assert state["state"] != "authorized" and state["authorized_at"] is None
+
+
+def test_wrong_pin_then_cancel_signs_nothing(enrolled, card, client, server):
+    payment = server.create_payment("alice", 1500, "EUR", "Example Shop", "order-1003")
+    ui = ScriptedInterface(["0000"], approve=lambda request: request.tries_left is None)
+    with pytest.raises(FlowFailed) as failure:
+        run_flow("pay", payment["payment_id"], server=client, ui=ui, reader=card)
+    assert failure.value.code == "declined"
+    assert [request.tries_left for request in ui.requests] == [None, 2]
+    assert server.merchant_request("GET", f"/v1/payments/{payment['payment_id']}")["state"] == "sign_requested"
+    with Transport(card) as transport:
+        shield = CardShield(transport)
+        shield.select()
+        shield.verify_pin(PIN)  # restores the try counter for the next tests
+
+
+def test_card_removed_during_keygen_gives_a_clear_message(card, client, card_stack):
+    class RemoveBeforeKeygen:
+        def __init__(self, transport):
+            self.transport = transport
+
+        def transmit(self, command):
+            if command.ins == 0x47 and command.p1 == 0x80:
+                card_stack.remove_card()
+            return self.transport.transmit(command)
+
+        def close(self, disposition="leave"):
+            self.transport.close(disposition)
+
+    try:
+        with pytest.raises(FlowFailed) as failure:
+            run_flow("enroll", "bob", server=client, ui=ScriptedInterface([PIN]), reader=card,
+                     open_transport=open_with(RemoveBeforeKeygen))
+        assert failure.value.code in ("card_removed", "reader_error")
+        assert "card" in str(failure.value).lower()
+    finally:
+        card_stack.insert_card()
+        wait_for_card(card)
+
+
+def wait_for_card(reader, timeout=15.0):
+    import time
+
+    from cardshield.card.errors import CardShieldCardError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with Transport(reader):
+                return
+        except CardShieldCardError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_no_server_gives_a_clear_message(card):
+    from cardshield.terminal.localserver import free_loopback_port
+
+    client = ServerClient(f"http://127.0.0.1:{free_loopback_port()}", "cst_x")
+    with pytest.raises(FlowFailed) as failure:
+        run_flow("enroll", "carol", server=client, ui=ScriptedInterface([PIN]), reader=card)
+    assert failure.value.code == "server_unreachable" and "does not answer" in str(failure.value)
