@@ -40,3 +40,30 @@ def test_cli_stack_starts_serves_opensc_and_stops_without_leftovers(tmp_path):
     assert live_group_members(state["pid"]) == []
     assert not (directory / "state.json").exists()
     assert "stopped" in stopped.stdout
+
+
+def test_stack_dies_with_the_process_that_started_it(tmp_path):
+    """A test run killed by a timeout must not leave pcscd and the card host behind."""
+    script = tmp_path / "starter.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from cardshield.sim.stack import VirtualCardStack\n"
+        f"stack = VirtualCardStack(Path({str(tmp_path / 'sim')!r}))\n"
+        "info = stack.start()\n"
+        "print(info.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    starter = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(starter.stdout.readline())
+        assert live_group_members(pid)
+    finally:
+        starter.kill()  # SIGKILL: no cleanup code runs in the starter
+        starter.wait()
+    import time
+
+    deadline = time.monotonic() + 10
+    while live_group_members(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert live_group_members(pid) == []

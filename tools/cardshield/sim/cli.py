@@ -26,7 +26,7 @@ def _run(args) -> int:
 
     state = load_state(args.dir)
     if args.action == "start":
-        stack = VirtualCardStack(args.dir, applets=default_applets(), pcscd_debug=args.pcscd_debug)
+        stack = VirtualCardStack(args.dir, applets=default_applets(), pcscd_debug=args.pcscd_debug, detached=True)
         info = stack.start()
         print(f"virtual card ready in {info.started_in_seconds} s, reader {info.reader!r}")
         print(f"export PCSCLITE_CSOCK_NAME={info.pcsc_socket}")

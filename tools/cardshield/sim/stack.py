@@ -68,6 +68,9 @@ class VirtualCardStack:
     # pcscd -a logs every APDU, PINs included: only for debugging with test PINs.
     pcscd_apdu_log: bool = False
     start_timeout: float = 30.0
+    # False: the stack dies with the process that started it (tests, demo), even on SIGKILL.
+    # True: it outlives it (`cardshield sim start`) until `cardshield sim stop`.
+    detached: bool = False
     info: StackInfo | None = None
     _process: subprocess.Popen | None = None
 
@@ -210,7 +213,8 @@ class VirtualCardStack:
                     "org.cardshield.virtualcard.VirtualCardHost", str(self.directory / "card.properties")]
         with open(self.card_log, "ab") as log:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=None if self.detached else _die_with_parent,
             )
 
     def _wait_for(self, condition, what: str, log: Path) -> None:
@@ -266,6 +270,15 @@ class VirtualCardStack:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL `unshare` when its parent dies (prctl PR_SET_PDEATHSIG);
+    unshare --kill-child then takes the namespace's processes with it."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def stop_group(pgid: int, process: subprocess.Popen | None = None, grace: float = 5.0) -> None:
