@@ -132,5 +132,7 @@ def test_rsa_3072_and_ec_p256_slots(fresh_card):
     challenge = os.urandom(16)
     rsa_key.verify(fresh_card.prove_possession(2, challenge), possession_data(challenge), padding.PKCS1v15(),
                    hashes.SHA256())
-    refused(lambda: fresh_card.sign_hash(bytes(32)), 0x6A81)  # raw-hash signing is RSA only
+    digest = hashlib.sha256(b"ec hash").digest()
+    ec_key.verify(fresh_card.sign_hash(digest), b"ec hash", ec.ECDSA(hashes.SHA256()))
+    refused(lambda: fresh_card.sign_hash(bytes(51)), 0x6700)  # ECDSA takes the bare hash only
     assert fresh_card.decipher(rsa_key.encrypt(b"3072", padding.PKCS1v15())) == b"3072"

@@ -4,9 +4,11 @@ import javacard.framework.APDU;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.Util;
+import javacard.security.CryptoException;
 import javacard.security.Key;
 import javacard.security.PublicKey;
 import javacard.security.RSAPublicKey;
+import javacard.security.Signature;
 import javacardx.crypto.Cipher;
 
 /**
@@ -149,14 +151,15 @@ final class SecurityOperations {
     /** The bare-hash or DigestInfo signature: PKCS#1 v1.5 block type 1 with the private key. */
     private void computeDigitalSignature(APDU apdu, short len) {
         KeySlot slot = privateKeySlot(Transients.B_DST_PRIVATE, (byte) 1);
-        if (!slot.isRsa()) {
-            ISOException.throwIt(ISO7816.SW_FUNC_NOT_SUPPORTED);
-        }
         if (slot.hasPolicy(Constants.POLICY_SERVER_SIGNED)) {
             // the slot signs only what the server authorised: a bare hash would bypass that
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
         byte[] b = t.buffer;
+        if (!slot.isRsa()) {
+            signHashEcdsa(apdu, slot, len);
+            return;
+        }
         if (len == SHA256_LENGTH) {
             Util.arrayCopyNonAtomic(b, (short) 0, b, DIGEST_INFO_HEADER, SHA256_LENGTH);
             Util.arrayCopyNonAtomic(DIGEST_INFO_PREFIXES, (short) 0, b, (short) 0, DIGEST_INFO_HEADER);
@@ -183,6 +186,24 @@ final class SecurityOperations {
         short sigLen = cipher.doFinal(b, (short) 0, len, b, out);
         state.afterPrivateKeyUse(slot);
         io.send(apdu, out, sigLen);
+    }
+
+    /** ECDSA over a bare SHA-256 hash (Signature.signPreComputedHash); DER signature out. */
+    private void signHashEcdsa(APDU apdu, KeySlot slot, short len) {
+        if (len != SHA256_LENGTH) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        }
+        Signature ecdsa = crypto.ecdsaSha256;
+        short sigLen = 0;
+        try {
+            ecdsa.init(slot.keyPair.getPrivate(), Signature.MODE_SIGN);
+            sigLen = ecdsa.signPreComputedHash(t.buffer, (short) 0, len, t.buffer, SHA256_LENGTH);
+        } catch (CryptoException e) {
+            // a card whose ECDSA cannot start from a hash
+            ISOException.throwIt(ISO7816.SW_FUNC_NOT_SUPPORTED);
+        }
+        state.afterPrivateKeyUse(slot);
+        io.send(apdu, SHA256_LENGTH, sigLen);
     }
 
     /** DECIPHER: padding indicator || cryptogram of exactly the modulus length. */
