@@ -31,7 +31,7 @@ final class Fci {
         b[a5] = (byte) 0xA5;
         short p = (short) (a5 + 2);
         p = put2(b, p, (byte) 0x80, Util.makeShort(Constants.VERSION_MAJOR, Constants.VERSION_MINOR));
-        p = put1(b, p, (byte) 0x81, state.lifecycle);
+        p = put1(b, p, (byte) 0x81, state.lifecycle());
         p = put1(b, p, (byte) 0x82, crypto.supported);
         p = put2(b, p, (byte) 0x83, state.maxCertificate);
         p = putSlot(b, p, state.slot1);

@@ -13,7 +13,8 @@ import javacard.security.RSAPublicKey;
  * (allocated once during personalization, see Personalization).
  */
 final class Persistent {
-    byte lifecycle = Constants.LIFECYCLE_PERSONALIZATION;
+    /** The stored state; read it through lifecycle(), which also derives TERMINATED. */
+    private byte lifecycleState = Constants.LIFECYCLE_PERSONALIZATION;
 
     final OwnerPIN pin = new OwnerPIN(Constants.PIN_TRIES, Constants.PIN_MAX);
     final OwnerPIN puk = new OwnerPIN(Constants.PUK_TRIES, Constants.PUK_LENGTH);
@@ -53,8 +54,25 @@ final class Persistent {
         return null;
     }
 
+    /**
+     * The lifecycle state. A blocked PUK means TERMINATED even if a tear struck between the
+     * PUK's last try and the write of the state: the state cannot be recovered from.
+     */
+    byte lifecycle() {
+        if (pukSet && puk.getTriesRemaining() == (byte) 0) {
+            return Constants.LIFECYCLE_TERMINATED;
+        }
+        return lifecycleState;
+    }
+
+    /** PERSONALIZATION -> ISSUED (ISSUE); one byte, written atomically. */
+    void issue() {
+        lifecycleState = Constants.LIFECYCLE_ISSUED;
+    }
+
     /** Private-key functions: ISSUED only (6985 before, 6983 once TERMINATED). */
     void requireIssued() {
+        byte lifecycle = lifecycle();
         if (lifecycle == Constants.LIFECYCLE_TERMINATED) {
             ISOException.throwIt(Constants.SW_AUTH_BLOCKED);
         }
@@ -82,10 +100,10 @@ final class Persistent {
         }
     }
 
-    /** A blocked PUK ends the card's private-key functions for good. */
+    /** A blocked PUK ends the card's private-key functions for good (also derived in lifecycle()). */
     void terminateIfPukBlocked() {
         if (puk.getTriesRemaining() == (byte) 0) {
-            lifecycle = Constants.LIFECYCLE_TERMINATED;
+            lifecycleState = Constants.LIFECYCLE_TERMINATED;
         }
     }
 

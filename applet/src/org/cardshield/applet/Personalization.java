@@ -27,7 +27,7 @@ final class Personalization {
 
     /** 6985 unless the card is still in PERSONALIZATION. */
     void requirePersonalizationState() {
-        if (state.lifecycle != Constants.LIFECYCLE_PERSONALIZATION) {
+        if (state.lifecycle() != Constants.LIFECYCLE_PERSONALIZATION) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
     }
@@ -124,6 +124,6 @@ final class Personalization {
         }
         allocate(state.slot1, Constants.ALG_RSA_2048);
         allocate(state.slot2, Constants.ALG_RSA_2048);
-        state.lifecycle = Constants.LIFECYCLE_ISSUED; // one byte: written atomically
+        state.issue();
     }
 }
