@@ -278,7 +278,8 @@ def test_key_generation_and_preset_certificate_with_no_secret_anywhere(perso_car
     refused = run(perso_card, wrong, store, lines)
     assert refused.steps[0].status == "failed" and "another key" in refused.steps[0].note
     card_keys_hex = (card_keys().enc.hex(), card_keys().mac.hex())
-    haystack = "\n".join(trace + lines) + first.to_json() + second.to_json() + report.to_json()
+    logs = [virtual_card.card_log.read_text(errors="replace"), virtual_card.pcscd_log.read_text(errors="replace")]
+    haystack = "\n".join(trace + lines + logs) + first.to_json() + second.to_json() + report.to_json()
     haystack = haystack.lower()
     for secret in (PIN, PUK, PIN.encode().hex(), PUK.encode().hex(), v.MASTER_KEY.hex(), *card_keys_hex):
         assert secret.lower() not in haystack
