@@ -79,7 +79,7 @@ final class Constants {
 
     // Sizes
     static final short DEFAULT_MAX_CERT = (short) 3072;
-    static final short MIN_MAX_CERT = (short) 1024;
+    static final short MIN_MAX_CERT = (short) 3072;
     static final short MAX_MAX_CERT = (short) 16384;
     static final short RSA_2048_BYTES = (short) 256;
     static final short CHALLENGE_MIN = (short) 16;
