@@ -45,6 +45,13 @@ def register(subparsers) -> None:
     unblock.add_argument("--user", required=True)
     unblock.set_defaults(func=cmd_unblock)
 
+    bench = sub.add_parser("bench", help="benchmark on loopback; writes docs/benchmarks.md")
+    bench.add_argument("--seconds", type=float, default=5.0, help="per concurrency level")
+    bench.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    bench.add_argument("--database-url", help="default: a fresh SQLite file under var/bench")
+    bench.add_argument("--out", type=Path, help="default: docs/benchmarks.md")
+    bench.set_defaults(func=cmd_bench)
+
     crl = sub.add_parser("crl", help="write the current CRL (DER)")
     crl.add_argument("--out", type=Path, required=True)
     crl.set_defaults(func=cmd_crl)
@@ -124,6 +131,12 @@ def cmd_unblock(args: argparse.Namespace) -> int:
         raise UserError(f"no user {args.user}")
     print(f"unblocked {args.user}")
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run
+    return run(seconds=args.seconds, workers=args.workers, database_url=args.database_url,
+               out=args.out)
 
 
 def cmd_crl(args: argparse.Namespace) -> int:

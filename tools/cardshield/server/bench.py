@@ -1,0 +1,332 @@
+"""`inv bench server` / `cardshield server bench`: a benchmark, not a test.
+
+Measures on loopback, against uvicorn worker processes and the embedded SQLite database:
+  * the raw floor: RSA-2048 sign and verify per second with `cryptography`, this run;
+  * enrollment: certificates issued per second (figure 5 over HTTP, SoftCard answers);
+  * payments at 1, 16 and 64 concurrent clients: authorizations per second (full figure 6
+    flow: create, claim, certificate, signature = 4 requests) with p50/p99 latency of the
+    authorization request (608) and of the whole payment;
+  * the server's CPU per authorization (worker processes) and the client's (which plays
+    the cards: one RSA-2048 signature per payment, on the same 2 cores).
+Bounded in count and time, loopback only. Results go to docs/benchmarks.md (server section).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from .testing.softcard import SoftCard
+from .testing.terminal import relay_batch
+
+LEVELS = (1, 16, 64)
+SECTION_START = "<!-- server-bench:start -->"
+SECTION_END = "<!-- server-bench:end -->"
+
+
+def _say(text: str) -> None:
+    print(f"[bench server] {text}", flush=True)
+
+
+# -- a minimal keep-alive HTTP/1.1 client (cheap enough not to dominate the client CPU) ------
+class Connection:
+    def __init__(self, port: int):
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, token: str, body: dict | None = None):
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        data = json.dumps(body).encode() if body is not None else b""
+        self.writer.write(
+            f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {token}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(data)}\r\n\r\n".encode() + data)
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        payload = json.loads(await self.reader.readexactly(length)) if length else {}
+        if status >= 400:
+            raise RuntimeError(f"{method} {path}: HTTP {status} {payload}")
+        return payload
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@dataclass
+class Level:
+    clients: int
+    seconds: float = 0.0
+    payments: int = 0
+    authorize_ms: list[float] = field(default_factory=list)
+    payment_ms: list[float] = field(default_factory=list)
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.payments / self.seconds if self.seconds else 0.0
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def rsa_floor(seconds: float = 1.0) -> tuple[float, float]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    message = b"CSTX1" + bytes(200)
+    sig = key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    counts = []
+    for op in (lambda: key.sign(message, padding.PKCS1v15(), hashes.SHA256()),
+               lambda: key.public_key().verify(sig, message, padding.PKCS1v15(), hashes.SHA256())):
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            op()
+            n += 1
+        counts.append(n / (time.perf_counter() - start))
+    return counts[0], counts[1]
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError):
+            pass
+    return total / tick
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [pid] + [int(p) for p in out.stdout.split()]
+
+
+class Bench:
+    def __init__(self, state_dir: Path, workers: int, seconds: float):
+        self.state_dir, self.workers, self.seconds = state_dir, workers, seconds
+        self.port = 0
+        self.server: subprocess.Popen | None = None
+        self.tokens: dict[str, str] = {}
+        self.cards: list[SoftCard] = []
+
+    # -- setup -----------------------------------------------------------------------------
+    def prepare(self, database_url: str) -> None:
+        from .ca import init_ca
+        from .db import Database
+        from .migrations import upgrade
+        from .settings import Settings
+        from .testing.live import free_loopback_port
+        from .tokens import create_client
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        settings = Settings(state_dir=self.state_dir, database_url=database_url)
+        init_ca(settings)
+        upgrade(settings.effective_database_url)
+        db = Database(settings.effective_database_url)
+        self.tokens = {role: create_client(db, f"bench-{role}", role)
+                       for role in ("terminal", "merchant")}
+        db.dispose()
+        self.port = free_loopback_port()
+        env = dict(os.environ, CARDSHIELD_SERVER_DIR=str(self.state_dir),
+                   CARDSHIELD_DATABASE_URL=database_url)
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "cardshield.server.asgi:create_from_env",
+             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+             "--log-level", "warning", "--no-access-log"], env=env)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                asyncio.run(Connection(self.port).request("GET", "/healthz", ""))
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.server.poll() is not None:
+                    raise RuntimeError("the server did not start")
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait(20)
+
+    # -- figure 5 ----------------------------------------------------------------------------
+    async def _enroll(self, conn: Connection, card: SoftCard, user: str) -> None:
+        card.verify(card.pin)
+        state = await conn.request("POST", "/v1/enrollments", self.tokens["terminal"],
+                                   {"user_id": user})
+        while state["batch"] is not None:
+            state = await conn.request(
+                "POST", f"/v1/enrollments/{state['enrollment_id']}/responses",
+                self.tokens["terminal"],
+                {"seq": state["batch"]["seq"], "responses": relay_batch(state["batch"], card.transmit)})
+        assert state["state"] == "completed", state
+
+    async def enroll_all(self, keys: list, concurrency: int = 16) -> tuple[float, int]:
+        self.cards = [SoftCard(key_factory=lambda k=k: k) for k in keys]
+        queue = list(enumerate(self.cards))
+
+        async def worker():
+            conn = Connection(self.port)
+            while queue:
+                i, card = queue.pop()
+                await self._enroll(conn, card, f"bench-user-{i}")
+            conn.close()
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - start, len(keys)
+
+    # -- figure 6 ----------------------------------------------------------------------------
+    async def _pay(self, conn: Connection, card: SoftCard, user: str, n: int, level: Level) -> None:
+        t0 = time.perf_counter()
+        created = await conn.request("POST", "/v1/payments", self.tokens["merchant"], {
+            "user_id": user, "amount_minor": 1000 + n, "currency": "EUR",
+            "payee": "Bench Shop", "order_ref": f"{user}-{n}"})
+        pid, token = created["payment_id"], self.tokens["terminal"]
+        state = await conn.request("POST", f"/v1/payments/{pid}/terminal", token)
+        state = await conn.request("POST", f"/v1/payments/{pid}/responses", token, {
+            "seq": state["batch"]["seq"], "responses": relay_batch(state["batch"], card.transmit)})
+        responses = relay_batch(state["batch"], card.transmit)
+        t1 = time.perf_counter()
+        state = await conn.request("POST", f"/v1/payments/{pid}/responses", token,
+                                   {"seq": state["batch"]["seq"], "responses": responses})
+        t2 = time.perf_counter()
+        assert state["state"] == "authorized", state
+        level.payments += 1
+        level.authorize_ms.append((t2 - t1) * 1000)
+        level.payment_ms.append((t2 - t0) * 1000)
+
+    async def payments(self, clients: int) -> Level:
+        level = Level(clients)
+        deadline = 0.0
+        counter = [0]
+
+        async def client(i: int):
+            conn, card, user = Connection(self.port), self.cards[i], f"bench-user-{i}"
+            card.verify(card.pin)
+            while time.perf_counter() < deadline:
+                counter[0] += 1
+                await self._pay(conn, card, user, counter[0], level)
+            conn.close()
+        # warm-up (not counted): one payment per client
+        warm = Level(clients)
+        await asyncio.gather(*(self._pay(Connection(self.port), self.cards[i], f"bench-user-{i}",
+                                         10_000_000 + i, warm) for i in range(clients)))
+        pids = _children(self.server.pid)
+        cpu0, client0 = _cpu_seconds(pids), time.process_time()
+        start = time.perf_counter()
+        deadline = start + self.seconds
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        level.seconds = time.perf_counter() - start
+        level.server_cpu_s = _cpu_seconds(pids) - cpu0
+        level.client_cpu_s = time.process_time() - client0
+        return level
+
+
+def run(seconds: float = 5.0, workers: int = 2, database_url: str | None = None,
+        out: Path | None = None) -> int:
+    from .settings import _repo_root
+    root = _repo_root()
+    state_dir = root / "var" / "bench" / "server"
+    database_url = database_url or f"sqlite:///{state_dir / 'bench.db'}"
+    _say(f"RSA-2048 floor with cryptography (1 s each) ...")
+    sign_rate, verify_rate = rsa_floor()
+    _say(f"  sign {sign_rate:,.0f}/s, verify {verify_rate:,.0f}/s")
+    _say(f"generating {max(LEVELS)} card keys (the SoftCards' on-card keygen, not measured) ...")
+    keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(max(LEVELS))]
+    bench = Bench(state_dir, workers, seconds)
+    _say(f"starting uvicorn with {workers} workers on loopback, database {database_url.split(':')[0]}")
+    bench.prepare(database_url)
+    try:
+        enroll_s, enrolled = asyncio.run(bench.enroll_all(keys))
+        _say(f"enrollment: {enrolled} certificates in {enroll_s:.2f} s = {enrolled / enroll_s:,.1f}/s")
+        levels = []
+        for clients in LEVELS:
+            _say(f"payments with {clients} concurrent clients for {seconds:.0f} s ...")
+            level = asyncio.run(bench.payments(clients))
+            levels.append(level)
+            _say(f"  {level.rate:,.1f} authorizations/s; authorize p50 "
+                 f"{_pct(level.authorize_ms, .5):.1f} ms p99 {_pct(level.authorize_ms, .99):.1f} ms; "
+                 f"payment p50 {_pct(level.payment_ms, .5):.1f} ms p99 {_pct(level.payment_ms, .99):.1f} ms")
+    finally:
+        bench.stop()
+    report = _report(sign_rate, verify_rate, enrolled / enroll_s, levels, workers, database_url)
+    out = out or root / "docs" / "benchmarks.md"
+    _write_section(out, report)
+    _say(f"wrote {out}")
+    return 0
+
+
+def _report(sign_rate, verify_rate, enroll_rate, levels: list[Level], workers: int, url: str) -> str:
+    lines = [
+        SECTION_START,
+        "## Authentication server",
+        "",
+        f"`inv bench server`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, "
+        f"uvicorn with {workers} worker processes, database {url.split(':')[0]}, loopback HTTP/1.1 "
+        "keep-alive, SoftCard answers (one RSA-2048 signature per payment in the client). "
+        f"Load average when the run ended: {_loadavg()} (the machine is shared: compare the "
+        "ratios to the RSA floor, which was measured under the same load).",
+        "An authorization is a complete figure 6 payment: 4 requests (merchant create, terminal "
+        "claim, certificate, signature), 4 database transactions, one certificate validation "
+        "against the CA and one RSA-2048 signature verification.",
+        "",
+        f"Raw floor measured in the same run: RSA-2048 sign {sign_rate:,.0f}/s, verify "
+        f"{verify_rate:,.0f}/s on one core.",
+        "",
+        f"Enrollment: {enroll_rate:,.1f} certificates issued/s (16 concurrent terminals; each "
+        "issuance = 4 requests, a proof-of-possession verify, key checks, a CA RSA-3072 signature; "
+        f"ratio to the CA's one-core signing floor is in the text below).",
+        "",
+        "| clients | authorizations/s | authorize p50 | authorize p99 | payment p50 | payment p99 "
+        "| server CPU / auth | client CPU / auth | auth/s ÷ RSA verify/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for lv in levels:
+        per = lambda cpu: f"{cpu / lv.payments * 1000:.2f} ms" if lv.payments else "-"
+        lines.append(
+            f"| {lv.clients} | {lv.rate:,.1f} | {_pct(lv.authorize_ms, .5):.1f} ms | "
+            f"{_pct(lv.authorize_ms, .99):.1f} ms | {_pct(lv.payment_ms, .5):.1f} ms | "
+            f"{_pct(lv.payment_ms, .99):.1f} ms | {per(lv.server_cpu_s)} | {per(lv.client_cpu_s)} | "
+            f"{lv.rate / verify_rate:.3f} |")
+    lines += ["", SECTION_END]
+    return "\n".join(lines) + "\n"
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def _write_section(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if SECTION_START in text and SECTION_END in text:
+        head, rest = text.split(SECTION_START, 1)
+        tail = rest.split(SECTION_END, 1)[1].lstrip("\n")
+        text = head + section + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
