@@ -53,6 +53,10 @@ def test_card_error_is_reported_with_its_status_word(http, tokens, make_card):
             state["enrollment_id"], state["batch"], responses)
     assert err.value.status == 422 and err.value.code == "card_error"
     assert "6982" in err.value.body["error"]["message"]
+    # the batch stays pending: the terminal asks for the PIN and relays it again
+    retried = Terminal(http, tokens["terminal"], card).post_enrollment(
+        state["enrollment_id"], state["batch"])
+    assert retried["state"] == "pop_sent"
 
 
 def test_another_terminal_cannot_continue_the_session(ctx, http, tokens, make_card):

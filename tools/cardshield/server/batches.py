@@ -12,30 +12,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from cardshield.card.apdu import status_word_meaning
+
 from .errors import ApiError
 
 SW_OK = 0x9000
-SW_MEANING = {
-    0x6700: "wrong length",
-    0x6882: "secure messaging not supported",
-    0x6883: "last command of the chain expected",
-    0x6884: "command chaining not supported",
-    0x6982: "security status not satisfied (PIN not verified?)",
-    0x6983: "authentication method blocked",
-    0x6984: "reference data not usable",
-    0x6985: "conditions of use not satisfied",
-    0x6986: "command not allowed (no current EF)",
-    0x6988: "incorrect secure messaging data objects",
-    0x6A80: "incorrect data",
-    0x6A81: "function not supported",
-    0x6A82: "file or application not found",
-    0x6A84: "not enough memory",
-    0x6A86: "incorrect P1 P2",
-    0x6A88: "referenced data not found",
-    0x6B00: "wrong parameters (offset outside the EF)",
-    0x6D00: "instruction not supported",
-    0x6E00: "class not supported",
-}
 
 
 @dataclass(frozen=True)
@@ -72,12 +53,6 @@ class Batch:
                     for a in raw["apdus"]], raw.get("notes", []))
 
 
-def describe_sw(sw: int) -> str:
-    if sw & 0xFFF0 == 0x63C0:
-        return f"verification failed, {sw & 0xF} tries left"
-    return SW_MEANING.get(sw, "unexpected status")
-
-
 def card_data(batch: Batch, responses: list[bytes]) -> list[bytes]:
     """Check the responses line up with the batch and all ended in 9000; return the data
     part of each. A non-9000 status becomes a card_error naming the command and SW."""
@@ -92,7 +67,7 @@ def card_data(batch: Batch, responses: list[bytes]) -> list[bytes]:
         sw = int.from_bytes(response[-2:], "big")
         if sw != SW_OK:
             raise ApiError("card_error", f"the card answered {step.name} with {sw:04X}: "
-                                         f"{describe_sw(sw)}")
+                                         f"{status_word_meaning(sw)}")
         data.append(response[:-2])
     if len(data) < len(batch.apdus):
         raise ApiError("card_response_malformed",

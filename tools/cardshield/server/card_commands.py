@@ -36,8 +36,9 @@ def prove_possession(slot: int, challenge: bytes) -> CardStep:
 
 
 def put_certificate(slot: int, der: bytes) -> list[CardStep]:
+    """The applet needs the PIN for PUT DATA (docs/apdu.md), and SELECT clears it."""
     apdus = commands.put_certificate(slot, der).chained()
-    return [CardStep(f"PUT DATA certificate {i + 1}/{len(apdus)}", apdu)
+    return [CardStep(f"PUT DATA certificate {i + 1}/{len(apdus)}", apdu, pin_required=i == 0)
             for i, apdu in enumerate(apdus)]
 
 

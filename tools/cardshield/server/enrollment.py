@@ -44,8 +44,9 @@ OPEN_STATES = ("keygen_sent", "pop_sent", "cert_sent")
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 CHALLENGE_BYTES = 32
 # Refusals after which the session cannot continue (the terminal must start again).
+# A card status word (card_error, e.g. a PIN problem) leaves the batch pending instead.
 FATAL_CODES = frozenset({
-    "card_error", "card_response_malformed", "weak_key", "public_key_mismatch",
+    "card_response_malformed", "weak_key", "public_key_mismatch",
     "proof_of_possession_failed", "challenge_expired", "certificate_readback_mismatch",
     "key_already_enrolled",
 })

@@ -42,9 +42,10 @@ NONCE_BYTES = 32
 SIGNING_MODES = ("transaction", "bare_hash")
 BARE_HASH_MAGIC = b"CSTX1"
 # Refusals that end the payment (the merchant creates a new one). Other refusals
-# (wrong terminal, stale or repeated post) leave it as it is.
+# (wrong terminal, stale or repeated post, a card status word such as a wrong PIN)
+# leave the batch pending so the terminal can retry it until the payment expires.
 FINAL_CODES = frozenset({
-    "card_error", "card_response_malformed", "certificate_unreadable", "certificate_untrusted",
+    "card_response_malformed", "certificate_unreadable", "certificate_untrusted",
     "certificate_not_valid_now", "certificate_revoked", "certificate_not_registered",
     "certificate_wrong_user", "card_blocked", "user_blocked", "signature_mismatch",
     "counter_not_increasing", "payment_expired",

@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
+from cardshield.card.apdu import CommandAPDU
 from cardshield.protocol import tlv
 from cardshield.protocol.constants import APPLET_AID, Ins, Lifecycle, SlotPolicy, certificate_fid
 from cardshield.protocol.keys import encode_rsa_public_key
@@ -27,16 +28,6 @@ SW = {name: bytes.fromhex(h) for name, h in {
     "security": "6982", "conditions": "6985", "wrong_data": "6A80", "not_found": "6A82",
     "no_key": "6A88", "p1p2": "6A86", "ins": "6D00", "no_ef": "6986", "offset": "6B00",
 }.items()}
-
-
-def parse_short_apdu(apdu: bytes) -> tuple[int, int, int, int, bytes]:
-    """CLA INS P1 P2 [Lc data] [Le] (ISO 7816-3 12.1, short cases 1-4)."""
-    cla, ins, p1, p2 = apdu[:4]
-    body = apdu[4:]
-    if len(body) <= 1:
-        return cla, ins, p1, p2, b""
-    lc = body[0]
-    return cla, ins, p1, p2, body[1:1 + lc]
 
 
 @dataclass
@@ -62,7 +53,8 @@ class SoftCard:
         return self.pin_verified
 
     def transmit(self, apdu: bytes) -> bytes:
-        cla, ins, p1, p2, data = parse_short_apdu(apdu)
+        command = CommandAPDU.decode(apdu)
+        cla, ins, p1, p2, data = command.cla, command.ins, command.p1, command.p2, command.data
         if cla & 0x10:  # ISO command chaining: keep the part, answer 9000
             self._chain += data
             return OK
