@@ -23,6 +23,7 @@ from cardshield.terminal.session import run_flow
 from cardshield.terminal.ui import ScriptedInterface
 
 from .conftest import PIN, PUK
+from .tampering import Tamper, open_with
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
 
@@ -54,30 +55,6 @@ def card(card_stack, reader_name, server):
 @pytest.fixture(scope="module")
 def client(server):
     return ServerClient(server.url, server.terminal_token)
-
-
-class Tamper:
-    """Malware between terminal and card: rewrites the amount in SIGN TRANSACTION."""
-
-    def __init__(self, transport):
-        self.transport = transport
-
-    def transmit(self, command):
-        if command.ins == 0x54 and command.data[:2] == b"\x81\x02":
-            from dataclasses import replace
-            command = replace(command, data=b"\x81\x02\x99\x99" + command.data[4:])
-        return self.transport.transmit(command)
-
-    def close(self, disposition="leave"):
-        self.transport.close(disposition)
-
-
-def open_with(wrapper=None):
-    def opener(reader):
-        transport = Transport(reader)
-        transport.connect()
-        return wrapper(transport) if wrapper else transport
-    return opener
 
 
 @pytest.fixture(scope="module")

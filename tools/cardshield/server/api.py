@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 
 from cardshield.protocol.keys import encode_rsa_public_key
+from cardshield.web import router as web_pages
 
 from .context import ServerContext
 from .enrollment import EnrollmentService, EnrollmentView
@@ -198,6 +199,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return {"revoked": revoke(ctx, serial_hex=body.serial, user_external_id=body.user_id,
                                   reason=body.reason, client_id=admin_id)}
 
+    app.include_router(web_pages)  # the browser pages (cardshield.web)
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
     return app
 

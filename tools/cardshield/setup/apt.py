@@ -24,6 +24,7 @@ PACKAGES: dict[str, str] = {
     "pcsc-tools": "pcsc_scan / scriptor for manual checks",
     "iproute2": "`ip` brings up loopback inside the private network namespace",
     "util-linux": "`unshare` creates the virtual card's private namespaces",
+    "chromium": "the end-to-end tests drive Debian's Chromium with Playwright (never a downloaded browser)",
 }
 
 

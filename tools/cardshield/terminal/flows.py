@@ -107,19 +107,27 @@ class FlowRunner:
         self._mark = time.perf_counter()
         self.report = FlowReport({})
 
-    def _emit(self, step: str, text: str, result: RelayResult | None = None) -> None:
+    def _emit(self, step: str, text: str, result: RelayResult | None = None, seconds: float | None = None) -> None:
         now = time.perf_counter()
-        event = Progress(step, text, now - self._mark, result.relayed if result else 0,
+        event = Progress(step, text, now - self._mark if seconds is None else seconds, result.relayed if result else 0,
                          result.local if result else 0, result.card_seconds if result else 0.0)
         self._mark = now
         self.report.events.append(event)
         self.on_progress(event)
 
     def _steps(self, batch_step: str, when: str, result: RelayResult | None = None) -> None:
-        for moment, number, text in PATENT_STEPS.get(batch_step, []):
-            if moment == when:
-                self._emit(number, text, result)
-                result = None  # counts go with the first step of the moment only
+        steps = [(number, text) for moment, number, text in PATENT_STEPS.get(batch_step, []) if moment == when]
+        if when == "relayed" and result is not None and steps:
+            # The first relayed step takes the terminal's time (the card holder reading and
+            # typing the PIN included); the card's step (the second) takes the card's time.
+            elapsed = time.perf_counter() - self._mark
+            card = min(result.card_seconds, elapsed)
+            for index, (number, text) in enumerate(steps):
+                seconds = elapsed - card if index == 0 else card if index == 1 else 0.0
+                self._emit(number, text, result if index == 1 or len(steps) == 1 else None, seconds)
+            return
+        for number, text in steps:
+            self._emit(number, text)
 
     def _drive(self, state: dict, post: Callable[[int, list[str]], dict]) -> dict:
         started = time.perf_counter()

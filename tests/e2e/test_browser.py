@@ -1,0 +1,113 @@
+"""The pages in Debian's Chromium against the server, the agent and the virtual card:
+enroll, pay, see both on the status page; a wrong PIN and a tampered amount are refused
+on screen. Each page is saved as a screenshot in test-artifacts/e2e/."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from terminal.tampering import Tamper
+
+from .conftest import ARTIFACTS, PIN
+
+pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
+
+USER = "alice"
+
+
+def shot(page, name):
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def start(page, deployment, path, button):
+    """Open a page, wait for the agent, fill the user, click; return the agent's window."""
+    page.goto(deployment.url + path)
+    page.wait_for_selector("#agent-status.ok")
+    page.fill("#user-id", USER)
+    with page.expect_popup() as popup:
+        page.click(button)
+    dialog = popup.value
+    dialog.wait_for_selector("#question:not([hidden])")
+    return dialog
+
+
+def test_1_enroll(page, deployment):
+    dialog = start(page, deployment, "/enroll", "#enroll-button")
+    assert dialog.url.startswith("http://127.0.0.1:")  # the agent's own origin, not the bank's page
+    assert "key pair" in dialog.inner_text("#action")
+    dialog.fill("#pin", PIN)
+    shot(dialog, "agent-dialog-enroll")
+    dialog.click("#approve")
+    page.wait_for_selector(".notice.success", timeout=120_000)
+    assert re.search(r"certificate [0-9a-f]+ is stored on your card", page.inner_text("#notice"))
+    assert page.locator("ol.steps li.done").count() == 12
+    shot(page, "enroll")
+
+
+def test_2_pay(page, deployment):
+    dialog = start(page, deployment, "/checkout", "#pay-button")
+    assert dialog.inner_text("#amount") == "49.80 EUR" and dialog.inner_text("#payee") == "Example Shop"
+    dialog.fill("#pin", PIN)
+    shot(dialog, "agent-dialog-payment")
+    dialog.click("#approve")
+    page.wait_for_selector(".notice.success")
+    assert "Payment authorized: 49.80 EUR to Example Shop" in page.inner_text("#notice")
+    assert page.locator("ol.steps li.done").count() == 8
+    shot(page, "checkout")
+
+
+def test_3_wrong_pin_is_refused_on_screen(page, deployment):
+    dialog = start(page, deployment, "/checkout", "#pay-button")
+    dialog.fill("#pin", "0000")
+    dialog.click("#approve")
+    dialog.wait_for_selector("#tries:not([hidden])")
+    assert "Wrong PIN. 2 tries left" in dialog.inner_text("#tries")
+    shot(dialog, "agent-dialog-wrong-pin")
+    dialog.fill("#pin", PIN)  # the right PIN: the card's try counter goes back to 3
+    dialog.click("#approve")
+    page.wait_for_selector(".notice.success")
+    dialog.close()
+    dialog = start(page, deployment, "/checkout", "#pay-button")
+    dialog.fill("#pin", "0000")
+    dialog.click("#approve")
+    dialog.wait_for_selector("#tries:not([hidden])")
+    dialog.click("#decline")
+    page.wait_for_selector(".notice.failure")
+    assert "Payment not made: Cancelled" in page.inner_text("#notice")
+    shot(page, "checkout-wrong-pin-cancelled")
+
+
+def test_4_tampered_amount_is_refused_on_screen(page, deployment):
+    deployment.wrapper = Tamper
+    try:
+        dialog = start(page, deployment, "/checkout", "#pay-button")
+        assert dialog.inner_text("#amount") == "49.80 EUR"  # what the bank asked for
+        dialog.fill("#pin", PIN)
+        dialog.click("#approve")
+        page.wait_for_selector(".notice.failure")
+    finally:
+        deployment.wrapper = None
+    assert "does not match the payment the bank sent" in page.inner_text("#notice")
+    shot(page, "checkout-tampered")
+
+
+def test_5_status_shows_certificate_and_payments(page, deployment):
+    page.goto(f"{deployment.url}/status?user={USER}")
+    page.wait_for_selector("#certificates-card:not([hidden])")
+    assert "active" in page.inner_text("#certificates")
+    payments = page.inner_text("#payments")
+    assert payments.count("authorized") == 2 and "signature mismatch" in payments
+    shot(page, "status")
+
+
+def test_without_the_agent_the_page_says_how_to_start_it(browser_context, deployment):
+    page = browser_context.new_page()
+    page.route("**/web/config", lambda route: route.fulfill(
+        json={"agent_url": "ws://127.0.0.1:9/ws", "shop": "x", "currency": "EUR", "catalog": []}))
+    page.goto(deployment.url + "/enroll")
+    page.wait_for_selector("#agent-status.missing")
+    assert "./cardshield terminal serve" in page.inner_text("#agent-status")
+    assert page.is_disabled("#enroll-button")
+    shot(page, "enroll-no-agent")
+    page.close()
