@@ -67,3 +67,18 @@ def test_stack_dies_with_the_process_that_started_it(tmp_path):
     while live_group_members(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert live_group_members(pid) == []
+
+
+def test_a_second_stack_in_the_same_process_and_back(tmp_path, card_stack, probe_applet):
+    """pcsc-lite reads PCSCLITE_CSOCK_NAME once per process: stacks started one after the
+    other (or nested, like this one inside the session's) must still each be reachable."""
+    from cardshield.card.apdu import CommandAPDU
+    from cardshield.card.transport import Transport
+    from cardshield.sim.stack import VirtualCardStack
+
+    select_probe = CommandAPDU(0x00, 0xA4, 0x04, 0x00, probe_applet.instance_aid)
+    with VirtualCardStack(tmp_path / "inner", applets=[]) as inner:
+        with Transport.open(inner.info.reader) as transport:
+            assert transport.transmit(select_probe).sw == 0x6A82  # the inner card has no probe applet
+    with Transport.open(card_stack.info.reader) as transport:
+        assert transport.transmit(select_probe).sw == 0x9000  # the session's card again

@@ -11,17 +11,20 @@ Nothing outside the namespace can reach vpcd's port; killing the namespace's pro
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cardshield import paths
 from cardshield.build.virtualcard import build_virtualcard
+from cardshield.console import info
 from cardshield.errors import UserError
 from cardshield.setup import maven
 from cardshield.setup.java import jdk_bin
@@ -127,7 +130,7 @@ class VirtualCardStack:
         try:
             self._wait_for(self.pcsc_socket.exists, "pcscd to create its socket", self.pcscd_log)
             self._wait_for(self.control_socket.exists, "the virtual card host to start", self.card_log)
-            os.environ["PCSCLITE_CSOCK_NAME"] = str(self.pcsc_socket)
+            _process_link.push(self.pcsc_socket)
             self._wait_for(self._card_present, f"the card to appear in {READER_NAME!r}", self.card_log)
         except BaseException:
             self.stop()
@@ -260,7 +263,10 @@ class VirtualCardStack:
         pid = self._process.pid if self._process else (self.info.pid if self.info else None)
         if pid is None:
             return
-        stop_group(pid, self._process)
+        try:
+            stop_group(pid, self._process)
+        finally:
+            _process_link.pop(self.pcsc_socket)
         self._process = None
         self.state_file.unlink(missing_ok=True)
 
@@ -270,6 +276,43 @@ class VirtualCardStack:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+class _ProcessSocketLink:
+    """pcsc-lite reads PCSCLITE_CSOCK_NAME once per process (at the first context) but connects
+    anew for every context. So this process's PC/SC clients use one fixed path, a symlink
+    re-pointed at the socket of the most recently started stack that still runs: stacks can
+    follow (or nest in) each other in one process, e.g. a test starting its own card."""
+
+    def __init__(self) -> None:
+        self.active: list[Path] = []
+        self.link: Path | None = None
+
+    def push(self, socket: Path) -> None:
+        if self.link is None:
+            self.link = Path(tempfile.mkdtemp(prefix="cardshield-pcsc-")) / "pcscd.comm"
+            atexit.register(shutil.rmtree, self.link.parent, True)
+            if os.environ.get("PCSCLITE_CSOCK_NAME") not in (None, str(self.link)):
+                info(f"PCSCLITE_CSOCK_NAME={os.environ['PCSCLITE_CSOCK_NAME']} is replaced by this process's "
+                     "virtual card")
+            os.environ["PCSCLITE_CSOCK_NAME"] = str(self.link)
+        self.active.append(socket)
+        self._point_at(socket)
+
+    def pop(self, socket: Path) -> None:
+        if socket in self.active:
+            self.active.remove(socket)
+        if self.active:
+            self._point_at(self.active[-1])
+
+    def _point_at(self, socket: Path) -> None:
+        temporary = self.link.with_name(f".{os.getpid()}.tmp")
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(socket)
+        temporary.replace(self.link)  # atomic: a client never sees a missing socket path
+
+
+_process_link = _ProcessSocketLink()
 
 
 def _die_with_parent() -> None:
