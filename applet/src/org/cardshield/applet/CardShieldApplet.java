@@ -114,7 +114,7 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
         return true;
     }
 
-    /** PIN validity ends with the session (issue 3, item 6). */
+    /** PIN validity ends with the session: deselection (and card reset) clear it. */
     public void deselect() {
         state.pin.reset();
         state.puk.reset();
