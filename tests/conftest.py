@@ -71,10 +71,12 @@ def card_stack(real_reader, tmp_path_factory, probe_applet):
     from cardshield.sim.applets import default_applets
     from cardshield.sim.stack import VirtualCardStack
 
+    from applet_instances import parameterized_instances  # the applet again, with install tag 80
     from perso.instance import keyed_instances  # the applet again, with a personalization key set
 
     applets = default_applets()
-    stack = VirtualCardStack(tmp_path_factory.mktemp("sim"), applets=[*applets, *keyed_instances(applets), probe_applet])
+    stack = VirtualCardStack(tmp_path_factory.mktemp("sim"), applets=[
+        *applets, *keyed_instances(applets), *parameterized_instances(applets), probe_applet])
     stack.start()
     try:
         yield stack
