@@ -9,7 +9,7 @@ import dataclasses
 from cardshield.protocol import APPLET_AID, tlv
 
 #: an instance whose certificates may be up to 4096 bytes (install tag 80)
-LARGE_CERTIFICATE_AID = APPLET_AID[:-1] + b"\x03"
+LARGE_CERTIFICATE_AID = APPLET_AID[:-1] + b"\x10"  # 02 and 03 are used by the perso tests
 LARGE_CERTIFICATE_SIZE = 4096
 
 
