@@ -56,10 +56,10 @@ def perso(c, action, target, card_id=None, reader=None, key_store="env", counter
     _cardshield("perso", action, target, "--key-store", key_store, *extra)
 
 
-@task
-def demo(c):
-    """Build, start the virtual card and run the main flow as far as it reaches."""
-    _cardshield("demo")
+@task(help={"browser": "then serve the pages and the agent for a person (set CARDSHIELD_DEMO_PIN)"})
+def demo(c, browser=False):
+    """Build, start the virtual card, install, personalize, enroll and pay, verify the signature."""
+    _cardshield("demo", *(["--browser"] if browser else []))
 
 
 _GP_HELP = {"reader": "exact reader name or index", "test_card": "allow the 40..4F test key",
@@ -107,3 +107,13 @@ def server(c, action="run", host="127.0.0.1", port=8080, workers=1):
 def bench(c, target):
     """Benchmarks (not tests): `bench server` writes docs/benchmarks.md."""
     _cardshield(target, "bench")
+
+
+@task(help={"action": "serve (default), enroll or pay", "subject": "user id (enroll) or payment id (pay)",
+            "server": "authentication server URL", "reader": "exact reader name or index",
+            "port": "agent port on 127.0.0.1 (serve)"})
+def terminal(c, action="serve", subject=None, server=None, reader=None, port=None):
+    """Relay agent: `terminal` serves the pages' agent; `terminal -a enroll -s USER`, `-a pay -s PAYMENT`."""
+    options = {"--server": server, "--reader": reader, "--port": port if action == "serve" else None}
+    extra = [item for name, value in options.items() if value is not None for item in (name, str(value))]
+    _cardshield("terminal", action, *([subject] if subject else []), *extra)

@@ -1,68 +1,297 @@
-"""`cardshield demo`: the main job on the embedded default (the virtual card).
+"""`cardshield demo` (`./cardshield demo`): the whole system on a fresh machine, on the
+virtual card, step by step.
 
-Today: build, start a private virtual card, select the CardShield applet and print its
-FCI. Steps for install, personalization, enrollment and payment join DEMO_STEPS as they
-exist (each takes the open transport and the stack).
+  build        the applet and the virtual card host
+  card         a private pcscd + vpcd + virtual card holding the package only
+  server       the authentication server (CA, SQLite) in its own process
+  install      GlobalPlatform: the applet instance with its personalization key set,
+               inside a C-DECRYPTION secure channel (cardshield.gp)
+  personalize  a secured personalization script: PIN, PUK, slot 1 policy (PIN per
+               signature, bank-signed requests), the bank's request key, ISSUE (cardshield.perso)
+  501-512      certificate application through the relay (patent figure 5)
+  601-608      payment signature through the relay (patent figure 6)
+  verify       the payment signature checked without the server: the certificate the card
+               returned chains to the CA (openssl verify), the signature verifies over the
+               exact fields shown to the card holder (openssl dgst and `cryptography`)
+
+The demo PIN comes from CARDSHIELD_DEMO_PIN or is generated; it is never printed. With
+--browser the same deployment serves the pages and the agent for a person to click
+through (the PIN is then the one in CARDSHIELD_DEMO_PIN). Any failure exits non-zero;
+every process started is stopped on the way out.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+import subprocess
 import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from cardshield.console import info, step
+from cardshield.errors import UserError
 
-
-def install_applet(transport, stack) -> None:
-    """GlobalPlatform install, as on a real card: the card starts with the package's classes only."""
-    from cardshield.console import warn
-    from cardshield.gp.project import install_project_applet
-
-    result = install_project_applet(transport, force=False, progress=info, warn=warn)
-    print(f"installed {result.instance_aid.hex().upper()} through GlobalPlatform: {result.load_file_bytes} bytes,"
-          f" {result.apdus} APDUs, {result.seconds:.2f} s", flush=True)
-
-
-def select_applet(transport, stack) -> None:
-    from cardshield.card.apdu import CommandAPDU
-    from cardshield.config import load_applet_config
-
-    config = load_applet_config()
-    response = transport.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, config.instance_aid, ne=256))
-    print(f"SELECT {config.instance_aid.hex().upper()}: {response.sw:04X} ({response.meaning})", flush=True)
-    if response.data:
-        print(f"FCI: {response.data.hex().upper()}", flush=True)
-
-
-DEMO_STEPS: list[Callable] = [install_applet, select_applet]
+PIN_ENV = "CARDSHIELD_DEMO_PIN"
+DEMO_USER = "demo-user"
+PERSONALIZATION_SCRIPT = """\
+format: cardshield-perso/1
+issuer_master_key: ISSUER_MK
+key_version: 1
+steps:
+  - set_pin: CARD_PIN
+  - set_puk: CARD_PUK
+  - server_key: server.pem
+  - slot_config: {slot: 1, algorithm: RSA-2048, pin_per_signature: true, server_signed_transactions: true}
+  - slot_config: {slot: 2, algorithm: RSA-2048}
+  - issue:
+"""
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="build, start the virtual card and run the main flow")
+    parser = subparsers.add_parser("demo", help="build, start the virtual card, install, personalize, enroll, pay")
+    parser.add_argument("--browser", action="store_true",
+                        help="after setting up, serve the pages and the agent for a person (needs "
+                             f"{PIN_ENV}); Ctrl-C ends it")
     parser.set_defaults(func=_run)
 
 
-def _run(args) -> int:
-    from dataclasses import replace
+def demo_pin() -> str:
+    pin = os.environ.get(PIN_ENV, "")
+    if pin:
+        if not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 12):
+            raise UserError(f"{PIN_ENV} must be 4-12 digits")
+        return pin
+    return "".join(secrets.choice("0123456789") for _ in range(6))
 
-    from cardshield.build.pipeline import build
-    from cardshield.card.transport import Transport
-    from cardshield.sim.applets import default_applets
-    from cardshield.sim.stack import VirtualCardStack
 
-    build()
-    with tempfile.TemporaryDirectory(prefix="cardshield-demo-") as directory:
-        with step("starting the private virtual card"):
-            # load files only: the applet instance comes from the GlobalPlatform install step
-            stack = VirtualCardStack(Path(directory),
-                                     applets=[replace(a, instance_aid=b"") for a in default_applets()])
-            stack.start()
+@dataclass
+class Demo:
+    directory: Path
+    pin: str = field(repr=False)
+    puk: str = field(default_factory=lambda: "".join(secrets.choice("0123456789") for _ in range(8)), repr=False)
+    master_key: bytes = field(default_factory=lambda: secrets.token_bytes(16), repr=False)
+    card_id: bytes = field(default_factory=lambda: secrets.token_bytes(8))
+    agent_port: int = 0
+    stack: object = None
+    server: object = None
+    started: float = field(default_factory=time.monotonic)
+
+    def headline(self, text: str) -> None:
+        print(f"\n== {text}  [{time.monotonic() - self.started:.1f} s]", flush=True)
+
+    # -- setup --------------------------------------------------------------------------
+    def start_server(self) -> threading.Thread:
+        """The server's first start (CA keys, migrations) overlaps with the card's."""
+        from cardshield.terminal.localserver import LocalServer
+
+        extra = {"CARDSHIELD_AGENT_URL": f"ws://127.0.0.1:{self.agent_port}/ws"} if self.agent_port else {}
+        self.server = LocalServer(self.directory / "server", extra_env=extra)
+        failure: list[BaseException] = []
+
+        def start():
+            try:
+                self.server.start()
+            except BaseException as error:  # reported by join_server
+                failure.append(error)
+
+        thread = threading.Thread(target=start, name="cardshield-demo-server")
+        thread.failure = failure
+        thread.start()
+        return thread
+
+    def start_card(self) -> None:
+        from dataclasses import replace
+
+        from cardshield.sim.applets import default_applets
+        from cardshield.sim.stack import VirtualCardStack
+
+        with step("starting the private virtual card (pcscd + vpcd + jcardsim, load files only)"):
+            self.stack = VirtualCardStack(self.directory / "card",
+                                          applets=[replace(a, instance_aid=b"") for a in default_applets()])
+            self.stack.start()
+        info(f"reader {self.stack.info.reader!r}")
+
+    def install_and_personalize(self) -> None:
+        from cardshield.card.transport import Transport
+        from cardshield.console import warn
+        from cardshield.gp.project import install_project_applet
+        from cardshield.perso import keys as perso_keys
+        from cardshield.perso.cli import compile_file
+        from cardshield.perso.keystore import MappingKeyStore
+        from cardshield.perso.runner import Runner
+
+        key_set = perso_keys.diversify(perso_keys.software_master(self.master_key), 1, self.card_id)
+        with Transport.open(self.stack.info.reader) as transport:
+            self.headline("install: GlobalPlatform INSTALL [for load], LOAD, INSTALL [for install] (SCP, C-MAC + C-ENC)")
+            result = install_project_applet(transport, applet_data=perso_keys.install_parameters(key_set, self.card_id),
+                                            security_level="enc", force=False, progress=info, warn=warn)
+            print(f"  installed {result.instance_aid.hex().upper()}: {result.load_file_bytes} bytes in "
+                  f"{result.load_blocks} LOAD blocks, {result.apdus} APDUs, {result.seconds:.2f} s", flush=True)
+
+            self.headline(f"personalize: secured script for card {self.card_id.hex().upper()} (cardshield.perso)")
+            (self.directory / "server.pem").write_bytes(self._server_request_key_pem())
+            script = self.directory / "card.yaml"
+            script.write_text(PERSONALIZATION_SCRIPT)
+            store = MappingKeyStore({"ISSUER_MK": self.master_key.hex(), "CARD_PIN": self.pin, "CARD_PUK": self.puk},
+                                    "the demo's generated secrets", "the demo generates {name}")
+            bundle = compile_file(script, self.card_id, store)
+            started = time.monotonic()
+            report = Runner(transport, bundle, store=store, progress=lambda line: print(f"  {line}", flush=True)).run()
+            if not report.succeeded:
+                raise UserError("personalization failed (see the steps above)")
+            print(f"  personalized: {len(bundle.steps)} secured steps, {time.monotonic() - started:.2f} s", flush=True)
+
+    def _server_request_key_pem(self) -> bytes:
+        import json
+
+        from cryptography.hazmat.primitives import serialization
+
+        der = bytes.fromhex(json.loads(self.server.get("/v1/server-key"))["public_key_spki_der_hex"])
+        key = serialization.load_der_public_key(der)
+        return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    # -- the patent's flows ---------------------------------------------------------------
+    def run_flow(self, kind: str, subject: str):
+        from cardshield.terminal.cli import print_progress
+        from cardshield.terminal.flows import FlowFailed
+        from cardshield.terminal.server_client import ServerClient
+        from cardshield.terminal.session import run_flow
+        from cardshield.terminal.ui import ScriptedInterface
+
+        def shown(request) -> None:
+            if request.payment:
+                print(f"        terminal shows: {request.payment.summary()}"
+                      f"{' (request signed by the bank)' if request.payment.server_signed else ''}; "
+                      "the card holder approves and enters the PIN", flush=True)
+            elif request.pin_needed:
+                print(f"        terminal asks the card holder for the PIN to {request.action}", flush=True)
+
+        client = ServerClient(self.server.url, self.server.terminal_token)
         try:
-            info(f"reader {stack.info.reader!r}, card up in {stack.info.started_in_seconds} s")
-            with Transport.open(stack.info.reader) as transport:
-                for demo_step in DEMO_STEPS:
-                    demo_step(transport, stack)
+            runner = run_flow(kind, subject, server=client, ui=ScriptedInterface([self.pin], on_request=shown),
+                              reader=self.stack.info.reader, on_progress=print_progress)
+        except FlowFailed as failure:
+            raise UserError(f"{kind} failed: {failure}") from None
+        report = runner.report
+        print(f"  {kind}: {report.relayed} APDUs relayed + {report.local} local (PIN), "
+              f"{report.seconds:.2f} s", flush=True)
+        return report
+
+    def verify_payment(self, report, payment: dict) -> None:
+        """Check the payment without trusting the server: certificate from the card (603)
+        against the CA; signature (607) over the fields the terminal showed (606)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        from cardshield.protocol.transaction import parse_sign_transaction_response, signed_transaction_data
+        from cardshield.terminal.display import transaction_fields
+
+        self.headline("verify the payment signature independently of the server")
+        ca = x509.load_der_x509_certificate(self.server.get("/v1/ca/certificate"))
+        certificate = x509.load_der_x509_certificate(report.certificate_der)
+        transaction, _signed_by_bank = transaction_fields(report.signed_command_data)
+        signed = parse_sign_transaction_response(report.signature_response)
+        message = signed_transaction_data(transaction.tlvs(), signed.counter)
+        if (transaction.amount, transaction.payee, transaction.order_ref) != (
+                payment["amount_minor"], payment["payee"], payment["order_ref"]):
+            raise UserError("the signed fields differ from the merchant's order")
+        out = self.directory / "verify"
+        out.mkdir()
+        (out / "ca.pem").write_bytes(ca.public_bytes(Encoding.PEM))
+        (out / "card.pem").write_bytes(certificate.public_bytes(Encoding.PEM))
+        (out / "card-key.pem").write_bytes(certificate.public_key().public_bytes(Encoding.PEM,
+                                                                                 PublicFormat.SubjectPublicKeyInfo))
+        (out / "signed.bin").write_bytes(message)
+        (out / "signature.bin").write_bytes(signed.signature)
+        openssl = shutil.which("openssl")
+        if openssl:
+            checks = [[openssl, "verify", "-CAfile", "ca.pem", "card.pem"],
+                      [openssl, "dgst", "-sha256", "-verify", "card-key.pem", "-signature", "signature.bin",
+                       "signed.bin"]]
+            for command in checks:
+                result = subprocess.run(command, cwd=out, capture_output=True, text=True)
+                print(f"  $ {' '.join(Path(c).name if c == openssl else c for c in command)}\n    "
+                      f"{(result.stdout + result.stderr).strip()}", flush=True)
+                if result.returncode != 0:
+                    raise UserError(f"openssl refused: {' '.join(command[1:3])}")
+        certificate.verify_directly_issued_by(ca)
+        certificate.public_key().verify(signed.signature, message, padding.PKCS1v15(), hashes.SHA256())
+        subject = certificate.subject.rfc4514_string()
+        print(f"  cryptography: certificate {certificate.serial_number:x} ({subject}) issued by "
+              f"{ca.subject.rfc4514_string()}; SHA256withRSA signature over CSTX1 || 81..85 || counter "
+              f"{signed.counter} verifies: {transaction.amount / 100:.2f} {transaction.currency} to "
+              f"{transaction.payee!r}, order {transaction.order_ref}", flush=True)
+
+    # -- --browser --------------------------------------------------------------------------
+    def serve_pages(self) -> None:
+        from cardshield.terminal.agent import AgentConfig, AgentServer, default_origins
+        from cardshield.terminal.server_client import ServerClient
+
+        agent = AgentServer(AgentConfig(ServerClient(self.server.url, self.server.terminal_token),
+                                        default_origins(self.server.url), reader=self.stack.info.reader,
+                                        port=self.agent_port)).start()
+        try:
+            self.headline("the pages are ready for a person")
+            print(f"  enrollment: {self.server.url}/enroll   (user id: any, e.g. {DEMO_USER}-2)\n"
+                  f"  checkout:   {self.server.url}/checkout\n"
+                  f"  status:     {self.server.url}/status?user={DEMO_USER}\n"
+                  f"  The card terminal's PIN window opens from the pages (http://127.0.0.1:{agent.port}/).\n"
+                  f"  The card's PIN is the one in {PIN_ENV}. Ctrl-C ends the demo.", flush=True)
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\nstopping", flush=True)
         finally:
-            stack.stop()
+            agent.stop()
+
+    def stop(self) -> None:
+        for part in (self.server, self.stack):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception as error:  # keep stopping the rest
+                    info(f"while stopping: {error}")
+
+
+def _run(args) -> int:
+    from cardshield.build.pipeline import build
+    from cardshield.terminal.localserver import free_loopback_port
+
+    if args.browser and not os.environ.get(PIN_ENV):
+        raise UserError(f"--browser needs the PIN a person will type: set {PIN_ENV} (4-12 digits)")
+    pin = demo_pin()
+    build()
+    with tempfile.TemporaryDirectory(prefix="cs-demo-") as directory:
+        demo = Demo(Path(directory), pin, agent_port=free_loopback_port() if args.browser else 0)
+        try:
+            demo.headline("start: authentication server and virtual card")
+            server_start = demo.start_server()
+            demo.start_card()
+            with step("waiting for the authentication server (CA keys, database)"):
+                server_start.join()
+            if server_start.failure:
+                raise server_start.failure[0]
+            info(f"authentication server on {demo.server.url}")
+            demo.install_and_personalize()
+
+            demo.headline(f"figure 5: certificate application for {DEMO_USER!r}")
+            demo.run_flow("enroll", DEMO_USER)
+
+            demo.headline("figure 6: payment signature")
+            payment = demo.server.create_payment(DEMO_USER, 4250, "EUR", "Example Shop", "DEMO-0001")
+            print(f"  merchant created payment {payment['payment_id']}: 42.50 EUR to 'Example Shop', "
+                  "order DEMO-0001", flush=True)
+            report = demo.run_flow("pay", payment["payment_id"])
+            demo.verify_payment(report, payment)
+            demo.headline("done: enrolled, paid, signature verified")
+            if args.browser:
+                demo.serve_pages()
+        finally:
+            demo.stop()
     return 0
