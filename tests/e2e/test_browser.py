@@ -107,7 +107,7 @@ def test_without_the_agent_the_page_says_how_to_start_it(browser_context, deploy
         json={"agent_url": "ws://127.0.0.1:9/ws", "shop": "x", "currency": "EUR", "catalog": []}))
     page.goto(deployment.url + "/enroll")
     page.wait_for_selector("#agent-status.missing")
-    assert "./cardshield terminal serve" in page.inner_text("#agent-status")
+    assert "./cardshield terminal" in page.inner_text("#agent-status")
     assert page.is_disabled("#enroll-button")
     shot(page, "enroll-no-agent")
     page.close()

@@ -49,8 +49,8 @@ RULES: tuple[Rule, ...] = (
          consent="store the certificate the bank issued for your card's key"),
     Rule("VERIFY (PIN status only)", 0x00, Ins.VERIFY, _set(0x00, 0xFF), _set(0x81), data="none"),
     Rule("GENERATE ASYMMETRIC KEY PAIR", 0x00, Ins.GENERATE_ASYMMETRIC_KEY_PAIR, _set(0x80), SLOTS, data="none",
-         needs_pin=True, consent="create a new key pair on your card (it replaces the key and certificate of "
-                                 "that slot)"),
+         needs_pin=True, consent="create a new key pair on your card (replacing the key and certificate "
+                                 "it holds for this purpose)"),
     Rule("READ PUBLIC KEY", 0x00, Ins.GENERATE_ASYMMETRIC_KEY_PAIR, _set(0x81), SLOTS, data="none"),
     Rule("MANAGE SECURITY ENVIRONMENT", 0x00, Ins.MANAGE_SECURITY_ENVIRONMENT, _set(0x41, 0x81), _set(0xB6, 0xB8)),
     Rule("PSO COMPUTE DIGITAL SIGNATURE", 0x00, Ins.PERFORM_SECURITY_OPERATION, _set(0x9E), _set(0x9A),

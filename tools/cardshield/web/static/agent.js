@@ -46,7 +46,7 @@ const CardAgent = {
     const missing = () => {
       status.className = "agent missing";
       status.innerHTML = "The CardShield card terminal is not running on this computer, so the page cannot reach " +
-        "your card. Start it with <code>./cardshield terminal serve</code> and reload this page.";
+        "your card. Start it with <code>./cardshield terminal</code> (or <code>cardshield terminal serve</code>) and reload this page.";
       document.querySelectorAll("button.needs-agent").forEach((b) => { b.disabled = true; });
     };
     socket.addEventListener("error", missing);
