@@ -172,3 +172,22 @@ def test_no_server_gives_a_clear_message(card):
     with pytest.raises(FlowFailed) as failure:
         run_flow("enroll", "carol", server=client, ui=ScriptedInterface([PIN]), reader=card)
     assert failure.value.code == "server_unreachable" and "does not answer" in str(failure.value)
+
+
+def test_bare_hash_signing_is_flagged_weaker_to_the_card_holder(enrolled, card, client, server):
+    """The patent's bare-hash form (step 605): the card cannot show what it signs, so the
+    terminal says so and asks explicitly; this card's slot requires bank-signed requests,
+    so the card itself refuses the bare hash (6985, docs/apdu.md)."""
+    payment = server.create_payment("alice", 700, "EUR", "Example Shop", "order-1004", signing_mode="bare_hash")
+    ui = ScriptedInterface([PIN])
+    with pytest.raises(FlowFailed) as failure:
+        run_flow("pay", payment["payment_id"], server=client, ui=ui, reader=card)
+    assert failure.value.code == "card_error" and "6985" in str(failure.value)
+    assert ui.requests[-1].weaker_signing and ui.requests[-1].payment is None
+
+
+def test_a_reader_that_is_gone_is_named_with_the_readers_present(client):
+    with pytest.raises(FlowFailed) as failure:
+        run_flow("enroll", "dave", server=client, ui=ScriptedInterface([PIN]), reader="Unplugged Reader 00 00")
+    assert failure.value.code == "no_card"
+    assert "Unplugged Reader 00 00" in str(failure.value) and "CardShield Virtual Reader" in str(failure.value)

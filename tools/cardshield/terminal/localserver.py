@@ -87,10 +87,11 @@ class LocalServer:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
-    def create_payment(self, user_id: str, amount_minor: int, currency: str, payee: str, order_ref: str) -> dict:
+    def create_payment(self, user_id: str, amount_minor: int, currency: str, payee: str, order_ref: str,
+                       signing_mode: str = "transaction") -> dict:
         return self.merchant_request("POST", "/v1/payments", {
             "user_id": user_id, "amount_minor": amount_minor, "currency": currency, "payee": payee,
-            "order_ref": order_ref})
+            "order_ref": order_ref, "signing_mode": signing_mode})
 
     def get(self, path: str) -> bytes:
         with urllib.request.urlopen(self.url + path, timeout=30) as response:
