@@ -130,3 +130,21 @@ def test_request_signature_verifies_with_public_half(authority):
     sig = authority.sign_request(b"CSRQ1" + b"\x81\x01\x05")
     authority.request_key.public_key().verify(sig, b"CSRQ1" + b"\x81\x01\x05",
                                               padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_cli_init_and_key_permission_check(tmp_path):
+    import subprocess
+    import sys
+    env = dict(os.environ, CARDSHIELD_SERVER_DIR=str(tmp_path), CARDSHIELD_DATABASE_URL="")
+    env.pop("DATABASE_URL", None)
+    run = lambda *args: subprocess.run([sys.executable, "-m", "cardshield", "server", *args],
+                                       env=env, capture_output=True, text=True, timeout=120)
+    done = run("init")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ca" / "ca.key.pem").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "cardshield.db").exists()
+    token = run("client", "shop", "--role", "merchant")
+    assert token.returncode == 0 and token.stdout.startswith("cst_")
+    os.chmod(tmp_path / "ca" / "ca.key.pem", 0o640)
+    refused = run("client", "shop2", "--role", "merchant")
+    assert refused.returncode == 2 and "chmod 600" in refused.stderr
