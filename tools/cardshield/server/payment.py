@@ -23,8 +23,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from cardshield.protocol.tlv import TLVError
 from cardshield.protocol.transaction import (Transaction, parse_sign_transaction_response,
@@ -38,6 +39,13 @@ from .context import ServerContext
 from .errors import ApiError
 from .models import Card, Certificate, Payment, User
 
+# Compare-and-set statements go to the tables directly: plain Core, without the ORM's
+# bulk-update bookkeeping (which cost more than the statement itself).
+CARDS, PAYMENTS, CERTIFICATES = Card.__table__, Payment.__table__, Certificate.__table__
+# Built once: statement construction and cache-key generation are a large share of the
+# per-request cost on the hot path.
+_LOAD_PAYMENT = (select(Payment, User).join(User, User.id == Payment.user_id)
+                 .where(Payment.id == bindparam("payment_id")).with_for_update(of=Payment))
 NONCE_BYTES = 32
 SIGNING_MODES = ("transaction", "bare_hash")
 BARE_HASH_MAGIC = b"CSTX1"
@@ -134,10 +142,9 @@ class PaymentService:
     # -- 601/602: the terminal takes the payment -----------------------------------------
     def claim(self, terminal_id: int, payment_id: str) -> PaymentView:
         def work(s: Session) -> PaymentView:
-            p = self._load(s, payment_id)
+            p, user = self._load(s, payment_id)
             if p.terminal_client_id not in (None, terminal_id):
                 raise ApiError("wrong_terminal", "another terminal has taken this payment")
-            user = s.get(User, p.user_id)
             if p.state != "created":  # resume: hand out the pending batch again
                 return _view(p, user.external_id)
             if self._expire_if_due(p):
@@ -161,11 +168,13 @@ class PaymentService:
             s, "payment.claim", "refused", code=err.code, client_id=terminal_id,
             payment_id=payment_id, detail=err.message))
 
-    def _load(self, s: Session, payment_id: str) -> Payment:
-        p = s.scalar(select(Payment).where(Payment.id == payment_id).with_for_update())
-        if p is None:
+    def _load(self, s: Session, payment_id: str) -> tuple[Payment, User]:
+        """The payment row, locked (PostgreSQL; SQLite's BEGIN IMMEDIATE locks already),
+        with its user in the same query."""
+        row = s.execute(_LOAD_PAYMENT, {"payment_id": payment_id}).first()
+        if row is None:
             raise ApiError("not_found", f"no payment {payment_id}")
-        return p
+        return row[0], row[1]
 
     # -- 603..608 -------------------------------------------------------------------------
     def post_responses(self, terminal_id: int, payment_id: str, seq: int,
@@ -173,7 +182,7 @@ class PaymentService:
         ids: dict = {}
 
         def work(s: Session) -> PaymentView:
-            p = self._load(s, payment_id)
+            p, user = self._load(s, payment_id)
             ids.update(user_id=p.user_id, card_id=p.card_id, serial=p.certificate_serial_hex)
             if p.terminal_client_id != terminal_id:
                 raise ApiError("wrong_terminal", "this payment belongs to another terminal")
@@ -193,9 +202,9 @@ class PaymentService:
             if p.state == "cert_requested":
                 self._on_certificate(s, p, data)
             else:
-                self._on_signature(s, p, data)
+                self._on_signature(s, p, user, data)
             ids.pop("final")
-            return _view(p, s.scalar(select(User.external_id).where(User.id == p.user_id)))
+            return _view(p, user.external_id)
 
         def on_refusal(s: Session, err: ApiError) -> None:
             if ids.get("final") and err.code in FINAL_CODES:
@@ -251,7 +260,7 @@ class PaymentService:
                      "amount and payee on the card; prefer signing_mode=transaction"]
         p.pending_batch = Batch(p.seq, "sign", steps, notes).dumps()
 
-    def _on_signature(self, s: Session, p: Payment, data: list[bytes]) -> None:
+    def _on_signature(self, s: Session, p: Payment, user: User, data: list[bytes]) -> None:
         card = s.get(Card, p.card_id)
         public_key = _load_public_key(card.public_key_der)
         if p.signing_mode == "transaction":
@@ -274,28 +283,34 @@ class PaymentService:
                            "signature from another payment)") from exc
         now = utcnow()
         # 608: revocation may have happened since the certificate step
-        status = s.scalar(select(Certificate.status).where(
-            Certificate.serial_hex == p.certificate_serial_hex))
+        status = s.scalar(select(CERTIFICATES.c.status).where(
+            CERTIFICATES.c.serial_hex == p.certificate_serial_hex))
         if status != "active":
             raise ApiError("certificate_revoked", "the certificate was revoked during the payment")
         if counter is not None:
-            swapped = s.execute(update(Card).where(Card.id == card.id, Card.last_counter < counter,
-                                                   Card.blocked_at.is_(None))
+            swapped = s.execute(update(CARDS).where(CARDS.c.id == card.id,
+                                                    CARDS.c.last_counter < counter,
+                                                    CARDS.c.blocked_at.is_(None))
                                 .values(last_counter=counter)).rowcount
             if swapped != 1:
                 raise ApiError("counter_not_increasing",
                                f"card counter {counter} is not above the last accepted one: a "
                                "replayed or cloned signature")
-        consumed = s.execute(update(Payment).where(Payment.id == p.id,
-                                                   Payment.state == "sign_requested",
-                                                   Payment.nonce_used_at.is_(None))
+        consumed = s.execute(update(PAYMENTS).where(PAYMENTS.c.id == p.id,
+                                                    PAYMENTS.c.state == "sign_requested",
+                                                    PAYMENTS.c.nonce_used_at.is_(None))
                              .values(state="authorized", nonce_used_at=now, authorized_at=now,
                                      card_counter=counter, signature=signature,
                                      pending_batch=None)).rowcount
         if consumed != 1:
             raise ApiError("nonce_already_used", "the payment's nonce was already used")
-        s.refresh(p)
-        limits.reset_failures(s, user_id=p.user_id, card_id=card.id)
+        # the row changed by the compare-and-set above: mirror it without another SELECT
+        for name, value in dict(state="authorized", nonce_used_at=now, authorized_at=now,
+                                card_counter=counter, signature=signature,
+                                pending_batch=None).items():
+            set_committed_value(p, name, value)
+        if user.consecutive_failures or card.consecutive_failures:
+            limits.reset_failures(s, user_id=p.user_id, card_id=card.id)
         audit.record(s, "payment.authorize", "ok", client_id=p.terminal_client_id,
                      card_id=card.id, payment_id=p.id, serial_hex=p.certificate_serial_hex,
                      detail=f"{p.signing_mode} counter={counter}")
