@@ -7,7 +7,8 @@ UPDATEs in the services are what makes racing requests safe there.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
@@ -65,6 +66,10 @@ class Database:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url, pool_size=pool_size)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time and makes waiting writers poll with sleeps of up
+        # to 100 ms (its busy handler). Queueing this process's transactions on a lock
+        # instead leaves SQLite's waiting to the other processes only.
+        self._writer = threading.Lock() if self.is_sqlite else nullcontext()
 
     @property
     def is_sqlite(self) -> bool:
@@ -73,7 +78,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """Commit on success, roll back on any exception: never a partial write."""
-        with self._sessions() as session:
+        with self._writer, self._sessions() as session:
             with session.begin():
                 yield session
 
