@@ -91,19 +91,27 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def rsa_floor(seconds: float = 1.0) -> tuple[float, float]:
+@dataclass
+class Floor:
+    sign_per_s: float  # wall clock, under whatever load the machine has
+    verify_per_s: float
+    sign_cpu_ms: float  # CPU time per operation: what the load does not inflate
+    verify_cpu_ms: float
+
+
+def rsa_floor(seconds: float = 1.0) -> Floor:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     message = b"CSTX1" + bytes(200)
     sig = key.sign(message, padding.PKCS1v15(), hashes.SHA256())
-    counts = []
+    out = []
     for op in (lambda: key.sign(message, padding.PKCS1v15(), hashes.SHA256()),
                lambda: key.public_key().verify(sig, message, padding.PKCS1v15(), hashes.SHA256())):
-        n, start = 0, time.perf_counter()
+        n, start, cpu = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - start < seconds:
             op()
             n += 1
-        counts.append(n / (time.perf_counter() - start))
-    return counts[0], counts[1]
+        out += [n / (time.perf_counter() - start), (time.process_time() - cpu) / n * 1000]
+    return Floor(out[0], out[2], out[1], out[3])
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -163,6 +171,23 @@ class Bench:
                 if time.monotonic() > deadline or self.server.poll() is not None:
                     raise RuntimeError("the server did not start")
                 time.sleep(0.2)
+
+    async def healthz(self, clients: int = 16, seconds: float = 2.0) -> tuple[float, float]:
+        """The framework floor: an authenticated-free GET that touches no database.
+        Returns requests/s and server CPU ms per request."""
+        done, deadline = [0], time.perf_counter() + seconds
+
+        async def client():
+            conn = Connection(self.port)
+            while time.perf_counter() < deadline:
+                await conn.request("GET", "/healthz", "")
+                done[0] += 1
+            conn.close()
+        pids = _children(self.server.pid)
+        cpu0, start = _cpu_seconds(pids), time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+        return done[0] / elapsed, (_cpu_seconds(pids) - cpu0) / max(done[0], 1) * 1000
 
     def stop(self) -> None:
         if self.server is not None:
@@ -249,14 +274,17 @@ def run(seconds: float = 5.0, workers: int = 2, database_url: str | None = None,
     state_dir = root / "var" / "bench" / "server"
     database_url = database_url or f"sqlite:///{state_dir / 'bench.db'}"
     _say(f"RSA-2048 floor with cryptography (1 s each) ...")
-    sign_rate, verify_rate = rsa_floor()
-    _say(f"  sign {sign_rate:,.0f}/s, verify {verify_rate:,.0f}/s")
+    floor = rsa_floor()
+    _say(f"  sign {floor.sign_per_s:,.0f}/s ({floor.sign_cpu_ms:.2f} ms CPU), verify "
+         f"{floor.verify_per_s:,.0f}/s ({floor.verify_cpu_ms:.3f} ms CPU)")
     _say(f"generating {max(LEVELS)} card keys (the SoftCards' on-card keygen, not measured) ...")
     keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(max(LEVELS))]
     bench = Bench(state_dir, workers, seconds)
     _say(f"starting uvicorn with {workers} workers on loopback, database {database_url.split(':')[0]}")
     bench.prepare(database_url)
     try:
+        health_rate, health_cpu_ms = asyncio.run(bench.healthz())
+        _say(f"framework floor: GET /healthz {health_rate:,.0f}/s, {health_cpu_ms:.2f} ms server CPU each")
         enroll_s, enrolled = asyncio.run(bench.enroll_all(keys))
         _say(f"enrollment: {enrolled} certificates in {enroll_s:.2f} s = {enrolled / enroll_s:,.1f}/s")
         levels = []
@@ -269,14 +297,16 @@ def run(seconds: float = 5.0, workers: int = 2, database_url: str | None = None,
                  f"payment p50 {_pct(level.payment_ms, .5):.1f} ms p99 {_pct(level.payment_ms, .99):.1f} ms")
     finally:
         bench.stop()
-    report = _report(sign_rate, verify_rate, enrolled / enroll_s, levels, workers, database_url)
+    report = _report(floor, (health_rate, health_cpu_ms), enrolled / enroll_s, levels, workers,
+                     database_url)
     out = out or root / "docs" / "benchmarks.md"
     _write_section(out, report)
     _say(f"wrote {out}")
     return 0
 
 
-def _report(sign_rate, verify_rate, enroll_rate, levels: list[Level], workers: int, url: str) -> str:
+def _report(floor: Floor, health: tuple[float, float], enroll_rate: float, levels: list[Level],
+            workers: int, url: str) -> str:
     lines = [
         SECTION_START,
         "## Authentication server",
@@ -291,16 +321,19 @@ def _report(sign_rate, verify_rate, enroll_rate, levels: list[Level], workers: i
         "claim, certificate, signature), 4 database transactions, one certificate validation "
         "against the CA and one RSA-2048 signature verification.",
         "",
-        f"Raw floor measured in the same run: RSA-2048 sign {sign_rate:,.0f}/s, verify "
-        f"{verify_rate:,.0f}/s on one core.",
+        f"Raw floor measured in the same run (one core): RSA-2048 sign {floor.sign_per_s:,.0f}/s "
+        f"({floor.sign_cpu_ms:.2f} ms CPU each), verify {floor.verify_per_s:,.0f}/s "
+        f"({floor.verify_cpu_ms:.3f} ms CPU each). Framework floor: `GET /healthz` (no auth, no "
+        f"database) {health[0]:,.0f} requests/s at 16 clients, {health[1]:.2f} ms server CPU each.",
         "",
         f"Enrollment: {enroll_rate:,.1f} certificates issued/s (16 concurrent terminals; each "
         "issuance = 4 requests, a proof-of-possession verify, key checks, a CA RSA-3072 signature; "
-        f"ratio to the CA's one-core signing floor is in the text below).",
+        "keygen happens on the card and is not part of it).",
         "",
         "| clients | authorizations/s | authorize p50 | authorize p99 | payment p50 | payment p99 "
-        "| server CPU / auth | client CPU / auth | auth/s ÷ RSA verify/s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU / auth | client CPU / auth | server CPU / auth ÷ RSA verify CPU "
+        "| auth/s ÷ RSA sign/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lv in levels:
         per = lambda cpu: f"{cpu / lv.payments * 1000:.2f} ms" if lv.payments else "-"
@@ -308,8 +341,40 @@ def _report(sign_rate, verify_rate, enroll_rate, levels: list[Level], workers: i
             f"| {lv.clients} | {lv.rate:,.1f} | {_pct(lv.authorize_ms, .5):.1f} ms | "
             f"{_pct(lv.authorize_ms, .99):.1f} ms | {_pct(lv.payment_ms, .5):.1f} ms | "
             f"{_pct(lv.payment_ms, .99):.1f} ms | {per(lv.server_cpu_s)} | {per(lv.client_cpu_s)} | "
-            f"{lv.rate / verify_rate:.3f} |")
-    lines += ["", SECTION_END]
+            f"{(lv.server_cpu_s / max(lv.payments, 1) * 1000) / floor.verify_cpu_ms:,.0f}× | "
+            f"{lv.rate / floor.sign_per_s:.2f} |")
+    busiest = max(levels, key=lambda lv: lv.rate)
+    per_auth = busiest.server_cpu_s / max(busiest.payments, 1) * 1000
+    framework = 4 * health[1]
+    crypto = floor.verify_cpu_ms * 3  # card signature + CA signature check (RSA-3072 ~2x)
+    lines += [
+        "",
+        "### Where the time goes",
+        "",
+        f"At the busiest level the server spends {per_auth:.1f} ms of CPU per authorization. "
+        f"HTTP parsing, routing and the JSON response (uvicorn + FastAPI, the `/healthz` floor "
+        f"times 4 requests) account for about {framework:.1f} ms ({framework / per_auth:.0%}); the "
+        f"public-key work (the card's RSA-2048 signature and the CA's RSA-3072 signature on the "
+        f"certificate) for about {crypto:.2f} ms ({crypto / per_auth:.0%}). The rest is the "
+        "database layer: 4 transactions and about 20 statements per payment through the "
+        "SQLAlchemy ORM (a cProfile of the services without HTTP puts SQLAlchemy at 65-70% of "
+        "the CPU: statement construction, cache keys, unit-of-work flushes, identity map), "
+        "plus pydantic validation. SQLite itself is a few percent: with WAL and "
+        "synchronous=NORMAL a commit does not wait for the disk. Each worker queues its "
+        "transactions on an in-process lock so SQLite's busy handler (sleeps of up to 100 ms) "
+        "only arbitrates between worker processes.",
+        "",
+        "The client (playing up to 64 cards, one RSA-2048 signature per payment, JSON and "
+        "HTTP) runs on the same 2 cores. Latency grows with clients because the service is "
+        "CPU-bound: beyond the throughput above, requests queue. The 1,500 authorizations/s "
+        "aim is far from reached; it needs roughly a tenfold cut of the per-payment CPU: "
+        "prebuilt Core statements instead of ORM units of work on the hot path (the payment "
+        "compare-and-set and audit already are), fewer statements per step "
+        "and a cheaper token check. Run it on an idle machine: the load average above says "
+        "how shared this one was.",
+        "",
+        SECTION_END,
+    ]
     return "\n".join(lines) + "\n"
 
 
