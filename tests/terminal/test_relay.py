@@ -127,3 +127,11 @@ def test_the_pin_never_appears_in_the_trace(issued_card):
     trace = "\n".join(lines)
     assert "00 20 00 81" in trace  # the VERIFY went through this transport
     assert PIN.encode().hex().upper() not in trace.replace(" ", "")
+
+
+def test_a_pin_that_is_not_digits_is_asked_again_without_spending_a_try(link):
+    ui = ScriptedInterface(["12ab", PIN])
+    generate(Relay(link, ui))
+    assert [(r.tries_left, r.problem) for r in ui.requests] == [
+        (None, None), (None, "The PIN is 4 to 12 digits; nothing was sent to the card.")]
+    assert all(command.data != b"12ab" for command in link.sent)

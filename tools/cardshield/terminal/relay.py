@@ -158,9 +158,11 @@ class Relay:
             self._pin = None
             tries = self._pin_state(result)
         wrong_before: int | None = None
+        problem: str | None = None
         while True:
             request = AuthorizationRequest(rule.consent or rule.name, pin_needed=tries is not None, payment=payment,
-                                           weaker_signing=weaker, tries_left=wrong_before, server=self.server)
+                                           weaker_signing=weaker, tries_left=wrong_before, server=self.server,
+                                           problem=problem)
             started = time.perf_counter()
             answer = self.ui.authorize(request)
             result.user_seconds += time.perf_counter() - started
@@ -170,6 +172,10 @@ class Relay:
                 return
             if not answer.pin:
                 raise Declined("no PIN entered")
+            if not (answer.pin.isascii() and answer.pin.isdigit() and 4 <= len(answer.pin) <= 12):
+                problem = "The PIN is 4 to 12 digits; nothing was sent to the card."
+                continue  # the card is not asked: no try is spent
+            problem = None
             left = self._verify(answer.pin, result)
             if left is None:
                 self._pin = answer.pin
@@ -181,11 +187,7 @@ class Relay:
 
     def _verify(self, pin: str, result: RelayResult) -> int | None:
         """VERIFY the PIN locally: None if accepted, else the tries left."""
-        try:
-            command = commands.verify_pin(pin).apdu(False)
-        except ValueError:
-            return self._pin_state(result)  # not 4-12 digits: the card would not count a try
-        response = self._local(command, result)
+        response = self._local(commands.verify_pin(pin).apdu(False), result)
         if response.sw == SW_OK:
             return None
         if response.sw & 0xFFF0 == 0x63C0:

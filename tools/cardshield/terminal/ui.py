@@ -8,7 +8,6 @@ the relay, which sends it to the card in a VERIFY marked sensitive (masked in tr
 from __future__ import annotations
 
 import getpass
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -26,11 +25,13 @@ class AuthorizationRequest:
     weaker_signing: bool = False  # a bare hash: the card cannot show what it signs
     tries_left: int | None = None  # after a wrong PIN
     server: str = ""  # which authentication server asks
+    problem: str | None = None  # what was wrong with the previous answer (a PIN that is not 4-12 digits)
 
     def as_dict(self) -> dict:
         return {"action": self.action, "pin_needed": self.pin_needed,
                 "payment": self.payment.as_dict() if self.payment else None,
-                "weaker_signing": self.weaker_signing, "tries_left": self.tries_left, "server": self.server}
+                "weaker_signing": self.weaker_signing, "tries_left": self.tries_left, "server": self.server,
+                "problem": self.problem}
 
 
 @dataclass
@@ -62,6 +63,8 @@ class TtyInterface:
             self.write("   WARNING: the card signs a bare hash and cannot show what it stands for")
         if request.tries_left is not None:
             self.write(f"   Wrong PIN: {request.tries_left} tries left before the PIN blocks")
+        if request.problem:
+            self.write(f"   {request.problem}")
         if request.payment or request.weaker_signing:
             if self.read_line("   Approve? [y/N] ").strip().lower() not in ("y", "yes"):
                 return Answer(False)
@@ -93,7 +96,3 @@ class ScriptedInterface:
             return Answer(False)
         return Answer(True, self._pins.pop(0) if len(self._pins) > 1 else self._pins[0])
 
-
-def pin_from_environment(variable: str) -> str | None:
-    value = os.environ.get(variable)
-    return value or None

@@ -21,10 +21,12 @@ function show(question) {
   }
   $("signed-note").hidden = !(question.payment && question.payment.server_signed);
   $("weaker").hidden = !question.weaker_signing;
-  $("tries").hidden = question.tries_left === null;
+  $("tries").hidden = question.tries_left === null && !question.problem;
   if (question.tries_left !== null) {
     $("tries").textContent = "Wrong PIN. " + question.tries_left +
       (question.tries_left === 1 ? " try" : " tries") + " left before the PIN is blocked.";
+  } else if (question.problem) {
+    $("tries").textContent = question.problem;
   }
   $("pin-label").hidden = !question.pin_needed;
   $("pin").required = question.pin_needed;
