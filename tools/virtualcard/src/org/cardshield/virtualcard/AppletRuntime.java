@@ -94,6 +94,12 @@ public final class AppletRuntime implements ApduHandler {
 
     @Override
     public byte[] process(byte[] command) {
+        if (!wellFormed(command)) {
+            // jcardsim's ApduCase throws on such bytes (found by the APDU fuzzer: 00 C0 00 00
+            // 00 1D 56 52 09, 84 56 10 02 00 FE), which ended the host and lost the card. A
+            // card's I/O layer answers "wrong length" (ISO 7816-3 12.1.3).
+            return sw(ISO7816.SW_WRONG_LENGTH);
+        }
         try {
             byte[] response = simulator.transmitCommand(fitSimulatorBuffer(command));
             // jcardsim answers 6999 to a SELECT naming no applet; a card answers 6A82 (ISO 7816-4 11.2.2).
@@ -106,7 +112,25 @@ public final class AppletRuntime implements ApduHandler {
             return sw(e.getReason());
         } catch (SystemException e) {
             return sw(ISO7816.SW_UNKNOWN);
+        } catch (IllegalArgumentException e) {
+            // a well-formed extended APDU longer than jcardsim's buffer (Lc 65526): too long
+            return sw(ISO7816.SW_WRONG_LENGTH);
+        } catch (ArrayIndexOutOfBoundsException e) {
+            if (isSelectByName(command)) {
+                // jcardsim compares an AID longer than 16 bytes out of bounds (found by the
+                // fuzzer: SELECT with Lc F5); no application has such a name: 6A82
+                return sw(ISO7816.SW_FILE_NOT_FOUND);
+            }
+            return unexpected(e);
+        } catch (RuntimeException e) {
+            return unexpected(e);
         }
+    }
+
+    /** A simulator fault must not end the host (the reader would lose its card): 6F00, logged. */
+    private static byte[] unexpected(RuntimeException e) {
+        System.err.println("virtualcard: simulator fault answered 6F00: " + e);
+        return sw(ISO7816.SW_UNKNOWN);
     }
 
     /**
@@ -126,6 +150,29 @@ public final class AppletRuntime implements ApduHandler {
         extended[262] = (byte) (ne >> 8);
         extended[263] = (byte) ne;
         return extended;
+    }
+
+    /** The seven command cases of ISO/IEC 7816-4 clause 5.1 (short and extended). */
+    static boolean wellFormed(byte[] c) {
+        int n = c.length - 4;
+        if (n < 0) {
+            return false;
+        }
+        if (n <= 1) {
+            return true; // case 1, case 2 short
+        }
+        int b0 = c[4] & 0xFF;
+        if (b0 != 0) {
+            return n == 1 + b0 || n == 2 + b0; // case 3 / 4 short
+        }
+        if (n == 3) {
+            return true; // case 2 extended
+        }
+        if (n < 3) {
+            return false;
+        }
+        int lc = ((c[5] & 0xFF) << 8) | (c[6] & 0xFF);
+        return lc != 0 && (n == 3 + lc || n == 5 + lc); // case 3 / 4 extended
     }
 
     private static boolean isSelectByName(byte[] command) {
