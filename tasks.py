@@ -103,6 +103,14 @@ def server(c, action="run", host="127.0.0.1", port=8080, workers=1):
     _cardshield("server", action, *extra)
 
 
+@task(help={"cases": "number of cases (default 20000)", "seed": "campaign seed (default: random, printed)",
+            "case": "run only this case index (reproduce a failure)"})
+def fuzz(c, cases=20000, seed=None, case=None):
+    """APDU fuzz campaign on a private virtual card: `fuzz --cases N --seed S [--case I]`."""
+    _cardshield("fuzz", "--cases", str(cases), *(["--seed", str(seed)] if seed is not None else []),
+                *(["--case", str(case)] if case is not None else []))
+
+
 @task(help={"target": "what to measure: server"})
 def bench(c, target):
     """Benchmarks (not tests): `bench server` writes docs/benchmarks.md."""

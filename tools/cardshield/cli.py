@@ -18,6 +18,8 @@ AREAS = [
     "cardshield.sim.cli",
     "cardshield.card.cli",
     "cardshield.perso.cli",
+    "cardshield.fuzz.cli",
+    "cardshield.bench.cli",
     "cardshield.testing",
     "cardshield.terminal.cli",
     "cardshield.demo",

@@ -307,6 +307,18 @@ class Transport:
         self._log(f"< {result.trace(secret)} [{elapsed:.1f} ms]")
         return result
 
+    def exchange_raw(self, raw: bytes) -> ResponseAPDU:
+        """Exactly one SCardTransmit of bytes that need not form a valid APDU (the fuzzer's
+        Lc/Le mismatches); traced as hex, so never pass secrets here outside tests."""
+        if self._card is None:
+            raise TransportError(f"{self.reader}: not connected")
+        self._log(f"> raw {bytes(raw).hex().upper()}")
+        hresult, response = scard.SCardTransmit(self._card, self.protocol, list(raw))
+        _check(hresult, f"transmit raw {bytes(raw[:2]).hex().upper()}", self.reader)
+        result = ResponseAPDU.from_bytes(response)
+        self._log(f"< {result.trace()}")
+        return result
+
     def _diagnose_failed_transmit(self, command: CommandAPDU, wait: float = 2.0) -> None:
         """SCardTransmit failed mid-command: tell a removed card from a mute one. pcscd polls
         the reader for presence, so give it up to `wait` seconds to notice a removal."""
