@@ -180,7 +180,8 @@ class CardModel:
         try:
             key.verify(signature, signed_transaction_data(tlvs, counter), padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
-            findings.append(Finding("SIGN TRANSACTION signature does not verify over the fields sent", step))
+            findings.append(Finding(f"SIGN TRANSACTION signature ({len(signature)} bytes, key of {key.key_size} "
+                                    f"bits, counter {counter}) does not verify over the fields sent", step))
 
     # -- after the case ------------------------------------------------------------------
     def compare(self, fci: FCI, findings: list[Finding]) -> None:

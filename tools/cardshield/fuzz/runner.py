@@ -285,6 +285,11 @@ class Campaign:
 
         fci = parse_fci(response.data)
         model.compare(fci, findings)
+        if any("does not verify" in f.what for f in findings):  # tell a stale model key from a bad signature
+            for slot, key in model.public_keys.items():
+                if self.card.read_public_key(slot).public_numbers() != key.public_numbers():
+                    findings.append(Finding(f"slot {slot}: the key on the card is not the one the model had"))
+            self.card.select()
         touched = {a.ins for a in case.steps if isinstance(a, Apdu)}
         if touched & {0xDA, 0x47}:  # the commands that write certificate storage
             for slot, want in model.expected.certificates.items():
