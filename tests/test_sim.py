@@ -82,3 +82,26 @@ def test_a_second_stack_in_the_same_process_and_back(tmp_path, card_stack, probe
             assert transport.transmit(select_probe).sw == 0x6A82  # the inner card has no probe applet
     with Transport.open(card_stack.info.reader) as transport:
         assert transport.transmit(select_probe).sw == 0x9000  # the session's card again
+
+
+def test_missing_vpcd_driver_is_named_with_its_package(tmp_path, monkeypatch):
+    from cardshield.sim import stack as stack_module
+    from cardshield.sim.stack import SimError, VirtualCardStack
+
+    monkeypatch.setattr(stack_module, "VPCD_DRIVER", tmp_path / "libifdvpcd.so")
+    with pytest.raises(SimError, match="apt-get install vsmartcard-vpcd"):
+        VirtualCardStack(tmp_path / "sim").start()
+    assert not (tmp_path / "sim").exists()  # refused before creating anything
+
+
+def test_a_card_host_that_cannot_start_is_reported_with_its_log(tmp_path, probe_applet):
+    from dataclasses import replace
+
+    from cardshield.sim.stack import SimError, VirtualCardStack
+
+    broken = replace(probe_applet, applet_class="org.cardshield.probe.NoSuchApplet")
+    stack = VirtualCardStack(tmp_path / "sim", applets=[broken], start_timeout=20)
+    with pytest.raises(SimError) as raised:
+        stack.start()
+    assert "exited" in str(raised.value) and "NoSuchApplet" in str(raised.value)
+    assert stack.info is None and not (tmp_path / "sim" / "state.json").exists()
