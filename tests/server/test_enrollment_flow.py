@@ -187,3 +187,18 @@ def test_crl_lists_revoked_certificate(ctx, http, tokens, make_card):
     crl = x509.load_der_x509_crl(response.content)
     assert crl.is_signature_valid(ctx.ca.cert.public_key())
     assert crl.get_revoked_certificate_by_serial_number(int(done["certificate_serial"], 16))
+
+
+def test_abandoned_enrollment_certificate_is_revoked_and_listed(ctx, http, tokens, make_card):
+    term = Terminal(http, tokens["terminal"], make_card())
+    state = call(http, "POST", "/v1/enrollments", tokens["terminal"], {"user_id": "mona"})
+    state = term.post_enrollment(state["enrollment_id"], state["batch"])
+    state = term.post_enrollment(state["enrollment_id"], state["batch"])
+    serial = state["certificate_serial"]  # issued; the terminal never comes back
+    with ctx.db.transaction() as s:
+        s.execute(update(Enrollment).values(expires_at=utcnow() - timedelta(seconds=1)))
+    crl = x509.load_der_x509_crl(http.get("/v1/ca/crl").content)
+    assert crl.get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
+    with ctx.db.transaction() as s:
+        assert s.get(Certificate, serial).status == "revoked"
+        assert s.get(Enrollment, state["enrollment_id"]).state == "expired"

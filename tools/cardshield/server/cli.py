@@ -52,6 +52,9 @@ def register(subparsers) -> None:
     bench.add_argument("--out", type=Path, help="default: docs/benchmarks.md")
     bench.set_defaults(func=cmd_bench)
 
+    sub.add_parser("sweep", help="expire abandoned enrollments and revoke their unconfirmed "
+                                 "certificates").set_defaults(func=cmd_sweep)
+
     crl = sub.add_parser("crl", help="write the current CRL (DER)")
     crl.add_argument("--out", type=Path, required=True)
     crl.set_defaults(func=cmd_crl)
@@ -137,6 +140,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run
     return run(seconds=args.seconds, workers=args.workers, database_url=args.database_url,
                out=args.out)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .enrollment import sweep_expired
+    with _context().db.transaction() as s:
+        swept = sweep_expired(s)
+    print(f"expired {len(swept)} abandoned enrollment(s)")
+    return 0
 
 
 def cmd_crl(args: argparse.Namespace) -> int:

@@ -82,6 +82,22 @@ def _revoke_pending(session: Session, enrollment: Enrollment, reason: str) -> No
                         .values(status="revoked", revoked_at=utcnow(), revocation_reason=reason))
 
 
+def sweep_expired(s: Session, limit: int = 500) -> list[str]:
+    """Expire overdue open enrollments and revoke their unconfirmed certificates, so a
+    session abandoned after issuance leaves a revoked (and listed) certificate, not a
+    pending one. Runs before every CRL and from `cardshield server sweep`."""
+    now = utcnow()
+    swept = []
+    for e in s.scalars(select(Enrollment).where(Enrollment.state.in_(OPEN_STATES),
+                                                Enrollment.expires_at <= now).limit(limit)):
+        e.state, e.pending_batch, e.updated_at = "expired", None, now
+        _revoke_pending(s, e, "cessation_of_operation")
+        audit.record(s, "enrollment.expire", "ok", enrollment_id=e.id,
+                     serial_hex=e.certificate_serial_hex, detail="session expired unfinished")
+        swept.append(e.id)
+    return swept
+
+
 class EnrollmentService:
     def __init__(self, ctx: ServerContext):
         self.ctx = ctx

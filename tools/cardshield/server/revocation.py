@@ -8,6 +8,7 @@ from . import audit
 from .ca import REVOCATION_REASONS
 from .clock import utcnow
 from .context import ServerContext
+from .enrollment import sweep_expired
 from .errors import ApiError
 from .models import Certificate, User
 
@@ -42,6 +43,7 @@ def revoke(ctx: ServerContext, *, serial_hex: str | None = None, user_external_i
 
 def current_crl(ctx: ServerContext) -> bytes:
     with ctx.db.transaction() as s:
+        sweep_expired(s)
         rows = s.execute(select(Certificate.serial_hex, Certificate.revoked_at,
                                 Certificate.revocation_reason)
                          .where(Certificate.status == "revoked")).all()
