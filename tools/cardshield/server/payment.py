@@ -17,15 +17,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from types import SimpleNamespace
 from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from cardshield.protocol.tlv import TLVError
 from cardshield.protocol.transaction import (Transaction, parse_sign_transaction_response,
@@ -44,8 +44,39 @@ from .models import Card, Certificate, Payment, User
 CARDS, PAYMENTS, CERTIFICATES = Card.__table__, Payment.__table__, Certificate.__table__
 # Built once: statement construction and cache-key generation are a large share of the
 # per-request cost on the hot path.
-_LOAD_PAYMENT = (select(Payment, User).join(User, User.id == Payment.user_id)
-                 .where(Payment.id == bindparam("payment_id")).with_for_update(of=Payment))
+USERS = User.__table__
+_LOAD_PAYMENT = (select(PAYMENTS, USERS.c.external_id.label("user_external_id"),
+                        USERS.c.consecutive_failures.label("user_failures"),
+                        USERS.c.blocked_at.label("user_blocked_at"))
+                 .join(USERS, USERS.c.id == PAYMENTS.c.user_id)
+                 .where(PAYMENTS.c.id == bindparam("payment_id")))
+_LOAD_PAYMENT_LOCKED = _LOAD_PAYMENT.with_for_update(of=PAYMENTS)
+_FIND_USER = select(USERS).where(USERS.c.external_id == bindparam("external_id"))
+_ACTIVE_CERT_LENGTH = (select(func.length(CERTIFICATES.c.der))
+                       .where(CERTIFICATES.c.user_id == bindparam("user_id"),
+                              CERTIFICATES.c.slot == PAYMENT_SLOT,
+                              CERTIFICATES.c.status == "active")
+                       .order_by(CERTIFICATES.c.stored_at.desc()).limit(1))
+_CERT_WITH_CARD = (select(CERTIFICATES, CARDS.c.blocked_at.label("card_blocked_at"),
+                          CARDS.c.requires_server_signature)
+                   .join(CARDS, CARDS.c.id == CERTIFICATES.c.card_id)
+                   .where(CERTIFICATES.c.serial_hex == bindparam("serial_hex")))
+_CARD_KEY = (select(CARDS.c.public_key_der, CARDS.c.consecutive_failures,
+                    CERTIFICATES.c.status.label("certificate_status"))
+             .join(CERTIFICATES, CERTIFICATES.c.card_id == CARDS.c.id)
+             .where(CARDS.c.id == bindparam("card_id"),
+                    CERTIFICATES.c.serial_hex == bindparam("serial_hex")))
+# The two compare-and-set statements of step 608.
+_COUNTER_SWAP = (update(CARDS).where(CARDS.c.id == bindparam("card_id"),
+                                     CARDS.c.last_counter < bindparam("counter"),
+                                     CARDS.c.blocked_at.is_(None))
+                 .values(last_counter=bindparam("counter")))
+_CONSUME_NONCE = (update(PAYMENTS).where(PAYMENTS.c.id == bindparam("payment_id"),
+                                         PAYMENTS.c.state == "sign_requested",
+                                         PAYMENTS.c.nonce_used_at.is_(None))
+                  .values(state="authorized", nonce_used_at=bindparam("now"),
+                          authorized_at=bindparam("now"), card_counter=bindparam("counter"),
+                          signature=bindparam("signature"), pending_batch=None))
 NONCE_BYTES = 32
 SIGNING_MODES = ("transaction", "bare_hash")
 BARE_HASH_MAGIC = b"CSTX1"
@@ -83,11 +114,28 @@ class PaymentView:
     certificate_serial: str | None = None
 
 
-def _view(p: Payment, user_external: str) -> PaymentView:
-    return PaymentView(p.id, p.state, user_external, p.amount_minor, p.currency, p.payee,
+class PaymentRecord(SimpleNamespace):
+    """A payments row (+ its user's id, failure count and block) as plain attributes.
+    The hot path reads and writes rows with prebuilt Core statements: the ORM's unit of
+    work cost more CPU than everything else in a payment."""
+
+
+def _view(p: PaymentRecord) -> PaymentView:
+    return PaymentView(p.id, p.state, p.user_external_id, p.amount_minor, p.currency, p.payee,
                        p.order_ref, p.signing_mode, p.expires_at,
                        Batch.loads(p.pending_batch).to_json() if p.pending_batch else None,
                        p.card_counter, p.authorized_at, p.refusal_code, p.certificate_serial_hex)
+
+
+def _save(s: Session, p: PaymentRecord, **changes) -> None:
+    s.execute(update(PAYMENTS).where(PAYMENTS.c.id == p.id).values(**changes))
+    p.__dict__.update(changes)
+
+
+def _user_not_blocked(p: PaymentRecord) -> None:
+    if p.user_blocked_at is not None:
+        raise ApiError("user_blocked", f"user {p.user_external_id} is blocked after repeated "
+                                       "failed authentications; an operator must unblock it")
 
 
 class PaymentService:
@@ -105,18 +153,24 @@ class PaymentService:
             raise ApiError("invalid_request", str(exc)) from exc
 
         def work(s: Session) -> PaymentView:
-            user = s.scalar(select(User).where(User.external_id == user_external_id))
+            user = s.execute(_FIND_USER, {"external_id": user_external_id}).first()
             if user is None:
                 raise ApiError("unknown_user", f"no enrolled user {user_external_id}")
-            limits.ensure_user_not_blocked(user)
             now = utcnow()
-            p = Payment(id=secrets.token_hex(16), merchant_client_id=merchant_id,
-                        user_id=user.id, amount_minor=amount_minor, currency=currency,
-                        payee=payee, order_ref=order_ref, signing_mode=signing_mode,
-                        state="created", seq=0, created_at=now,
-                        expires_at=now + timedelta(seconds=self.ctx.settings.payment_ttl_seconds))
-            s.add(p)
-            return _view(p, user.external_id)
+            p = PaymentRecord(
+                id=secrets.token_hex(16), merchant_client_id=merchant_id, terminal_client_id=None,
+                user_id=user.id, amount_minor=amount_minor, currency=currency, payee=payee,
+                order_ref=order_ref, signing_mode=signing_mode, state="created", seq=0,
+                pending_batch=None, card_id=None, certificate_serial_hex=None, nonce=None,
+                nonce_expires_at=None, nonce_used_at=None, signed_fields=None, card_counter=None,
+                signature=None, refusal_code=None, created_at=now, authorized_at=None,
+                expires_at=now + timedelta(seconds=self.ctx.settings.payment_ttl_seconds),
+                user_external_id=user.external_id, user_failures=user.consecutive_failures,
+                user_blocked_at=user.blocked_at)
+            _user_not_blocked(p)
+            s.execute(insert(PAYMENTS).values(
+                {c.name: getattr(p, c.name) for c in PAYMENTS.columns}))
+            return _view(p)
 
         return self.ctx.run(work, lambda s, err: audit.record(
             s, "payment.create", "refused", code=err.code, client_id=merchant_id,
@@ -124,57 +178,54 @@ class PaymentService:
 
     def get(self, client_id: int, role: str, payment_id: str) -> PaymentView:
         with self.ctx.db.transaction() as s:
-            p = s.get(Payment, payment_id)
-            owner = p.merchant_client_id if p and role == "merchant" else (
-                p.terminal_client_id if p else None)
+            row = s.execute(_LOAD_PAYMENT, {"payment_id": payment_id}).first()
+            p = PaymentRecord(**row._mapping) if row else None
+            owner = None if p is None else (
+                p.merchant_client_id if role == "merchant" else p.terminal_client_id)
             if p is None or (role != "admin" and owner != client_id):
                 raise ApiError("not_found", f"no payment {payment_id} for this client")
-            self._expire_if_due(p)
-            return _view(p, s.scalar(select(User.external_id).where(User.id == p.user_id)))
+            self._expire_if_due(s, p)
+            return _view(p)
 
     @staticmethod
-    def _expire_if_due(p: Payment) -> bool:
+    def _expire_if_due(s: Session, p: PaymentRecord) -> bool:
         if p.state in ("created", "cert_requested", "sign_requested") and p.expires_at <= utcnow():
-            p.state, p.pending_batch, p.refusal_code = "expired", None, "payment_expired"
+            _save(s, p, state="expired", pending_batch=None, refusal_code="payment_expired")
             return True
         return False
 
     # -- 601/602: the terminal takes the payment -----------------------------------------
     def claim(self, terminal_id: int, payment_id: str) -> PaymentView:
         def work(s: Session) -> PaymentView:
-            p, user = self._load(s, payment_id)
+            p = self._load(s, payment_id)
             if p.terminal_client_id not in (None, terminal_id):
                 raise ApiError("wrong_terminal", "another terminal has taken this payment")
-            if p.state != "created":  # resume: hand out the pending batch again
-                return _view(p, user.external_id)
-            if self._expire_if_due(p):
-                return _view(p, user.external_id)
-            limits.ensure_user_not_blocked(user)
-            cert_len = s.scalar(select(Certificate.der).where(
-                Certificate.user_id == p.user_id, Certificate.slot == PAYMENT_SLOT,
-                Certificate.status == "active").order_by(Certificate.stored_at.desc()).limit(1))
+            if p.state != "created" or self._expire_if_due(s, p):
+                return _view(p)  # resume: hand out the pending batch again
+            _user_not_blocked(p)
+            cert_len = s.scalar(_ACTIVE_CERT_LENGTH, {"user_id": p.user_id})
             if cert_len is None:
                 raise ApiError("no_active_certificate",
-                               f"user {user.external_id} has no active payment certificate; "
+                               f"user {p.user_external_id} has no active payment certificate; "
                                "enroll the card first")
-            p.terminal_client_id = terminal_id
-            p.seq, p.state = 1, "cert_requested"
-            p.pending_batch = Batch(1, "read_certificate", [card_commands.select_applet()]
-                                    + card_commands.read_certificate(PAYMENT_SLOT, len(cert_len))
-                                    ).dumps()
-            return _view(p, user.external_id)
+            _save(s, p, terminal_client_id=terminal_id, seq=1, state="cert_requested",
+                  pending_batch=Batch(1, "read_certificate", [card_commands.select_applet()]
+                                      + card_commands.read_certificate(PAYMENT_SLOT, cert_len)
+                                      ).dumps())
+            return _view(p)
 
         return self.ctx.run(work, lambda s, err: audit.record(
             s, "payment.claim", "refused", code=err.code, client_id=terminal_id,
             payment_id=payment_id, detail=err.message))
 
-    def _load(self, s: Session, payment_id: str) -> tuple[Payment, User]:
+    def _load(self, s: Session, payment_id: str) -> PaymentRecord:
         """The payment row, locked (PostgreSQL; SQLite's BEGIN IMMEDIATE locks already),
         with its user in the same query."""
-        row = s.execute(_LOAD_PAYMENT, {"payment_id": payment_id}).first()
+        statement = _LOAD_PAYMENT if self.ctx.db.is_sqlite else _LOAD_PAYMENT_LOCKED
+        row = s.execute(statement, {"payment_id": payment_id}).first()
         if row is None:
             raise ApiError("not_found", f"no payment {payment_id}")
-        return row[0], row[1]
+        return PaymentRecord(**row._mapping)
 
     # -- 603..608 -------------------------------------------------------------------------
     def post_responses(self, terminal_id: int, payment_id: str, seq: int,
@@ -182,7 +233,7 @@ class PaymentService:
         ids: dict = {}
 
         def work(s: Session) -> PaymentView:
-            p, user = self._load(s, payment_id)
+            p = self._load(s, payment_id)
             ids.update(user_id=p.user_id, card_id=p.card_id, serial=p.certificate_serial_hex)
             if p.terminal_client_id != terminal_id:
                 raise ApiError("wrong_terminal", "this payment belongs to another terminal")
@@ -191,7 +242,8 @@ class PaymentService:
                                                      "nonce is spent and a signature counts once")
             if p.state not in ("cert_requested", "sign_requested"):
                 raise ApiError("session_closed", f"the payment is {p.state}")
-            if self._expire_if_due(p) or (p.nonce_expires_at and p.nonce_expires_at <= utcnow()):
+            now = utcnow()
+            if p.expires_at <= now or (p.nonce_expires_at and p.nonce_expires_at <= now):
                 ids["final"] = True
                 raise ApiError("payment_expired", "the payment session expired")
             if seq != p.seq:
@@ -200,17 +252,17 @@ class PaymentService:
             data = card_data(Batch.loads(p.pending_batch), responses)
             ids["final"] = True
             if p.state == "cert_requested":
-                self._on_certificate(s, p, data)
+                self._on_certificate(s, p, data, ids)
             else:
-                self._on_signature(s, p, user, data)
+                self._on_signature(s, p, data)
             ids.pop("final")
-            return _view(p, user.external_id)
+            return _view(p)
 
         def on_refusal(s: Session, err: ApiError) -> None:
             if ids.get("final") and err.code in FINAL_CODES:
-                s.execute(update(Payment).where(Payment.id == payment_id,
-                                                Payment.state.in_(("cert_requested",
-                                                                   "sign_requested")))
+                s.execute(update(PAYMENTS).where(PAYMENTS.c.id == payment_id,
+                                                 PAYMENTS.c.state.in_(("cert_requested",
+                                                                       "sign_requested")))
                           .values(state="expired" if err.code == "payment_expired" else "refused",
                                   refusal_code=err.code, pending_batch=None))
                 limits.register_failure(s, err.code, self.ctx.settings.max_consecutive_failures,
@@ -221,13 +273,13 @@ class PaymentService:
 
         return self.ctx.run(work, on_refusal)
 
-    def _on_certificate(self, s: Session, p: Payment, data: list[bytes]) -> None:
+    def _on_certificate(self, s: Session, p: PaymentRecord, data: list[bytes], ids: dict) -> None:
         der = b"".join(data[2:])  # after SELECT applet and SELECT EF
         cert = self.ctx.ca.validate(der)
         serial_hex = format(cert.serial_number, "x")
-        row = s.get(Certificate, serial_hex)
-        if row is not None and row.card_id:
-            p.card_id = row.card_id
+        row = s.execute(_CERT_WITH_CARD, {"serial_hex": serial_hex}).first()
+        if row is not None:
+            ids["card_id"] = row.card_id
         if row is None or row.der != der:
             raise ApiError("certificate_not_registered", "the card's certificate is not one this "
                                                          "server issued and recorded")
@@ -240,28 +292,29 @@ class PaymentService:
         if row.status != "active" or row.slot != PAYMENT_SLOT:
             raise ApiError("certificate_not_registered",
                            "the certificate is not the user's active payment certificate")
-        card = s.get(Card, row.card_id)
-        limits.ensure_card_not_blocked(card)
-        p.certificate_serial_hex = serial_hex
+        if row.card_blocked_at is not None:
+            raise ApiError("card_blocked", "this card is blocked after repeated failed "
+                                           "authentications; an operator must unblock it")
         nonce = secrets.token_bytes(NONCE_BYTES)
         tlvs = Transaction(p.amount_minor, p.currency, p.payee, p.order_ref, nonce).tlvs()
-        p.nonce, p.signed_fields = nonce, tlvs
-        p.nonce_expires_at = min(p.expires_at, utcnow() + timedelta(
-            seconds=self.ctx.settings.challenge_ttl_seconds))
-        p.seq, p.state = p.seq + 1, "sign_requested"
         if p.signing_mode == "transaction":
             server_sig = (self.ctx.ca.sign_request(request_data(tlvs))
-                          if card.requires_server_signature else None)
+                          if row.requires_server_signature else None)
             steps = card_commands.sign_transaction(PAYMENT_SLOT, tlvs, server_sig)
             notes = ["PIN required: the user confirms amount and payee at the terminal"]
         else:
             steps = [card_commands.sign_bare_hash(bare_hash_digest(tlvs))]
             notes = ["WEAKER: bare-hash signing (patent step 605) does not bind the "
                      "amount and payee on the card; prefer signing_mode=transaction"]
-        p.pending_batch = Batch(p.seq, "sign", steps, notes).dumps()
+        _save(s, p, card_id=row.card_id, certificate_serial_hex=serial_hex, nonce=nonce,
+              signed_fields=tlvs, seq=p.seq + 1, state="sign_requested",
+              nonce_expires_at=min(p.expires_at, utcnow() + timedelta(
+                  seconds=self.ctx.settings.challenge_ttl_seconds)),
+              pending_batch=Batch(p.seq + 1, "sign", steps, notes).dumps())
 
-    def _on_signature(self, s: Session, p: Payment, user: User, data: list[bytes]) -> None:
-        card = s.get(Card, p.card_id)
+    def _on_signature(self, s: Session, p: PaymentRecord, data: list[bytes]) -> None:
+        card = s.execute(_CARD_KEY, {"card_id": p.card_id, "serial_hex": p.certificate_serial_hex}
+                         ).first()
         public_key = _load_public_key(card.public_key_der)
         if p.signing_mode == "transaction":
             try:
@@ -281,38 +334,26 @@ class PaymentService:
                            "the signature does not verify over the payment the server sent with "
                            "this card's key (changed amount or payee, another card, or a "
                            "signature from another payment)") from exc
-        now = utcnow()
         # 608: revocation may have happened since the certificate step
-        status = s.scalar(select(CERTIFICATES.c.status).where(
-            CERTIFICATES.c.serial_hex == p.certificate_serial_hex))
-        if status != "active":
+        if card.certificate_status != "active":
             raise ApiError("certificate_revoked", "the certificate was revoked during the payment")
         if counter is not None:
-            swapped = s.execute(update(CARDS).where(CARDS.c.id == card.id,
-                                                    CARDS.c.last_counter < counter,
-                                                    CARDS.c.blocked_at.is_(None))
-                                .values(last_counter=counter)).rowcount
+            swapped = s.execute(_COUNTER_SWAP, {"card_id": p.card_id, "counter": counter}).rowcount
             if swapped != 1:
                 raise ApiError("counter_not_increasing",
                                f"card counter {counter} is not above the last accepted one: a "
                                "replayed or cloned signature")
-        consumed = s.execute(update(PAYMENTS).where(PAYMENTS.c.id == p.id,
-                                                    PAYMENTS.c.state == "sign_requested",
-                                                    PAYMENTS.c.nonce_used_at.is_(None))
-                             .values(state="authorized", nonce_used_at=now, authorized_at=now,
-                                     card_counter=counter, signature=signature,
-                                     pending_batch=None)).rowcount
+        now = utcnow()
+        consumed = s.execute(_CONSUME_NONCE, {
+            "payment_id": p.id, "now": now, "counter": counter, "signature": signature}).rowcount
         if consumed != 1:
             raise ApiError("nonce_already_used", "the payment's nonce was already used")
-        # the row changed by the compare-and-set above: mirror it without another SELECT
-        for name, value in dict(state="authorized", nonce_used_at=now, authorized_at=now,
-                                card_counter=counter, signature=signature,
-                                pending_batch=None).items():
-            set_committed_value(p, name, value)
-        if user.consecutive_failures or card.consecutive_failures:
-            limits.reset_failures(s, user_id=p.user_id, card_id=card.id)
+        p.__dict__.update(state="authorized", nonce_used_at=now, authorized_at=now,
+                          card_counter=counter, signature=signature, pending_batch=None)
+        if p.user_failures or card.consecutive_failures:
+            limits.reset_failures(s, user_id=p.user_id, card_id=p.card_id)
         audit.record(s, "payment.authorize", "ok", client_id=p.terminal_client_id,
-                     card_id=card.id, payment_id=p.id, serial_hex=p.certificate_serial_hex,
+                     card_id=p.card_id, payment_id=p.id, serial_hex=p.certificate_serial_hex,
                      detail=f"{p.signing_mode} counter={counter}")
 
 
