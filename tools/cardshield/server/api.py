@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cardshield.protocol.keys import encode_rsa_public_key
 from cardshield.web import router as web_pages
@@ -105,10 +106,19 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return JSONResponse(out, status_code=body.status)
 
     @app.exception_handler(OperationalError)
-    async def _db_busy(_request: Request, err: OperationalError):
-        log.warning("database operational error: %s", err.orig)
+    @app.exception_handler(PoolTimeout)
+    async def _db_busy(_request: Request, err: Exception):
+        log.warning("database busy: %s", getattr(err, "orig", err))
         return JSONResponse(ApiError("database_busy", "the database is busy; retry").as_json(),
                             status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(IntegrityError)
+    async def _conflict(_request: Request, err: IntegrityError):
+        # a racing request inserted the same unique value first; the work was rolled back
+        log.info("integrity conflict: %s", err.orig)
+        return JSONResponse(ApiError("conflict", "a concurrent request changed the same data; "
+                                                 "nothing was written, retry").as_json(),
+                            status_code=409)
 
     def terminal(authorization: str | None = Header(None)) -> int:
         return ctx.auth.authenticate(authorization, "terminal")

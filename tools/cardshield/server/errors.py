@@ -19,6 +19,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "not_found": 404,
     "wrong_terminal": 403,
     "stale_step": 409,
+    "conflict": 409,
     "session_closed": 409,
     "payment_not_awaiting_signature": 409,
     "nonce_already_used": 409,
