@@ -175,3 +175,16 @@ def test_unknown_reader_is_refused_with_the_list(reader_name):
     with pytest.raises(NoReaderError) as raised:
         Transport.open("No Such Reader 00 00")
     assert reader_name in str(raised.value)
+
+
+def test_long_command_is_chained_when_the_reader_takes_short_apdus_only(reader_name, probe_aid):
+    """A CCID reader with 271-byte messages (261 bytes of APDU, SCARD_ATTR_MAXINPUT) gets a
+    command chain, not an extended APDU it would refuse."""
+    payload = bytes(range(256)) * 2
+    lines = []
+    with Transport(reader_name, trace=True, trace_sink=lines.append) as transport:
+        transport.reader_max_apdu = 261  # what such a reader reports (the virtual reader reports none)
+        select_probe(transport, probe_aid)
+        assert transport.send(CommandAPDU(0x00, 0x10, 0, 0, payload, ne=256)) == payload
+    assert any(line.startswith("> 10 10") for line in lines)
+    assert not any("(extended)" in line for line in lines)

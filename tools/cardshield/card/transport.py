@@ -170,6 +170,7 @@ class Transport:
         self._card = None
         self.protocol = 0
         self.atr = b""
+        self.reader_max_apdu: int | None = None
 
     # -- connection ---------------------------------------------------------------------
     @classmethod
@@ -198,7 +199,17 @@ class Transport:
         hresult, _reader, _state, protocol, atr = scard.SCardStatus(self._card)
         _check(hresult, "SCardStatus", self.reader)
         self.protocol, self.atr = protocol, bytes(atr)
-        self._log(f"# {self.reader}: ATR {self.atr.hex().upper()} T={self.protocol_name[-1]}")
+        self.reader_max_apdu = self._reader_max_apdu()
+        limit = f", reader takes APDUs up to {self.reader_max_apdu} bytes" if self.reader_max_apdu else ""
+        self._log(f"# {self.reader}: ATR {self.atr.hex().upper()} T={self.protocol_name[-1]}{limit}")
+
+    def _reader_max_apdu(self) -> int | None:
+        """The reader's largest command APDU (pcsc-lite SCARD_ATTR_MAXINPUT, from the CCID
+        descriptor's dwMaxCCIDMessageLength); None when the driver does not say (vpcd)."""
+        hresult, value = scard.SCardGetAttrib(self._card, scard.SCARD_ATTR_MAXINPUT)
+        if hresult != scard.SCARD_S_SUCCESS or len(value) < 4:
+            return None
+        return int.from_bytes(bytes(value[:4]), "little") or None
 
     @property
     def protocol_name(self) -> str:
@@ -251,7 +262,9 @@ class Transport:
         if command.extended or self._extended_setting:
             return True
         if self._extended_setting is None:
-            return atr_supports_extended_length(self.atr)
+            # Many CCID readers carry short APDUs only (e.g. 261-byte messages): chain instead.
+            fits_reader = self.reader_max_apdu is None or len(command.encode()) <= self.reader_max_apdu
+            return fits_reader and atr_supports_extended_length(self.atr)
         return False
 
     def transmit(self, command: CommandAPDU) -> ResponseAPDU:
