@@ -32,7 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cardshield", description="CardShield toolchain")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in AREAS:
-        importlib.import_module(module).register(subparsers)
+        try:
+            area = importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name is None or not module.startswith(error.name):
+                raise  # a missing dependency inside the area is a real failure
+            # A registered area whose package is absent (not committed yet): the other areas still work.
+            print(f"cardshield: warning: area {module} is registered in cli.py but missing", file=sys.stderr)
+            continue
+        area.register(subparsers)
     return parser
 
 
