@@ -111,10 +111,15 @@ def fuzz(c, cases=20000, seed=None, case=None):
                 *(["--case", str(case)] if case is not None else []))
 
 
-@task(help={"target": "what to measure: server"})
-def bench(c, target):
-    """Benchmarks (not tests): `bench server` writes docs/benchmarks.md."""
-    _cardshield(target, "bench")
+@task(help={"target": "card, server or all (default)"})
+def bench(c, target="all"):
+    """Benchmarks (not tests) into docs/benchmarks.md: `bench card`, `bench server`, `bench`."""
+    if target not in ("all", "card", "server"):
+        raise Exit(f"bench: unknown target {target!r}; use card, server or all", code=2)
+    if target in ("all", "card"):
+        _cardshield("bench", "card")
+    if target in ("all", "server"):
+        _cardshield("server", "bench")
 
 
 @task(help={"action": "serve (default), enroll or pay", "subject": "user id (enroll) or payment id (pay)",

@@ -1,0 +1,265 @@
+"""Card figures for docs/benchmarks.md: per operation and per flow, the APDUs and bytes on
+the wire with a short-APDU reader (chaining, 61xx/GET RESPONSE) and an extended-length
+reader, against the protocol minimum, and the time per operation on the virtual card.
+
+The protocol minimum of an operation is its logical commands each sent once in the shortest
+ISO/IEC 7816-4 encoding (extended only where a short APDU cannot carry it) with the whole
+response in one answer: header, length fields, data, response data and SW1 SW2. Times are
+medians of repeated runs with min and max, measured through PC/SC (pcscd, vpcd, jcardsim),
+so they show the cost of the APDU traffic and of jcardsim's crypto, not of a real chip.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import statistics
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from cardshield.card.apdu import CommandAPDU, ResponseAPDU
+from cardshield.card.client import CardShield
+from cardshield.card.transport import Transport
+from cardshield.protocol import Transaction, encode_rsa_public_key
+from cardshield.protocol.constants import SERVER_KEY_REFERENCE, Template
+from cardshield.protocol.transaction import request_data
+
+PIN, PUK = "1234", "12345678"
+
+
+class CountingTransport(Transport):
+    """A Transport that counts the APDUs and bytes it exchanges (both directions)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.apdus = self.sent = self.received = 0
+        self.logical: list[tuple[int, int]] = []  # per transmit(): shortest command, response bytes
+
+    def transmit(self, command: CommandAPDU) -> ResponseAPDU:
+        response = super().transmit(command)
+        # the shortest encoding that still asks for the whole response (extended Le above 256)
+        ne = max(len(response.data), 1) if command.ne is not None else None
+        shortest = len(replace(command, extended=None, ne=ne).encode())
+        self.logical.append((shortest, len(response.data) + 2))
+        return response
+
+    def exchange(self, command: CommandAPDU) -> ResponseAPDU:
+        response = super().exchange(command)
+        self.apdus += 1
+        self.sent += len(command.encode())
+        self.received += len(response.data) + 2
+        return response
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.apdus, self.sent + self.received
+
+
+@dataclass
+class Wire:
+    apdus: int
+    bytes: int
+
+
+@dataclass
+class Operation:
+    name: str
+    minimum: Wire
+    short: Wire
+    extended: Wire
+    times_ms: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times_ms)
+
+
+def minimum_wire(logical: list[tuple[int, int]]) -> Wire:
+    """Each logical command once in its shortest encoding, its whole response in one answer."""
+    return Wire(len(logical), sum(command + response for command, response in logical))
+
+
+@dataclass
+class Scenario:
+    """An operation as the client runs it, and the logical commands it consists of."""
+
+    name: str
+    run: Callable[[CardShield], object]
+    repeat: int = 15
+
+
+def _certificate(public_key, issuer_key, size: int = 0) -> bytes:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CardShield bench holder")]))
+               .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CardShield bench CA")]))
+               .public_key(public_key).serial_number(x509.random_serial_number())
+               .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=365)))
+    if size:
+        base = len(builder.sign(issuer_key, hashes.SHA256()).public_bytes(Encoding.DER))
+        filler = max(0, size - base - 8)
+        builder = builder.add_extension(x509.UnrecognizedExtension(
+            x509.ObjectIdentifier("1.3.6.1.4.1.99999.2"), b"\x04\x82" + filler.to_bytes(2, "big") + b"\xa5" * filler),
+            critical=False)
+    return builder.sign(issuer_key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+class CardBench:
+    """Runs every scenario with both readers on one personalized virtual card."""
+
+    def __init__(self, reader: str, pristine: Callable[[], None], progress: Callable[[str], None] = print):
+        self.reader = reader
+        self.pristine = pristine
+        self.progress = progress
+        self.server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.short = CountingTransport(reader, extended_length=False)
+        self.extended = CountingTransport(reader, extended_length=True)
+
+    def prepare(self) -> None:
+        self.short.connect()
+        self.pristine()
+        self.short.reconnect("reset")
+        card = CardShield(self.short)
+        card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(self.server_key.public_key()))
+        for slot in (1, 2):
+            card.verify_pin(PIN)
+            card.generate_key(slot)
+        self.public_key = card.read_public_key(1)
+        self.decipher_key = card.read_public_key(2)
+        self.certificate = _certificate(self.public_key, self.server_key, 1100)
+        self.big_certificate = _certificate(self.public_key, self.server_key, 3000)
+        card.verify_pin(PIN)
+        card.write_certificate(1, self.certificate)
+        self.extended.connect()  # after the reset above, or its first command would see SCARD_W_RESET_CARD
+
+    def close(self) -> None:
+        self.short.close()
+        self.extended.close()
+
+    # -- the scenarios -------------------------------------------------------------------
+    def scenarios(self) -> list[Scenario]:
+        def verify(card):
+            card.verify_pin(PIN)
+
+        def generate(card):
+            card.verify_pin(PIN)
+            self.decipher_key = card.generate_key(2)  # slot 2: DECIPHER below uses the new key
+
+        def sign_hash(card):
+            card.verify_pin(PIN)
+            card.sign_hash(os.urandom(32))
+
+        def sign_transaction(card):
+            card.verify_pin(PIN)
+            card.sign_transaction(1, self._transaction())
+
+        def sign_transaction_server_signed(card):
+            tx = self._transaction()
+            signature = self.server_key.sign(request_data(tx.tlvs()), padding.PKCS1v15(), hashes.SHA256())
+            card.verify_pin(PIN)
+            card.sign_transaction(1, tx, signature)
+
+        def prove_possession(card):
+            card.verify_pin(PIN)
+            card.prove_possession(1, os.urandom(32))
+
+        def decipher(card):
+            cryptogram = self.decipher_key.encrypt(os.urandom(32), padding.PKCS1v15())
+            card.verify_pin(PIN)
+            card.decipher(cryptogram)
+
+        def verify_signature(card):
+            digest = os.urandom(32)
+            signature = self.server_key.sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+            card.set_security_environment(Template.DIGITAL_SIGNATURE, public_ref=SERVER_KEY_REFERENCE)
+            assert card.verify_signature(digest, signature)
+
+        def write_certificate(card, der=None):
+            card.verify_pin(PIN)
+            card.write_certificate(1, der or self.certificate, extended=card.transport is self.extended)
+
+        def read_certificate(card, der=None):
+            assert card.read_certificate(1, extended=card.transport is self.extended) == (der or self.certificate)
+
+        def enrollment(card):
+            """Patent figure 5 on the card: PIN, keygen, public key, proof, certificate, read-back."""
+            card.verify_pin(PIN)
+            card.generate_key(1)
+            key = card.read_public_key(1)
+            card.verify_pin(PIN)
+            card.prove_possession(1, os.urandom(32))
+            der = _certificate(key, self.server_key, 1100)
+            write_certificate(card, der)
+            read_certificate(card, der)
+
+        def payment(card):
+            """Patent figure 6 on the card: read the certificate, PIN, sign the server-signed transaction."""
+            card.read_certificate(1, extended=card.transport is self.extended)
+            sign_transaction_server_signed(card)
+
+        return [
+            Scenario("SELECT (FCI)", lambda card: card.select(), 40),
+            Scenario("VERIFY PIN", verify, 40),
+            Scenario("READ PUBLIC KEY", lambda card: card.read_public_key(1), 30),
+            Scenario("GENERATE KEY PAIR RSA-2048 (+VERIFY)", generate, 5),
+            Scenario("PSO COMPUTE DIGITAL SIGNATURE (+VERIFY)", sign_hash, 15),
+            Scenario("SIGN TRANSACTION (+VERIFY)", sign_transaction, 15),
+            Scenario("SIGN TRANSACTION with server signature 8E (+VERIFY)", sign_transaction_server_signed, 15),
+            Scenario("PROVE POSSESSION (+VERIFY)", prove_possession, 15),
+            Scenario("PSO DECIPHER (+VERIFY)", decipher, 15),
+            Scenario("PSO ENCIPHER", lambda card: card.encipher(os.urandom(32)), 15),
+            Scenario("MSE SET + PSO VERIFY DIGITAL SIGNATURE", verify_signature, 15),
+            Scenario("PUT DATA certificate 1.1 KB (+VERIFY)", write_certificate, 15),
+            Scenario("SELECT EF + READ BINARY certificate 1.1 KB", read_certificate, 15),
+            Scenario("PUT DATA certificate 3 KB (+VERIFY)", lambda card: write_certificate(card, self.big_certificate), 10),
+            Scenario("SELECT EF + READ BINARY certificate 3 KB",
+                     lambda card: read_certificate(card, self.big_certificate), 10),
+            Scenario("(restore the 1.1 KB certificate)", write_certificate, 1),
+            Scenario("flow: enrollment, card side (figure 5)", enrollment, 3),
+            Scenario("flow: payment, card side (figure 6)", payment, 15),
+        ]
+
+    def _transaction(self) -> Transaction:
+        return Transaction(amount=129900, currency="EUR", payee="Boulangerie du Coin", order_ref="INV-2026-0042",
+                           nonce=os.urandom(32))
+
+    # -- measuring -------------------------------------------------------------------------
+    def measure(self, scenario: Scenario) -> Operation:
+        """One counted run per reader, then `repeat` timed runs with the extended reader
+        (the fastest path; the short reader's extra APDUs cost about what its counts say)."""
+        wires = {}
+        times: list[float] = []
+        logical: list[tuple[int, int]] = []
+        for label, transport in (("short", self.short), ("extended", self.extended)):
+            card = CardShield(transport)
+            card.select()
+            before, transport.logical = transport.snapshot(), []
+            scenario.run(card)
+            after = transport.snapshot()
+            logical = list(transport.logical)
+            wires[label] = Wire(after[0] - before[0], after[1] - before[1])
+        card = CardShield(self.extended)
+        for _ in range(scenario.repeat):
+            card.select()
+            started = time.perf_counter()
+            scenario.run(card)
+            times.append((time.perf_counter() - started) * 1000)
+        return Operation(scenario.name, minimum_wire(logical), wires["short"], wires["extended"], times)
+
+    def run(self) -> list[Operation]:
+        self.prepare()
+        results = []
+        scenarios = [s for s in self.scenarios()]
+        for i, scenario in enumerate(scenarios, 1):
+            self.progress(f"bench card: {i}/{len(scenarios)} {scenario.name}")
+            operation = self.measure(scenario)
+            if not scenario.name.startswith("("):
+                results.append(operation)
+        return results
