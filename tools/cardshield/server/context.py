@@ -31,11 +31,13 @@ class ServerContext:
                    Authenticator(db, settings.token_cache_seconds))
 
     def run(self, work: Callable[[Session], T],
-            on_refusal: Callable[[Session, ApiError], None]) -> T:
+            on_refusal: Callable[[Session, ApiError], None], *, core: bool = False) -> T:
+        """core=True runs both on a plain Connection (Core statements only)."""
+        transaction = self.db.core_transaction if core else self.db.transaction
         try:
-            with self.db.transaction() as session:
+            with transaction() as session:
                 return work(session)
         except ApiError as refusal:
-            with self.db.transaction() as session:
+            with transaction() as session:
                 on_refusal(session, refusal)
             raise

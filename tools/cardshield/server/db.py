@@ -12,7 +12,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -81,6 +81,13 @@ class Database:
         with self._writer, self._sessions() as session:
             with session.begin():
                 yield session
+
+    @contextmanager
+    def core_transaction(self) -> Iterator[Connection]:
+        """The same unit of work on a plain Connection, for code that only runs Core
+        statements (the payment path): no Session bookkeeping."""
+        with self._writer, self.engine.begin() as connection:
+            yield connection
 
     def dispose(self) -> None:
         self.engine.dispose()

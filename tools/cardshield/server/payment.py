@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from cardshield.protocol.tlv import TLVError
 from cardshield.protocol.transaction import (Transaction, parse_sign_transaction_response,
@@ -127,7 +127,7 @@ def _view(p: PaymentRecord) -> PaymentView:
                        p.card_counter, p.authorized_at, p.refusal_code, p.certificate_serial_hex)
 
 
-def _save(s: Session, p: PaymentRecord, **changes) -> None:
+def _save(s: Connection, p: PaymentRecord, **changes) -> None:
     s.execute(update(PAYMENTS).where(PAYMENTS.c.id == p.id).values(**changes))
     p.__dict__.update(changes)
 
@@ -152,7 +152,7 @@ class PaymentService:
         except ValueError as exc:
             raise ApiError("invalid_request", str(exc)) from exc
 
-        def work(s: Session) -> PaymentView:
+        def work(s: Connection) -> PaymentView:
             user = s.execute(_FIND_USER, {"external_id": user_external_id}).first()
             if user is None:
                 raise ApiError("unknown_user", f"no enrolled user {user_external_id}")
@@ -174,10 +174,10 @@ class PaymentService:
 
         return self.ctx.run(work, lambda s, err: audit.record(
             s, "payment.create", "refused", code=err.code, client_id=merchant_id,
-            user=user_external_id, detail=err.message))
+            user=user_external_id, detail=err.message), core=True)
 
     def get(self, client_id: int, role: str, payment_id: str) -> PaymentView:
-        with self.ctx.db.transaction() as s:
+        with self.ctx.db.core_transaction() as s:
             row = s.execute(_LOAD_PAYMENT, {"payment_id": payment_id}).first()
             p = PaymentRecord(**row._mapping) if row else None
             owner = None if p is None else (
@@ -188,7 +188,7 @@ class PaymentService:
             return _view(p)
 
     @staticmethod
-    def _expire_if_due(s: Session, p: PaymentRecord) -> bool:
+    def _expire_if_due(s: Connection, p: PaymentRecord) -> bool:
         if p.state in ("created", "cert_requested", "sign_requested") and p.expires_at <= utcnow():
             _save(s, p, state="expired", pending_batch=None, refusal_code="payment_expired")
             return True
@@ -196,7 +196,7 @@ class PaymentService:
 
     # -- 601/602: the terminal takes the payment -----------------------------------------
     def claim(self, terminal_id: int, payment_id: str) -> PaymentView:
-        def work(s: Session) -> PaymentView:
+        def work(s: Connection) -> PaymentView:
             p = self._load(s, payment_id)
             if p.terminal_client_id not in (None, terminal_id):
                 raise ApiError("wrong_terminal", "another terminal has taken this payment")
@@ -216,9 +216,9 @@ class PaymentService:
 
         return self.ctx.run(work, lambda s, err: audit.record(
             s, "payment.claim", "refused", code=err.code, client_id=terminal_id,
-            payment_id=payment_id, detail=err.message))
+            payment_id=payment_id, detail=err.message), core=True)
 
-    def _load(self, s: Session, payment_id: str) -> PaymentRecord:
+    def _load(self, s: Connection, payment_id: str) -> PaymentRecord:
         """The payment row, locked (PostgreSQL; SQLite's BEGIN IMMEDIATE locks already),
         with its user in the same query."""
         statement = _LOAD_PAYMENT if self.ctx.db.is_sqlite else _LOAD_PAYMENT_LOCKED
@@ -232,7 +232,7 @@ class PaymentService:
                        responses: list[bytes]) -> PaymentView:
         ids: dict = {}
 
-        def work(s: Session) -> PaymentView:
+        def work(s: Connection) -> PaymentView:
             p = self._load(s, payment_id)
             ids.update(user_id=p.user_id, card_id=p.card_id, serial=p.certificate_serial_hex)
             if p.terminal_client_id != terminal_id:
@@ -258,7 +258,7 @@ class PaymentService:
             ids.pop("final")
             return _view(p)
 
-        def on_refusal(s: Session, err: ApiError) -> None:
+        def on_refusal(s: Connection, err: ApiError) -> None:
             if ids.get("final") and err.code in FINAL_CODES:
                 s.execute(update(PAYMENTS).where(PAYMENTS.c.id == payment_id,
                                                  PAYMENTS.c.state.in_(("cert_requested",
@@ -271,9 +271,9 @@ class PaymentService:
                          card_id=ids.get("card_id"), payment_id=payment_id,
                          serial_hex=ids.get("serial"), detail=err.message)
 
-        return self.ctx.run(work, on_refusal)
+        return self.ctx.run(work, on_refusal, core=True)
 
-    def _on_certificate(self, s: Session, p: PaymentRecord, data: list[bytes], ids: dict) -> None:
+    def _on_certificate(self, s: Connection, p: PaymentRecord, data: list[bytes], ids: dict) -> None:
         der = b"".join(data[2:])  # after SELECT applet and SELECT EF
         cert = self.ctx.ca.validate(der)
         serial_hex = format(cert.serial_number, "x")
@@ -312,7 +312,7 @@ class PaymentService:
                   seconds=self.ctx.settings.challenge_ttl_seconds)),
               pending_batch=Batch(p.seq + 1, "sign", steps, notes).dumps())
 
-    def _on_signature(self, s: Session, p: PaymentRecord, data: list[bytes]) -> None:
+    def _on_signature(self, s: Connection, p: PaymentRecord, data: list[bytes]) -> None:
         card = s.execute(_CARD_KEY, {"card_id": p.card_id, "serial_hex": p.certificate_serial_hex}
                          ).first()
         public_key = _load_public_key(card.public_key_der)
