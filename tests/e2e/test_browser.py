@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from terminal.tampering import Tamper
+from terminal.tampering import Tamper, insert_card_and_wait, remove_card_before_keygen
 
 from .conftest import ARTIFACTS, PIN
 
@@ -111,3 +111,18 @@ def test_without_the_agent_the_page_says_how_to_start_it(browser_context, deploy
     assert page.is_disabled("#enroll-button")
     shot(page, "enroll-no-agent")
     page.close()
+
+
+def test_6_card_removed_during_enrollment_is_explained_on_screen(page, deployment, card_stack, e2e_card):
+    deployment.wrapper = remove_card_before_keygen(card_stack)
+    try:
+        dialog = start(page, deployment, "/enroll", "#enroll-button")
+        dialog.fill("#pin", PIN)
+        dialog.click("#approve")
+        page.wait_for_selector(".notice.failure")
+    finally:
+        deployment.wrapper = None
+        insert_card_and_wait(card_stack, e2e_card)
+    assert "The card was removed during the operation: insert it and start again." in page.inner_text("#notice")
+    assert page.locator("ol.steps li.failed").count() == 1
+    shot(page, "enroll-card-removed")

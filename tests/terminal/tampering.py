@@ -31,3 +31,39 @@ def open_with(wrapper=None):
         transport.connect()
         return wrapper(transport) if wrapper else transport
     return opener
+
+
+def remove_card_before_keygen(card_stack):
+    """A wrapper class: the card holder pulls the card out just as GENERATE leaves."""
+
+    class RemoveBeforeKeygen:
+        def __init__(self, transport):
+            self.transport = transport
+
+        def transmit(self, command):
+            if command.ins == 0x47 and command.p1 == 0x80:
+                card_stack.remove_card()
+            return self.transport.transmit(command)
+
+        def close(self, disposition="leave"):
+            self.transport.close(disposition)
+
+    return RemoveBeforeKeygen
+
+
+def insert_card_and_wait(card_stack, reader, timeout=15.0):
+    """Put the card back and wait until PC/SC reports it again."""
+    import time
+
+    from cardshield.card.errors import CardShieldCardError
+
+    card_stack.insert_card()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with Transport(reader):
+                return
+        except CardShieldCardError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
