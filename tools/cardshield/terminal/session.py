@@ -64,7 +64,7 @@ def run_flow(kind: str, subject: str, *, server: ServerClient, ui: UserInterface
         raise FlowFailed(f"This terminal refused a command from the server: {error}. Nothing was sent to the card.",
                          "terminal_refused") from None
     except Declined as error:
-        raise FlowFailed(f"Cancelled: {error}. Nothing was signed.", "declined") from None
+        raise FlowFailed(f"Cancelled at the card terminal: {error}. Nothing was signed.", "declined") from None
     except PinBlocked as error:
         raise FlowFailed(str(error)[:1].upper() + str(error)[1:], "pin_blocked") from None
     except RelayError as error:
