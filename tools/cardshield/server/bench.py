@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -273,7 +272,7 @@ def run(seconds: float = 5.0, workers: int = 2, database_url: str | None = None,
     root = _repo_root()
     state_dir = root / "var" / "bench" / "server"
     database_url = database_url or f"sqlite:///{state_dir / 'bench.db'}"
-    _say(f"RSA-2048 floor with cryptography (1 s each) ...")
+    _say("RSA-2048 floor with cryptography (1 s each) ...")
     floor = rsa_floor()
     _say(f"  sign {floor.sign_per_s:,.0f}/s ({floor.sign_cpu_ms:.2f} ms CPU), verify "
          f"{floor.verify_per_s:,.0f}/s ({floor.verify_cpu_ms:.3f} ms CPU)")

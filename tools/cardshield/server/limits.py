@@ -41,8 +41,8 @@ def ensure_user_not_blocked(user: User) -> None:
                                        "authentications; an operator must unblock it")
 
 
-def ensure_card_not_blocked(card: Card) -> None:
-    if card.blocked_at is not None:
+def ensure_card_not_blocked(blocked_at) -> None:
+    if blocked_at is not None:
         raise ApiError("card_blocked", "this card is blocked after repeated failed "
                                        "authentications; an operator must unblock it")
 

@@ -292,9 +292,7 @@ class PaymentService:
         if row.status != "active" or row.slot != PAYMENT_SLOT:
             raise ApiError("certificate_not_registered",
                            "the certificate is not the user's active payment certificate")
-        if row.card_blocked_at is not None:
-            raise ApiError("card_blocked", "this card is blocked after repeated failed "
-                                           "authentications; an operator must unblock it")
+        limits.ensure_card_not_blocked(row.card_blocked_at)
         nonce = secrets.token_bytes(NONCE_BYTES)
         tlvs = Transaction(p.amount_minor, p.currency, p.payee, p.order_ref, nonce).tlvs()
         if p.signing_mode == "transaction":

@@ -1,6 +1,5 @@
 """Alembic environment: runs migrations online against sqlalchemy.url."""
 from alembic import context
-from sqlalchemy import pool
 
 from cardshield.server.db import make_engine
 from cardshield.server.models import Base
