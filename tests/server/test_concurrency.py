@@ -84,3 +84,42 @@ def test_racing_posts_of_one_signature_authorize_once(ctx, tokens, live, many_ke
         assert s.scalar(select(Card.last_counter)) == 1
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.action == "payment.authorize", AuditEvent.outcome == "ok")) == 1
+
+
+def test_cloned_card_racing_two_payments_with_one_counter_authorizes_once(
+        ctx, tokens, live, many_keys):
+    """Two payments signed with the same counter (a cloned card) posted at the same time:
+    the counter compare-and-set lets exactly one through."""
+    with httpx.Client(base_url=live, timeout=30) as http:
+        original = SoftCard(key_factory=lambda: many_keys[1])
+        term = Terminal(http, tokens["terminal"], original)
+        term.enroll("twin")
+        prepared = []
+        for n in range(2):
+            clone = SoftCard(keys=dict(original.keys), certificates=dict(original.certificates),
+                             counter=original.counter)
+            payer = Terminal(http, tokens["terminal"], clone)
+            created = create_payment(http, tokens["merchant"], "twin", order_ref=f"twin-{n}")
+            state = payer.claim(created["payment_id"])
+            state = payer.post_payment(created["payment_id"], state["batch"])
+            prepared.append((created["payment_id"], state["batch"], payer.run(state["batch"])))
+    assert {bytes.fromhex(r[-1])[:6].hex() for _, _, r in prepared} == {"860400000001"}
+    barrier = threading.Barrier(2)
+
+    def post(item):
+        payment_id, batch, responses = item
+        with httpx.Client(base_url=live, timeout=30) as http:
+            barrier.wait()
+            try:
+                return Terminal(http, tokens["terminal"], None).post_payment(
+                    payment_id, batch, responses)["state"]
+            except FlowError as err:
+                return err.code
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(post, prepared))
+    assert outcomes == ["authorized", "counter_not_increasing"]
+    with ctx.db.transaction() as s:
+        assert s.scalar(select(Card.last_counter)) == 1
+        assert s.scalar(select(func.count()).select_from(Payment)
+                        .where(Payment.state == "authorized")) == 1
