@@ -1,0 +1,302 @@
+"""The authentication server under faults and load, over real loopback HTTP.
+
+A live server (`cardshield server run`, uvicorn worker processes) is killed with SIGKILL
+while many terminals enroll and pay (SoftCard answers), then restarted; the terminals resume
+every interrupted session from the server's own view of it (GET), as a real terminal would.
+Afterwards the database must show: no payment authorized twice, none that a terminal saw
+authorized missing, card counters unique among authorized payments, every certificate on a
+card recorded, and every session either finished or refused with a 4xx reason. No answer
+may ever be a 5xx other than 503 while the database is down.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from cardshield.server.models import AuditEvent, Certificate, Enrollment, Payment
+from cardshield.server.testing.flows import FlowError, call
+from cardshield.server.testing.live import free_loopback_port
+from cardshield.server.testing.softcard import SoftCard
+from cardshield.server.testing.terminal import relay_batch
+
+pytestmark = pytest.mark.slow
+
+
+class LiveServer:
+    """`python -m cardshield server run` in its own process group, killable with SIGKILL."""
+
+    def __init__(self, state_dir: Path, database_url: str, workers: int = 2):
+        self.env = {**os.environ, "CARDSHIELD_SERVER_DIR": str(state_dir), "CARDSHIELD_DATABASE_URL": database_url,
+                    "CARDSHIELD_TOKEN_CACHE_SECONDS": "0"}
+        self.workers = workers
+        self.port = free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = state_dir / "server.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cardshield", "server", "run", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--workers", str(self.workers)], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"the server did not start:\n{self.log.read_text()[-3000:]}")
+
+    def kill9(self) -> None:
+        """SIGKILL the whole process group (the uvicorn supervisor and its workers)."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+@dataclass
+class Observed:
+    """What the terminals saw: final states, refusals, server errors."""
+
+    authorized: set[str] = field(default_factory=set)
+    refused: dict[str, str] = field(default_factory=dict)
+    enrolled: dict[str, bytes] = field(default_factory=dict)  # user -> certificate on the card
+    server_errors: list[str] = field(default_factory=list)
+    interrupted: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ResilientTerminal:
+    """A terminal that survives a server restart: on a broken connection it asks the server
+    where the session stands and continues from there (never replays card answers blindly)."""
+
+    def __init__(self, url: str, tokens: dict[str, str], observed: Observed, deadline: float,
+                 allowed_5xx: tuple[int, ...] = ()):
+        self.http = httpx.Client(base_url=url, timeout=10)
+        self.tokens, self.observed, self.deadline, self.allowed_5xx = tokens, observed, deadline, allowed_5xx
+        self.card = SoftCard()
+
+    def _call(self, method: str, path: str, role: str, body: dict | None = None, *, repeatable: bool = True) -> dict:
+        """One request, sent again after a broken connection only if that is harmless:
+        a GET, or a creation (an abandoned duplicate session just expires). Anything else
+        raises, and _step reads the session's state instead."""
+        while True:
+            try:
+                return call(self.http, method, path, self.tokens[role], body)
+            except httpx.ConnectError:
+                self._wait()  # nothing reached the server
+            except httpx.TransportError:
+                if not repeatable:
+                    raise
+                with self.observed.lock:
+                    self.observed.interrupted += 1
+                self._wait()
+            except FlowError as error:
+                if error.status >= 500:
+                    if error.status in self.allowed_5xx:
+                        self._wait()
+                        continue
+                    with self.observed.lock:
+                        self.observed.server_errors.append(f"{method} {path}: {error}")
+                raise
+
+    def _wait(self) -> None:
+        if time.monotonic() > self.deadline + 180:  # a restart imports the server anew: slow on a busy machine
+            raise TimeoutError("the server did not come back")
+        time.sleep(0.1)
+
+    def _step(self, method: str, path: str, role: str, body: dict | None, resume_path: str) -> dict:
+        """A state-changing request; if the connection breaks after it was sent, the outcome
+        is unknown: read the session's state instead of sending it again."""
+        try:
+            return self._call(method, path, role, body, repeatable=False)
+        except httpx.TransportError:
+            with self.observed.lock:
+                self.observed.interrupted += 1
+            return self._call("GET", resume_path, role)
+
+    def enroll(self, user: str) -> None:
+        state = self._call("POST", "/v1/enrollments", "terminal", {"user_id": user, "card_label": f"card-{user}"})
+        path = f"/v1/enrollments/{state['enrollment_id']}"
+        while state.get("batch"):
+            batch = state["batch"]
+            responses = relay_batch(batch, self.card.transmit, lambda: self.card.verify(self.card.pin))
+            state = self._step("POST", f"{path}/responses", "terminal", {"seq": batch["seq"], "responses": responses},
+                               path)
+        with self.observed.lock:
+            self.observed.enrolled[user] = self.card.certificates.get(1, b"")
+
+    def pay(self, user: str, n: int) -> None:
+        payment = self._call("POST", "/v1/payments", "merchant",
+                             {"user_id": user, "amount_minor": 100 + n, "currency": "EUR", "payee": "Load shop",
+                              "order_ref": f"{user}-{n}", "signing_mode": "transaction"})
+        pid = payment["payment_id"]
+        path = f"/v1/payments/{pid}"
+        try:
+            state = self._step("POST", f"{path}/terminal", "terminal", None, path)
+            while state.get("batch") and state["state"] != "authorized":
+                batch = state["batch"]
+                responses = relay_batch(batch, self.card.transmit, lambda: self.card.verify(self.card.pin))
+                state = self._step("POST", f"{path}/responses", "terminal",
+                                   {"seq": batch["seq"], "responses": responses}, path)
+        except FlowError as error:
+            with self.observed.lock:
+                self.observed.refused[pid] = error.code or str(error.status)
+            return
+        with self.observed.lock:
+            if state["state"] == "authorized":
+                self.observed.authorized.add(pid)
+            else:
+                self.observed.refused[pid] = state.get("refusal_code") or state["state"]
+
+    def run(self, user: str) -> None:
+        self.enroll(user)
+        n = 0
+        while n == 0 or time.monotonic() < self.deadline:  # at least one payment each
+            self.pay(user, n)
+            n += 1
+
+
+def _prepare_server(tmp_path: Path, database_url: str) -> dict[str, str]:
+    from cardshield.server.ca import init_ca
+    from cardshield.server.db import Database
+    from cardshield.server.migrations import upgrade
+    from cardshield.server.settings import Settings
+    from cardshield.server.tokens import create_client
+
+    init_ca(Settings(state_dir=tmp_path))
+    upgrade(database_url)
+    db = Database(database_url)
+    try:
+        return {role: create_client(db, f"load-{role}", role) for role in ("terminal", "merchant", "admin")}
+    finally:
+        db.dispose()
+
+
+def _run_load(server: LiveServer, tokens: dict[str, str], terminals: int, seconds: float, fault=None,
+              allowed_5xx: tuple[int, ...] = ()) -> Observed:
+    observed = Observed()
+    deadline = time.monotonic() + seconds
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            ResilientTerminal(server.url, tokens, observed, deadline, allowed_5xx).run(f"user-{i}")
+        except BaseException as error:  # reported below, with the thread's user
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(terminals)]
+    for thread in threads:
+        thread.start()
+    if fault is not None:
+        fault()
+    for thread in threads:
+        thread.join(timeout=seconds + 90)
+    assert not errors, f"{len(errors)} terminals failed: {errors[:3]!r}"
+    return observed
+
+
+def _check_database(database_url: str, observed: Observed) -> dict[str, int]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            payments = {row.id: row for row in conn.execute(select(Payment))}
+            authorized_events = dict(conn.execute(
+                select(AuditEvent.payment_id, func.count()).where(AuditEvent.outcome == "ok",
+                                                                   AuditEvent.action.like("%authoriz%"))
+                .group_by(AuditEvent.payment_id)).all())
+            certificates = {row.der: row for row in conn.execute(select(Certificate))}
+            enrollments = {row.id: row for row in conn.execute(select(Enrollment))}
+    finally:
+        engine.dispose()
+    # no payment lost: what a terminal saw authorized is authorized in the database
+    lost = [pid for pid in observed.authorized if payments[pid].state != "authorized"]
+    assert not lost, f"authorized for the terminal but not in the database: {lost}"
+    # no payment authorized twice: one success event each, card counters unique per card
+    twice = {pid: count for pid, count in authorized_events.items() if pid and count > 1}
+    assert not twice, f"payments authorized more than once: {twice}"
+    counters: dict[tuple, str] = {}
+    for pid, row in payments.items():
+        if row.state == "authorized":
+            key = (row.card_id, row.card_counter)
+            assert key not in counters, f"counter {row.card_counter} of card {row.card_id} authorized twice"
+            counters[key] = pid
+    # no certificate on a card without its record, no record without its enrollment
+    for user, der in observed.enrolled.items():
+        assert der in certificates, f"{user}'s card holds a certificate the database does not know"
+        assert certificates[der].status == "active"
+    for row in certificates.values():
+        assert row.enrollment_id in enrollments, f"certificate {row.serial_hex} has no enrollment record"
+    # every session finished or was refused with a reason
+    for pid in observed.refused:
+        assert payments[pid].state != "authorized", f"{pid} refused to the terminal but authorized"
+    return {"payments": len(payments), "authorized": sum(r.state == "authorized" for r in payments.values()),
+            "certificates": len(certificates)}
+
+
+@pytest.mark.parametrize("workers", [2])
+def test_kill9_server_during_enrollments_and_payments(tmp_path, workers):
+    database_url = f"sqlite:///{tmp_path / 'server.db'}"
+    tokens = _prepare_server(tmp_path, database_url)
+    server = LiveServer(tmp_path, database_url, workers)
+    server.start()
+    kills = []
+
+    def fault():
+        for _ in range(2):  # twice: during enrollments, then during payments
+            time.sleep(1.5)
+            server.kill9()
+            kills.append(time.monotonic())
+            time.sleep(0.3)
+            server.start()
+
+    try:
+        observed = _run_load(server, tokens, terminals=12, seconds=6.0, fault=fault)
+    finally:
+        server.stop()
+    assert len(kills) == 2
+    assert not observed.server_errors, observed.server_errors
+    figures = _check_database(database_url, observed)
+    assert figures["authorized"] >= 12 and len(observed.enrolled) == 12
+    print(f"kill -9 x2: {figures}, {observed.interrupted} requests interrupted, "
+          f"{len(observed.refused)} refusals {sorted(set(observed.refused.values()))}")
+
+
+def test_load_many_concurrent_terminals(tmp_path):
+    """32 terminals enroll and pay for a bounded time on loopback: zero errors, zero refusals
+    (no fault, nothing to refuse)."""
+    database_url = f"sqlite:///{tmp_path / 'server.db'}"
+    tokens = _prepare_server(tmp_path, database_url)
+    server = LiveServer(tmp_path, database_url, workers=2)
+    server.start()
+    try:
+        observed = _run_load(server, tokens, terminals=32, seconds=5.0)
+    finally:
+        server.stop()
+    assert not observed.server_errors and not observed.refused, (observed.server_errors, observed.refused)
+    figures = _check_database(database_url, observed)
+    assert len(observed.enrolled) == 32 and figures["authorized"] == len(observed.authorized) >= 32
+    print(f"32 terminals: {figures}")
