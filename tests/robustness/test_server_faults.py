@@ -89,6 +89,10 @@ class Observed:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class OutcomeUnknown(Exception):
+    """A state-changing request failed in a way that does not say whether it took effect."""
+
+
 class ResilientTerminal:
     """A terminal that survives a server restart: on a broken connection it asks the server
     where the session stands and continues from there (never replays card answers blindly)."""
@@ -116,7 +120,9 @@ class ResilientTerminal:
                 self._wait()
             except FlowError as error:
                 if error.status >= 500:
-                    if error.status in self.allowed_5xx:
+                    if error.status in self.allowed_5xx:  # 503 database_busy: the database is down
+                        if not repeatable:
+                            raise OutcomeUnknown(str(error)) from error
                         self._wait()
                         continue
                     with self.observed.lock:
@@ -133,7 +139,7 @@ class ResilientTerminal:
         is unknown: read the session's state instead of sending it again."""
         try:
             return self._call(method, path, role, body, repeatable=False)
-        except httpx.TransportError:
+        except (httpx.TransportError, OutcomeUnknown):
             with self.observed.lock:
                 self.observed.interrupted += 1
             return self._call("GET", resume_path, role)
@@ -300,3 +306,71 @@ def test_load_many_concurrent_terminals(tmp_path):
     figures = _check_database(database_url, observed)
     assert len(observed.enrolled) == 32 and figures["authorized"] == len(observed.authorized) >= 32
     print(f"32 terminals: {figures}")
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster of this test (.ci/postgres), killable with SIGKILL."""
+
+    SCRIPT = Path(__file__).resolve().parents[2] / ".ci" / "postgres"
+
+    def __init__(self):
+        if os.geteuid() != 0 or not list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")):
+            pytest.skip("needs root and Debian's postgresql (installed by .ci/postgres in CI)")
+        out = subprocess.run([str(self.SCRIPT), "start"], capture_output=True, text=True, timeout=180,
+                             env={**os.environ, "CARDSHIELD_TEST_PG_PORT": str(free_loopback_port())})
+        assert out.returncode == 0, out.stderr
+        values = dict(line.removeprefix("export ").split("=", 1) for line in out.stdout.splitlines()
+                      if line.startswith("export "))
+        self.url, self.directory = values["CARDSHIELD_TEST_POSTGRES_URL"], Path(values["PG_TEST_DIR"])
+        self.port = self.url.rsplit(":", 1)[1].split("/")[0]
+        self.bin = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+
+    def kill9(self) -> None:
+        """SIGKILL the postmaster: what a crash of the database host's service looks like."""
+        pid = int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+
+    def restart(self, timeout: float = 60.0) -> None:
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off "
+                   f"-c max_connections=200")
+        command = (f"'{self.bin}/pg_ctl' -D '{self.directory}/data' -l '{self.directory}/log' -w "
+                   f"-o \"{options}\" start")
+        deadline = time.monotonic() + timeout
+        while True:  # orphaned backends hold the shared memory for a moment after the kill
+            result = subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c", command], capture_output=True,
+                                    text=True, timeout=120)
+            if result.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not restart: {result.stderr}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        subprocess.run([str(self.SCRIPT), "stop", str(self.directory)], capture_output=True, timeout=120)
+
+
+def test_kill9_database_during_enrollments_and_payments(tmp_path):
+    postgres = PrivatePostgres()
+    try:
+        tokens = _prepare_server(tmp_path, postgres.url)
+        server = LiveServer(tmp_path, postgres.url, workers=2)
+        server.start()
+
+        def fault():
+            for _ in range(2):
+                time.sleep(1.5)
+                postgres.kill9()
+                time.sleep(1.0)
+                postgres.restart()
+
+        try:
+            observed = _run_load(server, tokens, terminals=12, seconds=6.0, fault=fault, allowed_5xx=(503,))
+        finally:
+            server.stop()
+        assert not observed.server_errors, observed.server_errors
+        figures = _check_database(postgres.url, observed)
+        assert figures["authorized"] >= 12 and len(observed.enrolled) == 12
+        print(f"PostgreSQL kill -9 x2: {figures}, {observed.interrupted} requests with an unknown outcome, "
+              f"{len(observed.refused)} refusals {sorted(set(observed.refused.values()))}")
+    finally:
+        postgres.stop()
