@@ -11,12 +11,14 @@ from sqlalchemy.orm import Session
 from .clock import utcnow
 from .models import AuditEvent
 
+_INSERT = insert(AuditEvent.__table__)  # built once: it is on every payment's path
+
 
 def record(session: Session, action: str, outcome: str, *, code: str | None = None,
            client_id: int | None = None, user: str | None = None, card_id: int | None = None,
            enrollment_id: str | None = None, payment_id: str | None = None,
            serial_hex: str | None = None, detail: str | None = None) -> None:
-    session.execute(insert(AuditEvent.__table__).values(
+    session.execute(_INSERT, dict(
         at=utcnow(), action=action, outcome=outcome, code=code, client_id=client_id,
         user_external_id=user, card_id=card_id, enrollment_id=enrollment_id,
         payment_id=payment_id, certificate_serial_hex=serial_hex,

@@ -7,6 +7,7 @@ whose public half is loaded into cards at personalization (PERSONALIZE P1=04).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import stat
@@ -32,6 +33,7 @@ AUTH_SLOT = 2
 # the key signs CardShield transactions, not TLS handshakes.
 EKU_TRANSACTION_SIGNING = ObjectIdentifier("1.3.6.1.4.1.32473.1.2")
 CLOCK_SKEW = timedelta(minutes=5)
+CHAIN_CACHE_SIZE = 50_000  # certificates whose chain to this CA was verified
 
 
 class CaSetupError(Exception):
@@ -172,6 +174,7 @@ class CertificateAuthority:
         self.cert = cert
         self.request_key = request_key
         self.cert_der = cert.public_bytes(serialization.Encoding.DER)
+        self._chained: dict[bytes, x509.Certificate] = {}  # see validate()
         self._ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         self._policy = x509.CertificatePolicies([x509.PolicyInformation(
             ObjectIdentifier(settings.key_on_card_policy_oid), None)])
@@ -230,7 +233,28 @@ class CertificateAuthority:
 
     # -- validation of a certificate read from a card (payment step 604) --------------
     def validate(self, der: bytes, *, now: datetime | None = None) -> x509.Certificate:
-        """Chain to this CA and validity window; revocation/binding are checked in the DB."""
+        """Chain to this CA and validity window; revocation/binding are checked in the DB.
+
+        The chain check is a pure function of the DER and this CA, so a certificate that
+        passed it once is remembered by its SHA-256 fingerprint: a card presents the same
+        certificate at every payment. The validity window is still checked every time and
+        revocation is checked live in the database by the caller."""
+        fingerprint = hashlib.sha256(der).digest()
+        cert = self._chained.get(fingerprint)
+        if cert is None:
+            cert = self._check_chain(der)
+            if len(self._chained) >= CHAIN_CACHE_SIZE:
+                self._chained.clear()
+            self._chained[fingerprint] = cert
+        now = now or utcnow()
+        if not (cert.not_valid_before_utc.replace(tzinfo=None) <= now
+                <= cert.not_valid_after_utc.replace(tzinfo=None)):
+            raise ApiError("certificate_not_valid_now",
+                           f"the certificate is valid from {cert.not_valid_before_utc} to "
+                           f"{cert.not_valid_after_utc}, not now")
+        return cert
+
+    def _check_chain(self, der: bytes) -> x509.Certificate:
         try:
             cert = x509.load_der_x509_certificate(der)
         except ValueError as exc:
@@ -244,12 +268,6 @@ class CertificateAuthority:
         except (InvalidSignature, TypeError, ValueError) as exc:
             raise ApiError("certificate_untrusted",
                            "the certificate's signature does not verify with this CA") from exc
-        now = now or utcnow()
-        if not (cert.not_valid_before_utc.replace(tzinfo=None) <= now
-                <= cert.not_valid_after_utc.replace(tzinfo=None)):
-            raise ApiError("certificate_not_valid_now",
-                           f"the certificate is valid from {cert.not_valid_before_utc} to "
-                           f"{cert.not_valid_after_utc}, not now")
         return cert
 
     # -- revocation list ---------------------------------------------------------------
