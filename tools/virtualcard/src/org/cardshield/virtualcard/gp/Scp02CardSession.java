@@ -1,14 +1,13 @@
 package org.cardshield.virtualcard.gp;
 
 import java.security.SecureRandom;
-import java.util.Arrays;
 
 /**
  * SCP02, i=55 (GPCS v2.3 Appendix E): C-MAC on the modified APDU, ICV encrypted with the
  * first half of S-MAC, three keys. The card challenge is random rather than the
  * pseudo-random derivation of i=55 - a host cannot tell the difference.
  */
-final class Scp02CardSession implements CardSecureChannel {
+final class Scp02CardSession extends CardSessionBase {
     private final byte[] sEnc;
     private final byte[] sMac;
     private final byte[] hostChallenge;
@@ -16,7 +15,6 @@ final class Scp02CardSession implements CardSecureChannel {
     private final byte[] cardChallenge;
     private final byte[] response;
     private byte[] icv = new byte[8];
-    private int level = -1;
 
     Scp02CardSession(KeySet keys, byte[] kdd, byte[] hostChallenge, int sequenceCounter, SecureRandom random) {
         this.sequenceCounter = new byte[] {(byte) (sequenceCounter >> 8), (byte) sequenceCounter};
@@ -45,8 +43,9 @@ final class Scp02CardSession implements CardSecureChannel {
         return response.clone();
     }
 
-    private boolean checkMac(byte[] macInput, byte[] mac) {
-        byte[] expected = GpCrypto.retailMac(sMac, macInput, icv);
+    @Override
+    boolean checkMac(ShortApdu command, byte[] body, byte[] mac) {
+        byte[] expected = GpCrypto.retailMac(sMac, GpCrypto.concat(command.header(command.cla, body.length + 8), body), icv);
         if (!GpCrypto.equal(expected, mac)) {
             return false;
         }
@@ -55,56 +54,22 @@ final class Scp02CardSession implements CardSecureChannel {
     }
 
     @Override
-    public void externalAuthenticate(ShortApdu command) {
-        if (command.data.length != 16 || (command.cla & 0x04) == 0) {
-            throw new StatusWordException(StatusWordException.SW_WRONG_LENGTH,
-                    "EXTERNAL AUTHENTICATE needs host cryptogram and C-MAC");
-        }
-        byte[] hostCryptogram = Arrays.copyOf(command.data, 8);
-        byte[] mac = Arrays.copyOfRange(command.data, 8, 16);
-        byte[] expected = GpCrypto.des3FullMac(sEnc, GpCrypto.concat(sequenceCounter, cardChallenge, hostChallenge));
-        boolean macOk = checkMac(GpCrypto.concat(command.header(command.cla, 16), hostCryptogram), mac);
-        if (!macOk || !GpCrypto.equal(expected, hostCryptogram)) {
-            throw new StatusWordException(StatusWordException.SW_WARNING_AUTH_FAILED, "host cryptogram or MAC wrong");
-        }
-        int requested = command.p1;
-        if ((requested & ~(C_MAC | C_DECRYPTION)) != 0 || (requested & C_MAC) == 0) {
-            throw new StatusWordException(StatusWordException.SW_INCORRECT_P1P2,
-                    "security level " + Integer.toHexString(requested) + " not supported (C-MAC, C-MAC+C-DEC)");
-        }
-        level = requested;
+    byte[] expectedHostCryptogram() {
+        return GpCrypto.des3FullMac(sEnc, GpCrypto.concat(sequenceCounter, cardChallenge, hostChallenge));
     }
 
     @Override
     public ShortApdu unwrap(ShortApdu command) {
-        if ((command.cla & 0x04) == 0 || command.data.length < 8) {
-            throw new StatusWordException(StatusWordException.SW_SECURITY_STATUS, "secure messaging missing");
-        }
-        byte[] body = Arrays.copyOf(command.data, command.data.length - 8);
-        byte[] mac = Arrays.copyOfRange(command.data, command.data.length - 8, command.data.length);
-        if ((level & C_DECRYPTION) != 0 && body.length > 0) {
-            if (body.length % 8 != 0) {
-                throw new StatusWordException(StatusWordException.SW_SECURITY_STATUS, "ciphertext not block aligned");
-            }
-            body = GpCrypto.unpad80(GpCrypto.des3CbcDecrypt(sEnc, body, new byte[8]));
-            if (body == null) {
-                throw new StatusWordException(StatusWordException.SW_SECURITY_STATUS, "bad padding in ciphertext");
-            }
+        requireSecureMessaging(command);
+        byte[] body = body(command);
+        if ((securityLevel() & C_DECRYPTION) != 0 && body.length > 0) {
+            requireBlocks(body, 8);
+            body = unpadded(GpCrypto.des3CbcDecrypt(sEnc, body, new byte[8]));
         }
         // GPCS E.4.4: the MAC covers the modified header and the plaintext data
-        if (!checkMac(GpCrypto.concat(command.header(command.cla, body.length + 8), body), mac)) {
+        if (!checkMac(command, body, mac(command))) {
             throw new StatusWordException(StatusWordException.SW_SECURITY_STATUS, "C-MAC does not verify");
         }
-        return command.withData(command.cla & ~0x04, body);
-    }
-
-    @Override
-    public int securityLevel() {
-        return level;
-    }
-
-    @Override
-    public boolean authenticated() {
-        return level > 0;
+        return plain(command, body);
     }
 }

@@ -7,7 +7,7 @@ import java.util.Arrays;
  * KDF-derived session keys and cryptograms, C-MAC chaining, C-DECRYPTION with the
  * encryption counter ICV. R-MAC/R-ENC are not offered (i bits 6 and 7 clear).
  */
-final class Scp03CardSession implements CardSecureChannel {
+final class Scp03CardSession extends CardSessionBase {
     static final int I_PARAMETER = 0x10;
     private final byte[] sEnc;
     private final byte[] sMac;
@@ -15,7 +15,6 @@ final class Scp03CardSession implements CardSecureChannel {
     private final byte[] response;
     private byte[] chaining = new byte[16];
     private int encryptionCounter;
-    private int level = -1;
 
     Scp03CardSession(KeySet keys, byte[] kdd, byte[] hostChallenge, int sequenceCounter, byte[] isdAid) {
         byte[] counter = {(byte) (sequenceCounter >> 16), (byte) (sequenceCounter >> 8), (byte) sequenceCounter};
@@ -35,7 +34,8 @@ final class Scp03CardSession implements CardSecureChannel {
         return response.clone();
     }
 
-    private boolean checkMac(ShortApdu command, byte[] body, byte[] mac) {
+    @Override
+    boolean checkMac(ShortApdu command, byte[] body, byte[] mac) {
         byte[] full = GpCrypto.aesCmac(sMac, GpCrypto.concat(chaining, command.header(command.cla, body.length + 8), body));
         if (!GpCrypto.equal(Arrays.copyOf(full, 8), mac)) {
             return false;
@@ -45,61 +45,33 @@ final class Scp03CardSession implements CardSecureChannel {
     }
 
     @Override
-    public void externalAuthenticate(ShortApdu command) {
-        if (command.data.length != 16 || (command.cla & 0x04) == 0) {
-            throw new StatusWordException(StatusWordException.SW_WRONG_LENGTH,
-                    "EXTERNAL AUTHENTICATE needs host cryptogram and C-MAC");
-        }
-        byte[] hostCryptogram = Arrays.copyOf(command.data, 8);
-        boolean macOk = checkMac(command, hostCryptogram, Arrays.copyOfRange(command.data, 8, 16));
-        byte[] expected = GpCrypto.scp03Kdf(sMac, 0x01, context, 64);
-        if (!macOk || !GpCrypto.equal(expected, hostCryptogram)) {
-            throw new StatusWordException(StatusWordException.SW_WARNING_AUTH_FAILED, "host cryptogram or MAC wrong");
-        }
-        int requested = command.p1;
-        if ((requested & ~(C_MAC | C_DECRYPTION)) != 0 || (requested & C_MAC) == 0) {
-            throw new StatusWordException(StatusWordException.SW_INCORRECT_P1P2,
-                    "security level " + Integer.toHexString(requested) + " not supported (C-MAC, C-MAC+C-DEC)");
-        }
-        level = requested;
+    byte[] expectedHostCryptogram() {
+        return GpCrypto.scp03Kdf(sMac, 0x01, context, 64);
+    }
+
+    @Override
+    void opened(int level) {
         encryptionCounter = 0;
     }
 
     @Override
     public ShortApdu unwrap(ShortApdu command) {
-        if ((command.cla & 0x04) == 0 || command.data.length < 8) {
-            throw new StatusWordException(StatusWordException.SW_SECURITY_STATUS, "secure messaging missing");
-        }
-        byte[] body = Arrays.copyOf(command.data, command.data.length - 8);
-        if (!checkMac(command, body, Arrays.copyOfRange(command.data, command.data.length - 8, command.data.length))) {
+        requireSecureMessaging(command);
+        byte[] body = body(command);
+        if (!checkMac(command, body, mac(command))) {
             throw new StatusWordException(StatusWordException.SW_SECURITY_STATUS, "C-MAC does not verify");
         }
-        if ((level & C_DECRYPTION) != 0) {
+        if ((securityLevel() & C_DECRYPTION) != 0) {
             encryptionCounter++;  // 6.2.6: every command counts, with or without data
             if (body.length > 0) {
-                if (body.length % 16 != 0) {
-                    throw new StatusWordException(StatusWordException.SW_SECURITY_STATUS, "ciphertext not block aligned");
-                }
+                requireBlocks(body, 16);
                 byte[] counterBlock = new byte[16];
                 for (int i = 0; i < 4; i++) {
                     counterBlock[15 - i] = (byte) (encryptionCounter >> (8 * i));
                 }
-                body = GpCrypto.unpad80(GpCrypto.aesCbcDecrypt(sEnc, body, GpCrypto.aesEcb(sEnc, counterBlock)));
-                if (body == null) {
-                    throw new StatusWordException(StatusWordException.SW_SECURITY_STATUS, "bad padding in ciphertext");
-                }
+                body = unpadded(GpCrypto.aesCbcDecrypt(sEnc, body, GpCrypto.aesEcb(sEnc, counterBlock)));
             }
         }
-        return command.withData(command.cla & ~0x04, body);
-    }
-
-    @Override
-    public int securityLevel() {
-        return level;
-    }
-
-    @Override
-    public boolean authenticated() {
-        return level > 0;
+        return plain(command, body);
     }
 }
