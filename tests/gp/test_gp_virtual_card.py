@@ -16,6 +16,7 @@ from cardshield.gp.devloadfile import write_development_load_file
 from cardshield.gp.errors import AlreadyInstalled, AuthenticationFailed, CardLocked, GPError, GPKeyError
 from cardshield.gp.keys import TEST_KEY, StaticKeys, resolve_keys
 from cardshield.gp.manager import CardManager
+from cardshield.protocol.command import Command
 
 pytestmark = [pytest.mark.virtual_only, pytest.mark.card]
 
@@ -149,7 +150,7 @@ def _load_raw(m, load_file: bytes, blocks: list[tuple[int, int, bytes]], package
     m.expect(gp.install_for_load(package_aid, m.isd_aid))
     sws = []
     for p1, p2, data in blocks:
-        sws.append(m.send(gp.GPCommand(0x80, gp.INS_LOAD, p1, p2, data, 0, "LOAD"))[1])
+        sws.append(m.send(Command(0x80, gp.INS_LOAD, p1, p2, data, gp.ALL, "LOAD"))[1])
     return sws
 
 

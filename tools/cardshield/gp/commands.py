@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cardshield.protocol import tlv
+from cardshield.protocol.command import Command
 
 ISD_AIDS = (bytes.fromhex("A000000151000000"), bytes.fromhex("A000000003000000"))  # GP 2.2+, OP/GP 2.1 default
 
@@ -28,6 +29,7 @@ TAG_CARD_DATA = 0x0066
 TAG_KEY_INFORMATION = 0x00E0
 
 SW_MORE_DATA = 0x6310
+ALL = 256  # Ne of a short Le 00: as many response bytes as the card has
 
 LIFE_CYCLES = {
     STATUS_ISD: {0x01: "OP_READY", 0x07: "INITIALIZED", 0x0F: "SECURED", 0x7F: "CARD_LOCKED", 0xFF: "TERMINATED"},
@@ -37,34 +39,21 @@ LIFE_CYCLES = {
 }
 
 
-@dataclass(frozen=True)
-class GPCommand:
-    """A plain command before secure messaging wraps it."""
-
-    cla: int
-    ins: int
-    p1: int
-    p2: int
-    data: bytes = b""
-    le: int | None = None
-    name: str = ""
+def select(aid: bytes) -> Command:
+    return Command(0x00, INS_SELECT, 0x04, 0x00, aid, ALL, "SELECT")
 
 
-def select(aid: bytes) -> GPCommand:
-    return GPCommand(0x00, INS_SELECT, 0x04, 0x00, aid, 0, "SELECT")
+def initialize_update(key_version: int, host_challenge: bytes) -> Command:
+    return Command(CLA_GP, INS_INITIALIZE_UPDATE, key_version, 0x00, host_challenge, ALL, "INITIALIZE UPDATE")
 
 
-def initialize_update(key_version: int, host_challenge: bytes) -> GPCommand:
-    return GPCommand(CLA_GP, INS_INITIALIZE_UPDATE, key_version, 0x00, host_challenge, 0, "INITIALIZE UPDATE")
+def get_data(tag: int) -> Command:
+    return Command(CLA_GP, INS_GET_DATA, tag >> 8, tag & 0xFF, b"", ALL, f"GET DATA {tag:04X}")
 
 
-def get_data(tag: int) -> GPCommand:
-    return GPCommand(CLA_GP, INS_GET_DATA, tag >> 8, tag & 0xFF, b"", 0, f"GET DATA {tag:04X}")
-
-
-def get_status(kind: int, next_part: bool = False) -> GPCommand:
+def get_status(kind: int, next_part: bool = False) -> Command:
     # P2 b2: tagged response format (GP 2.2+); b1: next occurrence. Search criteria 4F00: all.
-    return GPCommand(CLA_GP, INS_GET_STATUS, kind, 0x02 | int(next_part), b"\x4F\x00", 0, "GET STATUS")
+    return Command(CLA_GP, INS_GET_STATUS, kind, 0x02 | int(next_part), b"\x4F\x00", ALL, "GET STATUS")
 
 
 def _lv(value: bytes) -> bytes:
@@ -73,18 +62,18 @@ def _lv(value: bytes) -> bytes:
     return bytes([len(value)]) + value
 
 
-def install_for_load(package_aid: bytes, sd_aid: bytes) -> GPCommand:
+def install_for_load(package_aid: bytes, sd_aid: bytes) -> Command:
     # GPCS 11.5.2.3.2: load file AID, SD AID, no hash, no load parameters, no token
     data = _lv(package_aid) + _lv(sd_aid) + _lv(b"") + _lv(b"") + _lv(b"")
-    return GPCommand(CLA_GP, INS_INSTALL, 0x02, 0x00, data, 0, "INSTALL [for load]")
+    return Command(CLA_GP, INS_INSTALL, 0x02, 0x00, data, ALL, "INSTALL [for load]")
 
 
-def load_blocks(load_file: bytes, block_size: int) -> list[GPCommand]:
+def load_blocks(load_file: bytes, block_size: int) -> list[Command]:
     """LOAD commands (GPCS 11.6): P1 80 on the last block, P2 the block number 00..FF."""
     blocks = [load_file[i:i + block_size] for i in range(0, len(load_file), block_size)]
     if len(blocks) > 256:
         raise ValueError(f"load file needs {len(blocks)} LOAD blocks; GlobalPlatform numbers at most 256")
-    return [GPCommand(CLA_GP, INS_LOAD, 0x80 if i == len(blocks) - 1 else 0x00, i, block, 0, f"LOAD block {i}")
+    return [Command(CLA_GP, INS_LOAD, 0x80 if i == len(blocks) - 1 else 0x00, i, block, ALL, f"LOAD block {i}")
             for i, block in enumerate(blocks)]
 
 
@@ -94,16 +83,16 @@ def install_parameters(applet_data: bytes) -> bytes:
 
 
 def install_for_install(package_aid: bytes, applet_aid: bytes, instance_aid: bytes,
-                        applet_data: bytes, privileges: bytes = b"\x00") -> GPCommand:
+                        applet_data: bytes, privileges: bytes = b"\x00") -> Command:
     # P1 0C: for install and make selectable (GPCS 11.5.2.1)
     data = (_lv(package_aid) + _lv(applet_aid) + _lv(instance_aid) + _lv(privileges)
             + _lv(install_parameters(applet_data)) + _lv(b""))
-    return GPCommand(CLA_GP, INS_INSTALL, 0x0C, 0x00, data, 0, "INSTALL [for install and make selectable]")
+    return Command(CLA_GP, INS_INSTALL, 0x0C, 0x00, data, ALL, "INSTALL [for install and make selectable]")
 
 
-def delete(aid: bytes, related: bool) -> GPCommand:
+def delete(aid: bytes, related: bool) -> Command:
     # GPCS 11.2: P2 80 deletes the object and its related objects (a package with its applications)
-    return GPCommand(CLA_GP, INS_DELETE, 0x00, 0x80 if related else 0x00, tlv.encode(0x4F, aid), 0, "DELETE")
+    return Command(CLA_GP, INS_DELETE, 0x00, 0x80 if related else 0x00, tlv.encode(0x4F, aid), ALL, "DELETE")
 
 
 @dataclass(frozen=True)

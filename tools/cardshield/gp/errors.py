@@ -1,10 +1,11 @@
 """GlobalPlatform refusals as errors that say what is wrong and what to do."""
 from __future__ import annotations
 
-from cardshield.errors import UserError
+from cardshield.card.apdu import status_word_meaning
+from cardshield.card.errors import CardShieldCardError
 
 
-class GPError(UserError):
+class GPError(CardShieldCardError):
     """A card management operation failed; the message is meant for the user."""
 
     def __init__(self, message: str, sw: int | None = None):
@@ -40,29 +41,20 @@ class LoadFileError(GPError):
     """The CAP / load file is unusable (malformed, wrong Java Card version, dev file on a real card)."""
 
 
-# Meaning of status words per command (GPCS v2.3 11.x "Error conditions")
-_COMMON = {
+# What a status word means for card management (GPCS v2.3 11.x "Error conditions"), where
+# that says more than its ISO 7816-4 meaning (cardshield.card.apdu)
+_GP_MEANINGS = {
     0x6581: "memory failure on the card",
-    0x6700: "wrong length",
     0x6982: "security status not satisfied (secure channel missing or too weak)",
-    0x6985: "conditions of use not satisfied",
     0x6A80: "incorrect values in the command data",
     0x6A81: "function not supported (card life cycle or privileges)",
     0x6A82: "application / file not found",
     0x6A84: "not enough memory space on the card",
-    0x6A86: "incorrect P1/P2",
-    0x6A88: "referenced data not found",
-    0x6D00: "instruction not supported",
-    0x6E00: "class not supported",
 }
 
 
 def describe_sw(sw: int) -> str:
-    if sw in _COMMON:
-        return _COMMON[sw]
-    if sw & 0xFFF0 == 0x63C0:
-        return f"verification failed, {sw & 0x0F} tries left"
-    return "unexpected status"
+    return _GP_MEANINGS.get(sw) or status_word_meaning(sw)
 
 
 def check_sw(sw: int, operation: str, hints: dict[int, str] | None = None) -> None:

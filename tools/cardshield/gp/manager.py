@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from cardshield.card.apdu import CommandAPDU
+from cardshield.protocol.command import Command
 
 from . import commands as gp
 from .cap import CapFile
@@ -81,12 +82,12 @@ class CardManager:
 
     # ------------------------------------------------------------------ exchange
 
-    def send(self, command: gp.GPCommand, *, sensitive: bool = False) -> tuple[bytes, int]:
+    def send(self, command: Command, *, sensitive: bool = False) -> tuple[bytes, int]:
         """One command, C-MACed (and encrypted) once a session is open; returns (data, SW)."""
         if self.session is not None:
-            raw = self.session.wrap(command.cla, command.ins, command.p1, command.p2, command.data, command.le)
+            raw = self.session.wrap(command.cla, command.ins, command.p1, command.p2, command.data, command.ne)
         else:
-            raw = build_apdu(command.cla, command.ins, command.p1, command.p2, command.data, command.le)
+            raw = build_apdu(command.cla, command.ins, command.p1, command.p2, command.data, command.ne)
         apdu = CommandAPDU.decode(raw)
         if sensitive:
             apdu = CommandAPDU(apdu.cla, apdu.ins, apdu.p1, apdu.p2, apdu.data, apdu.ne, sensitive=True)
@@ -100,7 +101,7 @@ class CardManager:
                 raise GPError(f"{command.name}: {error}; the session is no longer trustworthy") from None
         return data, response.sw
 
-    def expect(self, command: gp.GPCommand, hints: dict[int, str] | None = None, *, sensitive: bool = False) -> bytes:
+    def expect(self, command: Command, hints: dict[int, str] | None = None, *, sensitive: bool = False) -> bytes:
         data, sw = self.send(command, sensitive=sensitive)
         check_sw(sw, command.name, hints)
         return data

@@ -59,9 +59,9 @@ class SCP02Session(SecureChannel):
         self.icv = (crypto.des_ecb(self.s_mac[:8], mac) if self.i_param & I_ICV_ENCRYPTION else mac)
         return mac
 
-    def wrap(self, cla: int, ins: int, p1: int, p2: int, data: bytes, le: int | None) -> bytes:
+    def wrap(self, cla: int, ins: int, p1: int, p2: int, data: bytes, ne: int | None) -> bytes:
         if not self.security_level & C_MAC:
-            return build_apdu(cla, ins, p1, p2, data, le)
+            return build_apdu(cla, ins, p1, p2, data, ne)
         sm_cla = cla | CLA_SECURE_MESSAGING
         if self.i_param & I_MAC_ON_UNMODIFIED:
             header = bytes([cla, ins, p1, p2, len(data)])
@@ -71,7 +71,7 @@ class SCP02Session(SecureChannel):
         if self.security_level & C_DECRYPTION and data:
             # GPCS E.4.6: encrypt after MACing the plaintext, padding always added
             data = crypto.des3_cbc(self.s_enc, crypto.pad80(data, 8))
-        return build_apdu(sm_cla, ins, p1, p2, data + mac, le)
+        return build_apdu(sm_cla, ins, p1, p2, data + mac, ne)
 
     def encrypt_sensitive(self, data: bytes) -> bytes:
         """Key data encryption with the session DEK (GPCS E.4.7), 3DES-ECB."""

@@ -68,9 +68,9 @@ class SCP03Session(SecureChannel):
     def _response_icv(self) -> bytes:
         return crypto.aes_ecb(self.s_enc, b"\x80" + self.encryption_counter.to_bytes(15, "big"))
 
-    def wrap(self, cla: int, ins: int, p1: int, p2: int, data: bytes, le: int | None) -> bytes:
+    def wrap(self, cla: int, ins: int, p1: int, p2: int, data: bytes, ne: int | None) -> bytes:
         if not self.security_level & C_MAC:
-            return build_apdu(cla, ins, p1, p2, data, le)
+            return build_apdu(cla, ins, p1, p2, data, ne)
         sm_cla = cla | CLA_SECURE_MESSAGING
         if self.security_level & C_DECRYPTION:
             # 6.2.6: the counter is incremented for every command, with or without data
@@ -79,7 +79,7 @@ class SCP03Session(SecureChannel):
                 data = crypto.aes_cbc(self.s_enc, crypto.pad80(data, 16), self._command_icv())
         mac_input = self.chaining + bytes([sm_cla, ins, p1, p2, len(data) + 8]) + data
         self.chaining = crypto.aes_cmac(self.s_mac, mac_input)
-        return build_apdu(sm_cla, ins, p1, p2, data + self.chaining[:8], le)
+        return build_apdu(sm_cla, ins, p1, p2, data + self.chaining[:8], ne)
 
     def unwrap(self, data: bytes, sw: int) -> bytes:
         """Check the R-MAC (6.2.5) and decrypt R-ENC data (6.2.7)."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cardshield.card.apdu import CommandAPDU
+
 C_MAC = 0x01
 C_DECRYPTION = 0x02
 R_MAC = 0x10
@@ -45,34 +47,18 @@ class InitUpdateResponse:
         raise ValueError(f"card offers secure channel protocol {scp:02X}; only SCP02 and SCP03 are supported")
 
 
-def build_apdu(cla: int, ins: int, p1: int, p2: int, data: bytes, le: int | None) -> bytes:
-    """Short APDU encoding (ISO 7816-3 12.1). le=None: no Le; le=0 means 256."""
-    if len(data) > 255:
-        raise ValueError(f"command data of {len(data)} bytes does not fit a short APDU")
-    apdu = bytes([cla, ins, p1, p2])
-    if data:
-        apdu += bytes([len(data)]) + data
-    if le is not None:
-        apdu += bytes([le & 0xFF])
-    return apdu
+def build_apdu(cla: int, ins: int, p1: int, p2: int, data: bytes, ne: int | None) -> bytes:
+    """One short APDU (ISO 7816-3 12.1; encoder: cardshield.card.apdu): secure messaging
+    works on short commands. ne=None: no Le; 256: Le 00."""
+    return CommandAPDU(cla, ins, p1, p2, data, ne, extended=False).encode()
 
 
 def split_apdu(apdu: bytes) -> tuple[int, int, int, int, bytes, int | None]:
-    """Inverse of build_apdu for short APDUs: (cla, ins, p1, p2, data, le)."""
-    if len(apdu) < 4:
-        raise ValueError("APDU shorter than its 4-byte header")
-    cla, ins, p1, p2 = apdu[:4]
-    body = apdu[4:]
-    if not body:
-        return cla, ins, p1, p2, b"", None
-    if len(body) == 1:
-        return cla, ins, p1, p2, b"", body[0]
-    lc = body[0]
-    if len(body) == 1 + lc:
-        return cla, ins, p1, p2, body[1:], None
-    if len(body) == 2 + lc:
-        return cla, ins, p1, p2, body[1:1 + lc], body[-1]
-    raise ValueError("malformed short APDU: Lc does not match the body length")
+    """Inverse of build_apdu for short APDUs: (cla, ins, p1, p2, data, ne)."""
+    command = CommandAPDU.decode(apdu)
+    if command.is_extended:
+        raise ValueError("secure messaging here wraps short APDUs only; got an extended one")
+    return command.cla, command.ins, command.p1, command.p2, command.data, command.ne
 
 
 class SecureChannel:
@@ -86,7 +72,7 @@ class SecureChannel:
     def card_cryptogram_matches(self, cryptogram: bytes) -> bool:
         raise NotImplementedError
 
-    def wrap(self, cla: int, ins: int, p1: int, p2: int, data: bytes, le: int | None) -> bytes:
+    def wrap(self, cla: int, ins: int, p1: int, p2: int, data: bytes, ne: int | None) -> bytes:
         raise NotImplementedError
 
     def unwrap(self, data: bytes, sw: int) -> bytes:

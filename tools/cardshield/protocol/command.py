@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cardshield.card.apdu import CommandAPDU
+from cardshield.card.apdu import CLA_CHAINING, EXTENDED_MAX_NE, SHORT_MAX_NE, CommandAPDU
+from cardshield.card.apdu import SHORT_MAX_LC as SHORT_MAX_DATA
 
-from .constants import CLA_CHAINING
-
-SHORT_MAX_DATA = 255
-SHORT_MAX_NE = 256
-EXTENDED_MAX_NE = 65536
+__all__ = ["Command", "EXTENDED_MAX_NE", "SHORT_MAX_DATA", "SHORT_MAX_NE"]
 
 
 @dataclass(frozen=True)

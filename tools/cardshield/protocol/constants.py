@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from cardshield.card.apdu import CLA_CHAINING  # noqa: F401  (ISO 7816-4 command chaining, used with these CLAs)
+
 #: applet instance AID "CARDSHLD" || 01 (the package AID is without the trailing 01);
 #: applet/applet.properties is the one place that defines them for the build.
 APPLET_AID = bytes.fromhex("F0 43 41 52 44 53 48 4C 44 01")
@@ -29,7 +31,6 @@ class Ins(enum.IntEnum):
 
 CLA_ISO = 0x00
 CLA_PROPRIETARY = 0x80
-CLA_CHAINING = 0x10
 
 
 class Slot(enum.IntEnum):
