@@ -122,3 +122,10 @@ def pristine_card(virtual_card, transport):
     virtual_card.pristine()
     transport.reconnect("reset")
     return transport
+
+
+@pytest.fixture
+def factory_card(pristine_card, virtual_card):
+    """pristine_card, left pristine again afterwards (tests that install and delete)."""
+    yield pristine_card
+    virtual_card.pristine()

@@ -24,14 +24,6 @@ SCP02_KEYSET, SCP03_KEYSET = 0x20, 0x30
 INS_ECHO = 0x10  # the probe applet echoes its data
 
 
-@pytest.fixture
-def factory_card(virtual_card, transport):
-    virtual_card.pristine()
-    transport.reconnect("reset")
-    yield transport
-    virtual_card.pristine()
-
-
 @pytest.fixture(scope="module")
 def probe_load_file(probe_applet, tmp_path_factory):
     path = write_development_load_file(tmp_path_factory.mktemp("cap"), probe_applet.package_aid,

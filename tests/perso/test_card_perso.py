@@ -22,6 +22,7 @@ from cardshield.card.transport import Transport
 from cardshield.perso import cli as perso_cli
 from cardshield.perso import keys, runner
 from cardshield.perso import secure_messaging as sm
+from cardshield.perso.script import issuance_script
 from cardshield.protocol import commands
 from cardshield.protocol.command import Command
 from cardshield.protocol.constants import CardFlags, Lifecycle, SlotPolicy
@@ -34,18 +35,9 @@ pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
 SERVER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
-PERSONALIZE = """\
-    format: cardshield-perso/1
-    issuer_master_key: ISSUER_MK
-    key_version: 1
-    steps:
-      - set_pin: CARD_PIN
-      - set_puk: CARD_PUK
-      - slot_config: {slot: 1, algorithm: RSA-2048, pin_per_signature: true}
-      - server_key: server.pem
-      - slot_config: {slot: 2, algorithm: RSA-2048, server_signed_transactions: true}
-      - issue:
-"""
+SLOT_1 = {"slot_config": {"slot": 1, "algorithm": "RSA-2048", "pin_per_signature": True}}
+SLOT_2 = {"slot_config": {"slot": 2, "algorithm": "RSA-2048", "server_signed_transactions": True}}
+PERSONALIZE = issuance_script(SLOT_1, {"server_key": "server.pem"}, SLOT_2)
 
 
 @pytest.fixture
@@ -194,8 +186,7 @@ def test_resume_after_a_torn_delivery(perso_card, virtual_card, workdir, store):
 
 
 def test_a_failing_step_stops_the_run_and_is_reported(perso_card, workdir, store):
-    conflicting = PERSONALIZE.replace(
-        "      - server_key: server.pem\n", "      - slot_config: {slot: 1, algorithm: RSA-3072}\n")
+    conflicting = issuance_script(SLOT_1, {"slot_config": {"slot": 1, "algorithm": "RSA-3072"}}, SLOT_2)
     report = run(perso_card, compile_text(workdir, store, conflicting), store)
     assert not report.succeeded
     failed = report.steps[-1]
@@ -213,7 +204,7 @@ def test_issue_refused_before_pin_and_puk(perso_card):
 
 def test_bundle_for_another_card_is_refused(perso_card, workdir, store):
     path = workdir / "card.yaml"
-    path.write_text(textwrap.dedent(PERSONALIZE))
+    path.write_text(PERSONALIZE)
     other = perso_cli.compile_file(path, bytes.fromhex("0A0B0C0D0E0F1011"), store, applet_aid=KEYED_AID)
     with pytest.raises(runner.PersoRunError, match="this bundle is for card 0A0B0C0D0E0F1011"):
         run(perso_card, other, store)
@@ -253,7 +244,7 @@ def test_key_generation_and_preset_certificate_with_no_secret_anywhere(perso_car
     perso_card.close()
     perso_card = Transport(virtual_card.info.reader, trace=True, trace_sink=trace.append)
     perso_card.connect()
-    text = PERSONALIZE + "      - generate_key: {slot: 1}\n"
+    text = issuance_script(SLOT_1, {"server_key": "server.pem"}, SLOT_2, after_issue=({"generate_key": {"slot": 1}},))
     first = compile_text(workdir, store, text)
     lines = []
     report = run(perso_card, first, store, lines)
@@ -288,7 +279,7 @@ def test_key_generation_and_preset_certificate_with_no_secret_anywhere(perso_car
 
 def test_cli_compiles_and_runs(perso_card, virtual_card, workdir):
     script = workdir / "card.yaml"
-    script.write_text(textwrap.dedent(PERSONALIZE))
+    script.write_text(PERSONALIZE)
     env = {**os.environ, **virtual_card.info.env(), **{f"CARDSHIELD_SECRET_{k}": s for k, s in SECRETS.items()}}
     bundle_path = workdir / "card.bundle.json"
     subprocess.run([sys.executable, "-m", "cardshield", "perso", "compile", str(script),
@@ -339,7 +330,7 @@ def test_run_script_locally_then_again_on_the_issued_card(perso_card, virtual_ca
     for name, value in SECRETS.items():
         monkeypatch.setenv(f"CARDSHIELD_SECRET_{name}", value)
     script = workdir / "card.yaml"
-    script.write_text(textwrap.dedent(PERSONALIZE))
+    script.write_text(PERSONALIZE)
     argv = ["perso", "run", str(script), "--reader", virtual_card.info.reader, "--applet-aid", KEYED_AID.hex()]
     assert main(argv) == 0
     assert "now ISSUED, counter 6" in capsys.readouterr().out

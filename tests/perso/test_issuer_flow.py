@@ -3,8 +3,6 @@ personalization key set through GlobalPlatform (SCP03 with C-DECRYPTION, so the 
 never in clear on the wire), then personalize it with a bundle, to ISSUED."""
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 from cardshield.gp import commands as gp
@@ -13,6 +11,7 @@ from cardshield.gp.keys import resolve_keys
 from cardshield.gp.manager import CardManager
 from cardshield.perso import cli as perso_cli
 from cardshield.perso import keys, runner
+from cardshield.perso.script import issuance_script
 from cardshield.protocol import commands
 from cardshield.protocol.constants import APPLET_AID, PACKAGE_AID
 
@@ -40,14 +39,6 @@ class WireRecorder:
         return getattr(self.transport, name)
 
 
-@pytest.fixture
-def factory_card(virtual_card, transport):
-    virtual_card.pristine()
-    transport.reconnect("reset")
-    yield transport
-    virtual_card.pristine()
-
-
 def _manager(link) -> CardManager:
     manager = CardManager(link, resolve_keys(test_card=True, key_version=SCP03_KEYSET, environ={}),
                           security_level="enc")
@@ -68,15 +59,7 @@ def test_install_with_key_set_under_c_decryption_then_personalize(factory_card, 
     state = runner.read_card_state(factory_card, ISSUER_AID)
     assert (state.card_id, state.key_version, state.counter) == (v.CARD_ID, 1, 0)
     script = tmp_path / "card.yaml"
-    script.write_text(textwrap.dedent("""\
-        format: cardshield-perso/1
-        issuer_master_key: ISSUER_MK
-        key_version: 1
-        steps:
-          - set_pin: CARD_PIN
-          - set_puk: CARD_PUK
-          - issue:
-        """))
+    script.write_text(issuance_script())
     bundle = perso_cli.compile_file(script, state.card_id, store, applet_aid=ISSUER_AID)
     report = runner.Runner(factory_card, bundle, store=store, progress=lambda _: None).run()
     assert report.succeeded and report.final_lifecycle == "ISSUED" and report.final_counter == 3
@@ -111,7 +94,6 @@ def test_perso_install_diversifies_by_cplc_then_the_card_personalizes(factory_ca
     assert state.card_id == card_id_from_cplc(gp.parse_cplc(cplc).raw)
     assert f"for card {state.card_id.hex().upper()}" in out and v.MASTER_KEY.hex() not in out.lower()
     script = tmp_path / "card.yaml"
-    script.write_text("format: cardshield-perso/1\nissuer_master_key: ISSUER_MK\nkey_version: 1\n"
-                      "steps: [{set_pin: CARD_PIN}, {set_puk: CARD_PUK}, {issue: }]\n")
+    script.write_text(issuance_script())
     bundle = perso_cli.compile_file(script, state.card_id, store)
     assert runner.Runner(factory_card, bundle, store=store, progress=lambda _: None).run().final_lifecycle == "ISSUED"

@@ -1,7 +1,6 @@
 """Script parsing, key stores and compilation into a bundle that holds no secret."""
 import json
 import os
-import textwrap
 
 import pytest
 from cryptography.hazmat.primitives import cmac
@@ -33,19 +32,11 @@ def server_key_file(tmp_path):
     return path, key.public_key().public_numbers()
 
 
-FULL = textwrap.dedent("""\
-    format: cardshield-perso/1
-    issuer_master_key: ISSUER_MK
-    key_version: 1
-    steps:
-      - set_pin: CARD_PIN
-      - set_puk: CARD_PUK
-      - slot_config: {slot: 1, algorithm: RSA-2048, pin_per_signature: true, server_signed_transactions: true}
-      - slot_config: {slot: 2, algorithm: RSA-2048}
-      - server_key: server.pem
-      - issue:
-        expect: "9000"
-""")
+FULL = script_mod.issuance_script(
+    {"slot_config": {"slot": 1, "algorithm": "RSA-2048", "pin_per_signature": True, "server_signed_transactions": True}},
+    {"slot_config": {"slot": 2, "algorithm": "RSA-2048"}},
+    {"server_key": "server.pem"},
+    issue_expect="9000")
 
 
 def _compile(tmp_path, text, store, **opts):

@@ -37,18 +37,12 @@ from cardshield.errors import UserError
 
 PIN_ENV = "CARDSHIELD_DEMO_PIN"
 DEMO_USER = "demo-user"
-PERSONALIZATION_SCRIPT = """\
-format: cardshield-perso/1
-issuer_master_key: ISSUER_MK
-key_version: 1
-steps:
-  - set_pin: CARD_PIN
-  - set_puk: CARD_PUK
-  - server_key: server.pem
-  - slot_config: {slot: 1, algorithm: RSA-2048, pin_per_signature: true, server_signed_transactions: true}
-  - slot_config: {slot: 2, algorithm: RSA-2048}
-  - issue:
-"""
+# the personalization script's steps between set_puk and issue (cardshield.perso.script)
+PERSONALIZATION_STEPS = (
+    {"server_key": "server.pem"},
+    {"slot_config": {"slot": 1, "algorithm": "RSA-2048", "pin_per_signature": True, "server_signed_transactions": True}},
+    {"slot_config": {"slot": 2, "algorithm": "RSA-2048"}},
+)
 
 
 def register(subparsers) -> None:
@@ -123,6 +117,7 @@ class Demo:
         from cardshield.perso.cli import compile_file
         from cardshield.perso.keystore import MappingKeyStore
         from cardshield.perso.runner import Runner
+        from cardshield.perso.script import issuance_script
 
         key_set = perso_keys.diversify(perso_keys.software_master(self.master_key), 1, self.card_id)
         with Transport.open(self.stack.info.reader) as transport:
@@ -135,7 +130,7 @@ class Demo:
             self.headline(f"personalize: secured script for card {self.card_id.hex().upper()} (cardshield.perso)")
             (self.directory / "server.pem").write_bytes(self._server_request_key_pem())
             script = self.directory / "card.yaml"
-            script.write_text(PERSONALIZATION_SCRIPT)
+            script.write_text(issuance_script(*PERSONALIZATION_STEPS))
             store = MappingKeyStore({"ISSUER_MK": self.master_key.hex(), "CARD_PIN": self.pin, "CARD_PUK": self.puk},
                                     "the demo's generated secrets", "the demo generates {name}")
             bundle = compile_file(script, self.card_id, store)

@@ -199,6 +199,27 @@ def _check_order(steps: tuple[Step, ...]) -> None:
                 )
 
 
+def issuance_script(*steps: dict[str, Any], after_issue: tuple[dict[str, Any], ...] = (),
+                    issue_expect: str | None = None, master_key_name: str = "ISSUER_MK",
+                    key_version: int = 1, pin_name: str = "CARD_PIN", puk_name: str = "CARD_PUK") -> str:
+    """The YAML text of the usual issuance script: set_pin, set_puk, `steps` in order,
+    issue, then the ISSUED-state `after_issue` steps; e.g.
+    issuance_script({"slot_config": {"slot": 1, "algorithm": "RSA-2048"}})."""
+    issue: dict[str, Any] = {"issue": None, **({"expect": issue_expect} if issue_expect else {})}
+    lines = [f"format: {FORMAT}", f"issuer_master_key: {master_key_name}", f"key_version: {key_version}", "steps:"]
+    for step in ({"set_pin": pin_name}, {"set_puk": puk_name}, *steps, issue, *after_issue):
+        lines += [("  - " if i == 0 else "    ") + _yaml_entry(key, value) for i, (key, value) in enumerate(step.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_entry(key: str, value: Any) -> str:
+    """`key: value` on one line, the value in YAML flow style (docs/personalization.md's look)."""
+    if value is None:
+        return f"{key}:"
+    flow = yaml.safe_dump(value, default_flow_style=True, width=1 << 16, sort_keys=False)
+    return f"{key}: {flow.removesuffix(chr(10) + '...' + chr(10)).strip()}"
+
+
 def load(path: Path) -> Script:
     try:
         text = path.read_text(encoding="utf-8")
