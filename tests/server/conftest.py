@@ -1,6 +1,6 @@
 """Server test fixtures: a CA made once per session, a database per test on SQLite and on
-PostgreSQL (CARDSHIELD_TEST_POSTGRES_URL, exported by .ci/run; outside CI the PostgreSQL
-variants skip when it is unset, in CI they fail)."""
+PostgreSQL (CARDSHIELD_TEST_POSTGRES_URL, exported by `./cardshield test`, which starts a
+private cluster when none is given; if it is unset the PostgreSQL variants skip, in CI they fail)."""
 from __future__ import annotations
 
 import os
@@ -30,7 +30,7 @@ def _postgres_url() -> str:
     url = os.environ.get(PG_ENV)
     if not url:
         if os.environ.get("CI"):
-            pytest.fail(f"{PG_ENV} is not set in CI: .ci/run must start PostgreSQL")
+            pytest.fail(f"{PG_ENV} is not set in CI: `./cardshield test` could not start PostgreSQL")
         pytest.skip(f"PostgreSQL not available ({PG_ENV} unset)")
     return url
 
