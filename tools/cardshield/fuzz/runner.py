@@ -301,11 +301,10 @@ class Campaign:
             for slot, key in list(model.public_keys.items()):
                 if slot in model.regenerated:
                     continue
-                response = self.transport.transmit(_command(f"00 47 81 {slot:02X}", ne=256))
-                if response.sw == 0x9000 and response.data != tlv.encode(0x7F49, tlv.encode(
-                        0x81, key.public_numbers().n.to_bytes(key.key_size // 8, "big"))
-                        + tlv.encode(0x82, key.public_numbers().e.to_bytes(3, "big"))):
-                    findings.append(Finding(f"slot {slot} public key changed without key generation"))
+                if self.card.read_public_key(slot).public_numbers() != key.public_numbers():
+                    findings.append(Finding(f"slot {slot} public key changed without a successful key generation"))
+                    model.public_keys[slot] = self.card.read_public_key(slot)
+            self.card.select()
 
     def _check_payment(self, findings: list[Finding]) -> None:
         """A normal payment signature on slot 1, verified with the slot's public key."""
