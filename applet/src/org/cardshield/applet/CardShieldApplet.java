@@ -79,7 +79,7 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
         io = new Io(t);
         fci = new Fci(state, crypto, t, secureChannel);
         pins = new PinHandler(state, t, io);
-        keys = new KeyHandler(state, t, io);
+        keys = new KeyHandler(state, t, io, crypto);
         certificates = new CertificateStore(state, t, io);
         securityOperations = new SecurityOperations(state, t, crypto, io);
         signer = new TransactionSigner(state, t, crypto, io);
