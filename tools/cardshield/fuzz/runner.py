@@ -335,7 +335,10 @@ class Campaign:
             model.public_keys[1].verify(signature, signed_transaction_data(tlvs, counter), padding.PKCS1v15(),
                                         hashes.SHA256())
         except Exception:
-            findings.append(Finding("payment check: the signature does not verify"))
+            stale = self.card.read_public_key(1).public_numbers() != model.public_keys[1].public_numbers()
+            findings.append(Finding("payment check: the signature does not verify"
+                                    + (" (the key on the card is not the one the model had)" if stale
+                                       else " with the slot's current key")))
         if counter != model.expected.counter:
             findings.append(Finding(f"payment check: counter {counter}, expected {model.expected.counter}"))
         self.card.select()
