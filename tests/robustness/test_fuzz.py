@@ -120,6 +120,6 @@ def test_fuzz_campaign(real_reader):
     }, indent=1))
     print(report.summary())
     assert report.cases == cases
-    assert not report.failures, "\n".join(f.describe(seed) for f in report.failures)
+    assert not report.failures, "\n".join(f.describe(seed, cases) for f in report.failures)
     assert report.payments >= 4  # normal payments completed between and after the cases
     assert len({name for name, _ in report.status_words}) >= 20  # every command was reached

@@ -45,5 +45,5 @@ def _run(args) -> int:
     report = run_campaign(args.cases, seed, args.case, args.sign_every, print_progress)
     print(report.summary())
     for failure in report.failures:
-        print(failure.describe(seed))
+        print(failure.describe(seed, args.cases))
     return 1 if report.failures else 0

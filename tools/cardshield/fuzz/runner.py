@@ -56,9 +56,11 @@ class Failure:
     findings: list[Finding]
     trace: list[str]
 
-    def describe(self, seed: int) -> str:
+    def describe(self, seed: int, total: int) -> str:
+        """The findings and the case's APDUs; the profile of a case depends on the campaign
+        size, so the command to reproduce it names both."""
         lines = [f"case {self.index} (profile {self.profile}, PIN {self.variant}), reproduce with "
-                 f"`cardshield fuzz --seed {seed} --case {self.index}`"]
+                 f"`cardshield fuzz --cases {total} --seed {seed} --case {self.index}`"]
         lines += [f"  ! {f.what}" + (f" (step {f.step})" if f.step is not None else "") for f in self.findings]
         lines += [f"    {line}" for line in self.trace]
         return "\n".join(lines)
