@@ -287,8 +287,8 @@ def _mutate_tlv_length(rng: random.Random, data: bytes) -> bytes:
         items = tlv.decode(data)
     except tlv.TLVError:
         items = []
-    if not items:
-        return data[: rng.randint(0, len(data))]
+    if not items or any(not 0 < item.tag <= 0xFFFF for item in items):
+        return data[: rng.randint(0, len(data))]  # not TLV-shaped (random data may decode to tag 00)
     target = rng.randrange(len(items))
     out = b""
     for i, item in enumerate(items):
