@@ -247,3 +247,60 @@ def test_another_terminal_cannot_take_or_answer(ctx, http, tokens, enrolled):
         other.post_payment(created["payment_id"], state["batch"])
     assert err.value.code == "wrong_terminal"
     assert term.pay(created["payment_id"])["state"] == "authorized"
+
+
+def _card_refuses(batch) -> list[str]:
+    """What a terminal posts when the card answers the signing command 6982 (e.g. a relay
+    changed a command whose slot requires the bank's signature)."""
+    return ["9000"] * (len(batch["apdus"]) - 1) + ["6982"]
+
+
+def test_card_refusing_to_sign_counts_is_audited_and_may_be_retried(ctx, http, tokens, enrolled):
+    term = enrolled()
+    created = create_payment(http, tokens["merchant"], "alice")
+    state = _refuse(term, created["payment_id"], "card_refused_signature", _card_refuses)
+    with ctx.db.transaction() as s:
+        assert s.scalar(select(User.consecutive_failures)) == 1
+        assert s.scalar(select(Card.consecutive_failures)) == 1
+        assert s.get(Payment, created["payment_id"]).state == "sign_requested"
+        detail = s.scalar(select(AuditEvent.detail).where(AuditEvent.code == "card_refused_signature"))
+    assert "6982" in detail
+    # an honest retry of the same signing batch within the nonce's validity succeeds
+    done = term.post_payment(created["payment_id"], state["batch"])
+    assert done["state"] == "authorized"
+    with ctx.db.transaction() as s:
+        assert s.scalar(select(User.consecutive_failures)) == 0
+
+
+def test_repeated_card_refusals_block_the_card_and_end_the_payment(ctx, http, tokens, enrolled):
+    term = enrolled()
+    created = create_payment(http, tokens["merchant"], "alice")
+    state = _refuse(term, created["payment_id"], "card_refused_signature", _card_refuses)
+    for _ in range(4):
+        with pytest.raises(FlowError) as err:
+            term.post_payment(created["payment_id"], state["batch"], _card_refuses(state["batch"]))
+        assert err.value.code == "card_refused_signature"
+    with ctx.db.transaction() as s:
+        payment = s.get(Payment, created["payment_id"])
+        assert (payment.state, payment.refusal_code) == ("refused", "card_refused_signature")
+        assert s.scalar(select(Card.blocked_at)) is not None
+    with pytest.raises(FlowError) as err:  # a final state: a good signature comes too late
+        term.post_payment(created["payment_id"], state["batch"])
+    assert err.value.code == "session_closed"
+
+
+def test_an_abandoned_payment_is_swept_to_expired(ctx, http, tokens, enrolled):
+    from cardshield.server.payment import sweep_expired_payments
+    term = enrolled()
+    created = create_payment(http, tokens["merchant"], "alice")
+    state = term.claim(created["payment_id"])
+    term.post_payment(created["payment_id"], state["batch"])  # now awaiting the signature
+    with ctx.db.transaction() as s:
+        s.execute(update(Payment).values(expires_at=utcnow() - timedelta(seconds=1)))
+    with ctx.db.core_transaction() as c:
+        assert sweep_expired_payments(c) == [created["payment_id"]]
+    with ctx.db.transaction() as s:
+        payment = s.get(Payment, created["payment_id"])
+        assert (payment.state, payment.refusal_code) == ("expired", "payment_expired")
+        assert s.scalar(select(AuditEvent.action).where(AuditEvent.payment_id == payment.id)
+                        .order_by(AuditEvent.id.desc()).limit(1)) == "payment.expire"

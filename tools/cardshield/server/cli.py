@@ -52,8 +52,8 @@ def register(subparsers) -> None:
     bench.add_argument("--out", type=Path, help="default: docs/benchmarks.md")
     bench.set_defaults(func=cmd_bench)
 
-    sub.add_parser("sweep", help="expire abandoned enrollments and revoke their unconfirmed "
-                                 "certificates").set_defaults(func=cmd_sweep)
+    sub.add_parser("sweep", help="expire abandoned enrollments (revoking their unconfirmed "
+                                 "certificates) and unfinished payments").set_defaults(func=cmd_sweep)
 
     crl = sub.add_parser("crl", help="write the current CRL (DER)")
     crl.add_argument("--out", type=Path, required=True)
@@ -144,9 +144,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .enrollment import sweep_expired
+    from .payment import sweep_expired_payments
     with _context().db.transaction() as s:
         swept = sweep_expired(s)
-    print(f"expired {len(swept)} abandoned enrollment(s)")
+        payments = sweep_expired_payments(s.connection())
+    print(f"expired {len(swept)} abandoned enrollment(s) and {len(payments)} unfinished payment(s)")
     return 0
 
 

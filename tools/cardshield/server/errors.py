@@ -28,6 +28,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "payment_expired": 410,
     "body_too_large": 413,
     "card_error": 422,
+    "card_refused_signature": 422,
     "card_response_malformed": 422,
     "public_key_mismatch": 422,
     "proof_of_possession_failed": 422,

@@ -18,7 +18,7 @@ USER_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 AUTHENTICATION_FAILURES = frozenset({
     "signature_mismatch", "counter_not_increasing", "proof_of_possession_failed",
     "public_key_mismatch", "certificate_wrong_user", "certificate_not_registered",
-    "certificate_untrusted", "certificate_readback_mismatch",
+    "certificate_untrusted", "certificate_readback_mismatch", "card_refused_signature",
 })
 
 
@@ -62,6 +62,13 @@ def register_failure(session: Session, code: str, limit: int, *, user_id: int | 
                         .where(model.id == row_id, model.consecutive_failures >= limit,
                                model.blocked_at.is_(None))
                         .values(blocked_at=now))
+
+
+def is_blocked(session: Session, *, user_id: int, card_id: int | None) -> bool:
+    user_blocked = session.scalar(select(User.blocked_at).where(User.id == user_id))
+    card_blocked = card_id is not None and session.scalar(
+        select(Card.blocked_at).where(Card.id == card_id))
+    return user_blocked is not None or bool(card_blocked)
 
 
 def reset_failures(session: Session, *, user_id: int, card_id: int | None = None) -> None:

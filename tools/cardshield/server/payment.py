@@ -83,6 +83,7 @@ _INSERT_PAYMENT = insert(PAYMENTS)
 _UPDATES: dict[tuple[str, ...], object] = {}
 NONCE_BYTES = 32
 SIGNING_MODES = ("transaction", "bare_hash")
+OPEN_STATES = ("created", "cert_requested", "sign_requested")
 BARE_HASH_MAGIC = b"CSTX1"
 # Refusals that end the payment (the merchant creates a new one). Other refusals
 # (wrong terminal, stale or repeated post, a card status word such as a wrong PIN)
@@ -198,7 +199,7 @@ class PaymentService:
 
     @staticmethod
     def _expire_if_due(s: Connection, p: PaymentRecord) -> bool:
-        if p.state in ("created", "cert_requested", "sign_requested") and p.expires_at <= utcnow():
+        if p.state in OPEN_STATES and p.expires_at <= utcnow():
             _save(s, p, state="expired", pending_batch=None, refusal_code="payment_expired")
             return True
         return False
@@ -258,7 +259,16 @@ class PaymentService:
             if seq != p.seq:
                 raise ApiError("stale_step", f"these responses answer batch {seq}, but batch "
                                              f"{p.seq} is pending")
-            data = card_data(Batch.loads(p.pending_batch), responses)
+            try:
+                data = card_data(Batch.loads(p.pending_batch), responses)
+            except ApiError as err:
+                if err.code == "card_error" and p.state == "sign_requested":
+                    # The card would not sign what the server sent (6982 on a slot that
+                    # needs the server's signature after a relay changed the command, a
+                    # counter at its end, ...): a failed authentication. An honest retry
+                    # stays possible until the nonce expires or the limit blocks the card.
+                    raise ApiError("card_refused_signature", err.message) from err
+                raise
             ids["final"] = True
             if p.state == "cert_requested":
                 self._on_certificate(s, p, data, ids)
@@ -276,6 +286,14 @@ class PaymentService:
                                   refusal_code=err.code, pending_batch=None))
                 limits.register_failure(s, err.code, self.ctx.settings.max_consecutive_failures,
                                         user_id=ids.get("user_id"), card_id=ids.get("card_id"))
+            elif err.code == "card_refused_signature":
+                limits.register_failure(s, err.code, self.ctx.settings.max_consecutive_failures,
+                                        user_id=ids.get("user_id"), card_id=ids.get("card_id"))
+                if limits.is_blocked(s, user_id=ids["user_id"], card_id=ids["card_id"]):
+                    # no retry can succeed any more: end the payment now
+                    s.execute(update(PAYMENTS).where(PAYMENTS.c.id == payment_id,
+                                                     PAYMENTS.c.state == "sign_requested")
+                              .values(state="refused", refusal_code=err.code, pending_batch=None))
             audit.record(s, "payment.authorize", "refused", code=err.code, client_id=terminal_id,
                          card_id=ids.get("card_id"), payment_id=payment_id,
                          serial_hex=ids.get("serial"), detail=err.message)
@@ -376,3 +394,21 @@ def _load_public_key(der: bytes):
             _KEY_CACHE.clear()
         _KEY_CACHE[der] = key
     return key
+
+
+def sweep_expired_payments(s: Connection, limit: int = 500) -> list[str]:
+    """End overdue open payments (created, claimed or awaiting a signature that never
+    came, e.g. after the card refused to sign): a payment is never left open forever.
+    Runs from `cardshield server sweep`; reading a payment expires it lazily too."""
+    now = utcnow()
+    ids = list(s.scalars(select(PAYMENTS.c.id).where(
+        PAYMENTS.c.state.in_(OPEN_STATES), PAYMENTS.c.expires_at <= now).limit(limit)))
+    for payment_id in ids:
+        expired = s.execute(update(PAYMENTS).where(PAYMENTS.c.id == payment_id,
+                                                   PAYMENTS.c.state.in_(OPEN_STATES))
+                            .values(state="expired", pending_batch=None,
+                                    refusal_code="payment_expired")).rowcount
+        if expired:
+            audit.record(s, "payment.expire", "ok", payment_id=payment_id,
+                         detail="session expired unfinished")
+    return ids
