@@ -290,8 +290,11 @@ class _ProcessSocketLink:
 
     def push(self, socket: Path) -> None:
         if self.link is None:
-            self.link = Path(tempfile.mkdtemp(prefix="cardshield-pcsc-")) / "pcscd.comm"
-            atexit.register(shutil.rmtree, self.link.parent, True)
+            _remove_links_of_dead_processes()
+            directory = Path(tempfile.gettempdir()) / f"{LINK_PREFIX}{os.getpid()}"
+            directory.mkdir(mode=0o700, exist_ok=True)
+            self.link = directory / "pcscd.comm"
+            atexit.register(shutil.rmtree, directory, True)
             if os.environ.get("PCSCLITE_CSOCK_NAME") not in (None, str(self.link)):
                 info(f"PCSCLITE_CSOCK_NAME={os.environ['PCSCLITE_CSOCK_NAME']} is replaced by this process's "
                      "virtual card")
@@ -313,6 +316,15 @@ class _ProcessSocketLink:
 
 
 _process_link = _ProcessSocketLink()
+LINK_PREFIX = "cardshield-pcsc-"
+
+
+def _remove_links_of_dead_processes() -> None:
+    """atexit does not run after SIGKILL: sweep the link directories whose process is gone."""
+    for directory in Path(tempfile.gettempdir()).glob(LINK_PREFIX + "*"):
+        pid = directory.name[len(LINK_PREFIX):]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _die_with_parent() -> None:
