@@ -71,7 +71,7 @@ def render(operations: list[Operation], floor: tuple[float, float, float], buffe
         "",
         f"Crypto floor measured in the same run: one RSA-2048 signature with OpenSSL on this machine "
         f"takes {floor[0]:.2f} ms (min {floor[1]:.2f}, max {floor[2]:.2f})."
-        + (f" A SIGN TRANSACTION on the virtual card (PIN check included) takes {sign.median / floor[0]:.0f}× "
+        + (f" A SIGN TRANSACTION on the virtual card (PIN check included) takes {sign.median / floor[0]:.1f}× "
            f"that: the virtual card computes RSA in Java (BouncyCastle inside jcardsim) and every APDU "
            f"crosses pcscd and vpcd; a real card's RSA-2048 signature takes 100-500 ms, which would "
            f"dominate the payment flow." if sign else ""),
