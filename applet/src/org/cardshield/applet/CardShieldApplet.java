@@ -178,13 +178,22 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
         byte ins = buf[ISO7816.OFFSET_INS];
         byte p1 = buf[ISO7816.OFFSET_P1];
         byte p2 = buf[ISO7816.OFFSET_P2];
+        // ISO/IEC 7816-4 clause 5.4.1: the logical channel number is part of CLA (b1-b2 in the
+        // first interindustry classes, b1-b4 in the further ones 40-7F; proprietary 80-FE
+        // mirrors both). A phone's OMAPI opens the applet on a logical channel, so the
+        // channel bits are dropped before the class is judged; the JCRE routed the APDU.
+        boolean further = (byte) (cla & Constants.CLA_FURTHER_BIT) != 0;
+        cla &= further ? Constants.CLA_NOT_CHANNEL_FURTHER : Constants.CLA_NOT_CHANNEL_FIRST;
         boolean chained = (byte) (cla & Constants.CLA_CHAINING_BIT) != 0;
         byte cls = (byte) (cla & ~Constants.CLA_CHAINING_BIT);
+        byte smBits = further ? Constants.CLA_SECURE_MESSAGING_FURTHER : Constants.CLA_SECURE_MESSAGING_BITS;
         boolean secured = cls == SecureChannel.CLA_SECURED
                 && (ins == Constants.INS_PERSONALIZE || ins == Constants.INS_ISSUE);
-        if (!secured && (byte) (cla & Constants.CLA_SECURE_MESSAGING_BITS) != 0) {
+        if (!secured && (byte) (cls & smBits) != 0) {
             ISOException.throwIt(Constants.SW_SECURE_MESSAGING_UNSUPPORTED);
         }
+        // the further classes 40-7F / C0-FE behave as 00 / 80 on another channel
+        cls &= (byte) ~Constants.CLA_FURTHER_BIT;
         if (!secured && cls != Constants.CLA_ISO && cls != Constants.CLA_PROPRIETARY) {
             ISOException.throwIt(ISO7816.SW_CLA_NOT_SUPPORTED);
         }
@@ -195,7 +204,6 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
             io.reset();
             ISOException.throwIt(Constants.SW_LAST_COMMAND_EXPECTED);
         }
-        io.begin(apdu);
         if (secured) {
             securedPersonalization(apdu, ins, p1, p2, chained);
         } else if (cls == Constants.CLA_PROPRIETARY) {

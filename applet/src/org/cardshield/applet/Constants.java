@@ -16,6 +16,12 @@ final class Constants {
     static final byte CLA_PROPRIETARY = (byte) 0x80;
     static final byte CLA_CHAINING_BIT = (byte) 0x10;
     static final byte CLA_SECURE_MESSAGING_BITS = (byte) 0x0C;
+    /** b7: further interindustry class (40-7F), channel in b1-b4, secure messaging in b6 */
+    static final byte CLA_FURTHER_BIT = (byte) 0x40;
+    static final byte CLA_SECURE_MESSAGING_FURTHER = (byte) 0x20;
+    /** CLA without its logical channel number (first classes: b1-b2, further: b1-b4) */
+    static final byte CLA_NOT_CHANNEL_FIRST = (byte) 0xFC;
+    static final byte CLA_NOT_CHANNEL_FURTHER = (byte) 0xF0;
 
     // Instructions
     static final byte INS_SELECT = (byte) 0xA4;

@@ -39,19 +39,37 @@ final class Io {
                 && t.bytes[Transients.B_CHAIN_P2] == p2;
     }
 
-    /** Start of every command: take the first part of the data into the APDU buffer. */
-    void begin(APDU apdu) {
-        t.shorts[Transients.S_FIRST_CHUNK] = apdu.setIncomingAndReceive();
-    }
-
-    /** For commands that take no data: 6884 if chained, 6700 if data came. */
+    /**
+     * For commands that take no data (case 1 / case 2): 6884 if chained, 6700 if data came.
+     * On T=0 the fifth header byte P3 is Lc or Le, and only the applet knows which: calling
+     * setIncomingAndReceive on a case-2 command there would make the card wait for P3 data
+     * bytes the reader never sends (ISO/IEC 7816-3 clause 12.2; the APDU class description
+     * of the Java Card API). So on T=0 the incoming side is never touched for these
+     * commands, and P3 stays Le for setOutgoing.
+     */
     void requireNoData(APDU apdu, boolean chained) {
         if (chained) {
             ISOException.throwIt(Constants.SW_CHAINING_UNSUPPORTED);
         }
-        if (apdu.getIncomingLength() != 0) {
+        if ((byte) (APDU.getProtocol() & APDU.PROTOCOL_TYPE_MASK) == APDU.PROTOCOL_T0) {
+            return;
+        }
+        if (apdu.setIncomingAndReceive() != 0 || apdu.getIncomingLength() != 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
+    }
+
+    /**
+     * Zeroes what a secret (PIN, PUK, unwrapped personalization data) left in the first len
+     * bytes of the transient buffer and in the data field of the APDU buffer, which is a
+     * global array: nothing of it should outlive the command.
+     */
+    void wipe(APDU apdu, short len) {
+        Util.arrayFillNonAtomic(t.buffer, (short) 0, len, (byte) 0);
+        byte[] buf = apdu.getBuffer();
+        short cdata = apdu.getOffsetCdata();
+        short room = (short) (buf.length - cdata); // negative: a buffer above 32767 bytes
+        Util.arrayFillNonAtomic(buf, cdata, room >= 0 && room < len ? room : len, (byte) 0);
     }
 
     /**
@@ -63,13 +81,13 @@ final class Io {
     boolean receive(APDU apdu, boolean chained, byte[] dest, short max, short overflowSw) {
         byte[] buf = apdu.getBuffer();
         short have = chainOpen() ? t.shorts[Transients.S_RECEIVED] : (short) 0;
+        short chunk = apdu.setIncomingAndReceive(); // case 3 / case 4: P3 is Lc, also on T=0
         short total = apdu.getIncomingLength();
         if (total < 0 || total > (short) (max - have)) {
             reset();
             ISOException.throwIt(overflowSw);
         }
         short cdata = apdu.getOffsetCdata();
-        short chunk = t.shorts[Transients.S_FIRST_CHUNK];
         while (chunk > 0) {
             Util.arrayCopyNonAtomic(buf, cdata, dest, have, chunk);
             have += chunk;

@@ -13,10 +13,9 @@ final class Transients {
 
     // indexes into shorts
     static final byte S_RECEIVED = 0;       // data bytes received for the current command / chain
-    static final byte S_FIRST_CHUNK = 1;    // bytes setIncomingAndReceive delivered for this APDU
-    static final byte S_RESPONSE_OFFSET = 2;
-    static final byte S_RESPONSE_LENGTH = 3;
-    static final byte SHORT_COUNT = 4;
+    static final byte S_RESPONSE_OFFSET = 1;
+    static final byte S_RESPONSE_LENGTH = 2;
+    static final byte SHORT_COUNT = 3;
     final short[] shorts;
 
     // indexes into bytes

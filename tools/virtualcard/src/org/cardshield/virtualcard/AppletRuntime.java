@@ -35,6 +35,10 @@ public final class AppletRuntime implements ApduHandler {
 
     public AppletRuntime(AppletRegistry registry) {
         this.registry = registry;
+        // the ATR announces T=1 and vpcd carries extended APDUs, a T=1 feature: make
+        // APDU.getProtocol() say so too (jcardsim's default is T=0, where an applet must
+        // not read incoming data of a case-2 command because P3 is Le there)
+        simulator.changeProtocol("T=1");
         loadAll();
     }
 
