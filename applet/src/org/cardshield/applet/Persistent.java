@@ -93,8 +93,13 @@ final class Persistent {
         }
     }
 
-    /** Policy "PIN per signature": each private-key use of the slot consumes the verification. */
-    void afterPrivateKeyUse(KeySlot slot) {
+    /**
+     * Policy "PIN per signature": each private-key use of the slot consumes the verification.
+     * Called right before the private-key operation, so a use that fails (bad padding,
+     * crypto error, tear) consumes it too: one VERIFY never buys more than one attempt, which
+     * keeps DECIPHER from serving as a padding oracle.
+     */
+    void consumePinForPrivateKeyUse(KeySlot slot) {
         if (slot.hasPolicy(Constants.POLICY_PIN_PER_SIGNATURE)) {
             pin.reset();
         }

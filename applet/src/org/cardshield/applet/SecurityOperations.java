@@ -183,8 +183,8 @@ final class SecurityOperations {
         Cipher cipher = crypto.rsaPkcs1;
         cipher.init(slot.keyPair.getPrivate(), Cipher.MODE_ENCRYPT);
         short out = (short) 128;
+        state.consumePinForPrivateKeyUse(slot);
         short sigLen = cipher.doFinal(b, (short) 0, len, b, out);
-        state.afterPrivateKeyUse(slot);
         io.send(apdu, out, sigLen);
     }
 
@@ -195,6 +195,7 @@ final class SecurityOperations {
         }
         Signature ecdsa = crypto.ecdsaSha256;
         short sigLen = 0;
+        state.consumePinForPrivateKeyUse(slot);
         try {
             ecdsa.init(slot.keyPair.getPrivate(), Signature.MODE_SIGN);
             sigLen = ecdsa.signPreComputedHash(t.buffer, (short) 0, len, t.buffer, SHA256_LENGTH);
@@ -202,7 +203,6 @@ final class SecurityOperations {
             // a card whose ECDSA cannot start from a hash
             ISOException.throwIt(ISO7816.SW_FUNC_NOT_SUPPORTED);
         }
-        state.afterPrivateKeyUse(slot);
         io.send(apdu, SHA256_LENGTH, sigLen);
     }
 
@@ -211,6 +211,11 @@ final class SecurityOperations {
         KeySlot slot = privateKeySlot(Transients.B_CT_PRIVATE, (byte) 2);
         if (!slot.isRsa()) {
             ISOException.throwIt(ISO7816.SW_FUNC_NOT_SUPPORTED);
+        }
+        if (slot.hasPolicy(Constants.POLICY_SERVER_SIGNED)) {
+            // key separation: PKCS#1 v1.5 decryption with a signing key is a Bleichenbacher
+            // oracle that yields raw RSA signatures, past the 8E check and the counter
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
         byte[] b = t.buffer;
         short modLen = modulusBytes(slot.keyPair.getPrivate());
@@ -231,8 +236,8 @@ final class SecurityOperations {
         }
         cipher.init(slot.keyPair.getPrivate(), Cipher.MODE_DECRYPT);
         short out = len;
+        state.consumePinForPrivateKeyUse(slot);
         short plainLen = cipher.doFinal(b, (short) 1, modLen, b, out);
-        state.afterPrivateKeyUse(slot);
         io.send(apdu, out, plainLen);
     }
 

@@ -61,6 +61,7 @@ final class TransactionSigner {
             ISOException.throwIt(ISO7816.SW_SECURITY_STATUS_NOT_SATISFIED);
         }
 
+        state.consumePinForPrivateKeyUse(slot);
         state.incrementCounter();
         // response 86 04 counter || 9E L signature, built where the 8E object was
         short out = fieldsEnd;
@@ -73,7 +74,6 @@ final class TransactionSigner {
         signer.update(b, (short) 0, fieldsEnd);
         short sigAt = (short) (out + 10);
         short sigLen = signer.sign(b, out, (short) 6, b, sigAt);
-        state.afterPrivateKeyUse(slot);
         io.send(apdu, out, wrapSignature(b, out, sigAt, sigLen));
     }
 
@@ -86,12 +86,12 @@ final class TransactionSigner {
         if (len < Constants.CHALLENGE_MIN) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
+        state.consumePinForPrivateKeyUse(slot);
         Signature signer = crypto.signatureFor(slot);
         signer.init(slot.keyPair.getPrivate(), Signature.MODE_SIGN);
         signer.update(POSSESSION_MAGIC, (short) 0, (short) POSSESSION_MAGIC.length);
         short out = Constants.CHALLENGE_MAX;
         short sigLen = signer.sign(t.buffer, (short) 0, len, t.buffer, out);
-        state.afterPrivateKeyUse(slot);
         io.send(apdu, out, sigLen);
     }
 
