@@ -269,7 +269,11 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
             case Constants.INS_PERSONALIZE:
                 requirePlainPersonalizationAllowed();
                 if (io.receive(apdu, chained, t.buffer, (short) t.buffer.length, ISO7816.SW_WRONG_LENGTH)) {
-                    personalization.personalize(p1, p2, t.buffer, (short) 0, io.received());
+                    try {
+                        personalization.personalize(p1, p2, t.buffer, (short) 0, io.received());
+                    } finally {
+                        io.wipe(apdu, io.received()); // PIN / PUK in clear on a development card
+                    }
                 }
                 return;
             case Constants.INS_ISSUE:
@@ -299,7 +303,12 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
             return;
         }
         short len = io.received();
-        short receipt = secureChannel.process(ins, p1, p2, t.buffer, (short) 0, len, this, t.buffer, len);
+        short receipt;
+        try {
+            receipt = secureChannel.process(ins, p1, p2, t.buffer, (short) 0, len, this, t.buffer, len);
+        } finally {
+            io.wipe(apdu, len); // the data were decrypted in place: PIN, PUK in clear
+        }
         io.send(apdu, len, receipt);
     }
 

@@ -49,8 +49,12 @@ final class PinHandler {
             }
             return;
         }
-        requireDigits(t.buffer, (short) 0, len, Constants.PIN_MIN, Constants.PIN_MAX);
-        check(state.pin, t.buffer, (short) 0, len);
+        try {
+            requireDigits(t.buffer, (short) 0, len, Constants.PIN_MIN, Constants.PIN_MAX);
+            check(state.pin, t.buffer, (short) 0, len);
+        } finally {
+            io.wipe(apdu, len);
+        }
     }
 
     void changeReferenceData(APDU apdu, byte p1, byte p2, boolean chained) {
@@ -60,10 +64,17 @@ final class PinHandler {
         if (!io.receive(apdu, chained, t.buffer, (short) (2 * PADDED), ISO7816.SW_WRONG_LENGTH)) {
             return;
         }
-        if (io.received() != (short) (2 * PADDED)) {
-            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+        try {
+            if (io.received() != (short) (2 * PADDED)) {
+                ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+            }
+            change(p2 == Constants.REF_PIN);
+        } finally {
+            io.wipe(apdu, io.received());
         }
-        boolean isPin = p2 == Constants.REF_PIN;
+    }
+
+    private void change(boolean isPin) {
         byte min = isPin ? Constants.PIN_MIN : Constants.PUK_LENGTH;
         byte max = isPin ? Constants.PIN_MAX : Constants.PUK_LENGTH;
         short oldLen = unpaddedDigits(t.buffer, (short) 0, min, max);
@@ -85,6 +96,15 @@ final class PinHandler {
             return;
         }
         short len = io.received();
+        try {
+            unblock(len);
+        } finally {
+            io.wipe(apdu, len);
+        }
+    }
+
+    private void unblock(short len) {
+        short max = (short) (Constants.PUK_LENGTH + Constants.PIN_MAX);
         short pinLen = (short) (len - Constants.PUK_LENGTH);
         if (pinLen < Constants.PIN_MIN) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
