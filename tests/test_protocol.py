@@ -158,3 +158,11 @@ def test_applet_aid_matches_applet_properties():
         if "=" in line and not line.startswith("#")
     )
     assert bytes.fromhex(props["applet.aid"]) == APPLET_AID
+
+
+def test_class_without_channel_follows_iso_7816_4_clause_5_4_1():
+    from cardshield.protocol.constants import class_without_channel
+
+    assert [class_without_channel(c) for c in (0x00, 0x03, 0x13, 0x85, 0x0C)] == [0x00, 0x00, 0x10, 0x84, 0x0C]
+    # further classes: channel in b1-b4, secure messaging in b6
+    assert [class_without_channel(c) for c in (0x40, 0x4F, 0x5F, 0x60, 0xC3)] == [0x00, 0x00, 0x10, 0x20, 0x80]

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from cardshield.protocol import tlv
-from cardshield.protocol.constants import PIN_TRIES, PUK_TRIES, CardFlags, Lifecycle, SlotState
+from cardshield.protocol.constants import PIN_TRIES, PUK_TRIES, CardFlags, Lifecycle, SlotState, class_without_channel
 from cardshield.protocol.fci import FCI
 from cardshield.protocol.transaction import signed_transaction_data
 
@@ -95,7 +95,7 @@ class CardModel:
         if full is None:
             return  # a chain piece: nothing happens before the last one
         e = self.expected
-        plain = apdu.cla & 0xEF in (0x00, 0x80)
+        plain = class_without_channel(apdu.cla) & 0xEF in (0x00, 0x80)
         if not plain:
             return  # secure channel (CLA 84) or refused class: no plain command ran
         ins, p1, p2 = apdu.ins, apdu.p1, apdu.p2

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from cardshield import paths
+from cardshield.protocol.constants import class_without_channel
 
 _SW_TOKEN = re.compile(r"(?<![0-9A-Fa-f])(9000|61xx|63Cx|6[0-9A-F]{3})(?![0-9A-Fa-f])")
 _SECTION = re.compile(r"^### (.+?) — `([^`]*)`", re.M)
@@ -107,7 +108,7 @@ _PSO = {
 def command_name(cla: int, ins: int, p1: int, p2: int) -> str | None:
     """The docs/apdu.md section that governs this header; None for an INS the applet does
     not have (only the dispatcher's answers are allowed then)."""
-    if cla & 0xEF == 0x84 and ins in (0xE0, 0xE2):
+    if class_without_channel(cla) & 0xEF == 0x84 and ins in (0xE0, 0xE2):
         return SECURED_PERSONALIZATION
     if ins == 0xA4:
         return SELECT_BY_AID if p1 == 0x04 else "SELECT certificate EF"

@@ -33,6 +33,15 @@ CLA_ISO = 0x00
 CLA_PROPRIETARY = 0x80
 
 
+def class_without_channel(cla: int) -> int:
+    """CLA as the applet judges it: the logical channel number dropped (ISO/IEC 7816-4
+    clause 5.4.1). First classes 00-3F / 80-BF keep b3-b8 (SM 0C, chaining 10); further
+    classes 40-7F / C0-FF become their first-class twin: b8, chaining 10, SM (b6) kept as 20."""
+    if cla & 0x40:
+        return cla & 0xB0
+    return cla & 0xFC
+
+
 class Slot(enum.IntEnum):
     PAYMENT = 0x01
     AUTHENTICATION = 0x02
