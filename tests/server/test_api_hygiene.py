@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from cardshield.server.api import create_app
 from cardshield.server.context import ServerContext
+from cardshield.server.errors import ApiError
 from cardshield.server.models import AuditEvent, Enrollment, Payment, User
 from cardshield.server.testing.flows import Terminal, call, create_payment
 
@@ -131,3 +132,18 @@ def test_refusals_are_audited_without_secrets(ctx, http, tokens, make_card):
         actions = set(s.scalars(select(AuditEvent.action)))
     assert {"enrollment.start", "certificate.issue", "enrollment.complete"} <= actions
     assert "24680" not in details
+
+
+def test_cached_token_resolves_without_the_database_and_keeps_role_checks(ctx, tokens):
+    from cardshield.server.tokens import Authenticator
+    auth = Authenticator(ctx.db, cache_seconds=60)
+    header = f"Bearer {tokens['terminal']}"
+    assert auth.cached_identity(header) is None  # first use: the database must be asked
+    client_id = auth.authenticate(header, "terminal")
+    assert auth.cached_identity(header) == (client_id, "terminal")
+    with pytest.raises(ApiError) as err:
+        auth.check_role(auth.cached_identity(header), ("merchant",))
+    assert err.value.code == "forbidden"
+    with pytest.raises(ApiError) as err:
+        auth.cached_identity("Basic abc")
+    assert err.value.code == "unauthorized"

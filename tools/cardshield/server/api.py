@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -120,14 +121,22 @@ def create_app(ctx: ServerContext) -> FastAPI:
                                                  "nothing was written, retry").as_json(),
                             status_code=409)
 
-    def terminal(authorization: str | None = Header(None)) -> int:
-        return ctx.auth.authenticate(authorization, "terminal")
+    async def authenticate(authorization: str | None, role: str) -> int:
+        # A cached token is resolved on the event loop: a sync dependency would cost a
+        # threadpool round trip per request. A cache miss asks the database off the loop.
+        identity = ctx.auth.cached_identity(authorization)
+        if identity is None:
+            identity = await run_in_threadpool(ctx.auth.identify, authorization)
+        return ctx.auth.check_role(identity, (role,))
 
-    def merchant(authorization: str | None = Header(None)) -> int:
-        return ctx.auth.authenticate(authorization, "merchant")
+    async def terminal(authorization: str | None = Header(None)) -> int:
+        return await authenticate(authorization, "terminal")
 
-    def admin(authorization: str | None = Header(None)) -> int:
-        return ctx.auth.authenticate(authorization, "admin")
+    async def merchant(authorization: str | None = Header(None)) -> int:
+        return await authenticate(authorization, "merchant")
+
+    async def admin(authorization: str | None = Header(None)) -> int:
+        return await authenticate(authorization, "admin")
 
     # -- public CA material ---------------------------------------------------------------
     @app.get("/healthz", tags=["ops"])

@@ -45,6 +45,15 @@ def disable_client(db: Database, name: str) -> bool:
         return True
 
 
+def _digest_of(authorization: str | None) -> str:
+    if not authorization or not authorization.startswith("Bearer "):
+        raise ApiError("unauthorized", "send the client token as 'Authorization: Bearer <token>'")
+    token = authorization[len("Bearer "):].strip()
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+        raise ApiError("unauthorized", "the token is not a CardShield client token")
+    return token_digest(token)
+
+
 class Authenticator:
     """Resolve a bearer token to (client id, role), with a short per-replica cache."""
 
@@ -55,19 +64,26 @@ class Authenticator:
         self._lock = threading.Lock()
 
     def authenticate(self, authorization: str | None, *roles: str) -> int:
-        client_id, role = self.identify(authorization)
+        return self.check_role(self.identify(authorization), roles)
+
+    @staticmethod
+    def check_role(identity: tuple[int, str], roles: tuple[str, ...]) -> int:
+        client_id, role = identity
         if role not in roles:
             raise ApiError("forbidden", f"this operation needs a {' or '.join(roles)} token, "
                                         f"not a {role} token")
         return client_id
 
+    def cached_identity(self, authorization: str | None) -> tuple[int, str] | None:
+        """(client id, role) from this replica's cache, without touching the database
+        (safe to call on the event loop); None when the database must be asked."""
+        digest = _digest_of(authorization)
+        with self._lock:
+            hit = self._cache.get(digest)
+        return (hit[1], hit[2]) if hit and hit[0] > time.monotonic() else None
+
     def identify(self, authorization: str | None) -> tuple[int, str]:
-        if not authorization or not authorization.startswith("Bearer "):
-            raise ApiError("unauthorized", "send the client token as 'Authorization: Bearer <token>'")
-        token = authorization[len("Bearer "):].strip()
-        if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
-            raise ApiError("unauthorized", "the token is not a CardShield client token")
-        digest = token_digest(token)
+        digest = _digest_of(authorization)
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(digest)
