@@ -106,7 +106,7 @@ def test_a_tampered_amount_is_refused(enrolled, card, client, server):
         run_flow("pay", payment["payment_id"], server=client, ui=ScriptedInterface([PIN]), reader=card,
                  open_transport=open_with(Tamper))
     # The card checks the bank's signature (8E) over the fields and refuses to sign.
-    assert failure.value.code == "card_error" and "6982" in str(failure.value)
+    assert failure.value.code == "card_refused_signature" and "6982" in str(failure.value)
     state = server.merchant_request("GET", f"/v1/payments/{payment['payment_id']}")
     assert state["state"] != "authorized" and state["authorized_at"] is None
 
@@ -153,7 +153,7 @@ def test_bare_hash_signing_is_flagged_weaker_to_the_card_holder(enrolled, card, 
     ui = ScriptedInterface([PIN])
     with pytest.raises(FlowFailed) as failure:
         run_flow("pay", payment["payment_id"], server=client, ui=ui, reader=card)
-    assert failure.value.code == "card_error" and "6985" in str(failure.value)
+    assert failure.value.code == "card_refused_signature" and "6985" in str(failure.value)
     assert ui.requests[-1].weaker_signing and ui.requests[-1].payment is None
 
 
