@@ -138,8 +138,7 @@ def test_card_removed_and_inserted(virtual_card, reader_name, probe_aid):
         virtual_card.remove_card()
         with pytest.raises((CardRemovedError, NoCardError)):
             select_probe(transport, probe_aid)
-        with pytest.raises(NoCardError):
-            Transport.open(reader_name)
+        _wait_until_absent(reader_name)
         virtual_card.insert_card()
         transport.close()
         transport = _connect_when_present(reader_name)
@@ -147,6 +146,19 @@ def test_card_removed_and_inserted(virtual_card, reader_name, probe_aid):
         assert counters(transport)[0] == before + 1  # persistent state survived
     finally:
         transport.close()
+
+
+def _wait_until_absent(reader_name, attempts=100):
+    """pcscd notices a removal on its next poll: wait for it rather than race it."""
+    import time
+
+    for _ in range(attempts):
+        try:
+            Transport.open(reader_name).close()
+        except NoCardError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("pcscd still reports a card after it was removed")
 
 
 def _connect_when_present(reader_name, attempts=100):

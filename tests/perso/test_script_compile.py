@@ -73,13 +73,31 @@ def test_bundle_holds_no_secret_and_round_trips(tmp_path, store, server_key_file
     b = _compile(tmp_path, FULL, store, scp80_tar=bytes.fromhex("435301"))
     text = b.to_json()
     card = keys.diversify(keys.software_master(v.MASTER_KEY), 1, v.CARD_ID)
-    for secret in (PIN, PUK, PIN.encode().hex(), PUK.encode().hex(), v.MASTER_KEY.hex(),
-                   card.enc.hex(), card.mac.hex()):
-        assert secret.lower() not in text.lower()
+    # Hex fields are searched for the secrets' byte encodings; every other text field for the
+    # secrets as typed. (A bare digit string inside random hex would match by chance.)
+    hex_secrets = [s.lower() for s in (PIN.encode().hex(), PUK.encode().hex(), v.MASTER_KEY.hex(),
+                                       card.enc.hex(), card.mac.hex())]
+    for value in _strings(json.loads(text)):
+        is_hex = len(value) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in value)
+        for secret in hex_secrets if is_hex else [PIN, PUK, *hex_secrets]:
+            assert secret not in value.lower(), "a secret appears in the bundle"
     again = bundle_mod.from_json(text)
     assert again.steps == b.steps and again.card_id == v.CARD_ID
     assert json.loads(text)["steps"][0]["apdu"].startswith("84E00100")
     assert len(b.scp80["packets"]) == 6 and b.scp80["kic"] == "12"
+
+
+def _strings(node):
+    """Every string (keys and values) in a decoded JSON document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+    elif isinstance(node, str):
+        yield node
 
 
 def test_scp80_export_carries_the_same_steps(tmp_path, store, server_key_file):
