@@ -83,9 +83,9 @@ def test_enroll_and_pay_with_the_applet(ctx, http, tokens, applet_card):
                 for a in state["batch"]["apdus"]]
     with pytest.raises(FlowError) as err:
         term.post_payment(created["payment_id"], state["batch"], term.run(dict(state["batch"], apdus=tampered)))
-    assert err.value.code == "card_error" and "6982" in err.value.body["error"]["message"]
+    assert err.value.code == "card_refused_signature" and "6982" in err.value.body["error"]["message"]
     with ctx.db.transaction() as s:
         assert s.get(Payment, created["payment_id"]).state == "sign_requested"
-    # a card error leaves the batch pending: the honest relay retries and it is authorized
+    # a card refusal leaves the batch pending while the nonce is valid: the honest relay retries
     third = term.post_payment(created["payment_id"], state["batch"])
     assert third["state"] == "authorized" and third["card_counter"] > second["card_counter"]
