@@ -7,16 +7,24 @@ UPDATEs in the services are what makes racing requests safe there.
 """
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Executable
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+T = TypeVar("T")
 
 
 def normalize_url(url: str) -> str:
@@ -59,6 +67,155 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
                      "use sqlite:///path or postgresql://user@host/db")
 
 
+# -- prebuilt statements on the driver's cursor ---------------------------------------------
+# The payment path runs a dozen fixed statements per payment. SQLAlchemy's execution layer
+# (parameter and result processing, execution context, events) cost several times the
+# statements themselves, so these are compiled once per dialect and run on the DB-API
+# connection of the same transaction, converting only the values that need it (SQLite
+# keeps DateTime as text, Boolean as 0/1): the rows read and written are identical.
+class _Compiled:
+    __slots__ = ("sql", "order", "defaults", "binds", "names", "results")
+
+    def __init__(self, statement: Executable, dialect: Dialect):
+        compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        by_name = {name: bind for bind, name in compiled.bind_names.items()}
+        required = {name for name, bind in by_name.items() if bind.required}
+        self.sql = compiled.string
+        self.order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+        processors = {}
+        for name in compiled.params:  # literal IN (...) values arrive expanded as name_1, name_2
+            bind = by_name[name] if name in by_name else by_name.get(name.rsplit("_", 1)[0])
+            processor = (None if bind is None else
+                         bind.type.dialect_impl(dialect).bind_processor(dialect))
+            if processor is not None:
+                processors[name] = processor
+        # constants are converted once; what the caller passes, on every execution
+        self.defaults = {name: processors[name](value) if name in processors else value
+                         for name, value in compiled.params.items() if name not in required}
+        self.binds = {name: processors[name] for name in required if name in processors}
+        columns = getattr(statement, "selected_columns", ())
+        self.names = tuple(column.key for column in columns)
+        self.results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
+                             for column in columns)
+
+    def parameters(self, given: dict | None):
+        values = dict(self.defaults, **given) if given else dict(self.defaults)
+        for name, processor in self.binds.items():
+            values[name] = processor(values[name])
+        return values if self.order is None else tuple(values[name] for name in self.order)
+
+
+class Prebuilt:
+    """A fixed Core statement for FastConnection; compiled on first use per dialect."""
+    __slots__ = ("statement", "_compiled")
+
+    def __init__(self, statement: Executable):
+        self.statement = statement
+        self._compiled: dict[str, _Compiled] = {}
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
+        return found
+
+
+class RawRow(dict):
+    """A result row: by name (row.card_id) or as a mapping (row._mapping)."""
+    __slots__ = ()
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def _mapping(self) -> dict:
+        return self
+
+
+class RawResult:
+    __slots__ = ("_cursor", "_compiled", "rowcount")
+
+    def __init__(self, cursor, compiled: _Compiled):
+        self._cursor, self._compiled, self.rowcount = cursor, compiled, cursor.rowcount
+
+    def first(self) -> RawRow | None:
+        values = self._cursor.fetchone()
+        if values is None:
+            return None
+        results = self._compiled.results
+        return RawRow(zip(self._compiled.names, (
+            value if process is None or value is None else process(value)
+            for value, process in zip(values, results))))
+
+    def scalar(self):
+        row = self.first()
+        return None if row is None else next(iter(row.values()))
+
+    def scalars(self) -> list:
+        """The first column of every remaining row."""
+        process = self._compiled.results[0]
+        return [value if process is None or value is None else process(value)
+                for value, *_ in self._cursor.fetchall()]
+
+
+class FastConnection:
+    """The payment path's transaction on the driver's connection. Prebuilt statements are
+    compiled once; any other statement (refusal paths) is compiled when it is run."""
+
+    def __init__(self, driver_connection, dialect: Dialect):
+        self._driver, self.dialect = driver_connection, dialect
+
+    def execute(self, statement, parameters: dict | None = None) -> RawResult:
+        if not isinstance(statement, Prebuilt):
+            statement = Prebuilt(statement)
+        compiled = statement.compiled(self.dialect)
+        return RawResult(self._driver.execute(compiled.sql, compiled.parameters(parameters)),
+                         compiled)
+
+    def scalar(self, statement, parameters: dict | None = None):
+        return self.execute(statement, parameters).scalar()
+
+    def scalars(self, statement, parameters: dict | None = None) -> list:
+        return self.execute(statement, parameters).scalars()
+
+
+class SqliteWriterLock:
+    """One SQLite writer at a time, across threads and processes, without polling.
+
+    SQLite makes a waiting writer poll with sleeps of up to 100 ms (its busy handler), which
+    is what a worker process's requests would do while another process commits. Queueing
+    on a thread lock and then on an flock(2) of a file beside the database wakes the next
+    writer as soon as the lock is free. The busy timeout stays as the backstop for
+    processes that do not take this lock (sqlite3 shell, backups)."""
+
+    def __init__(self, database_path: str | None):
+        self._thread_lock = threading.Lock()
+        self._path = database_path + ".writer-lock" if database_path else None
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            if self._path is not None:
+                if self._fd is None or self._pid != os.getpid():  # a forked child reopens
+                    self._fd, self._pid = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *_exc) -> None:
+        try:
+            if self._path is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
 class Database:
     """Engine + session factory; `transaction()` is the unit of every request."""
 
@@ -66,10 +223,14 @@ class Database:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url, pool_size=pool_size)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # SQLite has one writer at a time and makes waiting writers poll with sleeps of up
-        # to 100 ms (its busy handler). Queueing this process's transactions on a lock
-        # instead leaves SQLite's waiting to the other processes only.
-        self._writer = threading.Lock() if self.is_sqlite else nullcontext()
+        database = self.engine.url.database if self.is_sqlite else None
+        self._writer = (SqliteWriterLock(None if database in (None, "", ":memory:") else database)
+                        if self.is_sqlite else nullcontext())
+        # The threads that run blocking database (and RSA) work for the async endpoints:
+        # one for SQLite, which has a single writer anyway and whose busy thread drains
+        # its queue without a wake-up per request; a pool's worth for PostgreSQL.
+        self._executor = ThreadPoolExecutor(max_workers=1 if self.is_sqlite else pool_size,
+                                            thread_name_prefix="cardshield-db")
 
     @property
     def is_sqlite(self) -> bool:
@@ -83,11 +244,45 @@ class Database:
                 yield session
 
     @contextmanager
-    def core_transaction(self) -> Iterator[Connection]:
-        """The same unit of work on a plain Connection, for code that only runs Core
-        statements (the payment path): no Session bookkeeping."""
-        with self._writer, self.engine.begin() as connection:
-            yield connection
+    def core_transaction(self) -> Iterator[FastConnection]:
+        """The same unit of work without Session bookkeeping, for code that only runs
+        Core statements (the payment path); Prebuilt ones skip the execution layer."""
+        dialect = self.engine.dialect
+        driver_error = dialect.loaded_dbapi.Error
+        with self._writer:
+            pooled = self.engine.raw_connection()
+            driver = pooled.driver_connection
+            try:
+                if self.is_sqlite:
+                    driver.execute("BEGIN IMMEDIATE")  # as _sqlite_begin does
+                yield FastConnection(driver, dialect)
+                driver.commit()
+            except BaseException as exc:
+                self._roll_back(pooled, exc if isinstance(exc, driver_error) else None)
+                if isinstance(exc, driver_error):
+                    # as SQLAlchemy reports it (IntegrityError -> 409, OperationalError -> 503)
+                    raise DBAPIError.instance(None, None, exc, driver_error,
+                                              dialect=dialect) from exc
+                raise
+            finally:
+                pooled.close()
+
+    def _roll_back(self, pooled, error: Exception | None) -> None:
+        """Roll back; a connection that is gone (a restarted PostgreSQL) leaves the pool."""
+        dialect = self.engine.dialect
+        if error is not None and dialect.is_disconnect(error, pooled.driver_connection, None):
+            pooled.invalidate(error)
+            return
+        try:
+            pooled.driver_connection.rollback()
+        except dialect.loaded_dbapi.Error as exc:
+            pooled.invalidate(exc)
+
+    async def run(self, work: Callable[..., T], /, *args) -> T:
+        """Await `work(*args)` run on this database's threads, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor,
+                                                                partial(work, *args))
 
     def dispose(self) -> None:
+        self._executor.shutdown(wait=False)
         self.engine.dispose()

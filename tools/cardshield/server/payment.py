@@ -36,6 +36,7 @@ from .batches import Batch, card_data
 from .ca import PAYMENT_SLOT
 from .clock import utcnow
 from .context import ServerContext
+from .db import Prebuilt
 from .errors import ApiError
 from .models import Card, Certificate, Payment, User
 
@@ -45,39 +46,40 @@ CARDS, PAYMENTS, CERTIFICATES = Card.__table__, Payment.__table__, Certificate._
 # Built once: statement construction and cache-key generation are a large share of the
 # per-request cost on the hot path.
 USERS = User.__table__
-_LOAD_PAYMENT = (select(PAYMENTS, USERS.c.external_id.label("user_external_id"),
+_LOAD_PAYMENT_SELECT = (select(PAYMENTS, USERS.c.external_id.label("user_external_id"),
                         USERS.c.consecutive_failures.label("user_failures"),
                         USERS.c.blocked_at.label("user_blocked_at"))
                  .join(USERS, USERS.c.id == PAYMENTS.c.user_id)
                  .where(PAYMENTS.c.id == bindparam("payment_id")))
-_LOAD_PAYMENT_LOCKED = _LOAD_PAYMENT.with_for_update(of=PAYMENTS)
-_FIND_USER = select(USERS).where(USERS.c.external_id == bindparam("external_id"))
-_ACTIVE_CERT_LENGTH = (select(func.length(CERTIFICATES.c.der))
+_LOAD_PAYMENT = Prebuilt(_LOAD_PAYMENT_SELECT)
+_LOAD_PAYMENT_LOCKED = Prebuilt(_LOAD_PAYMENT_SELECT.with_for_update(of=PAYMENTS))
+_FIND_USER = Prebuilt(select(USERS).where(USERS.c.external_id == bindparam("external_id")))
+_ACTIVE_CERT_LENGTH = Prebuilt(select(func.length(CERTIFICATES.c.der))
                        .where(CERTIFICATES.c.user_id == bindparam("user_id"),
                               CERTIFICATES.c.slot == PAYMENT_SLOT,
                               CERTIFICATES.c.status == "active")
                        .order_by(CERTIFICATES.c.stored_at.desc()).limit(1))
-_CERT_WITH_CARD = (select(CERTIFICATES, CARDS.c.blocked_at.label("card_blocked_at"),
+_CERT_WITH_CARD = Prebuilt(select(CERTIFICATES, CARDS.c.blocked_at.label("card_blocked_at"),
                           CARDS.c.requires_server_signature)
                    .join(CARDS, CARDS.c.id == CERTIFICATES.c.card_id)
                    .where(CERTIFICATES.c.serial_hex == bindparam("serial_hex")))
-_CARD_KEY = (select(CARDS.c.public_key_der, CARDS.c.consecutive_failures,
+_CARD_KEY = Prebuilt(select(CARDS.c.public_key_der, CARDS.c.consecutive_failures,
                     CERTIFICATES.c.status.label("certificate_status"))
              .join(CERTIFICATES, CERTIFICATES.c.card_id == CARDS.c.id)
              .where(CARDS.c.id == bindparam("card_id"),
                     CERTIFICATES.c.serial_hex == bindparam("serial_hex")))
 # The two compare-and-set statements of step 608.
-_COUNTER_SWAP = (update(CARDS).where(CARDS.c.id == bindparam("card_id"),
+_COUNTER_SWAP = Prebuilt(update(CARDS).where(CARDS.c.id == bindparam("card_id"),
                                      CARDS.c.last_counter < bindparam("counter"),
                                      CARDS.c.blocked_at.is_(None))
                  .values(last_counter=bindparam("counter")))
-_CONSUME_NONCE = (update(PAYMENTS).where(PAYMENTS.c.id == bindparam("payment_id"),
+_CONSUME_NONCE = Prebuilt(update(PAYMENTS).where(PAYMENTS.c.id == bindparam("payment_id"),
                                          PAYMENTS.c.state == "sign_requested",
                                          PAYMENTS.c.nonce_used_at.is_(None))
                   .values(state="authorized", nonce_used_at=bindparam("now"),
                           authorized_at=bindparam("now"), card_counter=bindparam("counter"),
                           signature=bindparam("signature"), pending_batch=None))
-_INSERT_PAYMENT = insert(PAYMENTS)
+_INSERT_PAYMENT = Prebuilt(insert(PAYMENTS))
 # One UPDATE per set of changed columns, built on first use and then reused: building
 # update().values(...) per request cost more CPU than executing it.
 _UPDATES: dict[tuple[str, ...], object] = {}
@@ -136,7 +138,7 @@ def _save(s: Connection, p: PaymentRecord, **changes) -> None:
     columns = tuple(sorted(changes))
     statement = _UPDATES.get(columns)
     if statement is None:  # bind names must differ from column names in an UPDATE
-        statement = _UPDATES[columns] = (
+        statement = _UPDATES[columns] = Prebuilt(
             update(PAYMENTS).where(PAYMENTS.c.id == bindparam("p_id"))
             .values({c: bindparam("new_" + c) for c in columns}))
     s.execute(statement, {"p_id": p.id, **{"new_" + c: v for c, v in changes.items()}})
