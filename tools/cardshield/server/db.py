@@ -250,7 +250,10 @@ class Database:
         dialect = self.engine.dialect
         driver_error = dialect.loaded_dbapi.Error
         with self._writer:
-            pooled = self.engine.raw_connection()
+            try:
+                pooled = self.engine.raw_connection()
+            except driver_error as exc:  # the database is unreachable: 503, as from connect()
+                raise DBAPIError.instance(None, None, exc, driver_error, dialect=dialect) from exc
             driver = pooled.driver_connection
             try:
                 if self.is_sqlite:

@@ -69,7 +69,9 @@ class EnrollmentOut(BaseModel):
 
 class PaymentCreateIn(Strict):
     user_id: UserId
-    amount_minor: int = Field(ge=0, lt=1 << 64, description="amount in minor units (cents)")
+    # The card takes 8 unsigned bytes; databases store a signed BIGINT, so 2^63 - 1 is the top.
+    amount_minor: int = Field(ge=0, lt=1 << 63, description="amount in minor units (cents), "
+                                                            "below 2^63")
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
     payee: str = Field(min_length=1, max_length=64)
     order_ref: str = Field(min_length=1, max_length=64)
