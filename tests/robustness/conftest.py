@@ -16,7 +16,9 @@ def server_ctx(tmp_path_factory):
 
     state = tmp_path_factory.mktemp("robust-server")
     init_ca(Settings(state_dir=state))
-    settings = Settings(state_dir=state, database_url=f"sqlite:///{state / 'server.db'}", token_cache_seconds=0)
+    # A public URL, so the linted certificates carry the CRL distribution point and AIA too.
+    settings = Settings(state_dir=state, database_url=f"sqlite:///{state / 'server.db'}", token_cache_seconds=0,
+                        public_url="http://ca.cardshield.test")
     upgrade(settings.effective_database_url)
     context = ServerContext.create(settings)
     yield context

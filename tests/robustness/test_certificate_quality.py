@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import select
 
@@ -66,6 +67,8 @@ def issued(server_ctx, server_http, server_tokens, tmp_path_factory):
 
 def test_issued_certificates_pass_pkilint_rfc5280(issued):
     assert len(issued["certificates"]) == 6
+    with_locations = [x509.load_der_x509_certificate(path.read_bytes()) for path in issued["certificates"]]
+    assert all(cert.extensions.get_extension_for_class(x509.CRLDistributionPoints) for cert in with_locations)
     problems = {path.name: _lint("lint_pkix_cert", path) for path in issued["certificates"] + [issued["ca"]]}
     assert not any(problems.values()), problems
 

@@ -148,3 +148,31 @@ def test_cli_init_and_key_permission_check(tmp_path):
     os.chmod(tmp_path / "ca" / "ca.key.pem", 0o640)
     refused = run("client", "shop2", "--role", "merchant")
     assert refused.returncode == 2 and "chmod 600" in refused.stderr
+
+
+def test_public_url_names_the_crl_and_the_ca_certificate(tmp_path, card_key, authority):
+    settings = Settings(state_dir=tmp_path, public_url="https://ca.bank.example/")
+    init_ca(settings)
+    cert = x509.load_der_x509_certificate(CertificateAuthority.load(settings).issue(
+        card_key.public_key(), user_external_id="alice", card_label="c", slot=1).der)
+    cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    assert not cdp.critical
+    assert [name.value for point in cdp.value for name in point.full_name] == [
+        "https://ca.bank.example/v1/ca/crl"]
+    aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
+    assert [(d.access_method, d.access_location.value) for d in aia.value] == [
+        (x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
+         "https://ca.bank.example/v1/ca/certificate")]
+    # without a public URL (the default) neither extension is written
+    plain = x509.load_der_x509_certificate(authority.issue(
+        card_key.public_key(), user_external_id="alice", card_label="c", slot=1).der)
+    with pytest.raises(x509.ExtensionNotFound):
+        plain.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+
+
+@pytest.mark.parametrize("url", ["ldap://ca.example", "ca.bank.example", "https://", "https://x/?q=1"])
+def test_public_url_must_be_an_http_base_url(tmp_path, url):
+    settings = Settings(state_dir=tmp_path, public_url=url)
+    init_ca(settings)
+    with pytest.raises(CaSetupError, match="CARDSHIELD_PUBLIC_URL"):
+        CertificateAuthority.load(settings)

@@ -217,7 +217,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     # -- public CA material ---------------------------------------------------------------
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict:
+    async def healthz() -> dict:  # no blocking work: answered on the event loop
         return {"status": "ok"}
 
     @app.get("/v1/ca/certificate", tags=["ca"], response_class=Response,

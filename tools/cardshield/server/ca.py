@@ -11,6 +11,7 @@ import hashlib
 import os
 import secrets
 import stat
+from urllib.parse import urlsplit
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+from cryptography.x509.oid import (AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID,
+                                   ObjectIdentifier)
 
 from .clock import utcnow
 from .errors import ApiError
@@ -166,6 +168,26 @@ class IssuedCertificate:
         return format(self.serial, "x")
 
 
+def publication_extensions(public_url: str) -> list[x509.ExtensionType]:
+    """CRL distribution point (RFC 5280 4.2.1.13) and authority information access
+    caIssuers (4.2.2.1) naming this server's /v1/ca/crl and /v1/ca/certificate, both served
+    as DER. Nothing without a public URL."""
+    if not public_url:
+        return []
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise CaSetupError(f"CARDSHIELD_PUBLIC_URL must be an http(s) base URL such as "
+                           f"https://ca.bank.example, not {public_url!r}")
+    base = public_url.rstrip("/")
+    return [
+        x509.CRLDistributionPoints([x509.DistributionPoint(
+            [x509.UniformResourceIdentifier(f"{base}/v1/ca/crl")], None, None, None)]),
+        x509.AuthorityInformationAccess([x509.AccessDescription(
+            AuthorityInformationAccessOID.CA_ISSUERS,
+            x509.UniformResourceIdentifier(f"{base}/v1/ca/certificate"))]),
+    ]
+
+
 class CertificateAuthority:
     def __init__(self, settings: Settings, key: rsa.RSAPrivateKey, cert: x509.Certificate,
                  request_key: rsa.RSAPrivateKey):
@@ -178,6 +200,7 @@ class CertificateAuthority:
         self._ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         self._policy = x509.CertificatePolicies([x509.PolicyInformation(
             ObjectIdentifier(settings.key_on_card_policy_oid), None)])
+        self._locations = publication_extensions(settings.public_url)
 
     @classmethod
     def load(cls, settings: Settings) -> "CertificateAuthority":
@@ -214,20 +237,22 @@ class CertificateAuthority:
         eku = x509.ExtendedKeyUsage(
             [EKU_TRANSACTION_SIGNING] if payment else [ExtendedKeyUsageOID.CLIENT_AUTH])
         serial = generate_serial()
-        cert = (x509.CertificateBuilder()
-                .subject_name(subject).issuer_name(self.cert.subject)
-                .public_key(public_key).serial_number(serial)
-                .not_valid_before(not_before).not_valid_after(not_after)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(key_usage, critical=True)
-                .add_extension(eku, critical=False)
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),
-                               critical=False)
-                .add_extension(
-                    x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski),
-                    critical=False)
-                .add_extension(self._policy, critical=False)
-                .sign(self.key, hashes.SHA256()))
+        builder = (x509.CertificateBuilder()
+                   .subject_name(subject).issuer_name(self.cert.subject)
+                   .public_key(public_key).serial_number(serial)
+                   .not_valid_before(not_before).not_valid_after(not_after)
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(key_usage, critical=True)
+                   .add_extension(eku, critical=False)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),
+                                  critical=False)
+                   .add_extension(
+                       x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski),
+                       critical=False)
+                   .add_extension(self._policy, critical=False))
+        for extension in self._locations:
+            builder = builder.add_extension(extension, critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
         return IssuedCertificate(serial, cert.public_bytes(serialization.Encoding.DER),
                                  not_before, not_after)
 

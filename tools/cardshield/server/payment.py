@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -130,7 +131,7 @@ class PaymentRecord(SimpleNamespace):
 def _view(p: PaymentRecord) -> PaymentView:
     return PaymentView(p.id, p.state, p.user_external_id, p.amount_minor, p.currency, p.payee,
                        p.order_ref, p.signing_mode, p.expires_at,
-                       Batch.loads(p.pending_batch).to_json() if p.pending_batch else None,
+                       json.loads(p.pending_batch) if p.pending_batch else None,  # Batch.dumps
                        p.card_counter, p.authorized_at, p.refusal_code, p.certificate_serial_hex)
 
 

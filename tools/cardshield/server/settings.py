@@ -38,6 +38,10 @@ class Settings:
     max_consecutive_failures: int = 5
     # Seconds an authenticated API token stays cached in a replica; 0 disables the cache.
     token_cache_seconds: float = 5.0
+    # The server's public base URL (https://ca.bank.example). When set, issued certificates
+    # say where relying parties fetch the CRL and the CA certificate (RFC 5280 4.2.1.13 and
+    # 4.2.2.1); empty (the default) leaves both extensions out.
+    public_url: str = ""
 
     @property
     def ca_dir(self) -> Path:
@@ -88,4 +92,5 @@ def load_settings() -> Settings:
         challenge_ttl_seconds=_int_env("CARDSHIELD_CHALLENGE_TTL", base.challenge_ttl_seconds),
         payment_ttl_seconds=_int_env("CARDSHIELD_PAYMENT_TTL", base.payment_ttl_seconds),
         max_body_bytes=_int_env("CARDSHIELD_MAX_BODY_BYTES", base.max_body_bytes),
+        public_url=os.environ.get("CARDSHIELD_PUBLIC_URL", base.public_url),
     )
