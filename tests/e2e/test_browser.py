@@ -42,6 +42,7 @@ def test_1_enroll(page, deployment):
     page.wait_for_selector(".notice.success", timeout=120_000)
     assert re.search(r"certificate [0-9a-f]+ is stored on your card", page.inner_text("#notice"))
     assert page.locator("ol.steps li.done").count() == 12
+    assert page.get_attribute("#notice a", "href") == "/status"  # no user id in the link
     shot(page, "enroll")
 
 
@@ -92,13 +93,24 @@ def test_4_tampered_amount_is_refused_on_screen(page, deployment):
     shot(page, "checkout-tampered")
 
 
-def test_5_status_shows_certificate_and_payments(page, deployment):
-    page.goto(f"{deployment.url}/status?user={USER}")
+def test_5_status_shows_what_this_browser_did_and_forgets_it(page, deployment):
+    """The enrollment and payments above were made in this browser: the page finds them
+    through the serial and payment ids the pages kept, with no user id asked."""
+    page.goto(f"{deployment.url}/status")
     page.wait_for_selector("#certificates-card:not([hidden])")
-    assert "active" in page.inner_text("#certificates")
+    assert "made from this browser" in page.inner_text("#explanation")
+    assert page.locator("#user-id").count() == 0
+    certificates = page.inner_text("#certificates")
+    assert "active" in certificates and re.search(r"[0-9a-f]{17,}", certificates)
     payments = page.inner_text("#payments")
     assert payments.count("authorized") == 2 and "signature mismatch" in payments
     shot(page, "status")
+    page.click("#forget-button")
+    page.wait_for_selector("#certificates-card[hidden]", state="attached")
+    page.reload()
+    page.wait_for_selector("#notice:not([hidden])")
+    assert "Nothing was done from this browser yet" in page.inner_text("#notice")
+    assert page.is_hidden("#certificates-card") and page.is_hidden("#payments-card")
 
 
 def test_without_the_agent_the_page_says_how_to_start_it(browser_context, deployment):

@@ -235,7 +235,7 @@ class Demo:
             self.headline("the pages are ready for a person")
             print(f"  enrollment: {self.server.url}/enroll   (user id: any, e.g. {DEMO_USER}-2)\n"
                   f"  checkout:   {self.server.url}/checkout\n"
-                  f"  status:     {self.server.url}/status?user={DEMO_USER}\n"
+                  f"  status:     {self.server.url}/status   (what this browser enrolled and paid)\n"
                   f"  The card terminal's PIN window opens from the pages (http://127.0.0.1:{agent.port}/).\n"
                   f"  The card's PIN is the one in {PIN_ENV}. Ctrl-C ends the demo.", flush=True)
             while True:

@@ -1,15 +1,16 @@
 """HTTP routes of the pages: static HTML/JS/CSS, the page configuration (where the local
-agent listens), the demo shop's order endpoint and the status listing."""
+agent listens), the demo shop's order endpoint and the status of what this browser did."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from importlib import resources
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cardshield.server.errors import ApiError
 from cardshield.server.limits import USER_ID_PATTERN
@@ -24,7 +25,8 @@ DEFAULT_AGENT_URL = "ws://127.0.0.1:8765/ws"
 MERCHANT_TOKEN_ENV = "CARDSHIELD_WEB_MERCHANT_TOKEN"
 PAGES = {"enroll": "enroll.html", "checkout": "checkout.html", "status": "status.html"}
 ASSETS = {"site.css": "text/css", "agent.js": "text/javascript", "enroll.js": "text/javascript",
-          "checkout.js": "text/javascript", "status.js": "text/javascript"}
+          "checkout.js": "text/javascript", "status.js": "text/javascript",
+          "remembered.js": "text/javascript"}
 # The pages may talk to their own server and to the agent on loopback, nothing else.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -107,30 +109,60 @@ def payment_state(payment_id: str, request: Request) -> dict:
             "card_counter": view.card_counter}
 
 
+# What the status page may ask about: identifiers only the card holder's own browser holds.
+# A payment id is 128 random bits (PaymentService.create), a serial 127 (ca.generate_serial),
+# so holding one is the capability to see it; nothing is ever listed by user id, which anyone
+# could type. Serials: lowercase hex as issued, at most 20 octets (RFC 5280 4.1.2.2).
+STATUS_QUERY = {"payment": re.compile(r"[0-9a-f]{32}"), "serial": re.compile(r"[0-9a-f]{1,40}")}
+STATUS_MAX_EACH = 50  # what the page keeps in localStorage (remembered.js)
+
+
+def _status_query(request: Request) -> dict[str, list[str]]:
+    wanted: dict[str, list[str]] = {name: [] for name in STATUS_QUERY}
+    for name, value in request.query_params.multi_items():
+        if name not in STATUS_QUERY:
+            raise ApiError("invalid_request", f"unknown parameter {name!r}: ask for payment=<32 hex digits> "
+                                              "and serial=<certificate serial in hex>; nothing is listed by user id")
+        if not STATUS_QUERY[name].fullmatch(value):
+            raise ApiError("invalid_request", f"{name} {value[:48]!r} is not a {name} "
+                                              f"(expected {STATUS_QUERY[name].pattern})")
+        wanted[name].append(value)
+    for name, values in wanted.items():
+        if len(values) > STATUS_MAX_EACH:
+            raise ApiError("invalid_request", f"at most {STATUS_MAX_EACH} {name} parameters per request")
+        wanted[name] = list(dict.fromkeys(values))
+    return wanted
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() + "Z" if moment else None
+
+
 @router.get("/web/status")
-def status(user_id: str, request: Request) -> JSONResponse:
-    """The user's certificates and payments, newest first."""
-    if not USER_ID_PATTERN.fullmatch(user_id):
-        raise ApiError("invalid_request", "the user id is 1-64 letters, digits and . _ @ -")
+def status(request: Request) -> JSONResponse:
+    """The certificates and payments this browser asks about by serial and payment id,
+    newest first; unknown ones are simply absent, so nothing can be enumerated. Payments
+    are the shop's own (its merchant client created them)."""
+    wanted = _status_query(request)
+    merchant_id = _merchant(request) if wanted["payment"] else None
     with request.app.state.ctx.db.transaction() as session:
-        user = session.scalar(select(User).where(User.external_id == user_id))
-        if user is None:
-            raise ApiError("unknown_user", f"no user {user_id}: enroll a card first")
-        certificates = session.scalars(select(Certificate).where(Certificate.user_id == user.id)
-                                       .order_by(Certificate.issued_at.desc()).limit(50)).all()
-        payments = session.scalars(select(Payment).where(Payment.user_id == user.id)
-                                   .order_by(Payment.created_at.desc()).limit(100)).all()
+        certificates = session.scalars(select(Certificate).where(Certificate.serial_hex.in_(wanted["serial"]))
+                                       .order_by(Certificate.issued_at.desc())).all() if wanted["serial"] else []
+        payments = session.scalars(select(Payment).where(Payment.id.in_(wanted["payment"]),
+                                                         Payment.merchant_client_id == merchant_id)
+                                   .order_by(Payment.created_at.desc())).all() if wanted["payment"] else []
+        owners = {c.user_id for c in certificates} | {p.user_id for p in payments}
+        blocked = bool(owners) and session.scalar(
+            select(func.count()).select_from(User).where(User.id.in_(owners), User.blocked_at.is_not(None))) > 0
         body = {
-            "user_id": user_id,
-            "blocked": user.blocked_at is not None,
+            "blocked": blocked,
             "certificates": [{"serial": c.serial_hex, "slot": c.slot, "status": c.status,
-                              "not_before": c.not_before.isoformat() + "Z", "not_after": c.not_after.isoformat() + "Z",
-                              "issued_at": c.issued_at.isoformat() + "Z"} for c in certificates],
+                              "not_before": _iso(c.not_before), "not_after": _iso(c.not_after),
+                              "issued_at": _iso(c.issued_at)} for c in certificates],
             "payments": [{"payment_id": p.id, "order_ref": p.order_ref, "payee": p.payee,
                           "amount": format_amount(p.amount_minor, p.currency), "state": p.state,
                           "refusal_code": p.refusal_code, "card_counter": p.card_counter,
-                          "created_at": p.created_at.isoformat() + "Z",
-                          "authorized_at": p.authorized_at.isoformat() + "Z" if p.authorized_at else None}
+                          "created_at": _iso(p.created_at), "authorized_at": _iso(p.authorized_at)}
                          for p in payments],
         }
     return JSONResponse(body, headers={"Cache-Control": "no-store"})

@@ -63,6 +63,7 @@ $("order-form").addEventListener("submit", async (event) => {
     $("pay-button").disabled = false;
     return;
   }
+  Remembered.add("payment", order.payment_id);  // shown on the status page, whatever its outcome
   $("order-ref").textContent = order.order_ref + " \u2013 " + order.amount;
   showNotice("waiting", "Order " + order.order_ref + " for " + order.amount + ": working with your card\u2026");
   CardAgent.start("pay", order.payment_id);

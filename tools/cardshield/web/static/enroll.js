@@ -36,10 +36,11 @@ CardAgent.on("question", (message) => {
 });
 CardAgent.on("done", (message) => {
   const serial = message.state.certificate_serial;
+  Remembered.add("serial", serial);  // the status page asks the bank about this certificate
   showNotice("success", "Done: certificate " + serial + " is stored on your card (" + message.relayed +
     " card commands, " + message.seconds.toFixed(1) + " s). You can now pay with it.");
   const link = document.createElement("a");
-  link.href = "/status?user=" + encodeURIComponent($("user-id").value.trim());
+  link.href = "/status";
   link.textContent = " See your card and payments";
   $("notice").appendChild(link);
   $("enroll-button").disabled = false;
