@@ -19,7 +19,7 @@ from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.sql import Executable
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -77,22 +77,30 @@ class _Compiled:
     __slots__ = ("sql", "order", "defaults", "binds", "names", "results")
 
     def __init__(self, statement: Executable, dialect: Dialect):
-        compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        try:  # literal IN (...) lists are rendered now, so the SQL is final
+            compiled = statement.compile(dialect=dialect,
+                                         compile_kwargs={"render_postcompile": True})
+        except InvalidRequestError as exc:
+            raise TypeError("a statement with a literal IN (...) list cannot also take "
+                            "parameters at execution: write the values into it") from exc
         by_name = {name: bind for bind, name in compiled.bind_names.items()}
-        required = {name for name, bind in by_name.items() if bind.required}
         self.sql = compiled.string
         self.order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-        processors = {}
-        for name in compiled.params:  # literal IN (...) values arrive expanded as name_1, name_2
-            bind = by_name[name] if name in by_name else by_name.get(name.rsplit("_", 1)[0])
-            processor = (None if bind is None else
-                         bind.type.dialect_impl(dialect).bind_processor(dialect))
-            if processor is not None:
-                processors[name] = processor
-        # constants are converted once; what the caller passes, on every execution
-        self.defaults = {name: processors[name](value) if name in processors else value
-                         for name, value in compiled.params.items() if name not in required}
-        self.binds = {name: processors[name] for name in required if name in processors}
+        # Constants (literals in the statement) are converted once; what the caller passes
+        # (the required binds), on every execution. A literal IN (...) list is rendered as
+        # one parameter per value, named <bind>_1, <bind>_2, ...
+        self.defaults, self.binds = {}, {}
+        for name, bind in by_name.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            convert = processor or (lambda value: value)
+            if bind.required:
+                if processor is not None:
+                    self.binds[name] = processor
+            elif bind.expanding:
+                for index, value in enumerate(bind.effective_value, 1):
+                    self.defaults[f"{name}_{index}"] = convert(value)
+            else:
+                self.defaults[name] = convert(bind.effective_value)
         columns = getattr(statement, "selected_columns", ())
         self.names = tuple(column.key for column in columns)
         self.results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
@@ -169,7 +177,7 @@ class FastConnection:
         self._driver, self.dialect = driver_connection, dialect
 
     def execute(self, statement, parameters: dict | None = None) -> RawResult:
-        if not isinstance(statement, Prebuilt):
+        if not isinstance(statement, Prebuilt):  # refusal paths: compiled for this execution
             statement = Prebuilt(statement)
         compiled = statement.compiled(self.dialect)
         return RawResult(self._driver.execute(compiled.sql, compiled.parameters(parameters)),
