@@ -258,6 +258,12 @@ class VirtualCardStack:
     def insert_card(self) -> None:
         send_control(self.control_socket, "INSERT")
 
+    def set_applet_bytes(self, instance_aid: bytes, field_path: str, value: bytes) -> None:
+        """Test facility with no counterpart on a real card: overwrite a byte array of an
+        applet instance's persistent state (field names from the instance, e.g.
+        "state.counter"), same length, to reach states too far away by APDU."""
+        send_control(self.control_socket, f"SET-BYTES {instance_aid.hex()} {field_path} {value.hex()}")
+
     # -- stop ----------------------------------------------------------------------------
     def stop(self) -> None:
         pid = self._process.pid if self._process else (self.info.pid if self.info else None)

@@ -31,6 +31,10 @@ public final class AppletRuntime implements ApduHandler {
         void delete(AID aid) {
             deleteApplet(aid);
         }
+
+        javacard.framework.Applet instance(AID aid) {
+            return getApplet(aid);
+        }
     }
 
     public AppletRuntime(AppletRegistry registry) {
@@ -88,6 +92,49 @@ public final class AppletRuntime implements ApduHandler {
 
     public void delete(byte[] instanceAid) {
         runtime.delete(AIDUtil.create(instanceAid));
+    }
+
+    /**
+     * Test facility of the virtual card only, with no counterpart on a real card (reached
+     * through the host's control socket, never by APDU): overwrites, in place, a byte array
+     * of an applet instance's persistent state, named by a path of field names from the
+     * instance (e.g. "state.counter"), with a value of the same length. It lets a test reach
+     * a state that would take billions of APDUs (a signature counter at its end).
+     */
+    public void overwriteBytes(byte[] instanceAid, String fieldPath, byte[] value) {
+        Object target = runtime.instance(AIDUtil.create(instanceAid));
+        if (target == null) {
+            throw new IllegalArgumentException("no applet instance " + Hex.encode(instanceAid));
+        }
+        for (String name : fieldPath.split("\\.")) {
+            target = fieldValue(target, name, fieldPath);
+        }
+        if (!(target instanceof byte[])) {
+            throw new IllegalArgumentException(fieldPath + " is not a byte array");
+        }
+        byte[] bytes = (byte[]) target;
+        if (bytes.length != value.length) {
+            throw new IllegalArgumentException(fieldPath + " holds " + bytes.length + " bytes, not " + value.length);
+        }
+        System.arraycopy(value, 0, bytes, 0, value.length);
+    }
+
+    private static Object fieldValue(Object owner, String name, String fieldPath) {
+        if (owner == null) {
+            throw new IllegalArgumentException(fieldPath + ": null before field " + name);
+        }
+        for (Class<?> type = owner.getClass(); type != null; type = type.getSuperclass()) {
+            try {
+                java.lang.reflect.Field field = type.getDeclaredField(name);
+                field.setAccessible(true);
+                return field.get(owner);
+            } catch (NoSuchFieldException e) {
+                // declared further up the hierarchy, if at all
+            } catch (ReflectiveOperationException | RuntimeException e) {
+                throw new IllegalArgumentException(fieldPath + ": cannot read field " + name + ": " + e, e);
+            }
+        }
+        throw new IllegalArgumentException(fieldPath + ": " + owner.getClass().getName() + " has no field " + name);
     }
 
     /** Back to a card fresh from the factory: no instances, load files registered again. */

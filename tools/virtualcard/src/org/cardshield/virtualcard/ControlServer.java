@@ -22,6 +22,10 @@ import java.nio.file.Path;
  *                 (a card fresh from personalization's starting point)
  *   REMOVE     -> pull the card out of the reader (vpcd connection closed)
  *   INSERT     -> put it back (persistent state kept, as with a real card)
+ *   SET-BYTES instanceAID field.path HEX
+ *              -> TEST FACILITY, no counterpart on a real card: overwrite a byte array of an
+ *                 applet instance's persistent state (AppletRuntime.overwriteBytes), to reach
+ *                 states too far away by APDU, e.g. a signature counter at FF FF FF FF
  * Replies are "OK" or "ERROR <reason>".
  */
 final class ControlServer {
@@ -31,6 +35,8 @@ final class ControlServer {
         void remove();
 
         void insert() throws Exception;
+
+        void setBytes(byte[] instanceAid, String fieldPath, byte[] value);
     }
 
     private final Path path;
@@ -67,8 +73,13 @@ final class ControlServer {
         }
     }
 
-    private String handle(String command) {
+    private String handle(String line) {
+        String[] words = line.split("\\s+");
+        String command = words[0];
         try {
+            if (!command.equals("SET-BYTES") && words.length != 1) {
+                return "ERROR " + command + " takes no arguments";
+            }
             switch (command) {
                 case "PING":
                     break;
@@ -80,6 +91,12 @@ final class ControlServer {
                     break;
                 case "INSERT":
                     commands.insert();
+                    break;
+                case "SET-BYTES":
+                    if (words.length != 4) {
+                        return "ERROR usage: SET-BYTES instanceAID field.path HEX";
+                    }
+                    commands.setBytes(Hex.decode(words[1]), words[2], Hex.decode(words[3]));
                     break;
                 default:
                     return "ERROR unknown command " + command;

@@ -104,6 +104,12 @@ public final class VirtualCardHost {
                     insertion.notifyAll();
                 }
             }
+
+            public void setBytes(byte[] instanceAid, String fieldPath, byte[] value) {
+                synchronized (cardLock) { // never in the middle of an APDU
+                    runtime.overwriteBytes(instanceAid, fieldPath, value);
+                }
+            }
         }).start();
 
         boolean announced = false;
