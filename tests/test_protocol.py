@@ -114,6 +114,17 @@ def test_extended_encoding():
     assert commands.read_binary(0, ne=1000).extended() == bytes.fromhex("00B0000000 03E8".replace(" ", ""))
 
 
+def test_long_answers_ask_for_everything_extended_and_256_short():
+    # Extended Le FFFF (ISO/IEC 7816-4 5.1) brings a 7F49 template or a signature whole ...
+    assert commands.read_public_key(1).extended() == bytes.fromhex("0047810100FFFF")
+    # ... while the short forms the server composes stay Le 00, the rest by GET RESPONSE.
+    assert commands.read_public_key(1).short() == bytes.fromhex("0047810100")
+    assert commands.generate_key(2).short() == bytes.fromhex("0047800200")
+    tx = Transaction(amount=1, currency="EUR", payee="P", order_ref="R", nonce=bytes(16))
+    pieces = commands.sign_transaction(1, tx, bytes(256)).chained()
+    assert pieces[-1][-1] == 0x00 and len(pieces[-1]) == 6 + pieces[-1][4]  # Lc, data, Le 00
+
+
 def test_short_encoding_refuses_oversized_data():
     with pytest.raises(ValueError, match="chained"):
         commands.put_certificate(1, bytes(256)).short()

@@ -76,13 +76,16 @@ def render(operations: list[Operation], floor: tuple[float, float, float], buffe
            f"crosses pcscd and vpcd; a real card's RSA-2048 signature takes 100-500 ms, which would "
            f"dominate the payment flow." if sign else ""),
         "",
-        "What the counts show: the extended-length reader reaches the protocol minimum except where "
-        "the client asks for Ne = 256 and the answer is longer (a 7F49 public key is 269 bytes, a "
-        "transaction signature 266): those cost one GET RESPONSE even where an extended Le would "
-        "bring the whole answer at once. A short-APDU reader also pays one chained APDU per 255 bytes "
-        "of command data (DECIPHER's 257 bytes, server-signed transactions, certificates) and one GET "
-        "RESPONSE per 256 bytes of answer; the byte overhead stays within a few percent because "
-        "chaining and GET RESPONSE add only headers, length bytes and status words.",
+        "What the counts show: the extended-length reader reaches the protocol minimum in APDUs. "
+        "Commands whose answer can exceed 256 bytes (a 7F49 public key is 270 bytes, a transaction "
+        "signature 266) ask for everything with one extended Le (FFFF, ISO/IEC 7816-4 5.1) and get "
+        "the whole answer at once; where that answer turns out to be 256 bytes (an RSA-2048 signature "
+        "or cryptogram: PSO COMPUTE DIGITAL SIGNATURE, PROVE POSSESSION, PSO ENCIPHER) the extended "
+        "length fields cost 3 bytes over the short ones of the minimum. A short-APDU reader pays one "
+        "chained APDU per 255 bytes of command data (DECIPHER's 257 bytes, server-signed transactions, "
+        "certificates) and one GET RESPONSE per 256 bytes of answer beyond the first 256; the byte "
+        "overhead stays within a few percent because chaining and GET RESPONSE add only headers, "
+        "length bytes and status words.",
         "",
         "Applet size and memory (from docs/applet.md, produced with Oracle's converter 3.1.0, "
         "`-target 3.0.4`): CAP load file 11,822 bytes (Method component 8,807); EEPROM about 4.0 KB "

@@ -99,6 +99,12 @@ class CommandAPDU:
     def with_ne(self, ne: int | None) -> CommandAPDU:
         return replace(self, ne=ne)
 
+    def with_short_le(self) -> CommandAPDU:
+        """This command asking for at most 256 bytes, the most a short Le field can
+        (7816-4 5.1): sent in short APDUs, a longer answer comes as 61xx and GET RESPONSE
+        (5.3.4)."""
+        return self.with_ne(min(self.ne, SHORT_MAX_NE) if self.ne else None)
+
     def chain(self, chunk: int = SHORT_MAX_LC) -> list[CommandAPDU]:
         """Split the data into a command chain (7816-4 5.1.1.1): CLA b5 set on every
         command but the last; Ne only on the last."""

@@ -267,10 +267,24 @@ class Transport:
             return fits_reader and atr_supports_extended_length(self.atr)
         return False
 
+    def bounded_by_reader(self, command: CommandAPDU) -> CommandAPDU:
+        """`command` asking for no more than the reader carries back: a reader that states
+        its message size (CCID dwMaxCCIDMessageLength, which bounds responses as well as
+        commands) gets Ne at most that size less SW1 SW2, and the card announces the rest
+        with 61xx (ISO 7816-4 5.3.4). A forced encoding (command.extended set) is kept."""
+        if self.reader_max_apdu is None or command.extended is not None or command.ne is None:
+            return command
+        room = max(self.reader_max_apdu - 2, SHORT_MAX_NE)
+        return command.with_ne(room) if command.ne > room else command
+
     def transmit(self, command: CommandAPDU) -> ResponseAPDU:
-        """Send one logical command and return its complete response (any SW)."""
+        """Send one logical command and return its complete response (any SW). Through an
+        extended-length reader an Ne above 256 goes as one extended Le and the answer comes
+        whole (ISO 7816-4 5.1); otherwise short APDUs ask for 256 and GET RESPONSE fetches
+        the rest."""
+        command = self.bounded_by_reader(command)
         if not self.use_extended(command) and not command.fits_short:
-            pieces = command.with_ne(min(command.ne, SHORT_MAX_NE) if command.ne else None).chain()
+            pieces = command.with_short_le().chain()
             for piece in pieces[:-1]:
                 response = self.exchange(piece)
                 if response.sw != 0x9000:  # a chain ends at the first error (7816-4 5.1.1.1)

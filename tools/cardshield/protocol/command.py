@@ -24,7 +24,8 @@ class Command:
     p2: int
     data: bytes = b""
     #: expected response length Ne; None: no Le field (no response data expected).
-    #: 256 (short) or 65536 (extended) mean "as much as available".
+    #: 256 (short) or 65535 (commands.ALL_EXTENDED) mean "as much as available"; a short
+    #: form of the command asks for at most 256 and receives the rest through GET RESPONSE.
     ne: int | None = None
     #: a short human name for traces and error messages
     name: str = ""
@@ -53,13 +54,14 @@ class Command:
                            extended=extended, sensitive=self.sensitive)
 
     def short(self) -> bytes:
-        """One short APDU; raises if the data or Ne need chaining or extended length."""
+        """One short APDU (Ne at most 256, the rest through GET RESPONSE); raises if the
+        data needs chaining or extended length."""
         if len(self.data) > SHORT_MAX_DATA:
             raise ValueError(
                 f"{self.name}: {len(self.data)} data bytes do not fit a short APDU; "
                 "use chained() or extended()"
             )
-        return self.apdu(extended=False).encode()
+        return self.apdu().with_short_le().encode()
 
     def extended(self) -> bytes:
         """One extended-length APDU (ISO/IEC 7816-4 clause 5.1: Lc 00 xx xx, Le xx xx)."""
@@ -68,5 +70,4 @@ class Command:
     def chained(self, chunk: int = SHORT_MAX_DATA) -> list[bytes]:
         """Short APDUs carrying the data in ISO command chaining; all but the last have
         CLA bit 0x10 and no Le. A command whose data fits one APDU is sent unchained."""
-        ne = min(self.ne, SHORT_MAX_NE) if self.ne else None
-        return [piece.encode() for piece in self.apdu().with_ne(ne).chain(chunk)]
+        return [piece.encode() for piece in self.apdu().with_short_le().chain(chunk)]

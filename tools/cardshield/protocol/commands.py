@@ -30,9 +30,15 @@ from .constants import (
 from . import tlv
 from .transaction import TAG_SERVER_SIGNATURE, Transaction
 
-#: Ne meaning "everything", for the two APDU forms
+#: Ne meaning "everything the card has". ALL for answers that always fit one short
+#: response; ALL_EXTENDED for answers that can exceed 256 bytes (a 7F49 public key, an RSA
+#: signature or cryptogram with its TLVs), so that an extended-length reader brings the
+#: whole answer in one response (extended Le, ISO/IEC 7816-4 5.1). Short forms of the same
+#: command ask for 256 bytes and fetch the rest with GET RESPONSE (5.3.4).
+#: ALL_EXTENDED is 65535 (Le FFFF), not 65536 (Le 0000): jcardsim hands Le 0000 to the
+#: applet as setOutgoing() = 0, and the applet would then send nothing and answer 61xx.
 ALL = SHORT_MAX_NE
-ALL_EXTENDED = EXTENDED_MAX_NE
+ALL_EXTENDED = EXTENDED_MAX_NE - 1
 
 _SHA256_LEN = 32
 #: DigestInfo lengths the card accepts whole (SHA-256, SHA-384, SHA-512)
@@ -133,12 +139,12 @@ def unblock_pin(puk: str, new_pin: str) -> Command:
 
 
 def generate_key(slot: int) -> Command:
-    return Command(CLA_ISO, Ins.GENERATE_ASYMMETRIC_KEY_PAIR, 0x80, _slot(slot), ne=ALL,
+    return Command(CLA_ISO, Ins.GENERATE_ASYMMETRIC_KEY_PAIR, 0x80, _slot(slot), ne=ALL_EXTENDED,
                    name="GENERATE ASYMMETRIC KEY PAIR")
 
 
 def read_public_key(slot: int) -> Command:
-    return Command(CLA_ISO, Ins.GENERATE_ASYMMETRIC_KEY_PAIR, 0x81, _slot(slot), ne=ALL,
+    return Command(CLA_ISO, Ins.GENERATE_ASYMMETRIC_KEY_PAIR, 0x81, _slot(slot), ne=ALL_EXTENDED,
                    name="READ PUBLIC KEY")
 
 
@@ -165,19 +171,19 @@ def compute_signature(hash_or_digest_info: bytes) -> Command:
     or a complete DigestInfo for SHA-256/384/512."""
     if len(hash_or_digest_info) not in (_SHA256_LEN, *DIGEST_INFO_LENGTHS):
         raise ValueError("give a 32-byte SHA-256 hash or a SHA-256/384/512 DigestInfo")
-    return Command(CLA_ISO, Ins.PERFORM_SECURITY_OPERATION, 0x9E, 0x9A, bytes(hash_or_digest_info), ne=ALL,
+    return Command(CLA_ISO, Ins.PERFORM_SECURITY_OPERATION, 0x9E, 0x9A, bytes(hash_or_digest_info), ne=ALL_EXTENDED,
                    name="PSO COMPUTE DIGITAL SIGNATURE")
 
 
 def decipher(cryptogram: bytes, padding: Padding = Padding.PKCS1_V15) -> Command:
     return Command(CLA_ISO, Ins.PERFORM_SECURITY_OPERATION, 0x80, 0x86, bytes([padding]) + bytes(cryptogram),
-                   ne=ALL, name="PSO DECIPHER")
+                   ne=ALL_EXTENDED, name="PSO DECIPHER")
 
 
 def encipher(plaintext: bytes) -> Command:
     if not plaintext:
         raise ValueError("nothing to encipher")
-    return Command(CLA_ISO, Ins.PERFORM_SECURITY_OPERATION, 0x86, 0x80, bytes(plaintext), ne=ALL,
+    return Command(CLA_ISO, Ins.PERFORM_SECURITY_OPERATION, 0x86, 0x80, bytes(plaintext), ne=ALL_EXTENDED,
                    name="PSO ENCIPHER")
 
 
@@ -194,7 +200,7 @@ def verify_signature(sha256_hash: bytes, signature: bytes) -> Command:
 def prove_possession(slot: int, challenge: bytes) -> Command:
     if not CHALLENGE_MIN <= len(challenge) <= CHALLENGE_MAX:
         raise ValueError(f"challenge must be {CHALLENGE_MIN}..{CHALLENGE_MAX} bytes")
-    return Command(CLA_PROPRIETARY, Ins.PROVE_POSSESSION, 0x00, _slot(slot), bytes(challenge), ne=ALL,
+    return Command(CLA_PROPRIETARY, Ins.PROVE_POSSESSION, 0x00, _slot(slot), bytes(challenge), ne=ALL_EXTENDED,
                    name="PROVE POSSESSION")
 
 
@@ -203,7 +209,8 @@ def sign_transaction(slot: int, transaction: Transaction | bytes, server_signatu
     server; server_signature (8E) is required when the slot's policy says so."""
     tlvs = transaction.tlvs() if isinstance(transaction, Transaction) else Transaction.from_tlvs(transaction).tlvs()
     data = tlvs + (tlv.encode(TAG_SERVER_SIGNATURE, server_signature) if server_signature else b"")
-    return Command(CLA_PROPRIETARY, Ins.SIGN_TRANSACTION, 0x00, _slot(slot), data, ne=ALL, name="SIGN TRANSACTION")
+    return Command(CLA_PROPRIETARY, Ins.SIGN_TRANSACTION, 0x00, _slot(slot), data, ne=ALL_EXTENDED,
+                   name="SIGN TRANSACTION")
 
 
 def personalize_pin(pin: str) -> Command:
