@@ -30,8 +30,10 @@ from .enrollment import EnrollmentService, EnrollmentView
 from .errors import ApiError
 from .payment import PaymentService, PaymentView
 from .revocation import current_crl, revoke
-from .schemas import (CardResponsesIn, EnrollmentOut, EnrollmentStartIn, ErrorOut, PaymentCreateIn,
-                      PaymentOut, RevocationIn, RevocationOut, ServerKeyOut)
+from .schemas import (CardResponsesIn, ClientCreatedOut, ClientIn, ClientOut, ClientsOut,
+                      EnrollmentOut, EnrollmentStartIn, ErrorOut, PaymentCreateIn, PaymentOut,
+                      RevocationIn, RevocationOut, ServerKeyOut)
+from .tokens import disable_client, list_clients, register_client
 
 log = logging.getLogger("cardshield.server")
 ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 410, 413, 422)}
@@ -305,6 +307,27 @@ def create_app(ctx: ServerContext) -> FastAPI:
     def revoke_certificates(body: RevocationIn, admin_id: int = Depends(admin)):
         return {"revoked": revoke(ctx, serial_hex=body.serial, user_external_id=body.user_id,
                                   reason=body.reason, client_id=admin_id)}
+
+    @app.post("/v1/admin/clients", tags=["admin"], response_model=ClientCreatedOut,
+              status_code=201, responses=ERRORS)
+    def new_client(body: ClientIn, admin_id: int = Depends(admin)):
+        """A terminal, merchant or admin client; its token is in this answer only."""
+        token, created = register_client(ctx.db, body.name, body.role, by=admin_id)
+        return {**_fields(created), "token": token}
+
+    @app.get("/v1/admin/clients", tags=["admin"], response_model=ClientsOut, responses=ERRORS)
+    def clients(admin_id: int = Depends(admin)):
+        return {"clients": [_fields(c) for c in list_clients(ctx.db)]}
+
+    @app.post("/v1/admin/clients/{name}/disable", tags=["admin"], response_model=ClientOut,
+              responses=ERRORS)
+    def disable_a_client(name: str, admin_id: int = Depends(admin)):
+        """Ends a client's token (a lost terminal, a departed shop) within the token cache
+        delay; idempotent."""
+        disabled = disable_client(ctx.db, name, by=admin_id)
+        if disabled is None:
+            raise ApiError("not_found", f"no client {name!r}")
+        return _fields(disabled)
 
     app.include_router(web_pages)  # the browser pages (cardshield.web)
     app.add_middleware(HotPaths, routes={

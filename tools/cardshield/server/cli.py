@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cardshield.errors import UserError
@@ -33,6 +34,13 @@ def register(subparsers) -> None:
     client.add_argument("name")
     client.add_argument("--role", choices=("terminal", "merchant", "admin"), required=True)
     client.set_defaults(func=cmd_client)
+
+    sub.add_parser("clients", help="list the API clients (never their tokens)").set_defaults(
+        func=cmd_clients)
+
+    disable = sub.add_parser("disable-client", help="end an API client's token for good")
+    disable.add_argument("name")
+    disable.set_defaults(func=cmd_disable_client)
 
     revoke = sub.add_parser("revoke", help="revoke a certificate by serial, or all of a user's")
     who = revoke.add_mutually_exclusive_group(required=True)
@@ -107,9 +115,34 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_client(args: argparse.Namespace) -> int:
+    from .errors import ApiError
     from .tokens import create_client
-    token = create_client(_context().db, args.name, args.role)
+    try:
+        token = create_client(_context().db, args.name, args.role)
+    except (ApiError, ValueError) as exc:
+        print(f"cardshield server client: {exc}", file=sys.stderr)
+        return 2
     print(token)
+    return 0
+
+
+def cmd_clients(_args: argparse.Namespace) -> int:
+    from .tokens import list_clients
+    for c in list_clients(_context().db):
+        state = f"disabled {c.disabled_at:%Y-%m-%d %H:%M} UTC" if c.disabled_at else "active"
+        print(f"{c.name:24} {c.role:9} created {c.created_at:%Y-%m-%d %H:%M} UTC  {state}")
+    return 0
+
+
+def cmd_disable_client(args: argparse.Namespace) -> int:
+    from .tokens import disable_client
+    context = _context()
+    if disable_client(context.db, args.name) is None:
+        print(f"cardshield server disable-client: no client {args.name!r} "
+              "(`cardshield server clients` lists them)", file=sys.stderr)
+        return 2
+    print(f"client {args.name} disabled: running servers refuse its token within "
+          f"{context.settings.token_cache_seconds:g} s (their token cache)")
     return 0
 
 

@@ -108,6 +108,30 @@ class PaymentOut(BaseModel):
     certificate_serial: str | None = None
 
 
+ClientName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+class ClientIn(Strict):
+    name: ClientName = Field(description="unique: the terminal, shop or operator it stands for")
+    role: Literal["terminal", "merchant", "admin"]
+
+
+class ClientOut(BaseModel):
+    name: str
+    role: str
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class ClientCreatedOut(ClientOut):
+    token: str = Field(description="the bearer token, shown this once: only its SHA-256 is "
+                                   "stored")
+
+
+class ClientsOut(BaseModel):
+    clients: list[ClientOut]
+
+
 class RevocationIn(Strict):
     serial: Serial | None = None
     user_id: UserId | None = None

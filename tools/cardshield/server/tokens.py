@@ -6,12 +6,17 @@ Only SHA-256(token) is stored. A replica may cache a looked-up client for a few 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
 import time
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
+from . import audit
 from .clock import utcnow
 from .db import Database
 from .errors import ApiError
@@ -25,24 +30,68 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """What may be shown about a client: never its token or the token's hash."""
+    name: str
+    role: str
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+def _info(client: ApiClient) -> ClientInfo:
+    return ClientInfo(client.name, client.role, client.created_at, client.disabled_at)
+
+
 def create_client(db: Database, name: str, role: str) -> str:
     """Register a client and return its token (shown once, never stored)."""
+    return register_client(db, name, role)[0]
+
+
+def register_client(db: Database, name: str, role: str, *,
+                    by: int | None = None) -> tuple[str, ClientInfo]:
+    """The new client's token and record; `by` is the admin client who asked, for the
+    audit log. A name already taken is a 409 conflict."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if not CLIENT_NAME.fullmatch(name):
+        raise ValueError("a client name is 1-64 letters, digits and . _ - (starting with a "
+                         "letter or digit)")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    try:
+        with db.transaction() as s:
+            client = ApiClient(name=name, role=role, token_sha256=token_digest(token),
+                               created_at=utcnow())
+            s.add(client)
+            s.flush()  # a taken name fails here, before the audit row
+            audit.record(s, "client.create", "ok", client_id=by, detail=f"{name} ({role})")
+            return token, _info(client)
+    except IntegrityError:
+        raise ApiError("conflict", f"a client named {name!r} exists already: choose another "
+                                   "name (disable the old one if it is lost)") from None
+
+
+def list_clients(db: Database) -> list[ClientInfo]:
     with db.transaction() as s:
-        s.add(ApiClient(name=name, role=role, token_sha256=token_digest(token),
-                        created_at=utcnow()))
-    return token
+        return [_info(c) for c in s.scalars(select(ApiClient).order_by(ApiClient.name))]
 
 
-def disable_client(db: Database, name: str) -> bool:
+def disable_client(db: Database, name: str, *, by: int | None = None) -> ClientInfo | None:
+    """Stop a client's token for good (a lost terminal, a departed merchant); None if no
+    such client. Replicas that cached the token accept it for at most
+    settings.token_cache_seconds more."""
     with db.transaction() as s:
         client = s.scalar(select(ApiClient).where(ApiClient.name == name))
         if client is None:
-            return False
-        client.disabled_at = utcnow()
-        return True
+            return None
+        if client.disabled_at is None:
+            client.disabled_at = utcnow()
+            audit.record(s, "client.disable", "ok", client_id=by,
+                         detail=f"{name} ({client.role})")
+        return _info(client)
 
 
 def _digest_of(authorization: str | None) -> str:
