@@ -53,6 +53,11 @@ class Batch:
                     for a in raw["apdus"]], raw.get("notes", []))
 
 
+def stored_json(text: str | None) -> dict | None:
+    """A pending batch as the API returns it: the JSON Batch.dumps stored, as is."""
+    return json.loads(text) if text else None
+
+
 def card_data(batch: Batch, responses: list[bytes]) -> list[bytes]:
     """Check the responses line up with the batch and all ended in 9000; return the data
     part of each. A non-9000 status becomes a card_error naming the command and SW."""

@@ -114,22 +114,27 @@ def rsa_floor(seconds: float = 1.0) -> Floor:
     return Floor(out[0], out[2], out[1], out[3])
 
 
+def _fresh_server(state_dir: Path, database_url: str):
+    """Settings for a new CA and a migrated database under an emptied state_dir."""
+    from .ca import init_ca
+    from .migrations import upgrade
+    from .settings import Settings
+    shutil.rmtree(state_dir, ignore_errors=True)
+    settings = Settings(state_dir=state_dir, database_url=database_url)
+    init_ca(settings)
+    upgrade(settings.effective_database_url)
+    return settings
+
+
 def service_floor(state_dir: Path, key, payments: int = 300) -> float:
     """CPU ms per authorization of the payment services alone (database, APDU composition,
     certificate check, RSA verify), called in-process on a fresh SQLite file without HTTP;
     the SoftCard's answers are computed outside the timed calls."""
-    from .ca import init_ca
     from .context import ServerContext
     from .enrollment import EnrollmentService
-    from .migrations import upgrade
     from .payment import PaymentService
-    from .settings import Settings
     from .tokens import create_client
-    shutil.rmtree(state_dir, ignore_errors=True)
-    settings = Settings(state_dir=state_dir, database_url=f"sqlite:///{state_dir / 'floor.db'}")
-    init_ca(settings)
-    upgrade(settings.effective_database_url)
-    ctx = ServerContext.create(settings)
+    ctx = ServerContext.create(_fresh_server(state_dir, f"sqlite:///{state_dir / 'floor.db'}"))
     try:
         terminal, merchant = (ctx.auth.identify("Bearer " + create_client(ctx.db, f"floor-{role}", role))[0]
                               for role in ("terminal", "merchant"))
@@ -187,17 +192,10 @@ class Bench:
 
     # -- setup -----------------------------------------------------------------------------
     def prepare(self, database_url: str) -> None:
-        from .ca import init_ca
         from .db import Database
-        from .migrations import upgrade
-        from .settings import Settings
         from .testing.live import free_loopback_port
         from .tokens import create_client
-        shutil.rmtree(self.state_dir, ignore_errors=True)
-        settings = Settings(state_dir=self.state_dir, database_url=database_url)
-        init_ca(settings)
-        upgrade(settings.effective_database_url)
-        db = Database(settings.effective_database_url)
+        db = Database(_fresh_server(self.state_dir, database_url).effective_database_url)
         self.tokens = {role: create_client(db, f"bench-{role}", role)
                        for role in ("terminal", "merchant")}
         db.dispose()

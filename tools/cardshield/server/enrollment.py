@@ -34,7 +34,7 @@ from cardshield.protocol.tlv import TLVError
 from cardshield.protocol.transaction import possession_data
 
 from . import audit, card_commands, keyquality, limits
-from .batches import Batch, card_data
+from .batches import Batch, card_data, stored_json
 from .clock import utcnow
 from .context import ServerContext
 from .errors import ApiError
@@ -65,7 +65,7 @@ class EnrollmentView:
 
 def _view(e: Enrollment, der: bytes | None = None) -> EnrollmentView:
     return EnrollmentView(e.id, e.state, e.expires_at,
-                          Batch.loads(e.pending_batch).to_json() if e.pending_batch else None,
+                          stored_json(e.pending_batch),
                           e.certificate_serial_hex, der, e.failure_code)
 
 

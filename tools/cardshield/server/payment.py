@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -33,7 +32,7 @@ from cardshield.protocol.transaction import (Transaction, parse_sign_transaction
                                              request_data, signed_transaction_data)
 
 from . import audit, card_commands, limits
-from .batches import Batch, card_data
+from .batches import Batch, card_data, stored_json
 from .ca import PAYMENT_SLOT
 from .clock import utcnow
 from .context import ServerContext
@@ -131,7 +130,7 @@ class PaymentRecord(SimpleNamespace):
 def _view(p: PaymentRecord) -> PaymentView:
     return PaymentView(p.id, p.state, p.user_external_id, p.amount_minor, p.currency, p.payee,
                        p.order_ref, p.signing_mode, p.expires_at,
-                       json.loads(p.pending_batch) if p.pending_batch else None,  # Batch.dumps
+                       stored_json(p.pending_batch),
                        p.card_counter, p.authorized_at, p.refusal_code, p.certificate_serial_hex)
 
 
