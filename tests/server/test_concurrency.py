@@ -35,7 +35,8 @@ def test_many_terminals_enroll_and_pay_at_once(ctx, tokens, live, many_keys):
     def one_terminal(i: int) -> list[str]:
         with httpx.Client(base_url=live, timeout=30) as http:
             key = many_keys[i]
-            term = Terminal(http, tokens["terminal"], SoftCard(key_factory=lambda: key))
+            term = Terminal(http, tokens["terminal"], SoftCard(
+                key_factory=lambda: key, server_public_key=ctx.ca.request_key.public_key()))
             assert term.enroll(f"user{i}")["state"] == "completed"
             states = []
             for n in range(PAYMENTS_EACH):
@@ -59,11 +60,11 @@ def test_many_terminals_enroll_and_pay_at_once(ctx, tokens, live, many_keys):
 
 def test_racing_posts_of_one_signature_authorize_once(ctx, tokens, live, many_keys):
     with httpx.Client(base_url=live, timeout=30) as http:
-        term = Terminal(http, tokens["terminal"], SoftCard(key_factory=lambda: many_keys[0]))
+        term = Terminal(http, tokens["terminal"], SoftCard(
+            key_factory=lambda: many_keys[0], server_public_key=ctx.ca.request_key.public_key()))
         term.enroll("racer")
         created = create_payment(http, tokens["merchant"], "racer")
         state = term.claim(created["payment_id"])
-        state = term.post_payment(created["payment_id"], state["batch"])
         responses = term.run(state["batch"])
     barrier = threading.Barrier(12)
 
@@ -78,8 +79,8 @@ def test_racing_posts_of_one_signature_authorize_once(ctx, tokens, live, many_ke
 
     with ThreadPoolExecutor(12) as pool:
         outcomes = list(pool.map(post, range(12)))
-    assert outcomes.count("authorized") == 1
-    assert set(outcomes) == {"authorized", "nonce_already_used"}
+    # every racer gets the one authorization (a retried post returns it); it happened once
+    assert outcomes == ["authorized"] * 12
     with ctx.db.transaction() as s:
         assert s.scalar(select(Card.last_counter)) == 1
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(
@@ -91,17 +92,17 @@ def test_cloned_card_racing_two_payments_with_one_counter_authorizes_once(
     """Two payments signed with the same counter (a cloned card) posted at the same time:
     the counter compare-and-set lets exactly one through."""
     with httpx.Client(base_url=live, timeout=30) as http:
-        original = SoftCard(key_factory=lambda: many_keys[1])
+        original = SoftCard(key_factory=lambda: many_keys[1],
+                            server_public_key=ctx.ca.request_key.public_key())
         term = Terminal(http, tokens["terminal"], original)
         term.enroll("twin")
         prepared = []
         for n in range(2):
             clone = SoftCard(keys=dict(original.keys), certificates=dict(original.certificates),
-                             counter=original.counter)
+                             counter=original.counter, server_public_key=original.server_public_key)
             payer = Terminal(http, tokens["terminal"], clone)
             created = create_payment(http, tokens["merchant"], "twin", order_ref=f"twin-{n}")
             state = payer.claim(created["payment_id"])
-            state = payer.post_payment(created["payment_id"], state["batch"])
             prepared.append((created["payment_id"], state["batch"], payer.run(state["batch"])))
     assert {bytes.fromhex(r[-1])[:6].hex() for _, _, r in prepared} == {"860400000001"}
     barrier = threading.Barrier(2)

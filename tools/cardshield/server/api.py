@@ -35,7 +35,7 @@ from .schemas import (CardResponsesIn, ClientCreatedOut, ClientIn, ClientOut, Cl
 from .tokens import disable_client, list_clients, register_client
 
 log = logging.getLogger("cardshield.server")
-ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 410, 413, 422)}
+ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 410, 413, 422, 429)}
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -84,9 +84,7 @@ def _enrollment_out(v: EnrollmentView) -> dict:
 
 
 def _payment_out(v: PaymentView) -> dict:
-    out = _fields(v)
-    out["weaker_signing"] = v.signing_mode == "bare_hash"
-    return out
+    return _fields(v)
 
 
 # -- the lean path of the payment endpoints ------------------------------------------------
@@ -272,7 +270,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
         merchant_id = await authenticate(request.headers.get("authorization"), "merchant")
         body = await _parsed(request, PaymentCreateIn)
         view = await run(payments.create, merchant_id, body.user_id, body.amount_minor,
-                         body.currency, body.payee, body.order_ref, body.signing_mode)
+                         body.currency, body.order_ref)
         return _answer(PaymentOut, _payment_out(view), 201)
 
     @app.get("/v1/payments/{payment_id}", tags=["payment"], response_model=PaymentOut,
@@ -311,7 +309,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
               status_code=201, responses=ERRORS)
     def new_client(body: ClientIn, admin_id: int = Depends(admin)):
         """A terminal, merchant or admin client; its token is in this answer only."""
-        token, created = register_client(ctx.db, body.name, body.role, by=admin_id)
+        token, created = register_client(ctx.db, body.name, body.role,
+                                         display_name=body.display_name, by=admin_id)
         return {**_fields(created), "token": token}
 
     @app.get("/v1/admin/clients", tags=["admin"], response_model=ClientsOut, responses=ERRORS)

@@ -34,8 +34,9 @@ SW = {name: bytes.fromhex(h) for name, h in {
 class SoftCard:
     pin: str = "1234"
     key_bits: int = 2048
-    slot_policy: dict[int, SlotPolicy] = field(default_factory=lambda: {1: SlotPolicy(0),
-                                                                        2: SlotPolicy(0)})
+    # As an issued card: the payment slot needs the bank's signature (8E) and the PIN.
+    slot_policy: dict[int, SlotPolicy] = field(default_factory=lambda: {
+        1: SlotPolicy.SERVER_SIGNED_REQUESTS | SlotPolicy.PIN_PER_SIGNATURE, 2: SlotPolicy(0)})
     server_public_key: rsa.RSAPublicKey | None = None
     # Supplies a private key instead of generating one (benchmarks, weak-key tests).
     key_factory: Callable[[], rsa.RSAPrivateKey] | None = None
@@ -91,9 +92,18 @@ class SoftCard:
             for slot in (1, 2):
                 if data == certificate_fid(slot):
                     self._selected_ef = slot
-                    return OK
+                    return self._certificate_fcp(slot) + OK if p2 == 0x04 else OK
             return SW["not_found"]
         return SW["p1p2"]
+
+    def _certificate_fcp(self, slot: int) -> bytes:
+        """62 {80 size, 82 01 01, 83 FID, 85 SHA-256 of the certificate} (docs/apdu.md)."""
+        cert = self.certificates.get(slot, b"")
+        fcp = (tlv.encode(0x80, len(cert).to_bytes(2, "big")) + tlv.encode(0x82, b"\x01")
+               + tlv.encode(0x83, certificate_fid(slot)))
+        if cert:
+            fcp += tlv.encode(0x85, hashlib.sha256(cert).digest())
+        return tlv.encode(0x62, fcp)
 
     def _keys(self, p1, p2, data):
         if p1 == 0x80:
