@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cardshield.errors import UserError
 from cardshield.server.testing.live import free_loopback_port
+from cardshield.web.catalog import SHOP_NAME
 
 MERCHANT_TOKEN_ENV = "CARDSHIELD_WEB_MERCHANT_TOKEN"
 
@@ -55,7 +56,8 @@ class LocalServer:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._cli("init")
         self.terminal_token = self._cli("client", "terminal-1", "--role", "terminal").splitlines()[-1]
-        self.merchant_token = self._cli("client", "web-shop", "--role", "merchant").splitlines()[-1]
+        self.merchant_token = self._cli("client", "web-shop", "--role", "merchant",
+                                        "--display-name", SHOP_NAME).splitlines()[-1]
         self.port = self.port or free_loopback_port()
         env = self._env()
         env[MERCHANT_TOKEN_ENV] = self.merchant_token
@@ -87,11 +89,10 @@ class LocalServer:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
-    def create_payment(self, user_id: str, amount_minor: int, currency: str, payee: str, order_ref: str,
-                       signing_mode: str = "transaction") -> dict:
+    def create_payment(self, user_id: str, amount_minor: int, currency: str, order_ref: str) -> dict:
+        """The payee is the shop's registered display name; the signing mode the card's policy."""
         return self.merchant_request("POST", "/v1/payments", {
-            "user_id": user_id, "amount_minor": amount_minor, "currency": currency, "payee": payee,
-            "order_ref": order_ref, "signing_mode": signing_mode})
+            "user_id": user_id, "amount_minor": amount_minor, "currency": currency, "order_ref": order_ref})
 
     def get(self, path: str) -> bytes:
         with urllib.request.urlopen(self.url + path, timeout=30) as response:
