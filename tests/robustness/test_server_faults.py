@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from cryptography.hazmat.primitives.serialization import load_der_public_key
 import pytest
 from sqlalchemy import create_engine, func, select
 
@@ -101,7 +102,9 @@ class ResilientTerminal:
                  allowed_5xx: tuple[int, ...] = ()):
         self.http = httpx.Client(base_url=url, timeout=10)
         self.tokens, self.observed, self.deadline, self.allowed_5xx = tokens, observed, deadline, allowed_5xx
-        self.card = SoftCard()
+        # issued as the bank-signed default: the SoftCard checks the server's 8E signature
+        server_key = self.http.get("/v1/server-key").json()["public_key_spki_der_hex"]
+        self.card = SoftCard(server_public_key=load_der_public_key(bytes.fromhex(server_key)))
 
     def _call(self, method: str, path: str, role: str, body: dict | None = None, *, repeatable: bool = True) -> dict:
         """One request, sent again after a broken connection only if that is harmless:
@@ -157,8 +160,8 @@ class ResilientTerminal:
 
     def pay(self, user: str, n: int) -> None:
         payment = self._call("POST", "/v1/payments", "merchant",
-                             {"user_id": user, "amount_minor": 100 + n, "currency": "EUR", "payee": "Load shop",
-                              "order_ref": f"{user}-{n}", "signing_mode": "transaction"})
+                             {"user_id": user, "amount_minor": 100 + n, "currency": "EUR",
+                              "order_ref": f"{user}-{n}"})
         pid = payment["payment_id"]
         path = f"/v1/payments/{pid}"
         try:
