@@ -98,3 +98,15 @@ def make_card(key_pool, ctx):
         kwargs.setdefault("server_public_key", ctx.ca.request_key.public_key())
         return SoftCard(**kwargs)
     return make
+
+
+@pytest.fixture
+def enrolled(http, tokens, make_card):
+    """enrolled(user, **SoftCard options): a terminal whose SoftCard completed enrollment."""
+    from cardshield.server.testing.flows import Terminal
+
+    def make(user="alice", **card_kwargs):
+        term = Terminal(http, tokens["terminal"], make_card(**card_kwargs))
+        assert term.enroll(user)["state"] == "completed"
+        return term
+    return make

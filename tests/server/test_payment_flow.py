@@ -20,15 +20,6 @@ from cardshield.server.models import AuditEvent, Card, Payment, User
 from cardshield.server.testing.flows import FlowError, Terminal, call, create_payment
 
 
-@pytest.fixture
-def enrolled(http, tokens, make_card):
-    def make(user="alice", **card_kwargs) -> Terminal:
-        term = Terminal(http, tokens["terminal"], make_card(**card_kwargs))
-        assert term.enroll(user)["state"] == "completed"
-        return term
-    return make
-
-
 def _refusals(ctx) -> list[str]:
     with ctx.db.transaction() as s:
         return list(s.scalars(select(AuditEvent.code).where(AuditEvent.outcome == "refused")))

@@ -5,7 +5,6 @@ over exactly the fields the terminal showed."""
 from __future__ import annotations
 
 import hashlib
-import urllib.error
 
 import pytest
 from cryptography import x509
