@@ -35,7 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy import Connection, bindparam, case, insert, or_, select, update
 
 from cardshield.protocol.fci import parse_certificate_fcp
 from cardshield.protocol.tlv import TLVError
@@ -54,6 +54,63 @@ CARDS, PAYMENTS, CERTIFICATES = Card.__table__, Payment.__table__, Certificate._
 USERS, CLIENTS = User.__table__, ApiClient.__table__
 NONCE_BYTES = 32
 OPEN_STATES = ("created", "cert_requested", "sign_requested")
+_IS_OPEN = or_(*(PAYMENTS.c.state == state for state in OPEN_STATES))
+
+# The statements of every payment, built once as plain Core with bind parameters: building
+# a statement per request cost more CPU than running it. (Bind names differ from the
+# column names an UPDATE sets.)
+_FIND_USER = select(USERS).where(USERS.c.external_id == bindparam("external_id"))
+_MERCHANT = select(CLIENTS.c.name, CLIENTS.c.display_name).where(CLIENTS.c.id == bindparam("client_id"))
+# The user's active payment certificate and the card row of its key.
+_ACTIVE_CARD = (select(CERTIFICATES.c.serial_hex, CERTIFICATES.c.sha256, CERTIFICATES.c.card_id,
+                       CARDS.c.blocked_at, CARDS.c.requires_server_signature, CARDS.c.attested)
+                .join(CARDS, CARDS.c.id == CERTIFICATES.c.card_id)
+                .where(CERTIFICATES.c.user_id == bindparam("user_id"),
+                       CERTIFICATES.c.slot == PAYMENT_SLOT, CERTIFICATES.c.status == "active")
+                .order_by(CERTIFICATES.c.stored_at.desc()).limit(1))
+_INSERT_PAYMENT = insert(PAYMENTS)
+# The payment row with its user and the asking client's refusal window.
+_PAYMENT = (select(PAYMENTS, USERS.c.external_id.label("user_external_id"),
+                   USERS.c.consecutive_failures.label("user_failures"),
+                   USERS.c.blocked_at.label("user_blocked_at"),
+                   CLIENTS.c.refusals.label("client_refusals"),
+                   CLIENTS.c.refusals_since.label("client_refusals_since"))
+            .join(USERS, USERS.c.id == PAYMENTS.c.user_id)
+            .join(CLIENTS, CLIENTS.c.id == bindparam("client_id"))
+            .where(PAYMENTS.c.id == bindparam("payment_id")))
+_PAYMENT_LOCKED = _PAYMENT.with_for_update(of=PAYMENTS)
+_CLAIM_COLUMNS = ("terminal_client_id", "seq", "state", "card_id", "certificate_serial_hex",
+                  "nonce", "signed_fields", "signing_mode", "nonce_expires_at", "pending_batch")
+_CLAIM = (update(PAYMENTS).where(PAYMENTS.c.id == bindparam("payment_id"),
+                                 PAYMENTS.c.state == "created")
+          .values({c: bindparam("new_" + c) for c in _CLAIM_COLUMNS}))
+_EXPIRE = (update(PAYMENTS).where(PAYMENTS.c.id == bindparam("payment_id"), _IS_OPEN)
+           .values(state="expired", pending_batch=None, refusal_code="payment_expired"))
+# The certificate chosen at the claim, with its card row (key, counter, block).
+_SIGNING_KEY = (select(CERTIFICATES.c.sha256, CERTIFICATES.c.status, CERTIFICATES.c.user_id,
+                       CERTIFICATES.c.slot, CERTIFICATES.c.not_before, CERTIFICATES.c.not_after,
+                       CERTIFICATES.c.revocation_reason, CARDS.c.public_key_der,
+                       CARDS.c.last_counter, CARDS.c.consecutive_failures, CARDS.c.blocked_at)
+                .join(CARDS, CARDS.c.id == CERTIFICATES.c.card_id)
+                .where(CERTIFICATES.c.serial_hex == bindparam("serial_hex")))
+# 608, the two compare-and-sets. The card row's carries the block and revocation checks,
+# so nothing that committed since the reads of the same transaction can be missed.
+_COUNTER_SWAP = (update(CARDS).where(
+    CARDS.c.id == bindparam("card_id"), CARDS.c.last_counter < bindparam("counter"),
+    CARDS.c.blocked_at.is_(None),
+    select(CERTIFICATES.c.serial_hex).where(CERTIFICATES.c.serial_hex == bindparam("serial_hex"),
+                                            CERTIFICATES.c.status == "active").exists(),
+    select(USERS.c.id).where(USERS.c.id == bindparam("owner_id"),
+                             USERS.c.blocked_at.is_(None)).exists())
+    .values(last_counter=bindparam("counter")))
+_CONSUME_NONCE = (update(PAYMENTS).where(PAYMENTS.c.id == bindparam("payment_id"),
+                                         PAYMENTS.c.state == "sign_requested",
+                                         PAYMENTS.c.nonce_used_at.is_(None))
+                  .values(state="authorized", nonce_used_at=bindparam("now"),
+                          authorized_at=bindparam("now"), card_counter=bindparam("counter"),
+                          signature=bindparam("new_signature"), pending_batch=None))
+_END = (update(PAYMENTS).where(PAYMENTS.c.id == bindparam("payment_id"), _IS_OPEN)
+        .values(state=bindparam("new_state"), refusal_code=bindparam("code"), pending_batch=None))
 BATCH_STEP = "authorize"
 # Signing modes: the card's issuer policy (cards.requires_server_signature, from the
 # attested slot policy), never the merchant's choice.
@@ -112,19 +169,10 @@ def _view(p: PaymentRecord) -> PaymentView:
                        p.card_counter, p.authorized_at, refusal, p.certificate_serial_hex)
 
 
-def _save(s: Connection, p: PaymentRecord, **changes) -> None:
-    """Update the payment row, which this transaction holds locked."""
-    s.execute(update(PAYMENTS).where(PAYMENTS.c.id == p.id).values(**changes))
-    p.__dict__.update(changes)
-
-
 def _expire(s: Connection, payment_id: str) -> int:
     """Store an expiry: a compare-and-set on the open states, so it can never overwrite
     an authorization (or a refusal) that committed first."""
-    return s.execute(update(PAYMENTS).where(PAYMENTS.c.id == payment_id,
-                                            PAYMENTS.c.state.in_(OPEN_STATES))
-                     .values(state="expired", pending_batch=None,
-                             refusal_code="payment_expired")).rowcount
+    return s.execute(_EXPIRE, {"payment_id": payment_id}).rowcount
 
 
 def _user_not_blocked(p: PaymentRecord) -> None:
@@ -135,13 +183,7 @@ def _user_not_blocked(p: PaymentRecord) -> None:
 
 def _active_payment_card(s: Connection, user_id: int):
     """The user's active payment certificate and the card row of its key, or None."""
-    return s.execute(
-        select(CERTIFICATES.c.serial_hex, CERTIFICATES.c.sha256, CERTIFICATES.c.card_id,
-               CARDS.c.blocked_at, CARDS.c.requires_server_signature, CARDS.c.attested)
-        .join(CARDS, CARDS.c.id == CERTIFICATES.c.card_id)
-        .where(CERTIFICATES.c.user_id == user_id, CERTIFICATES.c.slot == PAYMENT_SLOT,
-               CERTIFICATES.c.status == "active")
-        .order_by(CERTIFICATES.c.stored_at.desc()).limit(1)).first()
+    return s.execute(_ACTIVE_CARD, {"user_id": user_id}).first()
 
 
 def _signing_mode(card) -> str:
@@ -184,11 +226,10 @@ class PaymentService:
     def create(self, merchant_id: int, user_external_id: str, amount_minor: int, currency: str,
                order_ref: str) -> PaymentView:
         def work(s: Connection) -> PaymentView:
-            user = s.execute(select(USERS).where(USERS.c.external_id == user_external_id)).first()
+            user = s.execute(_FIND_USER, {"external_id": user_external_id}).first()
             if user is None:
                 raise ApiError("unknown_user", f"no enrolled user {user_external_id}")
-            merchant = s.execute(select(CLIENTS.c.name, CLIENTS.c.display_name)
-                                 .where(CLIENTS.c.id == merchant_id)).first()
+            merchant = s.execute(_MERCHANT, {"client_id": merchant_id}).first()
             payee = merchant.display_name or merchant.name
             try:  # the card's own field rules (docs/apdu.md SIGN TRANSACTION)
                 Transaction(amount_minor, currency, payee, order_ref, b"\0" * 16)
@@ -207,8 +248,7 @@ class PaymentService:
                 user_blocked_at=user.blocked_at)
             _user_not_blocked(p)
             p.signing_mode = _signing_mode(self._usable_card(s, user.id, user.external_id))
-            s.execute(insert(PAYMENTS).values({c.name: getattr(p, c.name)
-                                               for c in PAYMENTS.columns}))
+            s.execute(_INSERT_PAYMENT, {c.name: getattr(p, c.name) for c in PAYMENTS.columns})
             return _view(p)
 
         return self.ctx.run(work, lambda s, err: audit.record(
@@ -218,7 +258,7 @@ class PaymentService:
     def get(self, client_id: int, role: str, payment_id: str) -> PaymentView:
         """Read only: an overdue open payment reads as expired, and nothing is written."""
         with self.ctx.db.core_transaction() as s:
-            row = s.execute(self._select(payment_id, client_id)).first()
+            row = s.execute(_PAYMENT, {"payment_id": payment_id, "client_id": client_id}).first()
         p = PaymentRecord(**row._mapping) if row else None
         owner = None if p is None else (
             p.merchant_client_id if role == "merchant" else p.terminal_client_id)
@@ -226,25 +266,11 @@ class PaymentService:
             raise ApiError("not_found", f"no payment {payment_id} for this client")
         return _view(p)
 
-    @staticmethod
-    def _select(payment_id: str, client_id: int):
-        """The payment row with its user and the asking client's refusal window."""
-        return (select(PAYMENTS, USERS.c.external_id.label("user_external_id"),
-                       USERS.c.consecutive_failures.label("user_failures"),
-                       USERS.c.blocked_at.label("user_blocked_at"),
-                       CLIENTS.c.refusals.label("client_refusals"),
-                       CLIENTS.c.refusals_since.label("client_refusals_since"))
-                .join(USERS, USERS.c.id == PAYMENTS.c.user_id)
-                .join(CLIENTS, CLIENTS.c.id == client_id)
-                .where(PAYMENTS.c.id == payment_id))
-
     def _load(self, s: Connection, payment_id: str, client_id: int) -> PaymentRecord:
         """The payment row, locked (PostgreSQL; SQLite's BEGIN IMMEDIATE locks already),
         with its user in the same query."""
-        statement = self._select(payment_id, client_id)
-        if not self.ctx.db.is_sqlite:
-            statement = statement.with_for_update(of=PAYMENTS)
-        row = s.execute(statement).first()
+        statement = _PAYMENT if self.ctx.db.is_sqlite else _PAYMENT_LOCKED
+        row = s.execute(statement, {"payment_id": payment_id, "client_id": client_id}).first()
         if row is None:
             raise ApiError("not_found", f"no payment {payment_id}")
         return PaymentRecord(**row._mapping)
@@ -290,12 +316,15 @@ class PaymentService:
             steps = ([card_commands.select_applet(), card_commands.certificate_reference(PAYMENT_SLOT)]
                      + card_commands.sign_transaction(PAYMENT_SLOT, tlvs, server_sig))
             notes = ["PIN required: the user confirms amount and payee at the terminal"]
-            _save(s, p, terminal_client_id=terminal_id, seq=1, state="sign_requested",
-                  card_id=card.card_id, certificate_serial_hex=card.serial_hex, nonce=nonce,
-                  signed_fields=tlvs, signing_mode=mode,
-                  nonce_expires_at=min(p.expires_at, utcnow() + timedelta(
-                      seconds=self.ctx.settings.challenge_ttl_seconds)),
-                  pending_batch=Batch(1, BATCH_STEP, steps, notes).dumps())
+            claimed = dict(terminal_client_id=terminal_id, seq=1, state="sign_requested",
+                           card_id=card.card_id, certificate_serial_hex=card.serial_hex,
+                           nonce=nonce, signed_fields=tlvs, signing_mode=mode,
+                           nonce_expires_at=min(p.expires_at, utcnow() + timedelta(
+                               seconds=self.ctx.settings.challenge_ttl_seconds)),
+                           pending_batch=Batch(1, BATCH_STEP, steps, notes).dumps())
+            s.execute(_CLAIM, {"payment_id": p.id,
+                               **{"new_" + c: v for c, v in claimed.items()}})
+            p.__dict__.update(claimed)
             return _view(p)
 
         def on_refusal(s: Connection, err: ApiError) -> None:
@@ -352,10 +381,9 @@ class PaymentService:
         def on_refusal(s: Connection, err: ApiError) -> None:
             ends = ids.get("final") and err.code in FINAL_CODES
             if ends:
-                s.execute(update(PAYMENTS).where(PAYMENTS.c.id == payment_id,
-                                                 PAYMENTS.c.state.in_(OPEN_STATES))
-                          .values(state="expired" if err.code == "payment_expired" else "refused",
-                                  refusal_code=err.code, pending_batch=None))
+                s.execute(_END, {"payment_id": payment_id, "code": err.code,
+                                 "new_state": "expired" if err.code == "payment_expired"
+                                 else "refused"})
             if err.code in USER_EVIDENCE:
                 limits.register_failure(s, err.code, self.ctx.settings.max_consecutive_failures,
                                         user_id=ids.get("user_id"), card_id=ids.get("card_id"))
@@ -381,13 +409,7 @@ class PaymentService:
     @staticmethod
     def _certificate_and_key(s: Connection, p: PaymentRecord) -> "_SigningKey":
         """The certificate chosen at the claim, with its card row (key, counter, block)."""
-        row = s.execute(
-            select(CERTIFICATES.c.sha256, CERTIFICATES.c.status, CERTIFICATES.c.user_id,
-                   CERTIFICATES.c.slot, CERTIFICATES.c.not_before, CERTIFICATES.c.not_after,
-                   CERTIFICATES.c.revocation_reason, CARDS.c.public_key_der,
-                   CARDS.c.last_counter, CARDS.c.consecutive_failures, CARDS.c.blocked_at)
-            .join(CARDS, CARDS.c.id == CERTIFICATES.c.card_id)
-            .where(CERTIFICATES.c.serial_hex == p.certificate_serial_hex)).first()
+        row = s.execute(_SIGNING_KEY, {"serial_hex": p.certificate_serial_hex}).first()
         return _SigningKey(**row._mapping, serial_hex=p.certificate_serial_hex,
                            reference=bytes.fromhex(row.sha256), user_matches=row.user_id == p.user_id)
 
@@ -448,25 +470,14 @@ class PaymentService:
                            f"card counter {counter} jumps more than {bound} above the last "
                            f"accepted {key.last_counter}: refused as suspicious (a signature "
                            "made outside SIGN TRANSACTION, or a tampered card)")
-        # 608, compare-and-set on the card row; the blocks and the revocation are checked
-        # again in the same statement, so nothing that committed since the reads above
-        # can be missed.
-        swapped = s.execute(update(CARDS).where(
-            CARDS.c.id == p.card_id, CARDS.c.last_counter < counter, CARDS.c.blocked_at.is_(None),
-            select(CERTIFICATES.c.serial_hex).where(
-                CERTIFICATES.c.serial_hex == p.certificate_serial_hex,
-                CERTIFICATES.c.status == "active").exists(),
-            select(USERS.c.id).where(USERS.c.id == p.user_id,
-                                     USERS.c.blocked_at.is_(None)).exists(),
-        ).values(last_counter=counter)).rowcount
+        swapped = s.execute(_COUNTER_SWAP, {
+            "card_id": p.card_id, "counter": counter, "serial_hex": p.certificate_serial_hex,
+            "owner_id": p.user_id}).rowcount
         if swapped != 1:
             self._explain_lost_race(s, p, counter)
         now = utcnow()
-        consumed = s.execute(update(PAYMENTS).where(
-            PAYMENTS.c.id == p.id, PAYMENTS.c.state == "sign_requested",
-            PAYMENTS.c.nonce_used_at.is_(None)).values(
-            state="authorized", nonce_used_at=now, authorized_at=now, card_counter=counter,
-            signature=signature, pending_batch=None)).rowcount
+        consumed = s.execute(_CONSUME_NONCE, {"payment_id": p.id, "now": now, "counter": counter,
+                                              "new_signature": signature}).rowcount
         if consumed != 1:
             raise ApiError("nonce_already_used", "the payment's nonce was already used")
         p.__dict__.update(state="authorized", nonce_used_at=now, authorized_at=now,
