@@ -74,7 +74,11 @@ def register_client(db: Database, name: str, role: str, *, display_name: str | N
         raise ValueError("a client name is 1-64 letters, digits and . _ - (starting with a "
                          "letter or digit)")
     if display_name is not None:
-        check_card_text(display_name)
+        try:
+            check_card_text(display_name)
+        except ValueError as exc:
+            raise ValueError(f"display name {display_name!r}: {exc} (the card signs it as the "
+                             "payee)") from None
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     try:
         with db.transaction() as s:
