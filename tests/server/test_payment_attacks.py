@@ -76,6 +76,11 @@ def test_the_payee_signed_is_the_merchants_registered_display_name(ctx, http, to
     batch = _to_signing_batch(term, created["payment_id"])
     assert tlv.find(_signed_fields(batch), 0x83) == "Bäckerei Müller".encode()
     assert term.post_payment(created["payment_id"], batch)["state"] == "authorized"
+    # a display name the card could not show as signed is refused at registration
+    refused = http.post("/v1/admin/clients", json={"name": "bad-shop", "role": "merchant",
+                                                   "display_name": "Shop\nOther"},
+                        headers={"Authorization": f"Bearer {tokens['admin']}"})
+    assert refused.status_code == 400 and "control characters" in refused.json()["error"]["message"]
     # without a display name, the client's name is the payee
     plain = call(http, "POST", "/v1/admin/clients", tokens["admin"],
                  {"name": "corner-shop", "role": "merchant"})
