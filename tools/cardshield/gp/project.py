@@ -50,12 +50,14 @@ def carries_key_set(applet_data: bytes) -> bool:
 
 def install_project_applet(transport, *, cap_path: Path | None = None, applet_data: bytes = b"",
                            force: bool = True, key_options: dict | None = None, test_card: bool = False,
-                           security_level: str = "mac", warn: Callable[[str], None] = lambda m: None,
+                           security_level: str = "mac", sd_aid: bytes | None = None, block_size: int | None = None,
+                           warn: Callable[[str], None] = lambda m: None,
                            progress: Callable[[str], None] = lambda m: None) -> InstallResult:
     """Install the CardShield applet through GlobalPlatform: what the demo and `inv install` run."""
     config = load_applet_config()
     cap = project_load_file(cap_path, progress)
-    manager = CardManager(transport, None, security_level=security_level, warn=warn, progress=progress)
+    manager = CardManager(transport, None, security_level=security_level, sd_aid=sd_aid, block_size=block_size,
+                          warn=warn, progress=progress)
     manager.keys = keys_for_card(manager, key_options or {}, test_card)
     with manager:
         return manager.install(cap, applet_aid=config.applet_aid, instance_aid=config.instance_aid,
