@@ -24,14 +24,6 @@ SCP02_KEYSET, SCP03_KEYSET = 0x20, 0x30
 INS_ECHO = 0x10  # the probe applet echoes its data
 
 
-@pytest.fixture(scope="module")
-def probe_load_file(probe_applet, tmp_path_factory):
-    path = write_development_load_file(tmp_path_factory.mktemp("cap"), probe_applet.package_aid,
-                                       "org.cardshield.probe", "1.0", [probe_applet.module_aid],
-                                       probe_applet.classes_dir)
-    return read_cap(path)
-
-
 def manager(transport, keyset, level="mac", keys=None):
     keys = keys or resolve_keys(test_card=True, key_version=keyset, environ={})
     return CardManager(transport, keys, security_level=level)
