@@ -393,7 +393,7 @@ class CardManager:
         self.expect(gp.delete(aid, related), {
             0x6A88: "nothing with this AID is on the card",
             0x6985: "it is still in use (applications of this package exist, or it is the security domain);"
-                    " delete with related objects"})
+                    " delete the package with its applications (--related)"})
 
     def uninstall(self, package_aid: bytes, instance_aids: list[bytes]) -> list[str]:
         """Delete our instances and the package (with related objects). Returns what was deleted."""
