@@ -81,6 +81,19 @@ class TestScp03S16Card:
             assert [a.aid for a in m.registry().applications] == [probe_applet.module_aid]
         assert echo(isd_transport, probe_applet.module_aid) == (b"GlobalPlatform", 0x9000)
 
+    def test_s16_is_taken_from_initialize_update_without_card_data(self, isd_transport, monkeypatch):
+        # a card that does not say S16 in GET DATA 66: the 8-byte challenge is refused (6700)
+        # before any key is used, and the 16-byte one opens an S16 session
+        monkeypatch.setattr(CardManager, "card_data", lambda self: gp.CardData())
+        sent = []
+        m = manager(isd_transport)
+        original = m.send
+        m.send = lambda command, **kw: (sent.append(command), original(command, **kw))[1]
+        m.authenticate()
+        assert [len(c.data) for c in sent if c.ins == gp.INS_INITIALIZE_UPDATE] == [8, 16]
+        assert m.session.mac_length == 16
+        m.close()
+
     def test_sd_option_and_a_wrong_one(self, isd_transport):
         with manager(isd_transport, sd_aid=bytes.fromhex("A0000001515350")) as m:
             m.authenticate()
