@@ -151,6 +151,31 @@ def test_put_key_with_a_damaged_key_check_value_is_refused(factory_card):
         assert 0x33 not in {k.version for k in m.info().key_information}
 
 
+class AnswerTamperer:
+    """Changes one byte of the card's answer to PUT KEY (a card or reader that lies)."""
+
+    def __init__(self, transport):
+        self.transport = transport
+
+    def transmit(self, command):
+        response = self.transport.transmit(command)
+        if command.ins == gp.INS_PUT_KEY and response.data:
+            from cardshield.card.apdu import ResponseAPDU
+
+            return ResponseAPDU(response.data[:-1] + bytes([response.data[-1] ^ 1]), response.sw)
+        return response
+
+    def __getattr__(self, name):
+        return getattr(self.transport, name)
+
+
+def test_put_key_answer_with_other_key_check_values_is_reported(factory_card):
+    key = bytes(range(0x10, 0x20))
+    with manager(AnswerTamperer(factory_card), SCP03_KEYSET) as m:
+        with pytest.raises(GPError, match="not key set 0x35 with the key check values"):
+            m.put_keys(key, key, key, 0x35)
+
+
 def test_lock_and_unlock_an_application(factory_card, probe_applet):
     with manager(factory_card, SCP03_KEYSET) as m:
         m.set_application_locked(probe_applet.instance_aid, True)
