@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from cardshield.attestation.ca import AttestationCA
 from cardshield.protocol import tlv
-from cardshield.protocol.attestation import STATEMENT_PREFIX, encode_statement, public_key_digest
+from cardshield.protocol.attestation import STATEMENT_PREFIX, encode_statement
 from cardshield.protocol.keys import encode_rsa_public_key
 
 CARD_ID = bytes.fromhex("0102030405060708")
@@ -29,7 +29,7 @@ class Card:
                key_do: bytes | None = None, signer: rsa.RSAPrivateKey | None = None, policy: int = 3) -> bytes:
         statement = encode_statement(
             card_id=card_id or self.card_id, applet_version=(1, 0), slot=slot, algorithm=1, policy=policy,
-            public_key_sha256=public_key_digest(key_do or self.slot_key_do), challenge=challenge, counter=0)
+            public_key_do=key_do or self.slot_key_do, challenge=challenge, counter=0)
         signature = (signer or self.attestation_key).sign(STATEMENT_PREFIX + statement, padding.PKCS1v15(),
                                                            hashes.SHA256())
         return statement + tlv.encode(0x9E, signature)
