@@ -287,6 +287,24 @@ class Runner:
             result.note = f"public key SHA-256 {_spki_sha256(parse_public_key(response.data))[:16]}"
         return response.sw, response.data
 
+    def _regenerate_attestation_key(self, counter: int, step: dict, result: StepResult) -> int:
+        if counter > step["counter_last"]:
+            raise PersoRunError("the counters reserved for the certificate are used up: compile the script again")
+        plain = commands.personalize_attestation_key()
+        response = self._transmit(CommandAPDU.decode(apdu_bytes(wrap(self.keys, plain, counter))))
+        if response.sw != 0x9000:
+            raise PersoRunError(f"regenerating the attestation key returned {response.sw:04X} "
+                                f"({status_word_meaning(response.sw)})")
+        self.counter = counter
+        key_do, mac = response.data[:-MAC_LEN], response.data[-MAC_LEN:]
+        if len(response.data) <= MAC_LEN or not hmac.compare_digest(
+                mac, receipt(self.keys, plain.ins, plain.p1, plain.p2, counter, key_do)):
+            raise PersoRunError("the receipt does not verify over the regenerated attestation key: "
+                                "the answer did not come from this card; nothing is certified")
+        self.attestation_key_do = key_do
+        result.response, result.receipt = key_do.hex().upper(), mac.hex().upper()
+        return counter
+
     def _has_attestation_certificate(self) -> bool:
         return self._transmit(commands.select_attestation_certificate().apdu()).sw == 0x9000
 
@@ -297,10 +315,11 @@ class Runner:
             raise AwaitingIssuer(
                 "the issuer certifies the attestation key: send the report back; the issuer runs "
                 "`cardshield perso certify REPORT --bundle BUNDLE --attestation-ca DIR --output NEXT.bundle.json`")
+        first = max(step["counter"], self.counter + 1)
         if self.attestation_key_do is None:
-            raise PersoRunError(
-                "no attestation key was confirmed in this run (it was generated in an earlier one): certify "
-                "it from that run's report with `cardshield perso certify`, or compile the script again")
+            # resumed run: the key an earlier run brought back cannot be authenticated now, so
+            # a fresh one is generated (P1=05 regenerates in place) on the reserved counters
+            first = self._regenerate_attestation_key(first, step, result) + 1
         from ..attestation.ca import AttestationCA
         from ..pki import CaSetupError
 
@@ -312,7 +331,6 @@ class Runner:
             raise PersoRunError(f"attestation CA: {exc}") from None
         der = certificate.public_bytes(Encoding.DER)
         parts = commands.personalize_attestation_certificate(der)
-        first = max(step["counter"], self.counter + 1)
         if first + len(parts) - 1 > step["counter_last"]:
             raise PersoRunError(f"the counters reserved for the certificate ({step['counter']}..{step['counter_last']}) "
                                 "are used up: compile the script again")
