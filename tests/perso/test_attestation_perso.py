@@ -128,6 +128,14 @@ def test_local_run_certifies_the_card_key_and_the_statement_verifies(perso_card,
     assert verified.returncode == 0 and verified.stdout.strip().endswith(": OK"), verified.stdout + verified.stderr
     attested = _attest_and_verify(perso_card, ca, der)
     assert attested.statement.card_id == v.CARD_ID and attested.statement.policy == 0x03
+    # the issuer's check of the card from the CLI: the same chain, a fresh statement
+    check = ["attestation-ca", "check-card", "--dir", str(ca.directory), "--reader", virtual_card.info.reader,
+             "--applet-aid", KEYED_AID.hex(), "--attest", "1", "--out", str(workdir / "read-back.pem")]
+    assert main(check) == 0
+    assert "statement verified: slot 1, algorithm 01, policy 03" in capsys.readouterr().out
+    other_ca = AttestationCA.create(workdir / "other-ca", "Example Bank")
+    assert main(check[:2] + ["--dir", str(other_ca.directory)] + check[4:]) == 1
+    assert "attestation_untrusted" in capsys.readouterr().err
 
 
 def test_relay_swapping_the_key_on_a_local_run_gets_nothing_certified(perso_card, workdir, store):
