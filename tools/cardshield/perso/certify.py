@@ -53,7 +53,8 @@ def _confirmed_key(bundle: Bundle, report: dict, keys: PersoKeySet) -> bytes:
     entries = [e for e in report.get("steps", []) if isinstance(e, dict) and e.get("index") == key_step["index"]]
     if not entries or entries[0].get("status") != "ok":
         raise CertifyError(f"the report does not show step {key_step['index']} (attestation_key) done in this "
-                           "delivery; deliver the bundle (again) and send back its report")
+                           "delivery; compile the script again (perso compile --counter above the card's counter), "
+                           "deliver it and send back its report")
     try:
         key_do = bytes.fromhex(str(entries[0].get("response", "")))
         data = key_do + bytes.fromhex(str(entries[0].get("receipt", "")))
