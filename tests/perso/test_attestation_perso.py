@@ -209,3 +209,16 @@ def test_interrupted_certificate_write_resumes_on_the_reserved_counters(perso_ca
     der = _attestation_certificate(perso_card)
     assert der == runs.attestation_certificate
     assert _attest_and_verify(perso_card, ca, der).statement.card_id == v.CARD_ID
+
+
+def test_record_needs_an_attestation_certificate_on_the_card(perso_card, virtual_card, workdir, monkeypatch, capsys):
+    from cardshield.cli import main
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(f"CARDSHIELD_SECRET_{name}", value)
+    (workdir / "plain.yaml").write_text(issuance_script({"server_key": "server.pem"}))
+    argv = ["perso", "run", str(workdir / "plain.yaml"), "--reader", virtual_card.info.reader,
+            "--applet-aid", KEYED_AID.hex(), "--record", str(workdir / "cards.json")]
+    assert main(argv) == 1
+    assert "has no attestation certificate" in capsys.readouterr().err
+    assert not (workdir / "cards.json").exists()
