@@ -185,6 +185,17 @@ def test_uncounted_refusals_are_rate_limited_per_terminal(ctx, http, tokens, enr
     assert err.value.status == 429 and err.value.code == "client_rate_limited"
 
 
+def test_a_merchant_probing_user_ids_is_rate_limited(ctx, http, tokens):
+    limit = ctx.settings.client_refusal_limit
+    for i in range(limit):
+        with pytest.raises(FlowError) as err:
+            create_payment(http, tokens["merchant"], f"guess{i}")
+        assert err.value.code == "unknown_user"
+    with pytest.raises(FlowError) as err:
+        create_payment(http, tokens["merchant"], "guess-last")
+    assert err.value.status == 429 and err.value.code == "client_rate_limited"
+
+
 # -- blocks are checked at every step ---------------------------------------------------------
 @pytest.mark.parametrize("blocked", ["user", "card"])
 def test_a_block_after_the_claim_stops_the_final_post(ctx, http, tokens, enrolled, blocked):

@@ -60,7 +60,10 @@ _IS_OPEN = or_(*(PAYMENTS.c.state == state for state in OPEN_STATES))
 # a statement per request cost more CPU than running it. (Bind names differ from the
 # column names an UPDATE sets.)
 _FIND_USER = select(USERS).where(USERS.c.external_id == bindparam("external_id"))
-_MERCHANT = select(CLIENTS.c.name, CLIENTS.c.display_name).where(CLIENTS.c.id == bindparam("client_id"))
+_MERCHANT = (select(CLIENTS.c.name, CLIENTS.c.display_name,
+                    CLIENTS.c.refusals.label("client_refusals"),
+                    CLIENTS.c.refusals_since.label("client_refusals_since"))
+             .where(CLIENTS.c.id == bindparam("client_id")))
 # The user's active payment certificate and the card row of its key.
 _ACTIVE_CARD = (select(CERTIFICATES.c.serial_hex, CERTIFICATES.c.sha256, CERTIFICATES.c.card_id,
                        CARDS.c.blocked_at, CARDS.c.requires_server_signature, CARDS.c.attested)
@@ -129,6 +132,9 @@ FINAL_CODES = frozenset({
 # Evidence involving the user's own key: counted toward the block (limits).
 USER_EVIDENCE = frozenset({"signature_mismatch", "card_refused_signature",
                            "counter_not_increasing", "counter_jump"})
+# What a merchant's create can be refused for without any fault of the user: counted
+# against the merchant client.
+MERCHANT_EVIDENCE = frozenset({"unknown_user", "no_active_certificate", "invalid_request"})
 # What a terminal can post without the user's card: counted against the terminal client.
 CLIENT_EVIDENCE = frozenset({"certificate_mismatch", "card_response_malformed", "card_error",
                              "stale_step", "session_closed", "nonce_already_used",
@@ -226,10 +232,11 @@ class PaymentService:
     def create(self, merchant_id: int, user_external_id: str, amount_minor: int, currency: str,
                order_ref: str) -> PaymentView:
         def work(s: Connection) -> PaymentView:
+            merchant = s.execute(_MERCHANT, {"client_id": merchant_id}).first()
+            self._not_rate_limited(merchant)
             user = s.execute(_FIND_USER, {"external_id": user_external_id}).first()
             if user is None:
                 raise ApiError("unknown_user", f"no enrolled user {user_external_id}")
-            merchant = s.execute(_MERCHANT, {"client_id": merchant_id}).first()
             payee = merchant.display_name or merchant.name
             try:  # the card's own field rules (docs/apdu.md SIGN TRANSACTION)
                 Transaction(amount_minor, currency, payee, order_ref, b"\0" * 16)
@@ -251,9 +258,13 @@ class PaymentService:
             s.execute(_INSERT_PAYMENT, {c.name: getattr(p, c.name) for c in PAYMENTS.columns})
             return _view(p)
 
-        return self.ctx.run(work, lambda s, err: audit.record(
-            s, "payment.create", "refused", code=err.code, client_id=merchant_id,
-            user=user_external_id, detail=err.message), core=True)
+        def on_refusal(s: Connection, err: ApiError) -> None:
+            if err.code in MERCHANT_EVIDENCE:  # e.g. probing which user ids exist
+                self._count_client_refusal(s, merchant_id)
+            audit.record(s, "payment.create", "refused", code=err.code, client_id=merchant_id,
+                         user=user_external_id, detail=err.message)
+
+        return self.ctx.run(work, on_refusal, core=True)
 
     def get(self, client_id: int, role: str, payment_id: str) -> PaymentView:
         """Read only: an overdue open payment reads as expired, and nothing is written."""
@@ -275,15 +286,16 @@ class PaymentService:
             raise ApiError("not_found", f"no payment {payment_id}")
         return PaymentRecord(**row._mapping)
 
-    def _not_rate_limited(self, p: PaymentRecord) -> None:
+    def _not_rate_limited(self, client) -> None:
+        """`client`: a row with the asking client's client_refusals(_since)."""
         settings = self.ctx.settings
-        since = p.client_refusals_since
-        if (p.client_refusals >= settings.client_refusal_limit and since is not None
+        since = client.client_refusals_since
+        if (client.client_refusals >= settings.client_refusal_limit and since is not None
                 and since > utcnow() - timedelta(seconds=settings.client_refusal_window_seconds)):
             raise ApiError("client_rate_limited",
-                           f"this terminal had {p.client_refusals} refused payment steps in "
-                           f"{settings.client_refusal_window_seconds} s; retry later or check "
-                           "the terminal and its card reader")
+                           f"this client had {client.client_refusals} refused payment requests "
+                           f"in {settings.client_refusal_window_seconds} s; retry later, and "
+                           "check the user ids it sends or its terminal and card reader")
 
     def _count_client_refusal(self, s: Connection, client_id: int) -> None:
         now = utcnow()
