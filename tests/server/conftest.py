@@ -4,11 +4,16 @@ private cluster when none is given; if it is unset the PostgreSQL variants skip,
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from cryptography.hazmat.primitives import serialization
+
+from cardshield.attestation.ca import AttestationCA
+from cardshield.server.activation import ensure_activation_key
 from cardshield.server.ca import init_ca
 from cardshield.server.context import ServerContext
 from cardshield.server.db import normalize_url
@@ -21,9 +26,22 @@ PG_ENV = "CARDSHIELD_TEST_POSTGRES_URL"
 
 @pytest.fixture(scope="session")
 def ca_dir(tmp_path_factory):
+    """Server state: the payment CA, the activation-code key, and a test attestation CA in
+    the attestation trust store (its key stays in the test, as at an issuer's station)."""
+    from cardshield.server.registry import install_trust_root
     state = tmp_path_factory.mktemp("server-state")
-    init_ca(Settings(state_dir=state))
+    settings = Settings(state_dir=state)
+    init_ca(settings)
+    ensure_activation_key(settings.activation_key_path)
+    issuer = AttestationCA.create(state / "test-attestation-ca", "Test Card Issuer")
+    install_trust_root(settings.attestation_trust_dir,
+                       issuer.certificate.public_bytes(serialization.Encoding.PEM))
     return state
+
+
+@pytest.fixture(scope="session")
+def attestation_ca(ca_dir) -> AttestationCA:
+    return AttestationCA.load(ca_dir / "test-attestation-ca")
 
 
 def _postgres_url() -> str:
@@ -87,14 +105,36 @@ def key_pool():
     return [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(6)]
 
 
+@pytest.fixture(scope="session")
+def attestation_keys():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    return [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3)]
+
+
 @pytest.fixture
-def make_card(key_pool, ctx):
-    """SoftCard factory handing out distinct pooled keys (index wraps per test)."""
+def make_card(key_pool, attestation_keys, attestation_ca, ctx):
+    """SoftCard factory handing out distinct pooled keys (index wraps per test). Each card
+    gets its own card id and an attestation key certified by the test attestation CA, and
+    is imported into the card registry as personalization would record it
+    (register=False: a card the bank never registered)."""
+    from cardshield.server.registry import import_records
     from cardshield.server.testing.softcard import SoftCard
     pool = iter(key_pool * 4)
+    attesting = iter(attestation_keys * 8)
 
-    def make(**kwargs) -> SoftCard:
+    def make(register: bool = True, **kwargs) -> SoftCard:
         kwargs.setdefault("key_factory", lambda: next(pool))
         kwargs.setdefault("server_public_key", ctx.ca.request_key.public_key())
-        return SoftCard(**kwargs)
+        kwargs.setdefault("card_id", secrets.token_bytes(8))
+        kwargs.setdefault("attestation_key", next(attesting))
+        card = SoftCard(**kwargs)
+        if register:
+            import_records(ctx, [card.record(attestation_ca)])
+        return card
     return make
+
+
+@pytest.fixture
+def bank(http, tokens):
+    from cardshield.server.testing.flows import Bank
+    return Bank(http, tokens["admin"])

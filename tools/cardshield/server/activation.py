@@ -80,7 +80,7 @@ def _digest(key: bytes, user_id: int, slot: int, code: str) -> str:
 
 @dataclass(frozen=True)
 class IssuedCode:
-    code: str  # shown once to the bank operator, never stored
+    activation_code: str  # shown once to the bank operator, never stored
     user_id: str
     slot: int
     replace: bool

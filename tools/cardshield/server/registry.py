@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cardshield.attestation.record import CardRecord
+from cardshield.attestation.record import CardRecord, RecordFileError, parse_records
 from cardshield.attestation.verify import AttestationError, card_id_of, check_chain
 
 from . import audit
@@ -143,6 +143,14 @@ def import_records(ctx: ServerContext, records: list[CardRecord], *,
             imported.append(card_id)
             audit.record(s, "card.import", "ok", client_id=by, detail=f"card {card_id}")
     return ImportResult(imported, unchanged)
+
+
+def parse_import(text: str) -> list[CardRecord]:
+    """A cardshield-card-records/1 document; a malformed one is refused whole (400)."""
+    try:
+        return parse_records(text, "the card records")
+    except RecordFileError as exc:
+        raise ApiError("invalid_card_record", str(exc)) from None
 
 
 def _bound_user(s: Session, row: RegisteredCard) -> str | None:
