@@ -3,8 +3,9 @@ only. It generates its keys in Python (no secure element, no protection of any k
 answers the APDUs the server composes as the terminal would post them after resolving
 GET RESPONSE: complete response data followed by SW1 SW2.
 
-Tests use its hooks to play an attacker: `tamper` rewrites SIGN TRANSACTION data before the
-"card" signs it (malware changing the payee), `counter` can be set back (a cloned card).
+Tests use its hooks to play an attacker: `tamper` rewrites SIGN TRANSACTION fields after the
+card's server-signature (8E) check and before it signs (what the server must catch by itself
+if that check were bypassed), `counter` can be set back (a cloned card).
 
 ATTEST (docs/apdu.md) signs the statement with `attestation_key`, which a test attestation CA
 certified for `card_id` (tests/server/conftest.py registers the card), so the server runs its
@@ -147,8 +148,6 @@ class SoftCard:
     def _sign_tx(self, p1, p2, data):
         if not self.pin_verified:
             return SW["security"]
-        if self.tamper:
-            data = self.tamper(data)
         items = tlv.decode(data)
         fields = b"".join(tlv.encode(i.tag, i.value) for i in items[:5])
         try:
@@ -164,6 +163,8 @@ class SoftCard:
                                               hashes.SHA256())
             except InvalidSignature:
                 return SW["security"]
+        if self.tamper:  # after the card's own 8E check, so tests reach the server's check
+            fields = self.tamper(fields)
         self.counter += 1
         signature = self.keys[p2].sign(signed_transaction_data(fields, self.counter),
                                        padding.PKCS1v15(), hashes.SHA256())
