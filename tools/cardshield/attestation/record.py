@@ -147,6 +147,7 @@ def dump_records(records: Iterable[CardRecord], path: Path) -> None:
         raise RecordFileError("two records for the same card")
     text = json.dumps({"format": FORMAT, "records": [r.to_json() for r in records]}, indent=2) + "\n"
     path = Path(path)
+    parse_records(text, str(path))  # never write a file the registry would refuse
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
