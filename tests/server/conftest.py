@@ -10,15 +10,12 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from cryptography.hazmat.primitives import serialization
-
 from cardshield.attestation.ca import AttestationCA
-from cardshield.server.activation import ensure_activation_key
-from cardshield.server.ca import init_ca
 from cardshield.server.context import ServerContext
 from cardshield.server.db import normalize_url
 from cardshield.server.migrations import upgrade
 from cardshield.server.settings import Settings
+from cardshield.server.testing.issuer import prepare_server_state, load_test_issuer
 from cardshield.server.tokens import create_client
 
 PG_ENV = "CARDSHIELD_TEST_POSTGRES_URL"
@@ -28,20 +25,14 @@ PG_ENV = "CARDSHIELD_TEST_POSTGRES_URL"
 def ca_dir(tmp_path_factory):
     """Server state: the payment CA, the activation-code key, and a test attestation CA in
     the attestation trust store (its key stays in the test, as at an issuer's station)."""
-    from cardshield.server.registry import install_trust_root
     state = tmp_path_factory.mktemp("server-state")
-    settings = Settings(state_dir=state)
-    init_ca(settings)
-    ensure_activation_key(settings.activation_key_path)
-    issuer = AttestationCA.create(state / "test-attestation-ca", "Test Card Issuer")
-    install_trust_root(settings.attestation_trust_dir,
-                       issuer.certificate.public_bytes(serialization.Encoding.PEM))
+    prepare_server_state(Settings(state_dir=state))
     return state
 
 
 @pytest.fixture(scope="session")
 def attestation_ca(ca_dir) -> AttestationCA:
-    return AttestationCA.load(ca_dir / "test-attestation-ca")
+    return load_test_issuer(ca_dir)
 
 
 def _postgres_url() -> str:
@@ -117,20 +108,19 @@ def make_card(key_pool, attestation_keys, attestation_ca, ctx):
     gets its own card id and an attestation key certified by the test attestation CA, and
     is imported into the card registry as personalization would record it
     (register=False: a card the bank never registered)."""
-    from cardshield.server.registry import import_records
+    from cardshield.server.testing.issuer import registered_softcard
     from cardshield.server.testing.softcard import SoftCard
     pool = iter(key_pool * 4)
     attesting = iter(attestation_keys * 8)
 
     def make(register: bool = True, **kwargs) -> SoftCard:
         kwargs.setdefault("key_factory", lambda: next(pool))
+        kwargs.setdefault("attestation_key", next(attesting))
+        if register:
+            return registered_softcard(ctx, attestation_ca, **kwargs)
         kwargs.setdefault("server_public_key", ctx.ca.request_key.public_key())
         kwargs.setdefault("card_id", secrets.token_bytes(8))
-        kwargs.setdefault("attestation_key", next(attesting))
-        card = SoftCard(**kwargs)
-        if register:
-            import_records(ctx, [card.record(attestation_ca)])
-        return card
+        return SoftCard(**kwargs)
     return make
 
 
