@@ -156,10 +156,11 @@ class FlowRunner:
             raise FlowFailed(refusal.message, refusal.code) from None
 
     # -- figure 5 -----------------------------------------------------------------------
-    def enroll(self, user_id: str, slot: int = 1, card_label: str = "card") -> dict:
-        self._emit("501", f"terminal applies to the server for a certificate for {user_id!r} (slot {slot})")
+    def enroll(self, user_id: str, activation_code: str, slot: int = 1, card_label: str = "card") -> dict:
+        self._emit("501", f"terminal applies to the server for a certificate for {user_id!r} (slot {slot}) "
+                          "with the bank's activation code")
         try:
-            state = self.server.start_enrollment(user_id, slot, card_label)
+            state = self.server.start_enrollment(user_id, activation_code, slot, card_label)
         except ServerRefused as refusal:
             raise FlowFailed(refusal.message, refusal.code) from None
         enrollment_id = state["enrollment_id"]
