@@ -188,8 +188,11 @@ def cmd_disable_client(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refused(command: str, exc) -> UserError:
-    return UserError(f"cardshield server {command}: {exc.message}")
+def _refused(command: str, exc) -> int:
+    """A refusal by the server's rules (unknown user, taken name, untrusted record): the
+    reason on stderr, exit status 1."""
+    print(f"cardshield server {command}: {exc.message}", file=sys.stderr)
+    return 1
 
 
 def _print_user(u) -> None:
@@ -206,7 +209,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     try:
         _print_user(create_user(_context().db, args.name))
     except ApiError as exc:
-        raise _refused("user add", exc)
+        return _refused("user add", exc)
     return 0
 
 
@@ -223,7 +226,7 @@ def cmd_user_show(args: argparse.Namespace) -> int:
     try:
         _print_user(get_user(_context().db, args.name))
     except ApiError as exc:
-        raise _refused("user show", exc)
+        return _refused("user show", exc)
     return 0
 
 
@@ -233,7 +236,7 @@ def cmd_user_code(args: argparse.Namespace) -> int:
     try:
         issued = issue_code(_context(), args.name, args.slot, replace=args.replace)
     except ApiError as exc:
-        raise _refused("user code", exc)
+        return _refused("user code", exc)
     print(issued.activation_code)
     print(f"activation code for {issued.user_id}, slot {issued.slot}"
           f"{', may replace the active certificate' if issued.replace else ''}; single use, "
@@ -249,7 +252,7 @@ def cmd_cards_import(args: argparse.Namespace) -> int:
     try:
         result = import_records(_context(), load_records(args.records))
     except ApiError as exc:
-        raise _refused("cards import", exc)
+        return _refused("cards import", exc)
     for card_id in result.imported:
         print(f"registered card {card_id}")
     for card_id in result.unchanged:
@@ -276,7 +279,7 @@ def cmd_cards_revoke(args: argparse.Namespace) -> int:
     try:
         _print_card(revoke_card(_context(), args.card_id))
     except ApiError as exc:
-        raise _refused("cards revoke", exc)
+        return _refused("cards revoke", exc)
     return 0
 
 
