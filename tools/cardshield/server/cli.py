@@ -203,14 +203,18 @@ def _print_user(u) -> None:
         print(f"    slot {c.slot}: certificate {c.serial} ({card})")
 
 
-def cmd_user_add(args: argparse.Namespace) -> int:
+def _one_user(command: str, fetch, name: str) -> int:
     from .errors import ApiError
-    from .users import create_user
     try:
-        _print_user(create_user(_context().db, args.name))
+        _print_user(fetch(_context().db, name))
     except ApiError as exc:
-        return _refused("user add", exc)
+        return _refused(command, exc)
     return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from .users import create_user
+    return _one_user("user add", create_user, args.name)
 
 
 def cmd_user_list(_args: argparse.Namespace) -> int:
@@ -221,13 +225,8 @@ def cmd_user_list(_args: argparse.Namespace) -> int:
 
 
 def cmd_user_show(args: argparse.Namespace) -> int:
-    from .errors import ApiError
     from .users import get_user
-    try:
-        _print_user(get_user(_context().db, args.name))
-    except ApiError as exc:
-        return _refused("user show", exc)
-    return 0
+    return _one_user("user show", get_user, args.name)
 
 
 def cmd_user_code(args: argparse.Namespace) -> int:
