@@ -20,8 +20,6 @@ from cardshield.protocol.constants import APPLET_AID, PACKAGE_AID
 from . import vectors as v
 from .instance import card_keys
 
-#: no server key in these scripts: slot 01 configured explicitly (ISSUE alone would give it
-#: the server-signed default, which needs the server key)
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
 ISSUER_AID = APPLET_AID[:-1] + b"\x03"

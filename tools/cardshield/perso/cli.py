@@ -136,7 +136,7 @@ def _install(args) -> int:
     store = keystore.open_key_store(args.key_store)
     with _open(args) as transport:
         if args.card_id == "cplc":
-            manager = CardManager(transport)
+            manager = CardManager(transport, sd_aid=args.sd)
             manager.select_isd()
             data, sw = manager.send(gp.get_data(gp.TAG_CPLC))
             cplc = gp.parse_cplc(data) if sw == 0x9000 else None
@@ -152,7 +152,7 @@ def _install(args) -> int:
         result = install_project_applet(
             transport, cap_path=args.cap, applet_data=install_parameters(key_set, card_id), force=args.force,
             key_options=_key_options(args), test_card=args.test_card, security_level="enc",
-            warn=console.warn, progress=console.info)
+            sd_aid=args.sd, block_size=args.block_size, warn=console.warn, progress=console.info)
     print(f"installed {result.instance_aid.hex().upper()} for card {card_id.hex().upper()}, personalization "
           f"key version {args.perso_key_version}; next: cardshield perso compile SCRIPT --card-id "
           f"{card_id.hex().upper()}")
