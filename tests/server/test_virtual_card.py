@@ -163,3 +163,26 @@ def test_the_applets_attestation_binds_the_card_to_one_user(ctx, http, tokens, a
     with ctx.db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Certificate).where(
             Certificate.status == "active")) == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_card_without_attestation_gets_no_certificate(ctx, http, tokens, virtual_card, transport,
+                                                       bank):
+    """The applet as a development card (personalized without the issuer's secure channel,
+    so without an attestation key): its ATTEST answers 6A88 and the server issues nothing."""
+    from cardshield.protocol.constants import Algorithm, SlotPolicy
+    virtual_card.pristine()
+    transport.reconnect("reset")
+    try:
+        shield = CardShield(transport)
+        shield.personalize_development_card("2580", "13572468", slots={
+            1: (Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE)})
+        term = Terminal(http, tokens["terminal"], CardOverPcsc(shield), pin="2580", bank=bank)
+        with pytest.raises(FlowError) as err:
+            term.enroll("mallory")
+        assert err.value.code == "attestation_required"
+        with ctx.db.transaction() as s:
+            assert s.scalar(select(func.count()).select_from(Certificate)) == 0
+    finally:
+        virtual_card.pristine()
+        transport.reconnect("reset")
