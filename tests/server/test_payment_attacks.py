@@ -15,11 +15,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 from cryptography.x509.oid import NameOID
-from sqlalchemy import create_engine, select, text, update
+from sqlalchemy import create_engine, func, select, text, update
 
 from cardshield.card.apdu import CommandAPDU
 from cardshield.protocol import tlv
-from cardshield.protocol.constants import SlotPolicy
 from cardshield.protocol.transaction import signed_transaction_data
 from cardshield.server.clock import utcnow
 from cardshield.server.db import normalize_url
@@ -111,7 +110,8 @@ def _forged_counter_responses(card, batch: dict, counter: int) -> list[str]:
 
 def test_a_bare_hash_signature_cannot_poison_the_counter(ctx, http, tokens, enrolled):
     term = enrolled()
-    assert term.pay(create_payment(http, tokens["merchant"], "alice")["payment_id"])["state"] == "authorized"
+    first = term.pay(create_payment(http, tokens["merchant"], "alice")["payment_id"])
+    assert first["state"] == "authorized"
     created = create_payment(http, tokens["merchant"], "alice", order_ref="poison")
     batch = _to_signing_batch(term, created["payment_id"])
     with pytest.raises(FlowError) as err:
@@ -119,7 +119,7 @@ def test_a_bare_hash_signature_cannot_poison_the_counter(ctx, http, tokens, enro
                           _forged_counter_responses(term.card, batch, 0xFFFFFFFF))
     assert err.value.code == "counter_jump", err.value.body
     with ctx.db.transaction() as s:
-        assert s.scalar(select(Card.last_counter)) == 1
+        assert s.scalar(select(Card.last_counter)) == first["card_counter"]
         assert s.scalar(select(AuditEvent.code).where(AuditEvent.action == "payment.suspicious")) \
             == "counter_jump"
     # the card's genuine payments go on
@@ -135,18 +135,30 @@ def _self_signed_card(make_card, user: str, length: int):
     card.verify(card.pin)
     card.transmit(bytes.fromhex("00478001"))  # GENERATE ASYMMETRIC KEY PAIR, slot 1
     key, now = card.keys[1], datetime(2026, 1, 1)
-    for padding in range(0, 1000):
-        attributes = [x509.NameAttribute(NameOID.COMMON_NAME, user)] + [
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "x" * min(64, padding - i))
-            for i in range(0, padding, 64)]
-        issuer = x509.Name(attributes[:1])  # the attacker's own key signs it
-        der = (x509.CertificateBuilder().subject_name(x509.Name(attributes)).issuer_name(issuer)
-               .public_key(key.public_key()).serial_number(1)
-               .not_valid_before(now).not_valid_after(now + timedelta(days=3650))
-               .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
-        if len(der) == length:
-            card.certificates[1] = der
-            return card
+
+    def certificate(units: int, chars: int, serial_bytes: int) -> bytes:
+        """`chars` characters of padding spread over `units` OU attributes (<= 64 each)."""
+        sizes = [chars // units + (1 if n < chars % units else 0) for n in range(units)]
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)] + [
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "x" * size) for size in sizes])
+        return (x509.CertificateBuilder().subject_name(subject)
+                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+                .public_key(key.public_key()).serial_number(1 << (8 * serial_bytes - 2))
+                .not_valid_before(now).not_valid_after(now + timedelta(days=3650))
+                .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+
+    for units in range(1, 40):  # the length grows by one per character within `units`
+        low, high = units, 64 * units
+        if not len(certificate(units, low, 1)) <= length <= len(certificate(units, high, 1)):
+            continue
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (middle + 1, high) if len(certificate(units, middle, 1)) < length else (low, middle)
+        for chars, serial_bytes in ((low, 1), (low - 1, 2), (low - 1, 3)):
+            der = certificate(units, chars, serial_bytes)
+            if len(der) == length:
+                card.certificates[1] = der
+                return card
     raise AssertionError(f"no self-signed certificate of {length} bytes")
 
 
@@ -204,6 +216,7 @@ def test_a_block_after_the_claim_stops_the_final_post(ctx, http, tokens, enrolle
     batch = _to_signing_batch(term, created["payment_id"])
     responses = term.run(batch)
     with ctx.db.transaction() as s:
+        counter_before = s.scalar(select(Card.last_counter))
         model = User if blocked == "user" else Card
         s.execute(update(model).values(blocked_at=utcnow()))
     with pytest.raises(FlowError) as err:
@@ -211,7 +224,7 @@ def test_a_block_after_the_claim_stops_the_final_post(ctx, http, tokens, enrolle
     assert err.value.code == f"{blocked}_blocked", err.value.body
     with ctx.db.transaction() as s:
         assert s.get(Payment, created["payment_id"]).state != "authorized"
-        assert s.scalar(select(Card.last_counter)) == -1
+        assert s.scalar(select(Card.last_counter)) == counter_before
 
 
 # -- the certificate reference is bound to the key that signs --------------------------------
@@ -302,7 +315,7 @@ def test_a_get_crossing_expiry_does_not_overwrite_an_authorization(ctx, http, to
 # -- three requests, and a retried final post -------------------------------------------------
 def test_a_payment_takes_three_requests_and_a_retry_returns_the_authorization(
         ctx, http, tokens, enrolled):
-    term = enrolled(slot_policy={1: SlotPolicy.SERVER_SIGNED_REQUESTS, 2: SlotPolicy(0)})
+    term = enrolled()  # issued default: PIN per signature and bank-signed requests (8E)
     created = create_payment(http, tokens["merchant"], "alice")  # request 1
     state = term.claim(created["payment_id"])  # request 2
     responses = term.run(state["batch"])
@@ -311,12 +324,17 @@ def test_a_payment_takes_three_requests_and_a_retry_returns_the_authorization(
     again = term.post_payment(created["payment_id"], state["batch"], responses)
     assert again == done
     with ctx.db.transaction() as s:
-        assert s.scalar(select(Card.last_counter)) == 1
+        assert s.scalar(select(Card.last_counter)) == done["card_counter"]
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "payment.authorize", AuditEvent.outcome == "ok")) == 1
 
 
 def test_a_bank_requiring_attested_cards_refuses_an_unattested_one(ctx, http, tokens, enrolled):
     enrolled()
     ctx.settings = ctx.settings.with_overrides(payments_require_attested_card=True)
+    assert create_payment(http, tokens["merchant"], "alice")["state"] == "created"
+    with ctx.db.transaction() as s:  # as an unattested enrollment (a setting) leaves the key
+        s.execute(update(Card).values(attested=False))
     with pytest.raises(FlowError) as err:
         create_payment(http, tokens["merchant"], "alice")
     assert err.value.code == "card_not_attested", err.value.body

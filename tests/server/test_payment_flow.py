@@ -57,12 +57,18 @@ def test_payment_is_authorized_with_a_verifiable_signature(ctx, http, tokens, en
     assert merchant_view["state"] == "authorized"
 
 
-# A card without the bank-signed policy: the card signs whatever reaches it, so the
-# server's own check of the signature is what refuses a change (with 8E, the card refuses).
+# A card personalized without the bank-signed policy: the card signs whatever reaches it,
+# so the server's own check of the signature is what refuses a change (with 8E, the card
+# refuses). The attestation reports the relaxed policy; a bank accepts it only by setting.
 NO_8E = {1: SlotPolicy(0), 2: SlotPolicy(0)}
 
 
-def test_changed_amount_or_payee_is_refused(ctx, http, tokens, enrolled):
+@pytest.fixture
+def relaxed_bank(ctx):
+    ctx.settings = ctx.settings.with_overrides(required_slot_policy={1: 0, 2: 0})
+
+
+def test_changed_amount_or_payee_is_refused(ctx, http, tokens, enrolled, relaxed_bank):
     term = enrolled(slot_policy=NO_8E)
 
     shop = call(http, "POST", "/v1/admin/clients", tokens["admin"],
@@ -176,7 +182,7 @@ def test_revoked_certificate_fails_every_later_payment(ctx, http, tokens, enroll
     assert err.value.code == "no_active_certificate"
 
 
-def test_signing_mode_is_the_cards_issuer_policy(ctx, http, tokens, enrolled):
+def test_signing_mode_is_the_cards_issuer_policy(ctx, http, tokens, enrolled, relaxed_bank):
     """A card issued with the default policy gets the bank's 8E signature (a chained
     command); a card personalized without it gets SIGN TRANSACTION alone."""
     bank_signed = enrolled("alice")
@@ -194,7 +200,7 @@ def test_signing_mode_is_the_cards_issuer_policy(ctx, http, tokens, enrolled):
     assert relaxed.post_payment(created["payment_id"], state["batch"])["state"] == "authorized"
 
 
-def test_five_consecutive_failures_block_user_and_card(ctx, http, tokens, enrolled):
+def test_five_consecutive_failures_block_user_and_card(ctx, http, tokens, enrolled, relaxed_bank):
     term = enrolled(slot_policy=NO_8E)
     term.card.tamper = lambda data: data.replace(b"\x81\x02\x04\xe2", b"\x81\x02\x04\xe3")
     for i in range(5):
@@ -208,7 +214,7 @@ def test_five_consecutive_failures_block_user_and_card(ctx, http, tokens, enroll
         assert s.scalar(select(Card.blocked_at)) is not None
 
 
-def test_success_resets_the_failure_count(ctx, http, tokens, enrolled):
+def test_success_resets_the_failure_count(ctx, http, tokens, enrolled, relaxed_bank):
     term = enrolled(slot_policy=NO_8E)
     for i in range(4):
         term.card.tamper = lambda data: data.replace(b"\x81\x02\x04\xe2", b"\x81\x02\x04\xe3")
@@ -221,7 +227,7 @@ def test_success_resets_the_failure_count(ctx, http, tokens, enrolled):
         assert s.scalar(select(User.blocked_at)) is None
 
 
-def test_another_terminal_cannot_take_or_answer(ctx, http, tokens, enrolled):
+def test_another_terminal_cannot_take_or_answer(ctx, http, tokens, enrolled, bank):
     from cardshield.server.tokens import create_client
     term = enrolled()
     other = Terminal(http, create_client(ctx.db, "other", "terminal"), term.card)
