@@ -22,7 +22,8 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     from cardshield.sim.applets import default_applets
     from cardshield.sim.control import send_control
-    from cardshield.sim.stack import SimError, VirtualCardStack, live_group_members, load_state, stop_group
+    from cardshield.sim.stack import (SimError, VirtualCardStack, live_group_members, load_state, owns_process,
+                                      stop_group)
 
     state = load_state(args.dir)
     if args.action == "start":
@@ -35,6 +36,13 @@ def _run(args) -> int:
         return 0
     if state is None:
         print(f"no virtual card running from {args.dir}")
+        return 0 if args.action == "stop" else 1
+    if not owns_process(state):
+        # The PID may belong to anyone now: report and forget the state, never signal it.
+        (args.dir / "state.json").unlink()
+        print(f"stale state in {args.dir}: pid {state.pid} is not the virtual card this directory started "
+              "(it stopped, the machine rebooted, or the state predates start-time checks); state removed, "
+              "nothing signalled")
         return 0 if args.action == "stop" else 1
     if args.action == "stop":
         stop_group(state.pid)
