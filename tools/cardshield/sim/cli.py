@@ -13,13 +13,22 @@ from cardshield import paths
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("sim", help="start/stop the private virtual card (pcscd + vpcd + jcardsim)")
-    parser.add_argument("action", choices=("start", "stop", "status", "pristine"), nargs="?", default="start")
+    parser.add_argument("action", choices=ACTIONS, nargs="?", help="start (default), stop, status or pristine")
+    for action in ACTIONS[1:]:  # the flag forms: `sim --stop` is `sim stop`
+        parser.add_argument(f"--{action}", dest="action_flag", action="store_const", const=action,
+                            help=f"the same as `sim {action}`")
     parser.add_argument("--dir", type=Path, default=paths.SIM_STATE_DIR, help="state directory (default var/sim)")
     parser.add_argument("--pcscd-debug", action="store_true", help="pcscd -d (no APDU contents) into pcscd.log")
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=_run, usage_error=parser.error)
+
+
+ACTIONS = ("start", "stop", "status", "pristine")
 
 
 def _run(args) -> int:
+    if args.action and args.action_flag and args.action != args.action_flag:
+        args.usage_error(f"give one action, not {args.action!r} and --{args.action_flag}")  # exits 2
+    args.action = args.action or args.action_flag or "start"
     from cardshield.sim.applets import default_applets
     from cardshield.sim.control import send_control
     from cardshield.sim.stack import (SimError, VirtualCardStack, live_group_members, load_state, owns_process,
