@@ -51,7 +51,7 @@ class SCP02Session(SecureChannel):
                                     self.sequence_counter + self.card_challenge + self.host_challenge)
 
     def card_cryptogram_matches(self, cryptogram: bytes) -> bool:
-        return self.card_cryptogram() == cryptogram
+        return crypto.equal(self.card_cryptogram(), cryptogram)
 
     def command_mac(self, mac_input: bytes) -> bytes:
         """C-MAC (GPCS E.4.4): retail MAC with S-MAC, chained through the ICV."""

@@ -60,7 +60,7 @@ class SCP03Session(SecureChannel):
         return kdf(self.s_mac, DERIVE_HOST_CRYPTOGRAM, self.context, 64)
 
     def card_cryptogram_matches(self, cryptogram: bytes) -> bool:
-        return self.card_cryptogram() == cryptogram
+        return crypto.equal(self.card_cryptogram(), cryptogram)
 
     def _command_icv(self) -> bytes:
         return crypto.aes_ecb(self.s_enc, self.encryption_counter.to_bytes(16, "big"))
@@ -91,8 +91,7 @@ class SCP03Session(SecureChannel):
                 raise ValueError("response lacks its R-MAC")
             return data
         body, rmac = data[:-8], data[-8:]
-        expected = crypto.aes_cmac(self.s_rmac, self.chaining + body + sw.to_bytes(2, "big"))[:8]
-        if expected != rmac:
+        if not crypto.aes_cmac_verify(self.s_rmac, self.chaining + body + sw.to_bytes(2, "big"), rmac):
             raise ValueError("R-MAC of the card's response does not verify")
         if self.security_level & R_ENCRYPTION and body:
             body = crypto.unpad80(crypto.aes_cbc_decrypt(self.s_enc, body, self._response_icv()))

@@ -27,6 +27,7 @@ from ..protocol.keys import parse_public_key
 from .bundle import Bundle
 from .keys import PersoKeySet, diversify
 from .keystore import KeyStore, KeyStoreError
+from ..gp.crypto import equal
 from .secure_messaging import COUNTER_LEN, receipt
 
 FCI_TAG_CARD_ID = 0x8A
@@ -269,7 +270,7 @@ class Runner:
 def receipt_matches(keys: PersoKeySet, step: dict, data: bytes) -> bool:
     """The card's 8-byte receipt for a secured bundle step (docs/personalization.md 3)."""
     apdu = bytes.fromhex(step["apdu"])
-    return data == receipt(keys, apdu[1], apdu[2], apdu[3], step["counter"])
+    return equal(data, receipt(keys, apdu[1], apdu[2], apdu[3], step["counter"]))
 
 
 def check_receipts(bundle: Bundle, report: dict, keys: PersoKeySet) -> list[str]:
