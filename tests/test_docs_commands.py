@@ -32,6 +32,7 @@ SHELL_WORDS = {"./cardshield", "cardshield", "python", "python3", ".venv/bin/car
 RULES: list[tuple[str, str, str]] = [
     (r"^(python3?|cardshield) ", "forbidden",
      "outside .venv only ./cardshield (or .venv/bin/cardshield) works as printed"),
+    (r"^ant plan\b", "run", "prints what `ant` would run; needs no SDK and no ant-javacard jar"),
     (r"\[|\.\.\.|\bDIR\b|\bNAME\b|CARD_ID|PAYMENT_ID|/path/to|\bR\b|\bF\b|\bCAP\b|0f3a",
      "help", "a synopsis or placeholders (DIR, NAME, [--option], ...): filled in by the reader"),
     (r"^\./cardshield (demo|test)$", "help", "the demo and the whole suite: tests/e2e/test_demo.py and CI run them"),
