@@ -112,11 +112,6 @@ def aes_cmac_verify(key: bytes, data: bytes, tag: bytes) -> bool:
     return hmac.compare_digest(mac.finalize()[: len(tag)], tag)
 
 
-def equal(a: bytes, b: bytes) -> bool:
-    """Constant-time comparison of cryptograms and MACs (no early exit an attacker can time)."""
-    return hmac.compare_digest(a, b)
-
-
 def kcv_des3(key: bytes) -> bytes:
     """Key check value of a DES key: 3DES-ECB of eight 00 bytes, first 3 bytes."""
     return des3_ecb(key, bytes(8))[:3]
