@@ -53,7 +53,7 @@ def test_a_new_argparse_command_becomes_a_task_without_touching_tasks_py(monkeyp
     def with_new_command() -> argparse.ArgumentParser:
         parser = original()
         subparsers = next(a for a in parser._subparsers._group_actions if isinstance(a, argparse._SubParsersAction))
-        new = subparsers.add_parser("attestation-ca", help="a command added by another area")
+        new = subparsers.add_parser("example-area", help="a command added by another area")
         new.add_argument("action")
         new.set_defaults(func=lambda args: print(f"ran {args.action}") or 0)
         return parser
@@ -62,7 +62,7 @@ def test_a_new_argparse_command_becomes_a_task_without_touching_tasks_py(monkeyp
     monkeypatch.setattr(taskrunner, "build_parser", with_new_command)
     from invoke import Context
 
-    task = taskrunner.namespace()["attestation-ca"]
+    task = taskrunner.namespace()["example-area"]
     task(Context(), argv=["issue"])
     assert "ran issue" in capsys.readouterr().out
     with pytest.raises(SystemExit) as usage:
@@ -115,3 +115,11 @@ def test_stock_invoke_runs_the_same_tasks():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "cardshield perso compile" in result.stdout
+
+
+def test_arguments_after_a_double_dash_reach_the_command():
+    """invoke keeps what follows `--` apart (as one joined string); the task must get it as typed,
+    e.g. `./cardshield test -- -k EXPR` for pytest."""
+    result = cardshield("demo", "--", "--browser")
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "unrecognized arguments: -- --browser" in result.stderr

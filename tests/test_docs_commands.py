@@ -26,18 +26,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_WORDS = {"./cardshield", "cardshield", "python", "python3", ".venv/bin/cardshield", ".venv/bin/python",
-               "eval", "export", "opensc-tool", "ant", "inv", "invoke", "openssl", "curl", "pcsc_scan"}
+               "eval", "export", "opensc-tool", "ant", "inv", "invoke", "openssl", "curl", "pcsc_scan", "printf",
+               "touch", "chmod", "mkdir"}
 
 # (pattern on the line, kind, reason); the first match decides.
 RULES: list[tuple[str, str, str]] = [
     (r"^(python3?|cardshield) ", "forbidden",
      "outside .venv only ./cardshield (or .venv/bin/cardshield) works as printed"),
     (r"^ant plan\b", "run", "prints what `ant` would run; needs no SDK and no ant-javacard jar"),
-    (r"\[|\.\.\.|\bDIR\b|\bNAME\b|CARD_ID|PAYMENT_ID|/path/to|\bR\b|\bF\b|\bCAP\b|0f3a",
+    (r"^\.venv/bin/cardshield attestation-ca (init|show|import)\b", "run", "needs no card: run for real"),
+    (r"\[|\.\.\.|\bAID\b|\bDIR\b|\bNAME\b|CARD_ID|PAYMENT_ID|/path/to|\bR\b|\bF\b|\bCAP\b|0f3a",
      "help", "a synopsis or placeholders (DIR, NAME, [--option], ...): filled in by the reader"),
     (r"^\./cardshield (demo|test)$", "help", "the demo and the whole suite: tests/e2e/test_demo.py and CI run them"),
-    (r"--reader|perso install|^\./cardshield (info|install|list|uninstall)\b", "help",
+    (r"--reader|perso install|^\./cardshield (info|install|list|uninstall)\b|gp (lock|unlock)-card", "help",
      "needs a physical card in a reader (the virtual card path is tests/gp, tests/perso)"),
+    (r"perso (compile|certify|receipts) ", "help",
+     "needs the user's script, or the report of a run on a card (tests/perso runs them on the virtual card)"),
+    (r"^openssl verify .*card-attestation\.pem", "help", "checks the certificate a card run wrote just before"),
     (r"^JC_HOME=|^ant\b", "help", "needs a Java Card SDK; build.xml is checked by tests/test_build_xml.py"),
     (r"^\./cardshield fuzz\b", "help", "a 100,000-case campaign; tests/robustness/test_fuzz.py runs 20,000"),
     (r"^\./cardshield bench\b", "help", "benchmarks take minutes and rewrite docs/benchmarks.md (`inv bench`)"),
@@ -101,7 +106,14 @@ def extract(path: Path) -> list[DocCommand]:
     return commands
 
 
+# A block that starts the private virtual card is a walk-through: every line runs for real.
+WALKTHROUGH = re.compile(r"^eval \"\$\(\./cardshield sim\b")
+
+
 def classify(command: DocCommand) -> tuple[str, str]:
+    first = next(c for c in ALL_BY_BLOCK[(command.path, command.block)])
+    if WALKTHROUGH.match(first.text) and not re.match(RULES[0][0], command.text):
+        return "run", "a walk-through on a private virtual card: run for real"
     for pattern, kind, reason in RULES:
         if re.search(pattern, command.text):
             return kind, reason
@@ -109,6 +121,9 @@ def classify(command: DocCommand) -> tuple[str, str]:
 
 
 ALL = [command for path in DOCS for command in extract(path)]
+ALL_BY_BLOCK: dict[tuple[Path, int], list[DocCommand]] = {}
+for _command in ALL:
+    ALL_BY_BLOCK.setdefault((_command.path, _command.block), []).append(_command)
 
 
 def plain_shell_env(tmp_path: Path) -> dict[str, str]:
@@ -160,22 +175,37 @@ def test_command_lines_that_cannot_run_here_have_every_flag_they_use(command, tm
         assert flag in result.stdout, f"{command}: {flag} is not an option of `{' '.join(argv)}`"
 
 
-RUN_BLOCKS: dict[tuple[Path, int], list[DocCommand]] = {}
+RUN_BLOCKS: dict[Path, dict[int, list[DocCommand]]] = {}
 for _command in ALL:
     if classify(_command)[0] == "run":
-        RUN_BLOCKS.setdefault((_command.path, _command.block), []).append(_command)
+        RUN_BLOCKS.setdefault(_command.path, {}).setdefault(_command.block, []).append(_command)
+
+
+def shadow_root(directory: Path) -> Path:
+    """A directory that looks like the repository root (its entries linked), so lines that
+    write files (attestation-ca/, card.yaml, ...) write them here and not into the clone."""
+    directory.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in ("var", ".git"):
+            (directory / entry.name).symlink_to(entry)
+    return directory
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("block", list(RUN_BLOCKS.values()), ids=lambda block: str(block[0]))
-def test_command_lines_that_need_no_card_run_as_printed(block, tmp_path):
-    """One shell per code block, lines in order (a block's later lines use what earlier ones
-    started); a virtual card started by a block is stopped whatever happens."""
-    script = "set -euo pipefail\ntrap './cardshield sim --stop >/dev/null 2>&1 || true' EXIT\n"
-    script += "\n".join(f"echo '>>> {command.line}'\n{command.text}" for command in block)
-    result = subprocess.run(["bash", "-c", script], cwd=ROOT, env=plain_shell_env(tmp_path), capture_output=True,
-                            text=True, timeout=300)
-    failed_at = re.findall(r">>> (\d+)", result.stdout)
-    assert result.returncode == 0, (f"{block[0].path.name} line {failed_at[-1] if failed_at else '?'} failed "
-                                    f"(exit {result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    assert "Traceback" not in result.stderr
+@pytest.mark.parametrize("path", list(RUN_BLOCKS), ids=lambda path: str(path.relative_to(ROOT)))
+def test_command_lines_that_need_no_card_run_as_printed(path, tmp_path):
+    """The card-free blocks of one document in order, each in one shell (a block's later lines
+    use what earlier ones started or wrote); a virtual card a block started is stopped
+    whatever happens."""
+    shared = shadow_root(tmp_path / "root")
+    for number, block in RUN_BLOCKS[path].items():
+        # a walk-through is self-contained ("from the repository root"): it starts afresh
+        cwd = shadow_root(tmp_path / f"walk-through-{number}") if WALKTHROUGH.match(block[0].text) else shared
+        script = "set -euo pipefail\ntrap './cardshield sim --stop >/dev/null 2>&1 || true' EXIT\n"
+        script += "\n".join(f"echo '>>> {command.line}'\n{command.text}" for command in block)
+        result = subprocess.run(["bash", "-c", script], cwd=cwd, env=plain_shell_env(tmp_path), capture_output=True,
+                                text=True, timeout=600)
+        failed_at = re.findall(r">>> (\d+)", result.stdout)
+        assert result.returncode == 0, (f"{path.name} line {failed_at[-1] if failed_at else '?'} failed (exit "
+                                        f"{result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        assert "Traceback" not in result.stderr

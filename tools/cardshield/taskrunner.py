@@ -15,6 +15,7 @@ Exit codes: 0 success, 1 failure, 2 usage (argparse's and invoke's parse errors)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from invoke import Collection, Exit, Program, Task
@@ -75,7 +76,12 @@ class TaskProgram(Program):
         tokens = list(self.core.unparsed)
         if not tokens:
             return super().parse_tasks()
-        name, argv = tokens[0], tokens[1:]
+        # invoke's core parse stops at the task name and keeps the rest (up to a `--`, whose
+        # remainder it joins into one string): take the task's arguments from argv itself.
+        raw = self.argv[1:]
+        body = raw.index("--") if "--" in raw else len(raw)
+        name_index = body - len(tokens)
+        name, argv = tokens[0], raw[name_index + 1:]
         try:
             task = self.collection[name]
         except (KeyError, ValueError):
@@ -94,7 +100,11 @@ class TaskProgram(Program):
 
 def run() -> None:
     """`./cardshield ARGS`: the invoke program over tasks.py in the current directory."""
-    TaskProgram(name="CardShield", binary="./cardshield", binary_names=["cardshield"], version="0.1.0").run()
+    try:
+        TaskProgram(name="CardShield", binary="./cardshield", binary_names=["cardshield"], version="0.1.0").run()
+    except BrokenPipeError:  # the reader went away (`./cardshield --list | head`): not an error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 if __name__ == "__main__":
