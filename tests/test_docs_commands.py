@@ -14,6 +14,7 @@ A new command line without a rule fails this test: add the rule with its reason.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shlex
@@ -37,6 +38,7 @@ RULES: list[tuple[str, str, str]] = [
     (r"^\.venv/bin/cardshield attestation-ca (init|show|import)\b", "run", "needs no card: run for real"),
     (r"\[|\.\.\.|\bAID\b|\bDIR\b|\bNAME\b|CARD_ID|PAYMENT_ID|/path/to|\bR\b|\bF\b|\bCAP\b|0f3a",
      "help", "a synopsis or placeholders (DIR, NAME, [--option], ...): filled in by the reader"),
+    (r"^\./cardshield test -- -k \w+$", "run", "a small selection of the suite: run for real"),
     (r"^\./cardshield (demo|test)$", "help", "the demo and the whole suite: tests/e2e/test_demo.py and CI run them"),
     (r"--reader|perso install|^\./cardshield (info|install|list|uninstall)\b|gp (lock|unlock)-card", "help",
      "needs a physical card in a reader (the virtual card path is tests/gp, tests/perso)"),
@@ -152,14 +154,38 @@ def test_no_documented_command_line_needs_a_form_that_does_not_work():
 HELP = [command for command in ALL if classify(command)[0] == "help"]
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices
+    return {}
+
+
 def _help_argv(text: str) -> list[str] | None:
-    """The line's command with --help, optional parts and placeholders dropped; None if not ours."""
+    """`./cardshield` and the line's sub-commands (as argparse knows them) with --help: values,
+    positionals and placeholders dropped, since argparse checks a positional before --help.
+    None if the line is not a cardshield command."""
+    from cardshield.cli import build_parser
+    from cardshield.taskrunner import SHORTCUTS
+
     inner = re.search(r"\$\((.*)\)", text)  # export X=$(COMMAND)
     text = inner.group(1) if inner else text
     words = [word for word in shlex.split(re.sub(r"\[[^\]]*\]", " ", text)) if not re.match(r"^[A-Z_]+=", word)]
     if not words or words[0] not in ("./cardshield", ".venv/bin/cardshield"):
         return None
-    return [*words, "--help"]
+    if len(words) < 2:
+        return [*words, "--help"]
+    parser = build_parser()
+    for word in SHORTCUTS.get(words[1], (words[1],)):  # `install` is `gp install`
+        parser = _subparsers(parser).get(word, parser)
+    path = [words[1]]
+    for word in words[2:]:
+        choices = _subparsers(parser)
+        if word not in choices:
+            break
+        parser = choices[word]
+        path.append(word)
+    return [words[0], *path, "--help"]
 
 
 @pytest.mark.parametrize("command", HELP, ids=str)

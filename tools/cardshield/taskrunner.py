@@ -69,8 +69,9 @@ def namespace() -> Collection:
 
 class TaskProgram(Program):
     """invoke with one change: everything after the task name belongs to the task (argparse
-    parses it), instead of invoke's per-task flags, which cannot express positionals,
-    optional positionals or sub-commands."""
+    parses it), instead of invoke's per-task flags, which cannot express optional positionals
+    or sub-commands. (invoke's Parser(ignore_unknown=True) is no way out: a token that names
+    a task, as `install` in `perso install`, still starts that task.)"""
 
     def parse_tasks(self) -> None:
         tokens = list(self.core.unparsed)
@@ -85,7 +86,9 @@ class TaskProgram(Program):
         try:
             task = self.collection[name]
         except (KeyError, ValueError):
-            raise Exit(f"{self.binary}: no task {name!r}; `{self.binary} --list` shows the tasks", code=2) from None
+            what = f"unknown option {name!r}" if name.startswith("-") else f"no task {name!r}"
+            raise Exit(f"{self.binary}: {what}; `{self.binary} --help` shows the options, `--list` the tasks",
+                       code=2) from None
         takes_argv = any(arg.name == ARGV for arg in task.get_arguments())
         self.core.unparsed = [name] if takes_argv else tokens
         try:
