@@ -54,6 +54,10 @@ RULES: list[tuple[str, str, str]] = [
     (r"^export CARDSHIELD_TERMINAL_TOKEN=\.\.\.", "help", "a placeholder token"),
     (r"^export CARDSHIELD_TERMINAL_TOKEN=\$\(", "help", "needs `./cardshield server init` first (the README's "
      "server block runs init and client for real)"),
+    (r"^\./cardshield server cards (import|revoke)\b", "help",
+     "needs the record file a personalization run on a card writes (`perso run --record`); tests/server import them"),
+    (r"^\./cardshield (attestation-ca (init|show)|server (trust-attestation-ca|user|cards list))\b", "run",
+     "needs no card: run for real"),
     (r"^\./cardshield (build|server (init|client|clients|migrate))\b|^eval |^\.venv/bin/cardshield card send"
      r"|^opensc-tool --list-readers|^\./cardshield sim", "run",
      "needs no card: run for real"),
