@@ -75,8 +75,9 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
             ISOException.throwIt(ISO7816.SW_WRONG_DATA); // a key set needs its card identity
         }
         state = new Persistent(maxCertificate);
-        // command data of the largest operation: 8E/DECIPHER/VERIFY inputs plus their output
-        t = new Transients((short) (2 * crypto.maxModulusBytes() + 256));
+        // command data of the largest operation: 8E/DECIPHER/VERIFY inputs plus their output;
+        // an RSA signature needs out + 2 * modulus + RsaSigner.HASH_ROOM (out up to 214: ATTEST)
+        t = new Transients((short) (2 * crypto.maxModulusBytes() + 256 + RsaSigner.HASH_ROOM));
         io = new Io(t);
         fci = new Fci(state, crypto, t, secureChannel);
         pins = new PinHandler(state, t, io);

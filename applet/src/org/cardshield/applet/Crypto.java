@@ -21,14 +21,16 @@ import javacardx.crypto.Cipher;
  * and say so in the FCI. Also the one place that builds a slot's key objects.
  */
 final class Crypto {
-    /** SHA256withRSA, PKCS#1 v1.5: SIGN TRANSACTION, PROVE POSSESSION, server request check. */
+    /** SHA256withRSA, PKCS#1 v1.5, public-key side only: the server request check (8E). */
     final Signature rsaSha256;
     /** SHA256withECDSA for EC P-256 slots, or null. */
     final Signature ecdsaSha256;
-    /** RSA PKCS#1 v1.5 block operations: COMPUTE DIGITAL SIGNATURE (private key, type 1), DECIPHER, ENCIPHER. */
+    /** RSA PKCS#1 v1.5 encryption blocks (type 02): DECIPHER, ENCIPHER. Never used to sign. */
     final Cipher rsaPkcs1;
-    /** Raw RSA for VERIFY DIGITAL SIGNATURE (the EMSA encoding is checked by the applet). */
+    /** Raw RSA: every RSA signature (RsaSigner) and VERIFY DIGITAL SIGNATURE; the applet builds and checks the encoding. */
     final Cipher rsaNoPad;
+    /** RSA signatures with the encoding built by the applet and the fault check. */
+    final RsaSigner rsaSigner;
     /** RSA OAEP (SHA-1) for DECIPHER padding indicator 02, or null. */
     final Cipher rsaOaep;
     /** SHA-256: certificate references (FCP tag 85) and the key hash in ATTEST statements. */
@@ -77,6 +79,7 @@ final class Crypto {
         rsaPkcs1 = Cipher.getInstance(Cipher.ALG_RSA_PKCS1, false);
         rsaNoPad = Cipher.getInstance(Cipher.ALG_RSA_NOPAD, false);
         sha256 = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
+        rsaSigner = new RsaSigner(rsaNoPad);
         byte found = 0;
         if (!canBuild(KeyBuilder.TYPE_RSA_CRT_PRIVATE, KeyBuilder.LENGTH_RSA_2048)) {
             // the card cannot hold the key the product is about: refuse to install
@@ -194,8 +197,20 @@ final class Crypto {
         key.setK((short) 1);
     }
 
-    /** The signature engine for a slot's transaction / possession signatures. */
-    Signature signatureFor(KeySlot slot) {
-        return slot.isRsa() ? rsaSha256 : ecdsaSha256;
+    /**
+     * A key's signature over magic || b[off .. off + len), written at out; returns its length
+     * (SIGN TRANSACTION, PROVE POSSESSION, ATTEST). RSA: SHA-256 here, then RsaSigner (needs
+     * b[out .. out + 2 * modulus + HASH_ROOM)); EC: SHA256withECDSA, DER.
+     */
+    short signMessage(KeyPair pair, boolean rsa, byte[] magic, byte[] b, short off, short len, short out) {
+        if (!rsa) {
+            ecdsaSha256.init(pair.getPrivate(), Signature.MODE_SIGN);
+            ecdsaSha256.update(magic, (short) 0, (short) magic.length);
+            return ecdsaSha256.sign(b, off, len, b, out);
+        }
+        short hashAt = (short) (out + pair.getPrivate().getSize() / 8);
+        sha256.update(magic, (short) 0, (short) magic.length);
+        sha256.doFinal(b, off, len, b, hashAt);
+        return rsaSigner.sign(pair, RsaSigner.PREFIX_SHA256, b, hashAt, Constants.SHA256_LENGTH, out);
     }
 }
