@@ -109,12 +109,24 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
         new CardShieldApplet(bArray, dataOff, dataLen).register(bArray, (short) (bOffset + 1), bArray[bOffset]);
     }
 
-    /** Every selection starts a new session: no PIN, no chain, no pending response, no EF. */
+    /**
+     * Every selection starts a new session: no PIN, no chain, no pending response, no EF.
+     * It also completes an erasure the lifecycle demands that a tear interrupted.
+     */
     public boolean select() {
         state.pin.reset();
         state.puk.reset();
         t.clear();
+        eraseWhatTheLifecycleEnded();
         return true;
+    }
+
+    /** The personalization key set after ISSUE, the private keys at TERMINATED. */
+    private void eraseWhatTheLifecycleEnded() {
+        if (state.lifecycle() != Constants.LIFECYCLE_PERSONALIZATION) {
+            secureChannel.eraseKeySet();
+        }
+        state.eraseKeysIfTerminated();
     }
 
     /** PIN validity ends with the session: deselection (and card reset) clear it. */
@@ -318,6 +330,9 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
             receipt = secureChannel.process(ins, p1, p2, t.buffer, (short) 0, len, this, t.buffer, len);
         } finally {
             io.wipe(apdu, len); // the data were decrypted in place: PIN, PUK in clear
+        }
+        if (ins == Constants.INS_ISSUE) {
+            secureChannel.eraseKeySet(); // after the receipt, which needed K-MAC
         }
         io.send(apdu, len, receipt);
     }

@@ -80,6 +80,8 @@ final class Constants {
     static final byte FLAG_SERVER_KEY = (byte) 0x04;
     static final byte FLAG_PERSO_KEYS = (byte) 0x08;
     static final byte FLAG_DEVELOPMENT = (byte) 0x10;
+    /** the personalization key set was erased at ISSUE */
+    static final byte FLAG_PERSO_KEYS_ERASED = (byte) 0x20;
 
     // PIN / PUK formats
     static final byte PIN_MIN = (byte) 4;

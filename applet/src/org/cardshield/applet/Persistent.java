@@ -130,6 +130,27 @@ final class Persistent {
         if (puk.getTriesRemaining() == (byte) 0) {
             lifecycleState = Constants.LIFECYCLE_TERMINATED;
         }
+        eraseKeysIfTerminated();
+    }
+
+    /**
+     * TERMINATED ends every private key's use: the slot keys and the attestation key are
+     * cleared (Key.clearKey) rather than left in EEPROM. Called when the PUK blocks and
+     * again at each selection, which completes an erasure a tear interrupted.
+     */
+    void eraseKeysIfTerminated() {
+        if (lifecycle() != Constants.LIFECYCLE_TERMINATED) {
+            return;
+        }
+        erasePrivateKey(slot1);
+        erasePrivateKey(slot2);
+        erasePrivateKey(attestation);
+    }
+
+    private static void erasePrivateKey(KeySlot slot) {
+        if (slot.keyPair != null && slot.keyPair.getPrivate().isInitialized()) {
+            slot.keyPair.getPrivate().clearKey();
+        }
     }
 
     /**
