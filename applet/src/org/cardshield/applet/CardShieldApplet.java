@@ -337,11 +337,20 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
         io.send(apdu, len, receipt);
     }
 
-    /** SecureChannel.Target: before the transaction, the attestation key is generated. */
+    /**
+     * SecureChannel.Target: before the transaction, the work that must not be journalled:
+     * the attestation key is generated, key objects are allocated, the server key is set.
+     */
     public void preparePersonalization(byte ins, byte p1, byte p2, byte[] data, short off, short len,
                                        byte[] out, short outOff) {
-        if (ins == Constants.INS_PERSONALIZE && p1 == Attestation.P1_KEY) {
+        if (ins == Constants.INS_ISSUE) {
+            if (p1 == 0 && p2 == 0 && len == 0) { // else refused by applyPersonalization
+                personalization.prepareIssue();
+            }
+        } else if (p1 == Attestation.P1_KEY) {
             attestation.prepareKey(p2, len, outOff);
+        } else if (p1 != Attestation.P1_CERTIFICATE) {
+            personalization.prepare(p1, p2, data, off, len);
         }
     }
 
@@ -361,7 +370,7 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
         } else if (p1 == Attestation.P1_CERTIFICATE) {
             attestation.applyCertificatePart(p2, data, off, len, out, outOff);
         } else {
-            personalization.personalize(p1, p2, data, off, len);
+            personalization.apply(p1, p2, data, off, len);
         }
         return 0;
     }
