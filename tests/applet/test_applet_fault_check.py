@@ -24,9 +24,9 @@ import os
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from applet_support import PIN
-from cardshield.protocol import (Transaction, commands, parse_sign_transaction_response, possession_data,
-                                 signed_transaction_data)
+from applet_support import PIN, PUK, RELAXED_PAYMENT_SLOT
+from cardshield.protocol import (Transaction, commands, encode_rsa_public_key, parse_sign_transaction_response,
+                                 possession_data, signed_transaction_data)
 from cardshield.protocol.constants import Template
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
@@ -52,9 +52,8 @@ def assert_not_a_factor(signature: bytes, message_hash: bytes, key: rsa.RSAPubli
 @pytest.fixture
 def faulted(fresh_card, server_key, virtual_card):
     """A fresh reference-like card whose slot keys are generated, then the CRT fault."""
-    from conftest import personalize
-
-    personalize(fresh_card, server_key)
+    fresh_card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(server_key.public_key()),
+                                            slots=RELAXED_PAYMENT_SLOT)
     fresh_card.verify_pin(PIN)
     public = {slot: fresh_card.generate_key(slot) for slot in (1, 2)}
 

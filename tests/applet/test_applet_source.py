@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-SOURCES = sorted((Path(__file__).resolve().parents[2] / "applet" / "src" / "org" / "cardshield" / "applet")
-                 .glob("*.java"))
+APPLET_DIR = Path(__file__).resolve().parents[2] / "applet"
+#: the shared sources and each build variant's own (applet/variants/NAME)
+SOURCES = sorted([*(APPLET_DIR / "src" / "org" / "cardshield" / "applet").glob("*.java"),
+                  *(APPLET_DIR / "variants").rglob("*.java")])
 ALLOCATION = re.compile(r"\bnew\s+[A-Z]\w*\s*[(\[]|makeTransient\w*\(|\bbuildKey\(|\.getInstance\(")
 METHOD = re.compile(r"^    (?:(?:public|private|protected|static|final|synchronized)\s+)*"
                     r"(?:[\w.<>\[\]]+\s+)?(\w+)\s*\([^;=]*$")
