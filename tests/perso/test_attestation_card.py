@@ -23,7 +23,8 @@ from cardshield.card.apdu import CommandAPDU
 from cardshield.card.client import CardShield
 from cardshield.perso import secure_messaging as sm
 from cardshield.protocol import commands, encode_rsa_public_key, parse_certificate_fcp, tlv
-from cardshield.protocol.attestation import attest_command, parse_attest_response, public_key_digest
+from cardshield.protocol.attestation import (attest_command, encode_statement, parse_attest_response,
+                                             public_key_digest)
 from cardshield.protocol.command import Command
 from cardshield.protocol.constants import Algorithm, Lifecycle, SlotPolicy, Template
 from cardshield.protocol.keys import parse_public_key
@@ -207,9 +208,17 @@ def test_attest_statement_verifies_and_binds_slot_key_policy_card_and_challenge(
     assert statement.public_key_sha256 == public_key_digest(public_key_do)
     assert statement.challenge == challenge
     assert statement.counter == fci.counter
-    # another challenge gives another statement: a replayed one does not answer it
-    other, _ = parse_attest_response(card.transmit(attest_command(1, os.urandom(16))).data)
-    assert other.challenge != challenge
+    # byte for byte what cardshield.protocol encodes (the SoftCard's statement)
+    assert statement.encoded == encode_statement(
+        card_id=v.CARD_ID, applet_version=fci.version, slot=1, algorithm=Algorithm.RSA_2048,
+        policy=statement.policy, public_key_do=public_key_do, challenge=challenge, counter=fci.counter)
+    # another challenge gives another statement: a replayed one does not answer it; the
+    # longest challenge takes the statement past 127 bytes (70 81 L)
+    for size in (16, 64):
+        fresh = os.urandom(size)
+        other, other_signature = parse_attest_response(card.transmit(attest_command(1, fresh)).data)
+        assert other.challenge == fresh and other.encoded[1] == (0x81 if size == 64 else len(other.encoded) - 2)
+        attestation_key.verify(other_signature, other.signed_data(), padding.PKCS1v15(), hashes.SHA256())
     # the signature is over "CSATT1" || statement: without the domain tag it does not verify
     with pytest.raises(InvalidSignature):
         attestation_key.verify(signature, statement.encoded, padding.PKCS1v15(), hashes.SHA256())
@@ -218,7 +227,6 @@ def test_attest_statement_verifies_and_binds_slot_key_policy_card_and_challenge(
 def test_attest_refusals(attested, issuer):
     card, _ = attested
     assert card.transmit(attest_command(2, bytes(16))).sw == 0x6A88           # slot without a key
-    header = attest_command(1, bytes(16))
     cases = {
         "challenge 15 bytes": (Command(0x80, 0x58, 0x00, 0x01, bytes(15), ne=256), 0x6700),
         "challenge 65 bytes": (Command(0x80, 0x58, 0x00, 0x01, bytes(65), ne=256), 0x6700),
@@ -228,7 +236,6 @@ def test_attest_refusals(attested, issuer):
     }
     for name, (command, sw) in cases.items():
         assert card.transmit(command).sw == sw, name
-    assert header.ins == 0x58
     # after ISSUE the attestation key and its certificate can no longer change: the key set
     # that would authenticate the step was erased at ISSUE (6A88, key version not found)
     assert issuer.send(commands.personalize_attestation_key()).sw == 0x6A88
