@@ -4,6 +4,8 @@ never in clear on the wire), then personalize it with a bundle, to ISSUED."""
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cardshield.gp import commands as gp
 from cardshield.gp.errors import GPError
@@ -18,14 +20,11 @@ from cardshield.protocol.constants import APPLET_AID, PACKAGE_AID
 from . import vectors as v
 from .instance import card_keys
 
-#: no server key in these scripts: slot 01 configured explicitly (ISSUE alone would give it
-#: the server-signed default, which needs the server key)
-RELAXED_SLOT_1 = {"slot_config": {"slot": 1, "algorithm": "RSA-2048"}}
-
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
 ISSUER_AID = APPLET_AID[:-1] + b"\x03"
-SCP03_KEYSET = 0x30  # the virtual ISD's SCP03 test key set (40..4F)
+SCP03_KEYSET = 0x30
+SERVER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # the virtual ISD's SCP03 test key set (40..4F)
 
 
 class WireRecorder:
@@ -41,6 +40,15 @@ class WireRecorder:
 
     def __getattr__(self, name):
         return getattr(self.transport, name)
+
+
+def _issuance_script(folder):
+    """PIN, PUK, the server's request key (ISSUE needs it for slot 01's default policy), ISSUE."""
+    (folder / "server.pem").write_bytes(SERVER_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    script = folder / "card.yaml"
+    script.write_text(issuance_script({"server_key": "server.pem"}))
+    return script
 
 
 def _manager(link) -> CardManager:
@@ -62,8 +70,7 @@ def test_install_with_key_set_under_c_decryption_then_personalize(factory_card, 
 
     state = runner.read_card_state(factory_card, ISSUER_AID)
     assert (state.card_id, state.key_version, state.counter) == (v.CARD_ID, 1, 0)
-    script = tmp_path / "card.yaml"
-    script.write_text(issuance_script(RELAXED_SLOT_1))
+    script = _issuance_script(tmp_path)
     bundle = perso_cli.compile_file(script, state.card_id, store, applet_aid=ISSUER_AID)
     report = runner.Runner(factory_card, bundle, store=store, progress=lambda _: None).run()
     assert report.succeeded and report.final_lifecycle == "ISSUED" and report.final_counter == 4
@@ -97,7 +104,6 @@ def test_perso_install_diversifies_by_cplc_then_the_card_personalizes(factory_ca
     cplc = _manager(factory_card).send(gp.get_data(gp.TAG_CPLC))[0]
     assert state.card_id == card_id_from_cplc(gp.parse_cplc(cplc).raw)
     assert f"for card {state.card_id.hex().upper()}" in out and v.MASTER_KEY.hex() not in out.lower()
-    script = tmp_path / "card.yaml"
-    script.write_text(issuance_script(RELAXED_SLOT_1))
+    script = _issuance_script(tmp_path)
     bundle = perso_cli.compile_file(script, state.card_id, store)
     assert runner.Runner(factory_card, bundle, store=store, progress=lambda _: None).run().final_lifecycle == "ISSUED"
