@@ -18,11 +18,9 @@ import pytest
 from cardshield.card.client import CardShield
 from cardshield.protocol import commands
 from cardshield.protocol.constants import CardFlags, Lifecycle
-from cardshield.protocol.keys import parse_public_key
 
 from .instance import KEYED_AID, PIN
-from .test_attestation_card import Issuer, certify  # noqa: F401 (fixtures below use them)
-from .test_attestation_card import issuer  # noqa: F401  (pytest fixture)
+from .test_attestation_card import attested, issuer  # noqa: F401  (pytest fixtures)
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
@@ -51,15 +49,9 @@ def test_issue_erases_the_personalization_key_set(issuer, virtual_card):
     assert issuer.send(commands.personalize_pin(PIN)).sw == 0x6A88
 
 
-def test_a_blocked_puk_erases_every_private_key(issuer, virtual_card):
-    key_do, _ = issuer.attestation_key()
-    assert set(issuer.certificate(certify(parse_public_key(key_do)))) == {0x9000}
-    issuer.ok(commands.issue())
-    card = CardShield(issuer.link, aid=KEYED_AID)
-    card.select()
-    card.verify_pin(PIN)
-    for slot in (1, 2):
-        card.generate_key(slot)
+def test_a_blocked_puk_erases_every_private_key(attested, virtual_card):
+    card, _attestation_key = attested  # issued, attestation key and certificate, key in slot 1
+    card.generate_key(2)
     assert all(initialized(virtual_card, path) for path in PRIVATE_KEYS)
 
     wrong_puk = "00000000"
