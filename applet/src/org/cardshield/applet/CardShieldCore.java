@@ -79,6 +79,10 @@ public abstract class CardShieldCore extends Applet implements SecureChannel.Tar
             ISOException.throwIt(ISO7816.SW_WRONG_DATA); // a key set needs its card identity
         }
         state = new Persistent(maxCertificate);
+        // RSA-2048 key objects for both slots at install: ISSUE's default and the usual
+        // configuration, so personalization allocates nothing and a tear there loses no memory
+        state.slot1.keyPair = crypto.buildKeyPair(Constants.ALG_RSA_2048);
+        state.slot2.keyPair = crypto.buildKeyPair(Constants.ALG_RSA_2048);
         // command data of the largest operation: 8E/DECIPHER/VERIFY inputs plus their output;
         // an RSA signature needs out + 2 * modulus + RsaSigner.HASH_ROOM (out up to 214: ATTEST)
         t = new Transients((short) (2 * crypto.maxModulusBytes() + 256 + RsaSigner.HASH_ROOM));

@@ -176,15 +176,33 @@ final class Crypto {
             setP256(priv);
             return new KeyPair(pub, priv);
         }
-        short bits = KeyBuilder.LENGTH_RSA_2048;
-        if (algorithm == Constants.ALG_RSA_3072) {
-            bits = (short) 3072;
-        } else if (algorithm == Constants.ALG_RSA_4096) {
-            bits = (short) 4096;
-        }
+        short bits = rsaBits(algorithm);
         PublicKey pub = (PublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_RSA_PUBLIC, bits, false);
         PrivateKey priv = (PrivateKey) KeyBuilder.buildKey(KeyBuilder.TYPE_RSA_CRT_PRIVATE, bits, false);
         return new KeyPair(pub, priv);
+    }
+
+    /** Whether pair holds key objects of the slot algorithm (type and size); false for null. */
+    boolean holds(KeyPair pair, byte algorithm) {
+        if (pair == null) {
+            return false;
+        }
+        PublicKey pub = pair.getPublic();
+        if (algorithm == Constants.ALG_EC_P256) {
+            return pub.getType() == KeyBuilder.TYPE_EC_FP_PUBLIC;
+        }
+        return pub.getType() == KeyBuilder.TYPE_RSA_PUBLIC && pub.getSize() == rsaBits(algorithm);
+    }
+
+    /** The modulus size in bits of an RSA slot algorithm. */
+    private static short rsaBits(byte algorithm) {
+        if (algorithm == Constants.ALG_RSA_3072) {
+            return (short) 3072;
+        }
+        if (algorithm == Constants.ALG_RSA_4096) {
+            return (short) 4096;
+        }
+        return KeyBuilder.LENGTH_RSA_2048;
     }
 
     /** Java Card 3.0.4 has no named curves: set NIST P-256 (FIPS 186-4 D.1.2.3) domain parameters. */

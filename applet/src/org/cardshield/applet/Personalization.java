@@ -2,6 +2,7 @@ package org.cardshield.applet;
 
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
+import javacard.framework.JCSystem;
 
 /**
  * PERSONALIZE and ISSUE (proprietary, patent's OTA module: the issuer sets PIN, PUK, slot
@@ -114,12 +115,23 @@ final class Personalization {
         return algorithm;
     }
 
-    /** The key objects, built once in the slot's life (outside any transaction). */
+    /**
+     * Fixes the slot's algorithm (outside any transaction). The RSA-2048 key objects exist
+     * since install (Persistent), so the default algorithm allocates nothing here; another
+     * one gets its objects once, reused if an earlier, torn step already built them, and
+     * the unused RSA-2048 objects are released where the card deletes objects.
+     */
     private void allocate(KeySlot slot, byte algorithm) {
-        if (slot.algorithm == Constants.ALG_NONE) {
-            slot.keyPair = crypto.buildKeyPair(algorithm);
-            slot.algorithm = algorithm;
+        if (slot.algorithm != Constants.ALG_NONE) {
+            return;
         }
+        if (!crypto.holds(slot.keyPair, algorithm)) {
+            slot.keyPair = crypto.buildKeyPair(algorithm);
+            if (JCSystem.isObjectDeletionSupported()) {
+                JCSystem.requestObjectDeletion();
+            }
+        }
+        slot.algorithm = algorithm;
     }
 
     /** 7F49 { 81 modulus (256 bytes), 82 exponent (1-4 bytes) }, exactly. */
