@@ -320,7 +320,7 @@ public abstract class CardShieldCore extends Applet implements SecureChannel.Tar
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
                 }
                 requirePlainPersonalizationAllowed();
-                personalization.issue();
+                personalization.issuePlain();
                 return;
             default:
                 refuse(ins);

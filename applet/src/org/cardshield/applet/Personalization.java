@@ -42,10 +42,24 @@ final class Personalization {
         }
     }
 
-    /** A plain step on a development card (no transaction around it): prepare, then apply. */
+    /**
+     * A plain step on a development card: prepare, then apply in its own small transaction
+     * (a step's small writes, e.g. a slot's policy and its "configured" mark, are seen
+     * together or not at all, as in the secure channel's transaction).
+     */
     void personalize(byte p1, byte p2, byte[] buf, short off, short len) {
         prepare(p1, p2, buf, off, len);
+        JCSystem.beginTransaction();
         apply(p1, p2, buf, off, len);
+        JCSystem.commitTransaction(); // an exception leaves it to process(), which aborts
+    }
+
+    /** Plain ISSUE on a development card: the same split and transaction as personalize(). */
+    void issuePlain() {
+        prepareIssue();
+        JCSystem.beginTransaction();
+        issue();
+        JCSystem.commitTransaction();
     }
 
     /**
