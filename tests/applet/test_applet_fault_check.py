@@ -7,10 +7,11 @@ signature hands out the private key. The defence: verify every signature with th
 public key before it leaves the card, and on mismatch answer 6581 with no data
 (docs/apdu.md, "Fault check").
 
-The fault is injected with the virtual card's host-only FAULT-CRT control (KeyProbe.java: one
+The fault is injected with the virtual card's host-only FAULT-KEY control (KeyProbe.java: one
 bit of dP flipped through the Java Card key API, never reachable by APDU), then only
 ordinary APDUs go through pcscd. Each signing command that uses a private key is attacked:
 SIGN TRANSACTION (slot 01), PROVE POSSESSION and COMPUTE DIGITAL SIGNATURE (slot 02).
+An EC slot's PROVE POSSESSION with a faulty private scalar is refused the same way.
 Not covered: ATTEST (its key needs the secured personalization; the same RsaSigner path
 signs it), and a fault striking the verification itself (a second, independent fault).
 """
@@ -58,7 +59,7 @@ def faulted(fresh_card, server_key, virtual_card):
     public = {slot: fresh_card.generate_key(slot) for slot in (1, 2)}
 
     def inject(slot: int):
-        virtual_card.fault_crt_key(fresh_card.aid, f"state.slot{slot}.keyPair.private")
+        virtual_card.fault_private_key(fresh_card.aid, f"state.slot{slot}.keyPair.private")
         fresh_card.select()
         fresh_card.verify_pin(PIN)
         return public[slot]
@@ -113,3 +114,21 @@ def test_the_same_card_signs_correctly_without_the_fault(faulted):
     challenge = os.urandom(32)
     signature = card.prove_possession(2, challenge)
     key.verify(signature, possession_data(challenge), padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_an_ecdsa_signature_with_a_faulty_key_does_not_leave_the_card(fresh_card, server_key, virtual_card):
+    """ECDSA: a faulty private scalar (one bit of S flipped) gives signatures that do not
+    verify; the card checks each SIGN TRANSACTION / PROVE POSSESSION signature with the
+    public key and answers 6581 instead of sending it."""
+    from cardshield.protocol.constants import Algorithm, SlotPolicy
+
+    fresh_card.personalize_development_card(
+        PIN, PUK, server_key_7f49=encode_rsa_public_key(server_key.public_key()),
+        slots={**RELAXED_PAYMENT_SLOT, 2: (Algorithm.EC_P256, SlotPolicy(0))})
+    fresh_card.verify_pin(PIN)
+    fresh_card.generate_key(2)
+    virtual_card.fault_private_key(fresh_card.aid, "state.slot2.keyPair.private")
+    fresh_card.select()
+    fresh_card.verify_pin(PIN)
+    response = fresh_card.transmit(commands.prove_possession(2, os.urandom(32)))
+    assert (response.sw, response.data) == (SW_FAULT_DETECTED, b"")

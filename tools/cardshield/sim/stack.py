@@ -273,10 +273,11 @@ class VirtualCardStack:
         "state.counter"), same length, to reach states too far away by APDU."""
         send_control(self.control_socket, f"SET-BYTES {instance_aid.hex()} {field_path} {value.hex()}")
 
-    def fault_crt_key(self, instance_aid: bytes, field_path: str) -> None:
-        """Test facility (KeyProbe.java): flip one bit of dP of the RSA CRT private key at
-        field_path (e.g. "state.slot1.keyPair.private"), as a fault in the card would."""
-        send_control(self.control_socket, f"FAULT-CRT {instance_aid.hex()} {field_path}")
+    def fault_private_key(self, instance_aid: bytes, field_path: str) -> None:
+        """Test facility (KeyProbe.java): flip one bit of the private key at field_path (e.g.
+        "state.slot1.keyPair.private"): dP of an RSA CRT key, S of an EC key, as a fault in
+        the card would."""
+        send_control(self.control_socket, f"FAULT-KEY {instance_aid.hex()} {field_path}")
 
     def inspect_applet(self, instance_aid: bytes, field_path: str) -> str:
         """Test facility (KeyProbe.java): "initialized=yes|no" for a key object,

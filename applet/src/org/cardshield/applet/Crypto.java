@@ -3,6 +3,7 @@ package org.cardshield.applet;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.JCSystem;
+import javacard.framework.Util;
 import javacard.security.CryptoException;
 import javacard.security.ECKey;
 import javacard.security.ECPrivateKey;
@@ -218,13 +219,22 @@ final class Crypto {
     /**
      * A key's signature over magic || b[off .. off + len), written at out; returns its length
      * (SIGN TRANSACTION, PROVE POSSESSION, ATTEST). RSA: SHA-256 here, then RsaSigner (needs
-     * b[out .. out + 2 * modulus + HASH_ROOM)); EC: SHA256withECDSA, DER.
+     * b[out .. out + 2 * modulus + HASH_ROOM)); EC: SHA256withECDSA, DER, verified with the
+     * public key before it is returned (6581 if it does not verify).
      */
     short signMessage(KeyPair pair, boolean rsa, byte[] magic, byte[] b, short off, short len, short out) {
         if (!rsa) {
             ecdsaSha256.init(pair.getPrivate(), Signature.MODE_SIGN);
             ecdsaSha256.update(magic, (short) 0, (short) magic.length);
-            return ecdsaSha256.sign(b, off, len, b, out);
+            short sigLen = ecdsaSha256.sign(b, off, len, b, out);
+            // the same check as RsaSigner's: a signature that does not verify never leaves
+            ecdsaSha256.init(pair.getPublic(), Signature.MODE_VERIFY);
+            ecdsaSha256.update(magic, (short) 0, (short) magic.length);
+            if (!ecdsaSha256.verify(b, off, len, b, out, sigLen)) {
+                Util.arrayFillNonAtomic(b, out, sigLen, (byte) 0);
+                ISOException.throwIt(Constants.SW_FAULT_DETECTED);
+            }
+            return sigLen;
         }
         short hashAt = (short) (out + pair.getPrivate().getSize() / 8);
         sha256.update(magic, (short) 0, (short) magic.length);

@@ -26,7 +26,7 @@ import java.nio.file.Path;
  *              -> TEST FACILITY, no counterpart on a real card: overwrite a byte array of an
  *                 applet instance's persistent state (AppletRuntime.overwriteBytes), to reach
  *                 states too far away by APDU, e.g. a signature counter at FF FF FF FF
- *   FAULT-CRT instanceAID path, INSPECT instanceAID path
+ *   FAULT-KEY instanceAID path, INSPECT instanceAID path
  *              -> TEST FACILITIES about keys, see KeyProbe
  * Replies are "OK" (INSPECT: "OK <what was found>") or "ERROR <reason>".
  */

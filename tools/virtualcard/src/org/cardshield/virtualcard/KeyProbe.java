@@ -1,5 +1,6 @@
 package org.cardshield.virtualcard;
 
+import javacard.security.ECPrivateKey;
 import javacard.security.Key;
 import javacard.security.RSAPrivateCrtKey;
 
@@ -7,16 +8,17 @@ import javacard.security.RSAPrivateCrtKey;
  * Host-only test controls about an applet's keys (ControlServer; never reachable by APDU,
  * no counterpart on a real card). They let tests prove what the applet does to its keys:
  *
- *   FAULT-CRT instanceAID path -> flips one bit of dP (d mod p-1) of the RSA CRT private
- *       key at path, as a glitch or a fault in EEPROM would: every signature with it is
- *       then right modulo q and wrong modulo p, and one such signature factors the modulus
- *       (Boneh, DeMillo, Lipton 1997). Uses only the Java Card key API (getDP1/setDP1).
+ *   FAULT-KEY instanceAID path -> a fault in the private key at path, as a glitch or a
+ *       worn EEPROM cell would cause, through the Java Card key API only: for an RSA CRT
+ *       key one bit of dP (d mod p-1) flips, so every signature is right modulo q and wrong
+ *       modulo p, and one such signature factors the modulus (Boneh, DeMillo, Lipton 1997);
+ *       for an EC key one bit of the private scalar S flips (signatures no longer verify).
  *   INSPECT instanceAID path -> "initialized=yes|no" for a key object (Key.isInitialized),
  *       "length=N zero=yes|no" for a byte array, the value for anything else.
  */
 final class KeyProbe {
     static boolean handles(String command) {
-        return command.equals("FAULT-CRT") || command.equals("INSPECT");
+        return command.equals("FAULT-KEY") || command.equals("INSPECT");
     }
 
     private final AppletRuntime runtime;
@@ -31,25 +33,32 @@ final class KeyProbe {
             throw new IllegalArgumentException("usage: " + words[0] + " instanceAID field.path");
         }
         Object target = runtime.field(Hex.decode(words[1]), words[2]);
-        if (words[0].equals("FAULT-CRT")) {
-            faultCrt(target, words[2]);
+        if (words[0].equals("FAULT-KEY")) {
+            fault(target, words[2]);
             return "";
         }
         return describe(target);
     }
 
-    private static void faultCrt(Object target, String path) {
-        if (!(target instanceof RSAPrivateCrtKey)) {
-            throw new IllegalArgumentException(path + " is not an RSA CRT private key");
+    private static void fault(Object target, String path) {
+        if (!(target instanceof RSAPrivateCrtKey) && !(target instanceof ECPrivateKey)) {
+            throw new IllegalArgumentException(path + " is not an RSA CRT or EC private key");
         }
-        RSAPrivateCrtKey key = (RSAPrivateCrtKey) target;
-        if (!key.isInitialized()) {
+        if (!((Key) target).isInitialized()) {
             throw new IllegalArgumentException(path + " holds no key");
         }
-        byte[] dp = new byte[(key.getSize() + 7) / 8];
-        short length = key.getDP1(dp, (short) 0);
-        dp[length - 1] ^= 0x02; // even a one-bit fault is enough
-        key.setDP1(dp, (short) 0, length);
+        byte[] value = new byte[(((Key) target).getSize() + 7) / 8 + 1];
+        if (target instanceof RSAPrivateCrtKey) {
+            RSAPrivateCrtKey key = (RSAPrivateCrtKey) target;
+            short length = key.getDP1(value, (short) 0);
+            value[length - 1] ^= 0x02; // even a one-bit fault is enough
+            key.setDP1(value, (short) 0, length);
+        } else {
+            ECPrivateKey key = (ECPrivateKey) target;
+            short length = key.getS(value, (short) 0);
+            value[length - 1] ^= 0x02;
+            key.setS(value, (short) 0, length);
+        }
     }
 
     private static String describe(Object target) {
