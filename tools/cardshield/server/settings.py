@@ -78,6 +78,16 @@ def _int_env(name: str, default: int) -> int:
         raise SystemExit(f"{name}={raw!r} is not an integer; set it to a whole number") from exc
 
 
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name}={raw!r} is not a number; set it to seconds, e.g. 5") from exc
+
+
 def load_settings() -> Settings:
     """Settings from CARDSHIELD_* environment variables (DATABASE_URL is accepted too)."""
     base = Settings()
@@ -93,4 +103,5 @@ def load_settings() -> Settings:
         payment_ttl_seconds=_int_env("CARDSHIELD_PAYMENT_TTL", base.payment_ttl_seconds),
         max_body_bytes=_int_env("CARDSHIELD_MAX_BODY_BYTES", base.max_body_bytes),
         public_url=os.environ.get("CARDSHIELD_PUBLIC_URL", base.public_url),
+        token_cache_seconds=_float_env("CARDSHIELD_TOKEN_CACHE_SECONDS", base.token_cache_seconds),
     )
