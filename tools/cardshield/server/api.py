@@ -10,7 +10,9 @@ a 4xx {"error": {"code", "message"}}.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
@@ -29,7 +31,7 @@ from .context import ServerContext
 from .enrollment import EnrollmentService, EnrollmentView
 from .errors import ApiError
 from .payment import PaymentService, PaymentView
-from .revocation import current_crl, revoke
+from .revocation import crl_renewal_due, renew_crl, revoke, stored_crl
 from .schemas import (CardResponsesIn, ClientCreatedOut, ClientIn, ClientOut, ClientsOut,
                       EnrollmentOut, EnrollmentStartIn, ErrorOut, PaymentCreateIn, PaymentOut,
                       RevocationIn, RevocationOut, ServerKeyOut)
@@ -144,8 +146,30 @@ class LeanRoute(APIRoute):
         return handle
 
 
+CRL_CHECK_SECONDS = 60.0
+
+
+async def _crl_timer(ctx: ServerContext) -> None:
+    """Every replica checks once a minute (a read) whether the CRL is due and renews it
+    then (revocation.renew_crl)."""
+    while True:
+        try:
+            if await ctx.db.run_read(crl_renewal_due, ctx):
+                await ctx.db.run(renew_crl, ctx)
+        except Exception:  # a database restart: try again at the next tick
+            log.exception("CRL renewal failed; retrying in %.0f s", CRL_CHECK_SECONDS)
+        await asyncio.sleep(CRL_CHECK_SECONDS)
+
+
 def create_app(ctx: ServerContext) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        timer = asyncio.create_task(_crl_timer(ctx))
+        yield
+        timer.cancel()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="CardShield authentication server",
         version="1.0",
         description="Certificate enrollment (patent CN101938520A figure 5) and payment "
@@ -260,8 +284,13 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     @app.get("/v1/ca/crl", tags=["ca"], response_class=Response,
              responses={200: {"content": {"application/pkix-crl": {}}}})
-    def crl():
-        return Response(current_crl(ctx), media_type="application/pkix-crl")
+    async def crl():
+        """The stored CRL as published (revocation.publish_crl); only a database that never
+        had one gets its first here."""
+        der = await ctx.db.run_read(stored_crl, ctx)
+        if der is None:
+            der = await ctx.db.run(renew_crl, ctx)
+        return Response(der, media_type="application/pkix-crl")
 
     @app.get("/v1/server-key", tags=["ca"], response_model=ServerKeyOut)
     def server_key():
