@@ -312,7 +312,10 @@ class GroupCommitWriter:
                 batch.append(more)
             self._commit(batch)
             for job in batch:
-                job.loop.call_soon_threadsafe(job.settle)
+                try:
+                    job.loop.call_soon_threadsafe(job.settle)
+                except RuntimeError:  # the caller's event loop is closed: nobody to answer
+                    pass
 
     def _commit(self, batch: list[_Job]) -> None:
         db = self._db
