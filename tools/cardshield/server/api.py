@@ -152,13 +152,13 @@ CRL_CHECK_SECONDS = 60.0
 async def _crl_timer(ctx: ServerContext) -> None:
     """Every replica checks once a minute (a read) whether the CRL is due and renews it
     then (revocation.renew_crl)."""
-    while True:
+    while True:  # the first CRL of a new database is published by its first GET
+        await asyncio.sleep(CRL_CHECK_SECONDS)
         try:
             if await ctx.db.run_read(crl_renewal_due, ctx):
                 await ctx.db.run(renew_crl, ctx)
         except Exception:  # a database restart: try again at the next tick
             log.exception("CRL renewal failed; retrying in %.0f s", CRL_CHECK_SECONDS)
-        await asyncio.sleep(CRL_CHECK_SECONDS)
 
 
 def create_app(ctx: ServerContext) -> FastAPI:
