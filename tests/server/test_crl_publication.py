@@ -7,10 +7,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from cryptography import x509
-from sqlalchemy import event
+from sqlalchemy import event, update
 
 from cardshield.server.context import ServerContext
-from cardshield.server.revocation import publish_crl, renew_crl
+from cardshield.server.clock import utcnow
+from cardshield.server.models import Certificate
+from cardshield.server.revocation import crl_renewal_due, publish_crl, renew_crl
 from cardshield.server.testing.flows import Terminal, call
 
 
@@ -47,11 +49,28 @@ def test_crl_numbers_increase_across_replicas(ctx, settings):
             replica.db.dispose()
 
 
-def test_a_revocation_publishes_the_crl_in_its_transaction(ctx, http, tokens, make_card):
+def test_a_revocation_publishes_the_crl_in_its_transaction(ctx, http, tokens, make_card, bank):
     before = _number(http.get("/v1/ca/crl").content)
-    done = Terminal(http, tokens["terminal"], make_card()).enroll("rita")
+    done = Terminal(http, tokens["terminal"], make_card(), bank=bank).enroll("rita")
     call(http, "POST", "/v1/admin/revocations", tokens["admin"], {"user_id": "rita", "reason": "superseded"})
     der = http.get("/v1/ca/crl").content
     assert x509.load_der_x509_crl(der).get_revoked_certificate_by_serial_number(
         int(done["certificate_serial"], 16)) is not None
     assert _number(der) > before
+
+
+def test_a_certificate_revoked_elsewhere_reaches_the_crl_at_the_next_tick(ctx, http, tokens, make_card, bank):
+    """A card revoked in the registry, a superseded or abandoned enrollment: revocations
+    that do not publish themselves make the timer's read see a count the stored CRL does
+    not list, and its job publishes."""
+    done = Terminal(http, tokens["terminal"], make_card(), bank=bank).enroll("sara")
+    renew_crl(ctx)
+    assert not crl_renewal_due(ctx)
+    with ctx.db.transaction() as s:  # as registry.revoke_card does, without publishing
+        s.execute(update(Certificate).where(Certificate.serial_hex == done["certificate_serial"])
+                  .values(status="revoked", revoked_at=utcnow(), revocation_reason="cessation_of_operation"))
+    assert crl_renewal_due(ctx)  # what every replica's timer reads once a minute
+    der = renew_crl(ctx)  # and then does
+    assert x509.load_der_x509_crl(der).get_revoked_certificate_by_serial_number(
+        int(done["certificate_serial"], 16)) is not None
+    assert not crl_renewal_due(ctx)

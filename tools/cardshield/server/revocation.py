@@ -1,10 +1,13 @@
 """Revocation by serial or by user, and the CRL. A revoked certificate fails the
 certificate step of every later payment and the final check of a payment in flight.
 
-One job produces the CRL (publish_crl): in the transaction of every revocation, and on a
-timer (renew_crl, run by every replica once a minute when a read says it is due, and by
-`cardshield server crl`) once half of the current CRL's validity has passed or an abandoned
-enrollment's certificate was revoked. It is signed once and stored; GET /v1/ca/crl
+One job produces the CRL (publish_crl): in the transaction of every administrative
+revocation, and on a timer (renew_crl, run by every replica once a minute when a read says
+it is due, and by `cardshield server crl`) once half of the current CRL's validity has
+passed or any certificate was revoked since it was signed (a card revoked in the
+registry, a superseded or abandoned enrollment's certificate): those reach the CRL within
+the timer's minute. The server's own checks read the certificate's status, so a
+revocation stops payments at once either way. It is signed once and stored; GET /v1/ca/crl
 serves the stored bytes: no signature and no write per request.
 """
 from __future__ import annotations
@@ -67,8 +70,8 @@ def publish_crl(ctx: ServerContext, s: Session) -> PublishedCrl:
     next_update = now + timedelta(hours=ctx.settings.crl_validity_hours)
     der = ctx.ca.crl([(r.serial_hex, r.revoked_at, r.revocation_reason) for r in rows],
                      number=number, this_update=now, next_update=next_update)
-    stored.number, stored.this_update, stored.next_update, stored.der = (
-        number, now, next_update, der)
+    stored.number, stored.revoked_count, stored.this_update, stored.next_update, stored.der = (
+        number, len(rows), now, next_update, der)
     return stored
 
 
@@ -83,27 +86,33 @@ def stored_crl(ctx: ServerContext) -> bytes | None:
         return c.scalar(select(PublishedCrl.der).where(PublishedCrl.id == 1)) or None
 
 
+_REVOKED_COUNT = select(func.count()).select_from(Certificate).where(Certificate.status == "revoked")
+
+
 def crl_renewal_due(ctx: ServerContext) -> bool:
-    """A read: no CRL yet, half of its validity gone, or an abandoned enrollment whose
-    certificate the sweep will revoke."""
+    """A read: no CRL yet, half of its validity gone, a certificate revoked since it was
+    signed (a card revoked in the registry, a superseded or abandoned enrollment's), or an
+    abandoned enrollment whose certificate the sweep will revoke."""
     with ctx.db.read() as c:
         stored = c.execute(select(PublishedCrl.this_update, PublishedCrl.next_update,
+                                  PublishedCrl.revoked_count,
                                   func.length(PublishedCrl.der).label("der"))
                            .where(PublishedCrl.id == 1)).one()
+        revoked = c.scalar(_REVOKED_COUNT)
         abandoned = c.scalar(select(Enrollment.id).where(
             Enrollment.state.in_(ENROLLMENT_OPEN_STATES), Enrollment.expires_at <= utcnow())
             .limit(1))
-    return abandoned is not None or _half_gone(stored)
+    return revoked != stored.revoked_count or abandoned is not None or _half_gone(stored)
 
 
 def renew_crl(ctx: ServerContext) -> bytes:
     """The timer's job: revoke abandoned enrollments' certificates (sweep), and publish a
-    new CRL if that revoked any or the stored one is missing or half expired; return the
-    current DER either way."""
+    new CRL if a certificate was revoked since the stored one was signed or that one is
+    missing or half expired; return the current DER either way."""
     with ctx.db.transaction() as s:
-        swept = sweep_expired(s)
+        sweep_expired(s)
         s.flush()
         stored = s.get(PublishedCrl, 1, with_for_update=True)
-        if swept or _half_gone(stored):
+        if s.scalar(_REVOKED_COUNT) != stored.revoked_count or _half_gone(stored):
             stored = publish_crl(ctx, s)
         return stored.der

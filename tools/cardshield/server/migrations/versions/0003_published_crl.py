@@ -1,7 +1,7 @@
 """the stored CRL and its monotonic cRLNumber
 
-Revision ID: 0002_published_crl
-Revises: 0001
+Revision ID: 0003_published_crl
+Revises: 0002_trust_enrollment
 """
 from datetime import datetime
 
@@ -9,8 +9,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002_published_crl'
-down_revision = '0001'
+revision = '0003_published_crl'
+down_revision = '0002_trust_enrollment'
 branch_labels = None
 depends_on = None
 
@@ -19,6 +19,7 @@ def upgrade() -> None:
     op.create_table('published_crl',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('number', sa.BigInteger(), nullable=False),
+    sa.Column('revoked_count', sa.Integer(), nullable=False),
     sa.Column('this_update', sa.DateTime(), nullable=False),
     sa.Column('next_update', sa.DateTime(), nullable=False),
     sa.Column('der', sa.LargeBinary(), nullable=False),
@@ -28,11 +29,12 @@ def upgrade() -> None:
     # (two replicas cannot both insert the first); an empty der means none published yet.
     table = sa.table('published_crl', sa.column('id', sa.Integer()),
                      sa.column('number', sa.BigInteger()),
+                     sa.column('revoked_count', sa.Integer()),
                      sa.column('this_update', sa.DateTime()),
                      sa.column('next_update', sa.DateTime()),
                      sa.column('der', sa.LargeBinary()))
     epoch = datetime(1970, 1, 1)
-    op.execute(table.insert().values(id=1, number=0, this_update=epoch, next_update=epoch,
+    op.execute(table.insert().values(id=1, number=0, revoked_count=0, this_update=epoch, next_update=epoch,
                                      der=b''))
 
 
