@@ -467,7 +467,7 @@ def test_kill9_at_commit_loses_nothing_acknowledged(tmp_path, moment):
     payments are authorized and the terminals find them so when they resume. Either way
     everything acknowledged is in the database and nothing is authorized twice."""
     database_url = f"sqlite:///{tmp_path / 'server.db'}"
-    tokens = _prepare_server(tmp_path, database_url)
+    tokens, cards = _prepare_server(tmp_path, database_url, terminals=8)
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(KILL_AT_COMMIT)
@@ -484,7 +484,7 @@ def test_kill9_at_commit_loses_nothing_acknowledged(tmp_path, moment):
         server.start()
 
     try:
-        observed = _run_load(server, tokens, terminals=8, seconds=4.0, fault=fault)
+        observed = _run_load(server, tokens, cards, terminals=8, seconds=4.0, fault=fault)
     finally:
         server.stop()
     killed_batch = note.read_text().split()
