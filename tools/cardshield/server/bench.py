@@ -151,7 +151,8 @@ def bank_signed_cards(ctx, state_dir: Path, keys: list, attestation_key) -> list
     from .testing.issuer import load_test_issuer, registered_softcard
     issuer = load_test_issuer(state_dir)
     return [registered_softcard(ctx, issuer, attestation_key, key_factory=lambda k=k: k,
-                                slot_policy={1: SlotPolicy.SERVER_SIGNED_REQUESTS,
+                                slot_policy={1: SlotPolicy.PIN_PER_SIGNATURE
+                                             | SlotPolicy.SERVER_SIGNED_REQUESTS,
                                              2: SlotPolicy(0)})
             for k in keys]
 
