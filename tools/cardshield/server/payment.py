@@ -267,8 +267,9 @@ class PaymentService:
         return self.ctx.run(work, on_refusal, core=True)
 
     def get(self, client_id: int, role: str, payment_id: str) -> PaymentView:
-        """Read only: an overdue open payment reads as expired, and nothing is written."""
-        with self.ctx.db.core_transaction() as s:
+        """Read only (a snapshot that never takes the writer lock): an overdue open payment
+        reads as expired, and nothing is written."""
+        with self.ctx.db.read() as s:
             row = s.execute(_PAYMENT, {"payment_id": payment_id, "client_id": client_id}).first()
         p = PaymentRecord(**row._mapping) if row else None
         owner = None if p is None else (

@@ -114,6 +114,16 @@ def _int_env(name: str, default: int) -> int:
         raise SystemExit(f"{name}={raw!r} is not an integer; set it to a whole number") from exc
 
 
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name}={raw!r} is not a number; set it to seconds, e.g. 5") from exc
+
+
 def _bool_env(name: str, default: bool) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if raw == "":
@@ -142,6 +152,7 @@ def load_settings() -> Settings:
         public_url=os.environ.get("CARDSHIELD_PUBLIC_URL", base.public_url),
         payments_require_attested_card=_bool_env("CARDSHIELD_PAYMENTS_REQUIRE_ATTESTED_CARD",
                                                  base.payments_require_attested_card),
+        token_cache_seconds=_float_env("CARDSHIELD_TOKEN_CACHE_SECONDS", base.token_cache_seconds),
         allow_unattested_enrollment=_bool_env("CARDSHIELD_ALLOW_UNATTESTED_ENROLLMENT",
                                               base.allow_unattested_enrollment),
         unattested_policy_oid=os.environ.get("CARDSHIELD_UNATTESTED_POLICY_OID",

@@ -2,14 +2,14 @@
 the card's attestation flag (if the attested enrollment has not added it)
 
 Revision ID: 0003_payment_policy
-Revises: 0002_trust_enrollment
+Revises: 0003_published_crl
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0003_payment_policy'
-down_revision = '0002_trust_enrollment'
+down_revision = '0003_published_crl'
 branch_labels = None
 depends_on = None
 
