@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from sqlalchemy import Connection, bindparam, case, insert, or_, select, update
+from sqlalchemy.orm import Session
 
 from cardshield.protocol.fci import parse_certificate_fcp
 from cardshield.protocol.tlv import TLVError
@@ -231,7 +232,8 @@ class PaymentService:
     # -- merchant -------------------------------------------------------------------------
     def create(self, merchant_id: int, user_external_id: str, amount_minor: int, currency: str,
                order_ref: str) -> PaymentView:
-        def work(s: Connection) -> PaymentView:
+        def work(session: Session) -> PaymentView:
+            s = session.connection()  # Core statements, SQLAlchemy's compiled cache
             merchant = s.execute(_MERCHANT, {"client_id": merchant_id}).first()
             self._not_rate_limited(merchant)
             user = s.execute(_FIND_USER, {"external_id": user_external_id}).first()
@@ -264,7 +266,7 @@ class PaymentService:
             audit.record(s, "payment.create", "refused", code=err.code, client_id=merchant_id,
                          user=user_external_id, detail=err.message)
 
-        return self.ctx.run(work, on_refusal, core=True)
+        return self.ctx.run(work, on_refusal)
 
     def get(self, client_id: int, role: str, payment_id: str) -> PaymentView:
         """Read only (a snapshot that never takes the writer lock): an overdue open payment
@@ -309,7 +311,8 @@ class PaymentService:
 
     # -- 601..606: the terminal takes the payment and gets the one batch -----------------
     def claim(self, terminal_id: int, payment_id: str) -> PaymentView:
-        def work(s: Connection) -> PaymentView:
+        def work(session: Session) -> PaymentView:
+            s = session.connection()  # Core statements, SQLAlchemy's compiled cache
             p = self._load(s, payment_id, terminal_id)
             if p.terminal_client_id not in (None, terminal_id):
                 raise ApiError("wrong_terminal", "another terminal has taken this payment")
@@ -346,14 +349,15 @@ class PaymentService:
             audit.record(s, "payment.claim", "refused", code=err.code, client_id=terminal_id,
                          payment_id=payment_id, detail=err.message)
 
-        return self.ctx.run(work, on_refusal, core=True)
+        return self.ctx.run(work, on_refusal)
 
     # -- 603..608: one transaction -------------------------------------------------------
     def post_responses(self, terminal_id: int, payment_id: str, seq: int,
                        responses: list[bytes]) -> PaymentView:
         ids: dict = {}
 
-        def work(s: Connection) -> PaymentView:
+        def work(session: Session) -> PaymentView:
+            s = session.connection()  # Core statements, SQLAlchemy's compiled cache
             p = self._load(s, payment_id, terminal_id)
             ids.update(user_id=p.user_id, card_id=p.card_id, serial=p.certificate_serial_hex)
             if p.terminal_client_id != terminal_id:
@@ -417,7 +421,7 @@ class PaymentService:
                              payment_id=payment_id, serial_hex=ids.get("serial"),
                              detail=err.message)
 
-        return self.ctx.run(work, on_refusal, core=True)
+        return self.ctx.run(work, on_refusal)
 
     @staticmethod
     def _certificate_and_key(s: Connection, p: PaymentRecord) -> "_SigningKey":
