@@ -1,14 +1,14 @@
 """payment policy: the merchant's display name is the payee, per-client refusal window,
 the card's attestation flag (if the attested enrollment has not added it)
 
-Revision ID: 0003_payment_policy
+Revision ID: 0004_payment_policy
 Revises: 0003_published_crl
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0003_payment_policy'
+revision = '0004_payment_policy'
 down_revision = '0003_published_crl'
 branch_labels = None
 depends_on = None
