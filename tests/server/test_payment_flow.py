@@ -293,8 +293,8 @@ def test_an_abandoned_payment_is_swept_to_expired(ctx, http, tokens, enrolled):
     term.claim(created["payment_id"])  # now awaiting the signature
     with ctx.db.transaction() as s:
         s.execute(update(Payment).values(expires_at=utcnow() - timedelta(seconds=1)))
-    with ctx.db.core_transaction() as c:
-        assert sweep_expired_payments(c) == [created["payment_id"]]
+    with ctx.db.transaction() as s:
+        assert sweep_expired_payments(s.connection()) == [created["payment_id"]]
     with ctx.db.transaction() as s:
         payment = s.get(Payment, created["payment_id"])
         assert (payment.state, payment.refusal_code) == ("expired", "payment_expired")

@@ -5,23 +5,23 @@ their own transaction after the refused work was rolled back. No secrets in `det
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert
+from sqlalchemy import Connection, bindparam, insert
 from sqlalchemy.orm import Session
 
 from .clock import utcnow
-from .db import FastConnection, Prebuilt
 from .models import AuditEvent
 
-# On every payment's path; the id is the database's (a prebuilt INSERT names its columns).
-_INSERT = Prebuilt(insert(AuditEvent.__table__).values(
-    {c.name: bindparam(c.name) for c in AuditEvent.__table__.columns if c.name != "id"}))
+# A constant statement on every payment's path: SQLAlchemy compiles it once (its compiled
+# cache); the id is the database's.
+_INSERT = insert(AuditEvent.__table__).values(
+    {c.name: bindparam(c.name) for c in AuditEvent.__table__.columns if c.name != "id"})
 
 
-def record(session: Session, action: str, outcome: str, *, code: str | None = None,
+def record(session: Session | Connection, action: str, outcome: str, *, code: str | None = None,
            client_id: int | None = None, user: str | None = None, card_id: int | None = None,
            enrollment_id: str | None = None, payment_id: str | None = None,
            serial_hex: str | None = None, detail: str | None = None) -> None:
-    session.execute(_INSERT if isinstance(session, FastConnection) else _INSERT.statement, dict(
+    session.execute(_INSERT, dict(
         at=utcnow(), action=action, outcome=outcome, code=code, client_id=client_id,
         user_external_id=user, card_id=card_id, enrollment_id=enrollment_id,
         payment_id=payment_id, certificate_serial_hex=serial_hex,

@@ -41,13 +41,11 @@ class ServerContext:
                    load_trust_roots(settings.attestation_trust_dir))
 
     def run(self, work: Callable[[Session], T],
-            on_refusal: Callable[[Session, ApiError], None], *, core: bool = False) -> T:
-        """core=True runs both on a plain Connection (Core statements only)."""
-        transaction = self.db.core_transaction if core else self.db.transaction
+            on_refusal: Callable[[Session, ApiError], None]) -> T:
         try:
-            with transaction() as session:
+            with self.db.transaction() as session:
                 return work(session)
         except ApiError as refusal:
-            with transaction() as session:
+            with self.db.transaction() as session:
                 on_refusal(session, refusal)
             raise

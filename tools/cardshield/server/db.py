@@ -24,9 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError, InvalidRequestError
-from sqlalchemy.sql import Executable
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -80,129 +78,6 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return create_engine(url, pool_size=pool_size, max_overflow=20)
     raise ValueError(f"unsupported DATABASE_URL backend {parsed.get_backend_name()!r}: "
                      "use sqlite:///path or postgresql://user@host/db")
-
-
-# -- prebuilt statements on the driver's cursor ---------------------------------------------
-# The payment path runs a dozen fixed statements per payment. SQLAlchemy's execution layer
-# (parameter and result processing, execution context, events) cost several times the
-# statements themselves, so these are compiled once per dialect and run on the DB-API
-# connection of the same transaction, converting only the values that need it (SQLite
-# keeps DateTime as text, Boolean as 0/1): the rows read and written are identical.
-class _Compiled:
-    __slots__ = ("sql", "order", "defaults", "binds", "names", "results")
-
-    def __init__(self, statement: Executable, dialect: Dialect):
-        try:  # literal IN (...) lists are rendered now, so the SQL is final
-            compiled = statement.compile(dialect=dialect,
-                                         compile_kwargs={"render_postcompile": True})
-        except InvalidRequestError as exc:
-            raise TypeError("a statement with a literal IN (...) list cannot also take "
-                            "parameters at execution: write the values into it") from exc
-        by_name = {name: bind for bind, name in compiled.bind_names.items()}
-        self.sql = compiled.string
-        self.order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-        # Constants (literals in the statement) are converted once; what the caller passes
-        # (the required binds), on every execution. A literal IN (...) list is rendered as
-        # one parameter per value, named <bind>_1, <bind>_2, ...
-        self.defaults, self.binds = {}, {}
-        for name, bind in by_name.items():
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            convert = processor or (lambda value: value)
-            if bind.required:
-                if processor is not None:
-                    self.binds[name] = processor
-            elif bind.expanding:
-                for index, value in enumerate(bind.effective_value, 1):
-                    self.defaults[f"{name}_{index}"] = convert(value)
-            else:
-                self.defaults[name] = convert(bind.effective_value)
-        columns = getattr(statement, "selected_columns", ())
-        self.names = tuple(column.key for column in columns)
-        self.results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
-                             for column in columns)
-
-    def parameters(self, given: dict | None):
-        values = dict(self.defaults, **given) if given else dict(self.defaults)
-        for name, processor in self.binds.items():
-            values[name] = processor(values[name])
-        return values if self.order is None else tuple(values[name] for name in self.order)
-
-
-class Prebuilt:
-    """A fixed Core statement for FastConnection; compiled on first use per dialect."""
-    __slots__ = ("statement", "_compiled")
-
-    def __init__(self, statement: Executable):
-        self.statement = statement
-        self._compiled: dict[str, _Compiled] = {}
-
-    def compiled(self, dialect: Dialect) -> _Compiled:
-        found = self._compiled.get(dialect.name)
-        if found is None:
-            found = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
-        return found
-
-
-class RawRow(dict):
-    """A result row: by name (row.card_id) or as a mapping (row._mapping)."""
-    __slots__ = ()
-
-    def __getattr__(self, name: str):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    @property
-    def _mapping(self) -> dict:
-        return self
-
-
-class RawResult:
-    __slots__ = ("_cursor", "_compiled", "rowcount")
-
-    def __init__(self, cursor, compiled: _Compiled):
-        self._cursor, self._compiled, self.rowcount = cursor, compiled, cursor.rowcount
-
-    def first(self) -> RawRow | None:
-        values = self._cursor.fetchone()
-        if values is None:
-            return None
-        results = self._compiled.results
-        return RawRow(zip(self._compiled.names, (
-            value if process is None or value is None else process(value)
-            for value, process in zip(values, results))))
-
-    def scalar(self):
-        row = self.first()
-        return None if row is None else next(iter(row.values()))
-
-    def scalars(self) -> list:
-        """The first column of every remaining row."""
-        process = self._compiled.results[0]
-        return [value if process is None or value is None else process(value)
-                for value, *_ in self._cursor.fetchall()]
-
-
-class FastConnection:
-    """The payment path's transaction on the driver's connection. Prebuilt statements are
-    compiled once; any other statement (refusal paths) is compiled when it is run."""
-
-    def __init__(self, driver_connection, dialect: Dialect):
-        self._driver, self.dialect = driver_connection, dialect
-
-    def execute(self, statement, parameters: dict | None = None) -> RawResult:
-        if not isinstance(statement, Prebuilt):  # refusal paths: compiled for this execution
-            statement = Prebuilt(statement)
-        compiled = statement.compiled(self.dialect)
-        return RawResult(self._driver.execute(compiled.sql, compiled.parameters(parameters)),
-                         compiled)
-
-    def scalar(self, statement, parameters: dict | None = None):
-        return self.execute(statement, parameters).scalar()
-
-    def scalars(self, statement, parameters: dict | None = None) -> list:
-        return self.execute(statement, parameters).scalars()
 
 
 class SqliteWriterLock:
@@ -399,58 +274,6 @@ class Database:
         with self.engine.connect().execution_options(**{_READ_ONLY: True}) as connection:
             with connection.begin():
                 yield connection
-
-    @contextmanager
-    def core_transaction(self) -> Iterator[FastConnection]:
-        """The same unit of work without Session bookkeeping, for code that only runs
-        Core statements (the payment path); Prebuilt ones skip the execution layer."""
-        dialect = self.engine.dialect
-        driver_error = dialect.loaded_dbapi.Error
-        batch = self._batch_connection()
-        if batch is not None:
-            savepoint = batch.begin_nested()
-            try:
-                yield FastConnection(batch.connection.driver_connection, dialect)
-            except BaseException as exc:
-                savepoint.rollback()
-                if isinstance(exc, driver_error):
-                    raise DBAPIError.instance(None, None, exc, driver_error,
-                                              dialect=dialect) from exc
-                raise
-            savepoint.commit()
-            return
-        with self.writer_lock:
-            try:
-                pooled = self.engine.raw_connection()
-            except driver_error as exc:  # the database is unreachable: 503, as from connect()
-                raise DBAPIError.instance(None, None, exc, driver_error, dialect=dialect) from exc
-            driver = pooled.driver_connection
-            try:
-                if self.is_sqlite:
-                    driver.execute("BEGIN IMMEDIATE")  # as _sqlite_begin does
-                yield FastConnection(driver, dialect)
-                driver.commit()
-            except BaseException as exc:
-                self._roll_back(pooled, exc if isinstance(exc, driver_error) else None)
-                if isinstance(exc, driver_error):
-                    # as SQLAlchemy reports it (IntegrityError -> 409, OperationalError -> 503)
-                    raise DBAPIError.instance(None, None, exc, driver_error,
-                                              dialect=dialect) from exc
-                raise
-            finally:
-                pooled.close()
-
-    def _roll_back(self, pooled, error: Exception | None) -> None:
-        """Roll back; a connection that is gone (a restarted PostgreSQL) leaves the pool."""
-        dialect = self.engine.dialect
-        if error is not None and dialect.is_disconnect(error, pooled.driver_connection, None):
-            pooled.invalidate(error)
-            self.engine.pool.dispose()  # its siblings lost the same server
-            return
-        try:
-            pooled.driver_connection.rollback()
-        except dialect.loaded_dbapi.Error as exc:
-            pooled.invalidate(exc)
 
     async def run(self, work: Callable[..., T], /, *args) -> T:
         """Await `work(*args)`, a write: on SQLite in the writer thread's next group commit
