@@ -5,14 +5,17 @@ LeanRoutes: they parse and answer with the same pydantic models the OpenAPI desc
 is built from, without FastAPI's per-request dependency and response-model machinery
 (measured: about 0.08 ms of CPU per request, more than a payment step's database work),
 and hand their transaction to Database.run (SQLite: the writer thread that group-commits
-it). The others are plain `def`, which FastAPI runs in its threadpool. Every refusal is
-a 4xx {"error": {"code", "message"}}.
+it). Every other write (enrollment, administration) is handed to Database.run the same
+way; reads run on a read-only snapshot (Database.read): single rows through run_read,
+lists as plain `def` in FastAPI's threadpool. Every refusal is a 4xx
+{"error": {"code", "message"}}.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
@@ -312,52 +315,54 @@ def create_app(ctx: ServerContext) -> FastAPI:
     # -- enrollment (figure 5) -------------------------------------------------------------
     @app.post("/v1/enrollments", tags=["enrollment"], response_model=EnrollmentOut,
               status_code=201, responses=ERRORS)
-    def start_enrollment(body: EnrollmentStartIn, terminal_id: int = Depends(terminal)):
+    async def start_enrollment(body: EnrollmentStartIn, terminal_id: int = Depends(terminal)):
         """501-502: start for a user the bank created, with the activation code the bank
         issued for this user and slot; returns SELECT + GENERATE KEY PAIR (PIN at the
         terminal)."""
-        return _enrollment_out(enrollments.start(terminal_id, body.user_id, body.slot,
-                                                 body.card_label, body.activation_code))
+        return _enrollment_out(await run(enrollments.start, terminal_id, body.user_id,
+                                         body.slot, body.card_label, body.activation_code))
 
     @app.get("/v1/enrollments/{enrollment_id}", tags=["enrollment"],
              response_model=EnrollmentOut, responses=ERRORS)
-    def get_enrollment(enrollment_id: str, terminal_id: int = Depends(terminal)):
-        """State and pending batch, to resume an interrupted enrollment."""
-        return _enrollment_out(enrollments.get(terminal_id, _id(enrollment_id)))
+    async def get_enrollment(enrollment_id: str, terminal_id: int = Depends(terminal)):
+        """State and pending batch, to resume an interrupted enrollment (a write: an
+        overdue enrollment is expired and its certificate revoked)."""
+        return _enrollment_out(await run(enrollments.get, terminal_id, _id(enrollment_id)))
 
     @app.post("/v1/enrollments/{enrollment_id}/responses", tags=["enrollment"],
               response_model=EnrollmentOut, responses=ERRORS)
-    def enrollment_responses(enrollment_id: str, body: CardResponsesIn,
-                             terminal_id: int = Depends(terminal)):
+    async def enrollment_responses(enrollment_id: str, body: CardResponsesIn,
+                                   terminal_id: int = Depends(terminal)):
         """506 / 510 / 512: the card's responses to the pending batch."""
-        return _enrollment_out(enrollments.post_responses(
-            terminal_id, _id(enrollment_id), body.seq, body.decoded()))
+        return _enrollment_out(await run(enrollments.post_responses, terminal_id,
+                                         _id(enrollment_id), body.seq, body.decoded()))
 
     # -- administration ------------------------------------------------------------------
     @app.post("/v1/admin/revocations", tags=["admin"], response_model=RevocationOut,
               responses=ERRORS)
-    def revoke_certificates(body: RevocationIn, admin_id: int = Depends(admin)):
-        return {"revoked": revoke(ctx, serial_hex=body.serial, user_external_id=body.user_id,
-                                  reason=body.reason, client_id=admin_id)}
+    async def revoke_certificates(body: RevocationIn, admin_id: int = Depends(admin)):
+        return {"revoked": await run(partial(revoke, ctx, serial_hex=body.serial,
+                                             user_external_id=body.user_id,
+                                             reason=body.reason, client_id=admin_id))}
 
     @app.post("/v1/admin/clients", tags=["admin"], response_model=ClientCreatedOut,
               status_code=201, responses=ERRORS)
-    def new_client(body: ClientIn, admin_id: int = Depends(admin)):
+    async def new_client(body: ClientIn, admin_id: int = Depends(admin)):
         """A terminal, merchant or admin client; its token is in this answer only."""
-        token, created = register_client(ctx.db, body.name, body.role,
-                                         display_name=body.display_name, by=admin_id)
+        token, created = await run(partial(register_client, ctx.db, body.name, body.role,
+                                           display_name=body.display_name, by=admin_id))
         return {**_fields(created), "token": token}
 
     @app.get("/v1/admin/clients", tags=["admin"], response_model=ClientsOut, responses=ERRORS)
-    def clients(admin_id: int = Depends(admin)):
+    def clients(admin_id: int = Depends(admin)):  # a read (Database.read), in the threadpool
         return {"clients": [_fields(c) for c in list_clients(ctx.db)]}
 
     @app.post("/v1/admin/clients/{name}/disable", tags=["admin"], response_model=ClientOut,
               responses=ERRORS)
-    def disable_a_client(name: str, admin_id: int = Depends(admin)):
+    async def disable_a_client(name: str, admin_id: int = Depends(admin)):
         """Ends a client's token (a lost terminal, a departed shop) within the token cache
         delay; idempotent."""
-        disabled = disable_client(ctx.db, name, by=admin_id)
+        disabled = await run(partial(disable_client, ctx.db, name, by=admin_id))
         if disabled is None:
             raise ApiError("not_found", f"no client {name!r}")
         return _fields(disabled)
@@ -365,49 +370,51 @@ def create_app(ctx: ServerContext) -> FastAPI:
     # -- the bank: users, activation codes, card registry ------------------------------
     @app.post("/v1/admin/users", tags=["admin"], response_model=UserOut, status_code=201,
               responses=ERRORS)
-    def new_user(body: UserIn, admin_id: int = Depends(admin)):
+    async def new_user(body: UserIn, admin_id: int = Depends(admin)):
         """Users are created by the bank only; a taken id is a 409."""
-        return _user_out(create_user(ctx.db, body.user_id, by=admin_id))
+        return _user_out(await run(partial(create_user, ctx.db, body.user_id, by=admin_id)))
 
     @app.get("/v1/admin/users", tags=["admin"], response_model=UsersOut, responses=ERRORS)
-    def users(admin_id: int = Depends(admin)):
+    def users(admin_id: int = Depends(admin)):  # a read (Database.read), in the threadpool
         return {"users": [_user_out(u) for u in list_users(ctx.db)]}
 
     @app.get("/v1/admin/users/{user_id}", tags=["admin"], response_model=UserOut,
              responses=ERRORS)
-    def user(user_id: str, admin_id: int = Depends(admin)):
-        return _user_out(get_user(ctx.db, user_id))
+    async def user(user_id: str, admin_id: int = Depends(admin)):
+        return _user_out(await ctx.db.run_read(get_user, ctx.db, user_id))
 
     @app.post("/v1/admin/users/{user_id}/activation-codes", tags=["admin"],
               response_model=ActivationCodeOut, status_code=201, responses=ERRORS)
-    def new_activation_code(user_id: str, body: ActivationCodeIn,
-                            admin_id: int = Depends(admin)):
+    async def new_activation_code(user_id: str, body: ActivationCodeIn,
+                                  admin_id: int = Depends(admin)):
         """A one-time enrollment code for the user and slot, in this answer only; it
         replaces the user's outstanding code for the slot."""
-        return _fields(issue_code(ctx, user_id, body.slot, replace=body.replace, by=admin_id))
+        return _fields(await run(partial(issue_code, ctx, user_id, body.slot,
+                                         replace=body.replace, by=admin_id)))
 
     @app.post("/v1/admin/cards", tags=["admin"], response_model=CardImportOut,
               responses=ERRORS)
-    def register_cards(body: CardRecordsIn, admin_id: int = Depends(admin)):
+    async def register_cards(body: CardRecordsIn, admin_id: int = Depends(admin)):
         """Import personalization records (all or nothing): each attestation certificate
         must chain to the server's attestation trust store."""
-        return _fields(import_records(ctx, parse_import(body.model_dump_json()), by=admin_id))
+        records = parse_import(body.model_dump_json())
+        return _fields(await run(partial(import_records, ctx, records, by=admin_id)))
 
     @app.get("/v1/admin/cards", tags=["admin"], response_model=RegisteredCardsOut,
              responses=ERRORS)
-    def cards(admin_id: int = Depends(admin)):
+    def cards(admin_id: int = Depends(admin)):  # a read (Database.read), in the threadpool
         return {"cards": [_fields(c) for c in list_cards(ctx)]}
 
     @app.get("/v1/admin/cards/{card_id}", tags=["admin"], response_model=RegisteredCardOut,
              responses=ERRORS)
-    def card(card_id: str, admin_id: int = Depends(admin)):
-        return _fields(get_card(ctx, card_id))
+    async def card(card_id: str, admin_id: int = Depends(admin)):
+        return _fields(await ctx.db.run_read(get_card, ctx, card_id))
 
     @app.post("/v1/admin/cards/{card_id}/revoke", tags=["admin"],
               response_model=RegisteredCardOut, responses=ERRORS)
-    def revoke_a_card(card_id: str, admin_id: int = Depends(admin)):
+    async def revoke_a_card(card_id: str, admin_id: int = Depends(admin)):
         """A lost or withdrawn card: no more enrollments with it, its certificates revoked."""
-        return _fields(revoke_card(ctx, card_id, by=admin_id))
+        return _fields(await run(partial(revoke_card, ctx, card_id, by=admin_id)))
 
     app.include_router(web_pages)  # the browser pages (cardshield.web)
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)

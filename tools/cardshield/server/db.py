@@ -275,6 +275,12 @@ class Database:
             with connection.begin():
                 yield connection
 
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """`read()` for ORM code: a Session on the read-only snapshot (nothing to flush)."""
+        with self.read() as connection, Session(bind=connection, autoflush=False) as session:
+            yield session
+
     async def run(self, work: Callable[..., T], /, *args) -> T:
         """Await `work(*args)`, a write: on SQLite in the writer thread's next group commit
         (answered once durable), on PostgreSQL on a pool thread."""

@@ -171,7 +171,7 @@ def normalize_card_id(card_id: str) -> str:
 
 
 def get_card(ctx: ServerContext, card_id: str) -> RegisteredCardInfo:
-    with ctx.db.transaction() as s:
+    with ctx.db.read_session() as s:
         row = s.get(RegisteredCard, normalize_card_id(card_id))
         if row is None:
             raise ApiError("not_found", f"no registered card {card_id}")
@@ -179,7 +179,7 @@ def get_card(ctx: ServerContext, card_id: str) -> RegisteredCardInfo:
 
 
 def list_cards(ctx: ServerContext) -> list[RegisteredCardInfo]:
-    with ctx.db.transaction() as s:
+    with ctx.db.read_session() as s:
         return [_info(r, _bound_user(s, r)) for r in
                 s.scalars(select(RegisteredCard).order_by(RegisteredCard.card_id_hex))]
 

@@ -94,7 +94,7 @@ def register_client(db: Database, name: str, role: str, *, display_name: str | N
 
 
 def list_clients(db: Database) -> list[ClientInfo]:
-    with db.transaction() as s:
+    with db.read_session() as s:
         return [_info(c) for c in s.scalars(select(ApiClient).order_by(ApiClient.name))]
 
 

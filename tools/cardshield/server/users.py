@@ -76,10 +76,10 @@ def find_user(s: Session, external_id: str, *, lock: bool = False) -> User:
 
 
 def get_user(db: Database, external_id: str) -> UserInfo:
-    with db.transaction() as s:
+    with db.read_session() as s:
         return _info(s, find_user(s, external_id))
 
 
 def list_users(db: Database) -> list[UserInfo]:
-    with db.transaction() as s:
+    with db.read_session() as s:
         return [_info(s, u) for u in s.scalars(select(User).order_by(User.external_id))]
