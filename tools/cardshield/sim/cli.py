@@ -15,6 +15,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("sim", help="start/stop the private virtual card (pcscd + vpcd + jcardsim)")
     parser.add_argument("action", choices=("start", "stop", "status", "pristine"), nargs="?", default="start")
     parser.add_argument("--dir", type=Path, default=paths.SIM_STATE_DIR, help="state directory (default var/sim)")
+    parser.add_argument("--profile", default=None, metavar="NAME",
+                        help="card profile for start: lenient (default, fast), jcop4, sim "
+                             "(tools/cardshield/sim/profiles; strict ones journal and tear inside commands)")
     parser.add_argument("--pcscd-debug", action="store_true", help="pcscd -d (no APDU contents) into pcscd.log")
     parser.set_defaults(func=_run)
 
@@ -22,13 +25,19 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     from cardshield.sim.applets import default_applets
     from cardshield.sim.control import send_control
+    from cardshield.sim.profiles import DEFAULT_PROFILE, load_profile
     from cardshield.sim.stack import SimError, VirtualCardStack, live_group_members, load_state, stop_group
 
     state = load_state(args.dir)
+    if args.profile is not None and args.action != "start":
+        raise SimError(f"--profile applies to start; the running card keeps its profile ({args.action} takes none)")
     if args.action == "start":
-        stack = VirtualCardStack(args.dir, applets=default_applets(), pcscd_debug=args.pcscd_debug, detached=True)
+        profile = load_profile(args.profile or DEFAULT_PROFILE)
+        stack = VirtualCardStack(args.dir, applets=default_applets(), pcscd_debug=args.pcscd_debug, detached=True,
+                                 profile=profile.name)
         info = stack.start()
-        print(f"virtual card ready in {info.started_in_seconds} s, reader {info.reader!r}")
+        print(f"virtual card ready in {info.started_in_seconds} s, reader {info.reader!r}, "
+              f"profile {profile.name}: {profile.description}")
         print(f"export PCSCLITE_CSOCK_NAME={info.pcsc_socket}")
         print(f"export CARDSHIELD_READER='{info.reader}'")
         print(f"logs: {args.dir}/pcscd.log {args.dir}/virtualcard.log; stop with: ./cardshield sim --stop")

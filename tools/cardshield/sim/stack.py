@@ -29,7 +29,8 @@ from cardshield.errors import UserError
 from cardshield.setup import maven
 from cardshield.setup.java import jdk_bin
 from cardshield.sim.applets import VirtualApplet
-from cardshield.sim.control import send_control
+from cardshield.sim.control import query_control, send_control
+from cardshield.sim.profiles import DEFAULT_PROFILE, load_profile
 
 READER_FRIENDLY_NAME = "CardShield Virtual Reader"
 VPCD_PORT = 0x8C7B  # 35963, vpcd's first slot
@@ -55,9 +56,26 @@ class StackInfo:
     reader: str
     control_socket: str
     started_in_seconds: float = 0.0
+    profile: str = DEFAULT_PROFILE
 
     def env(self) -> dict[str, str]:
         return {"PCSCLITE_CSOCK_NAME": self.pcsc_socket, "CARDSHIELD_READER": self.reader}
+
+
+@dataclass(frozen=True)
+class CommandReport:
+    """The host's account of the last command (control REPORT)."""
+
+    tear_points: int
+    torn: bool
+    armed_but_not_reached: bool
+    torn_at: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> CommandReport:
+        values = dict(word.split("=", 1) for word in text.split())
+        return cls(int(values["points"]), values["torn"] == "yes", values["unreached"] == "yes",
+                   values.get("at", "").replace("_", " "))
 
 
 @dataclass
@@ -71,6 +89,8 @@ class VirtualCardStack:
     # pcscd -a logs every APDU, PINs included: only for debugging with test PINs.
     pcscd_apdu_log: bool = False
     start_timeout: float = 30.0
+    # card profile (tools/cardshield/sim/profiles): limits, and for strict ones tear points
+    profile: str = DEFAULT_PROFILE
     # False: the stack dies with the process that started it (tests, demo), even on SIGKILL.
     # True: it outlives it (`cardshield sim start`) until `cardshield sim stop`.
     detached: bool = False
@@ -105,6 +125,7 @@ class VirtualCardStack:
     # -- start ---------------------------------------------------------------------------
     def start(self) -> StackInfo:
         started = time.monotonic()
+        load_profile(self.profile)  # an unknown profile fails before anything starts
         self._check_prerequisites()
         build_virtualcard()
         if self.state_file.exists():
@@ -142,6 +163,7 @@ class VirtualCardStack:
             reader=READER_NAME,
             control_socket=str(self.control_socket),
             started_in_seconds=round(time.monotonic() - started, 2),
+            profile=self.profile,
         )
         self.state_file.write_text(json.dumps(asdict(self.info), indent=2))
         return self.info
@@ -171,6 +193,7 @@ class VirtualCardStack:
             f"vpcd.port={VPCD_PORT}",
             f"atr={ATR_HEX}",
             f"control.socket={self.control_socket}",
+            *load_profile(self.profile).card_properties(),
         ]
         if self.frontend_class:
             lines.append(f"frontend.class={self.frontend_class}")
@@ -195,7 +218,7 @@ class VirtualCardStack:
     def _classpath(self) -> str:
         # the host's classes first: they shadow jcardsim's unseeded key-generation RNG
         # (tools/virtualcard/src/com/licel/jcardsim/crypto/SecureRandomNullProvider.java)
-        entries = [paths.VIRTUALCARD_CLASSES, maven.JCARDSIM.path, *self.extra_classpath]
+        entries = [paths.VIRTUALCARD_CLASSES, maven.JCARDSIM.path, maven.ASM.path, *self.extra_classpath]
         entries += [applet.classes_dir for applet in self.applets]
         return ":".join(dict.fromkeys(str(entry) for entry in entries))
 
@@ -263,6 +286,15 @@ class VirtualCardStack:
         applet instance's persistent state (field names from the instance, e.g.
         "state.counter"), same length, to reach states too far away by APDU."""
         send_control(self.control_socket, f"SET-BYTES {instance_aid.hex()} {field_path} {value.hex()}")
+
+    def tear_at(self, point: int) -> None:
+        """Strict profiles only: the power goes at tear point `point` (from 1) of the next
+        command; the card answers nothing to it and comes back as after a power cycle."""
+        send_control(self.control_socket, f"TEAR-AT {point}")
+
+    def last_command(self) -> CommandReport:
+        """The tear points of the last command and whether it was torn (strict profiles)."""
+        return CommandReport.parse(query_control(self.control_socket, "REPORT"))
 
     # -- stop ----------------------------------------------------------------------------
     def stop(self) -> None:

@@ -26,7 +26,14 @@ import java.nio.file.Path;
  *              -> TEST FACILITY, no counterpart on a real card: overwrite a byte array of an
  *                 applet instance's persistent state (AppletRuntime.overwriteBytes), to reach
  *                 states too far away by APDU, e.g. a signature counter at FF FF FF FF
- * Replies are "OK" or "ERROR <reason>".
+ *   TEAR-AT N  -> STRICT PROFILES ONLY: the power goes at tear point N (1 = before the first
+ *                 persistent write) of the next command; the card answers nothing to it and
+ *                 comes back as after a power cycle (docs/virtual-card.md)
+ *   TEAR-RANDOM SEED -> the same at tear points drawn with SEED (each point 1 in 8)
+ *   REPORT     -> "OK points=P torn=yes|no unreached=yes|no [at=N:what]" about the last
+ *                 command: its tear points, whether it was torn, whether an armed tear
+ *                 was beyond its last point
+ * Replies are "OK" (with data for REPORT) or "ERROR <reason>".
  */
 final class ControlServer {
     interface Commands {
@@ -37,6 +44,12 @@ final class ControlServer {
         void insert() throws Exception;
 
         void setBytes(byte[] instanceAid, String fieldPath, byte[] value);
+
+        void tearAt(int point);
+
+        void tearRandom(long seed);
+
+        String report();
     }
 
     private final Path path;
@@ -77,6 +90,20 @@ final class ControlServer {
         String[] words = line.split("\\s+");
         String command = words[0];
         try {
+            if (command.equals("TEAR-AT") || command.equals("TEAR-RANDOM")) {
+                if (words.length != 2 || !words[1].matches("[0-9]{1,9}")) {
+                    return "ERROR usage: " + command + (command.equals("TEAR-AT") ? " N (tear point, from 1)" : " SEED");
+                }
+                if (command.equals("TEAR-AT")) {
+                    commands.tearAt(Integer.parseInt(words[1]));
+                } else {
+                    commands.tearRandom(Long.parseLong(words[1]));
+                }
+                return "OK";
+            }
+            if (command.equals("REPORT") && words.length == 1) {
+                return "OK " + commands.report();
+            }
             if (!command.equals("SET-BYTES") && words.length != 1) {
                 return "ERROR " + command + " takes no arguments";
             }
