@@ -158,8 +158,13 @@ public final class VirtualCardHost {
                         + required("vpcd.port"));
                 announced = true;
             }
-            boolean powerLost = link.serve(front);
-            if (!removed && !powerLost) {
+            if (link.serve(front)) {
+                // power lost inside a command (TEAR-AT): the card is out of the reader, as
+                // a phone's card losing power, until the control INSERT puts it back
+                removed = true;
+                continue;
+            }
+            if (!removed) {
                 System.err.println("virtualcard: vpcd closed the connection (pcscd stopped?); exiting");
                 System.exit(3);
             }

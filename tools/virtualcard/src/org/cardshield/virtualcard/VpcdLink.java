@@ -74,7 +74,8 @@ final class VpcdLink {
     /**
      * Serve reader requests until the socket closes. Returns false on card removal, true
      * when the card lost power inside a command (strict profiles' tear control): the link
-     * is dropped with no answer, and the caller inserts the card again at once.
+     * is dropped with no answer (vpcd gives the reader an empty frame and sees the card
+     * leave), and the card stays out until the control INSERT.
      */
     boolean serve(ApduHandler card) throws IOException {
         Socket current = socket;

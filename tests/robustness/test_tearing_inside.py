@@ -1,0 +1,359 @@
+"""Tearing INSIDE commands, on the strict virtual card (profile jcop4, docs/virtual-card.md):
+for every state-changing command, the power is cut at each of its tear points in turn (every
+persistent write the applet causes, and every transaction commit), and after each tear the
+card must hold the old state or the new one, never a mixture, and still work: a payment
+signature verifies.
+
+A report per command (tear points, points covered, failures, seconds) is printed and written
+to test-artifacts/tearing-inside.json. Every tear point is exercised (no sampling).
+
+How one tear is made: the host control TEAR-AT N arms the power cut at point N of the next
+command; the card answers that command with nothing (the reader's transmit returns no status
+word, as when a card is pulled out), then comes back as after a power cycle: its open
+transaction rolled back, RAM cleared. The points of a command are counted by a dry run first
+(host control REPORT), and each tear is checked to have happened where it was armed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from smartcard import scard
+
+from cardshield.card.apdu import CommandAPDU
+from cardshield.card.client import CardError, CardShield
+from cardshield.card.errors import NoCardError
+from cardshield.card.transport import Transport
+from cardshield.protocol import Transaction, commands, encode_rsa_public_key
+from cardshield.protocol.constants import Algorithm, CardFlags, Lifecycle
+from cardshield.protocol.transaction import signed_transaction_data
+
+pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
+
+PIN, PUK = "1234", "12345678"
+PROFILE = "jcop4"
+ARTIFACT = Path(__file__).resolve().parents[2] / "test-artifacts" / "tearing-inside.json"
+
+
+@dataclass
+class TearReport:
+    command: str
+    tear_points: int = 0
+    covered: int = 0
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        return (f"{self.command}: {self.tear_points} tear points, {self.covered} covered, "
+                f"{len(self.failures)} failures, {self.seconds:.1f} s")
+
+
+REPORTS: dict[str, TearReport] = {}
+
+
+@pytest.fixture(scope="module")
+def strict_card(tmp_path_factory, real_reader):
+    if real_reader is not None:
+        pytest.skip("tearing inside commands needs the strict virtual card")
+    from cardshield.sim.applets import default_applets
+    from cardshield.sim.stack import VirtualCardStack
+    from perso.instance import keyed_instances
+
+    applets = default_applets()
+    with VirtualCardStack(tmp_path_factory.mktemp("tear-inside"), applets=applets + keyed_instances(applets),
+                          profile=PROFILE) as stack:
+        yield stack
+    if REPORTS:
+        ARTIFACT.parent.mkdir(exist_ok=True)
+        ARTIFACT.write_text(json.dumps([asdict(r) for r in REPORTS.values()], indent=2))
+        print("\n" + "\n".join(r.line() for r in REPORTS.values()))
+
+
+@pytest.fixture(scope="module")
+def server_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def card(strict_card, server_key):
+    """An issued development card with keys in slots 1 and 2."""
+    transport = Transport(strict_card.info.reader, extended_length=False)
+    transport.connect()
+    strict_card.pristine()
+    transport.reconnect("reset")
+    card = CardShield(transport)
+    card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(server_key.public_key()))
+    for slot in (1, 2):
+        card.verify_pin(PIN)
+        card.generate_key(slot)
+    yield card
+    transport.close()
+
+
+# -- the harness --------------------------------------------------------------------------
+
+def short_apdus(command: CommandAPDU) -> list[CommandAPDU]:
+    """The short APDUs one command becomes (chain pieces, Ne on the last)."""
+    return command.with_ne(min(command.ne, 256) if command.ne else None).chain()
+
+
+def send_all(card: CardShield, steps: list[CommandAPDU]) -> list[int]:
+    """Send the steps; GET RESPONSE for a 61xx answer. Returns the tear points of each step."""
+    stack = _stack(card)
+    points = []
+    for step in steps:
+        response = card.transport.exchange(step)
+        points.append(stack.last_command().tear_points)
+        while response.sw1 == 0x61:
+            response = card.transport.exchange(CommandAPDU(0x00, 0xC0, 0, 0, ne=response.sw2 or 256))
+        assert response.sw == 0x9000 or step.ins == 0x20, f"{step.trace()}: {response.sw:04X}"
+    return points
+
+
+_STACKS: dict[int, object] = {}
+
+
+def _stack(card: CardShield):
+    return _STACKS[id(card.transport)]
+
+
+def torn_transmit(card: CardShield, step: CommandAPDU, point: int) -> None:
+    """Arm the cut at `point`, send `step`: no answer comes and the card leaves the reader.
+    Then put it back (power on again) and select the applet."""
+    stack = _stack(card)
+    stack.tear_at(point)
+    hresult, response = scard.SCardTransmit(card.transport._card, card.transport.protocol, list(step.encode()))
+    report = stack.last_command()
+    assert report.torn and len(response) < 2, f"armed at point {point} of {step.trace()}, not torn: {report}"
+    power_up(card)
+
+
+def power_up(card: CardShield, timeout: float = 10.0) -> None:
+    """The card went out with the power: wait until pcscd has seen it leave (it polls the
+    reader), INSERT it again, and connect anew on the same context (the old card handle
+    died with the removal)."""
+    stack, transport = _stack(card), card.transport
+    deadline = time.monotonic() + timeout
+    state = scard.SCARD_STATE_UNAWARE
+    while not state & scard.SCARD_STATE_EMPTY:
+        assert time.monotonic() < deadline, "pcscd never saw the torn card leave"
+        hresult, readers = scard.SCardGetStatusChange(transport._context, 100, [(transport.reader, state)])
+        if hresult == scard.SCARD_S_SUCCESS:
+            state = readers[0][1] & ~scard.SCARD_STATE_CHANGED
+    stack.insert_card()
+    transport._card = None  # pyscard fails SCardDisconnect on a handle of a removed card
+    while True:
+        try:
+            transport.connect()
+            break
+        except NoCardError:
+            assert time.monotonic() < deadline, "the card did not come back after INSERT"
+            time.sleep(0.02)
+    card.select()
+
+
+def tear_everywhere(card: CardShield, name: str, prepare: Callable[[], object], steps: list[CommandAPDU],
+                    check: Callable[[object], None]) -> TearReport:
+    """For each step and each of its tear points: prepare() the old state (its return value
+    goes to check), send the steps before, tear the step at the point, check() old-or-new
+    and that the card works. Failures are collected, not raised, so the report is whole."""
+    report = REPORTS.setdefault(name, TearReport(name))
+    started = time.monotonic()
+    prepare()
+    counts = send_all(card, steps)
+    report.tear_points += sum(counts)
+    for index, count in enumerate(counts):
+        for point in range(1, count + 1):
+            context = prepare()
+            send_all(card, steps[:index])
+            where = f"APDU {index + 1}/{len(steps)} {steps[index].trace()[:24]} point {point}/{count}"
+            try:
+                torn_transmit(card, steps[index], point)
+                check(context)
+                report.covered += 1
+            except (AssertionError, CardError) as failure:
+                report.failures.append(f"{where}: {failure}")
+    report.seconds += time.monotonic() - started
+    return report
+
+
+def pay(card: CardShield, slot: int = 1) -> int:
+    """A payment signature that verifies; returns its counter."""
+    card.select()
+    card.verify_pin(PIN)
+    tx = Transaction(amount=1999, currency="EUR", payee="Tearing shop", order_ref="t", nonce=os.urandom(16))
+    result = card.sign_transaction(slot, tx)
+    card.read_public_key(slot).verify(result.signature, signed_transaction_data(tx.tlvs(), result.counter),
+                                      padding.PKCS1v15(), hashes.SHA256())
+    return result.counter
+
+
+def certificate(subject_key, issuer_key, serial: int, size_hint: int = 0) -> bytes:
+    from test_tearing import certificate as make
+
+    return make(subject_key, issuer_key, serial, size_hint)
+
+
+def assert_clean(report: TearReport) -> None:
+    assert report.covered == report.tear_points, report.line()
+    assert not report.failures, report.line() + "\n" + "\n".join(report.failures)
+
+
+@pytest.fixture(autouse=True)
+def _register(request):
+    if "card" in request.fixturenames:
+        card = request.getfixturevalue("card")
+        _STACKS[id(card.transport)] = request.getfixturevalue("strict_card")
+
+
+# -- the commands -------------------------------------------------------------------------
+
+def test_certificate_write(card, server_key):
+    key = card.read_public_key(1)
+    old = certificate(key, server_key, 1000, size_hint=600)
+    new = certificate(key, server_key, 2000, size_hint=700)
+
+    def prepare():
+        card.select()
+        card.verify_pin(PIN)
+        card.write_certificate(1, old)
+
+    def check(_):
+        stored = card.read_certificate(1)
+        assert stored in (old, new), "certificate is neither the old nor the new one"
+        assert card.select().slots[1].certificate_length == len(stored)
+        pay(card)
+
+    steps = [commands.verify_pin(PIN).apdu(), *short_apdus(CommandAPDU(0x00, 0xDA, 0xC1, 0x01, new))]
+    assert_clean(tear_everywhere(card, "PUT CERTIFICATE", prepare, steps, check))
+
+
+def test_key_generation(card, server_key):
+    def prepare():
+        card.select()
+        card.verify_pin(PIN)
+        if not card.select().slots[2].has_key:
+            card.verify_pin(PIN)
+            card.generate_key(2)
+        key = card.read_public_key(2)
+        cert = certificate(key, server_key, 3000)
+        card.verify_pin(PIN)
+        card.write_certificate(2, cert)
+        return key.public_numbers(), cert
+
+    def check(context):
+        old_key, old_cert = context
+        slot = card.select().slots[2]
+        stored = card.read_certificate(2)
+        if slot.has_key:
+            key = card.read_public_key(2)
+            if key.public_numbers() == old_key:
+                assert stored == old_cert, "old key but its certificate changed"
+            else:
+                assert stored is None, "new key paired with the old certificate"
+            card.verify_pin(PIN)  # the pair is one: the private key deciphers for the public key
+            assert card.decipher(key.encrypt(b"tear", padding.PKCS1v15())) == b"tear"
+        else:
+            assert stored is None and slot.certificate_length == 0, "empty slot still holds a certificate"
+        pay(card)
+
+    steps = [commands.verify_pin(PIN).apdu(), CommandAPDU(0x00, 0x47, 0x80, 0x02, ne=256)]
+    assert_clean(tear_everywhere(card, "GENERATE KEY", prepare, steps, check))
+
+
+def test_verify_wrong_pin_spends_the_try_before_the_answer(card):
+    def prepare():
+        card.select()
+        card.verify_pin(PIN)
+        return card.select().pin_tries
+
+    def check(before):
+        after = card.select().pin_tries
+        assert after in (before, before - 1), f"tries {before} -> {after}"
+        pay(card)
+
+    report = tear_everywhere(card, "VERIFY (wrong PIN)", prepare,
+                             [CommandAPDU(0x00, 0x20, 0x00, 0x81, b"0000")], check)
+    assert_clean(report)
+    assert report.tear_points >= 2  # before the try is spent, and with it spent before the comparison
+
+
+def test_pin_change(card):
+    other = "864209"
+
+    def prepare():
+        card.select()
+        try:
+            card.verify_pin(PIN)
+        except CardError:
+            card.change_pin(other, PIN)
+
+    def check(_):
+        works = []
+        for pin in (PIN, other):
+            try:
+                card.verify_pin(pin)
+                works.append(pin)
+            except CardError:
+                pass
+        assert len(works) == 1, f"PINs that work after the tear: {len(works)}"
+        if works == [other]:
+            card.change_pin(other, PIN)
+        pay(card)
+
+    steps = [commands.change_pin(PIN, other).apdu()]
+    assert_clean(tear_everywhere(card, "CHANGE REFERENCE DATA", prepare, steps, check))
+
+
+def test_pin_unblock(card):
+    new_pin = "5550"
+
+    def prepare():
+        card.select()
+        for _ in range(card.select().pin_tries):
+            card.transport.transmit(CommandAPDU(0x00, 0x20, 0x00, 0x81, b"0000"))
+        fci = card.select()
+        assert fci.pin_tries == 0
+        return fci.puk_tries
+
+    def check(puk_before):
+        fci = card.select()
+        if fci.pin_tries == 0:  # old state; the PUK try may be spent (before its comparison)
+            assert fci.puk_tries in (puk_before, puk_before - 1), f"PUK tries {puk_before} -> {fci.puk_tries}"
+            card.unblock_pin(PUK, PIN)
+        else:
+            assert (fci.pin_tries, fci.puk_tries) == (3, 10), f"unblocked with tries {fci.pin_tries}/{fci.puk_tries}"
+            card.verify_pin(new_pin)
+            card.change_pin(new_pin, PIN)
+        pay(card)
+
+    steps = [commands.unblock_pin(PUK, new_pin).apdu()]
+    assert_clean(tear_everywhere(card, "RESET RETRY COUNTER", prepare, steps, check))
+
+
+def test_sign_transaction(card):
+    tx = Transaction(amount=7, currency="EUR", payee="p" * 40, order_ref="o", nonce=os.urandom(16))
+    seen: list[int] = []
+
+    def prepare():
+        before = card.select().counter
+        card.verify_pin(PIN)
+        return before
+
+    def check(before):
+        after = card.select().counter
+        assert after in (before, before + 1), f"counter {before} -> {after}"
+        counter = pay(card)
+        assert counter == after + 1 and counter not in seen, f"counter {counter} repeated or skipped"
+        seen.append(counter)
+
+    steps = short_apdus(commands.sign_transaction(1, tx).apdu())
+    assert_clean(tear_everywhere(card, "SIGN TRANSACTION", prepare, steps, check))
