@@ -33,7 +33,7 @@ from cardshield.card.client import CardError, CardShield
 from cardshield.card.errors import NoCardError
 from cardshield.card.transport import Transport
 from cardshield.protocol import Transaction, commands, encode_rsa_public_key
-from cardshield.protocol.constants import Algorithm, CardFlags, Lifecycle
+from cardshield.protocol.constants import Algorithm, CardFlags, Lifecycle, SlotPolicy
 from cardshield.protocol.transaction import signed_transaction_data
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
@@ -357,3 +357,116 @@ def test_sign_transaction(card):
 
     steps = short_apdus(commands.sign_transaction(1, tx).apdu())
     assert_clean(tear_everywhere(card, "SIGN TRANSACTION", prepare, steps, check))
+
+
+# -- personalization: plain (development card) and secured (keyed instance) ---------------
+
+@dataclass(frozen=True)
+class PersoStep:
+    """One personalization command and how the card shows it was applied."""
+
+    name: str
+    apdus: list[CommandAPDU]
+    applied: Callable[[object], bool]
+
+
+def perso_steps(server_key, wrap: Callable | None = None) -> list[PersoStep]:
+    """PIN, PUK, server key, slot 1 configuration, ISSUE; `wrap(command, counter)` secures them."""
+    plain = [
+        ("PIN", commands.personalize_pin(PIN), lambda s: bool(s.fci.flags & CardFlags.PIN_SET)),
+        ("PUK", commands.personalize_puk(PUK), lambda s: bool(s.fci.flags & CardFlags.PUK_SET)),
+        ("server key", commands.personalize_server_key(encode_rsa_public_key(server_key.public_key())),
+         lambda s: bool(s.fci.flags & CardFlags.SERVER_KEY_LOADED)),
+        ("slot 1", commands.personalize_slot(1, Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE),
+         lambda s: s.fci.slots[1].policy == SlotPolicy.PIN_PER_SIGNATURE),
+        ("ISSUE", commands.issue(), lambda s: s.fci.lifecycle == Lifecycle.ISSUED),
+    ]
+    return [PersoStep(name, short_apdus((wrap(command, n + 1) if wrap else command).apdu()), applied)
+            for n, (name, command, applied) in enumerate(plain)]
+
+
+def tear_personalization(card: CardShield, stack, aid: bytes, steps: list[PersoStep], secured: bool,
+                         server_key) -> TearReport:
+    """Each step torn at each of its points, on a card given the steps before it: the card
+    shows the steps before applied, the torn one applied or not (and, secured, the channel's
+    counter says the same), the later ones not; resuming from there gives an issued card
+    that pays and holds the server key whole."""
+    from cardshield.perso.runner import read_card_state
+
+    name = ("secured" if secured else "plain") + " personalization"
+    report = REPORTS.setdefault(name, TearReport(name))
+    started = time.monotonic()
+
+    def fresh(upto: int) -> None:
+        stack.pristine()
+        card.transport.reconnect("reset")
+        card.select()
+        for step in steps[:upto]:
+            send_all(card, step.apdus)
+
+    def check(torn: int) -> None:
+        state = read_card_state(card.transport, aid)
+        shown = [step.applied(state) for step in steps]
+        assert all(shown[:torn]) and not any(shown[torn + 1:]), f"steps shown applied: {shown}"
+        if secured:  # the counter is remembered with the step, in one transaction
+            assert state.counter == torn + shown[torn], f"counter {state.counter}, step applied: {shown[torn]}"
+        for step in steps[torn + shown[torn]:]:
+            send_all(card, step.apdus)
+        card.select()
+        card.verify_pin(PIN)
+        card.generate_key(1)
+        pay(card)
+        card.set_security_environment(0xB6, public_ref=0x10)
+        value = os.urandom(32)
+        from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+        assert card.verify_signature(value, server_key.sign(value, padding.PKCS1v15(), Prehashed(hashes.SHA256())))
+
+    for index, step in enumerate(steps):
+        fresh(index)
+        counts = send_all(card, step.apdus)
+        report.tear_points += sum(counts)
+        for piece, count in enumerate(counts):
+            for point in range(1, count + 1):
+                fresh(index)
+                send_all(card, step.apdus[:piece])
+                where = f"{step.name} APDU {piece + 1}/{len(step.apdus)} point {point}/{count}"
+                try:
+                    torn_transmit(card, step.apdus[piece], point)
+                    check(index)
+                    report.covered += 1
+                except (AssertionError, CardError) as failure:
+                    report.failures.append(f"{where}: {failure}")
+    report.seconds += time.monotonic() - started
+    return report
+
+
+@pytest.fixture
+def plain_card(strict_card):
+    transport = Transport(strict_card.info.reader, extended_length=False)
+    transport.connect()
+    _STACKS[id(transport)] = strict_card
+    yield CardShield(transport)
+    transport.close()
+
+
+def test_plain_personalization(plain_card, strict_card, server_key):
+    from cardshield.protocol.constants import APPLET_AID
+
+    report = tear_personalization(plain_card, strict_card, APPLET_AID, perso_steps(server_key), False, server_key)
+    assert_clean(report)
+
+
+def test_secured_personalization(strict_card, server_key):
+    from cardshield.perso import secure_messaging as sm
+    from perso.instance import KEYED_AID, card_keys
+
+    transport = Transport(strict_card.info.reader, extended_length=False)
+    transport.connect()
+    _STACKS[id(transport)] = strict_card
+    card = CardShield(transport, aid=KEYED_AID)
+    try:
+        steps = perso_steps(server_key, wrap=lambda command, counter: sm.wrap(card_keys(), command, counter))
+        assert_clean(tear_personalization(card, strict_card, KEYED_AID, steps, True, server_key))
+    finally:
+        card.transport.close()
