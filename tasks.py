@@ -24,10 +24,11 @@ def build(c, jc_home=None):
     _cardshield("build", *(["--jc-home", jc_home] if jc_home else []))
 
 
-@task(help={"stop": "stop the running virtual card", "status": "is it running?"})
-def sim(c, stop=False, status=False):
+@task(help={"stop": "stop the running virtual card", "status": "is it running?",
+            "profile": "card profile: lenient (default), jcop4, sim (tools/cardshield/sim/profiles)"})
+def sim(c, stop=False, status=False, profile=None):
     """Start the private virtual card (pcscd + vpcd + jcardsim) in the background."""
-    _cardshield("sim", "stop" if stop else "status" if status else "start")
+    _cardshield("sim", "stop" if stop else "status" if status else "start", *(["--profile", profile] if profile else []))
 
 
 @task

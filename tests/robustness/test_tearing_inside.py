@@ -48,12 +48,14 @@ class TearReport:
     command: str
     tear_points: int = 0
     covered: int = 0
+    # the most commit buffer (bytes, journal overhead included) one APDU's transaction used
+    journal_peak: int = 0
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def line(self) -> str:
         return (f"{self.command}: {self.tear_points} tear points, {self.covered} covered, "
-                f"{len(self.failures)} failures, {self.seconds:.1f} s")
+                f"{len(self.failures)} failures, journal peak {self.journal_peak} B, {self.seconds:.1f} s")
 
 
 REPORTS: dict[str, TearReport] = {}
@@ -105,13 +107,17 @@ def short_apdus(command: CommandAPDU) -> list[CommandAPDU]:
     return command.with_ne(min(command.ne, 256) if command.ne else None).chain()
 
 
-def send_all(card: CardShield, steps: list[CommandAPDU]) -> list[int]:
-    """Send the steps; GET RESPONSE for a 61xx answer. Returns the tear points of each step."""
+def send_all(card: CardShield, steps: list[CommandAPDU], report: TearReport | None = None) -> list[int]:
+    """Send the steps; GET RESPONSE for a 61xx answer. Returns the tear points of each step
+    (and notes the journal use in `report`)."""
     stack = _stack(card)
     points = []
     for step in steps:
         response = card.transport.exchange(step)
-        points.append(stack.last_command().tear_points)
+        host = stack.last_command()
+        points.append(host.tear_points)
+        if report is not None:
+            report.journal_peak = max(report.journal_peak, host.journal_peak)
         while response.sw1 == 0x61:
             response = card.transport.exchange(CommandAPDU(0x00, 0xC0, 0, 0, ne=response.sw2 or 256))
         assert response.sw == 0x9000 or step.ins == 0x20, f"{step.trace()}: {response.sw:04X}"
@@ -168,7 +174,7 @@ def tear_everywhere(card: CardShield, name: str, prepare: Callable[[], object], 
     report = REPORTS.setdefault(name, TearReport(name))
     started = time.monotonic()
     prepare()
-    counts = send_all(card, steps)
+    counts = send_all(card, steps, report)
     report.tear_points += sum(counts)
     for index, count in enumerate(counts):
         for point in range(1, count + 1):
@@ -424,7 +430,7 @@ def tear_personalization(card: CardShield, stack, aid: bytes, steps: list[PersoS
 
     for index, step in enumerate(steps):
         fresh(index)
-        counts = send_all(card, step.apdus)
+        counts = send_all(card, step.apdus, report)
         report.tear_points += sum(counts)
         for piece, count in enumerate(counts):
             for point in range(1, count + 1):

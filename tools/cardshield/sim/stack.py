@@ -69,13 +69,15 @@ class CommandReport:
     tear_points: int
     torn: bool
     armed_but_not_reached: bool
+    # the most commit buffer its transactions used, journal overhead included (bytes)
+    journal_peak: int = 0
     torn_at: str = ""
 
     @classmethod
     def parse(cls, text: str) -> CommandReport:
         values = dict(word.split("=", 1) for word in text.split())
         return cls(int(values["points"]), values["torn"] == "yes", values["unreached"] == "yes",
-                   values.get("at", "").replace("_", " "))
+                   int(values.get("journal", 0)), values.get("at", "").replace("_", " "))
 
 
 @dataclass

@@ -58,8 +58,8 @@ final class Journal {
         add(() -> System.arraycopy(old, 0, array, offset, length), dataBytes, profile);
     }
 
-    void image(ObjectImage image, CardProfile profile) {
-        add(image::restore, image.dataBytes(), profile);
+    void image(ObjectImage image, int dataBytes, CardProfile profile) {
+        add(image::restore, dataBytes, profile);
     }
 
     /** Abort: undo every write, newest first. */

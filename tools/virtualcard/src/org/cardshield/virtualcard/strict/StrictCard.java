@@ -52,7 +52,8 @@ public final class StrictCard {
     private static Random randomTear;
     private static boolean powerLost;
     private static String tornAt;
-    private static CommandReport last = new CommandReport(0, null, false);
+    private static CommandReport last = new CommandReport(0, null, false, 0);
+    private static int journalPeak;
 
     // memory
     private static long persistentUsed;
@@ -63,17 +64,20 @@ public final class StrictCard {
         public final int tearPoints;
         public final String tornAt;
         public final boolean armedButNotReached;
+        /** The most commit buffer the command's transactions used, overhead included (bytes). */
+        public final int journalPeak;
 
-        CommandReport(int tearPoints, String tornAt, boolean armedButNotReached) {
+        CommandReport(int tearPoints, String tornAt, boolean armedButNotReached, int journalPeak) {
             this.tearPoints = tearPoints;
             this.tornAt = tornAt;
             this.armedButNotReached = armedButNotReached;
+            this.journalPeak = journalPeak;
         }
 
         @Override
         public String toString() {
             return "points=" + tearPoints + " torn=" + (tornAt == null ? "no" : "yes") + " unreached="
-                    + (armedButNotReached ? "yes" : "no") + (tornAt == null ? "" : " at=" + tornAt.replace(' ', '_'));
+                    + (armedButNotReached ? "yes" : "no") + " journal=" + journalPeak + (tornAt == null ? "" : " at=" + tornAt.replace(' ', '_'));
         }
     }
 
@@ -118,6 +122,7 @@ public final class StrictCard {
 
     public static void beginCommand() {
         points = 0;
+        journalPeak = 0;
         tornAt = null;
     }
 
@@ -130,7 +135,7 @@ public final class StrictCard {
         if (inTransaction) {
             rollBack();
         }
-        last = new CommandReport(points, tornAt, armed && tornAt == null);
+        last = new CommandReport(points, tornAt, armed && tornAt == null, journalPeak);
         armedAt = 0;
         randomTear = null;
     }
@@ -180,7 +185,12 @@ public final class StrictCard {
         }
     }
 
+    private static void notePeak() {
+        journalPeak = Math.max(journalPeak, JOURNAL.used());
+    }
+
     private static void rollBack() {
+        notePeak();
         JOURNAL.rollBack();
         inTransaction = false;
     }
@@ -199,6 +209,7 @@ public final class StrictCard {
             TransactionException.throwIt(TransactionException.NOT_IN_PROGRESS);
         }
         point("commitTransaction");
+        notePeak();
         JOURNAL.clear();
         inTransaction = false;
     }
@@ -554,24 +565,29 @@ public final class StrictCard {
     }
 
     public static void pinUpdate(OwnerPIN pin, byte[] value, short offset, byte length) {
-        framework(pin, "OwnerPIN.update");
+        framework(pin, "OwnerPIN.update", length + 2); // value, size, try counter
         pin.update(value, offset, length);
     }
 
     public static void pinResetAndUnblock(OwnerPIN pin) {
-        framework(pin, "OwnerPIN.resetAndUnblock");
+        framework(pin, "OwnerPIN.resetAndUnblock", 2);
         pin.resetAndUnblock();
     }
 
-    /** A write inside a framework object: one tear point, the object's image journalled. */
-    private static void framework(Object target, String what) {
+    /**
+     * A write of `written` bytes inside a framework object: one tear point; in a transaction
+     * the object's image is journalled, charged at least the bytes written (a card journals
+     * the old value of the component it overwrites, whatever jcardsim holds before).
+     */
+    private static void framework(Object target, String what, int written) {
         ObjectImage image = inTransaction ? ObjectImage.capture(target, TRANSIENTS) : null;
+        int charge = image == null ? 0 : Math.max(image.dataBytes(), written);
         if (image != null) {
-            journalRoom(image.dataBytes());
+            journalRoom(charge);
         }
         point(what);
         if (image != null) {
-            JOURNAL.image(image, profile);
+            JOURNAL.image(image, charge, profile);
         }
     }
 
@@ -605,25 +621,25 @@ public final class StrictCard {
 
     /** A key setter taking (byte[], short, short), e.g. RSAPublicKey.setModulus. */
     public static void keySet(Object key, byte[] value, short offset, short length, String owner, String name) {
-        framework(key, owner + "." + name);
+        framework(key, owner + "." + name, length);
         invoke(key, owner, name, new Class<?>[] {byte[].class, short.class, short.class}, value, offset, length);
     }
 
     /** A key setter taking (byte[], short), e.g. AESKey.setKey. */
     public static void keySet(Object key, byte[] value, short offset, String owner, String name) {
-        framework(key, owner + "." + name);
+        framework(key, owner + "." + name, keyBytes(key));
         invoke(key, owner, name, new Class<?>[] {byte[].class, short.class}, value, offset);
     }
 
     /** A key setter taking a short, e.g. ECKey.setK. */
     public static void keySet(Object key, short value, String owner, String name) {
-        framework(key, owner + "." + name);
+        framework(key, owner + "." + name, 2);
         invoke(key, owner, name, new Class<?>[] {short.class}, value);
     }
 
     /** Key.clearKey. */
     public static void keySet(Object key, String owner, String name) {
-        framework(key, owner + "." + name);
+        framework(key, owner + "." + name, keyBytes(key));
         invoke(key, owner, name, new Class<?>[0]);
     }
 
@@ -634,7 +650,7 @@ public final class StrictCard {
      */
     public static void genKeyPair(KeyPair pair) {
         if (inTransaction) {
-            framework(pair, "KeyPair.genKeyPair");
+            framework(pair, "KeyPair.genKeyPair", keyBytes(pair.getPublic()) + keyBytes(pair.getPrivate()));
             pair.genKeyPair();
             return;
         }
@@ -646,6 +662,15 @@ public final class StrictCard {
         }
         point("KeyPair.genKeyPair with the public key written, the private key not");
         pair.genKeyPair();
+    }
+
+    /** The bytes a key's components take (KeyBuilder sizes). */
+    private static int keyBytes(Object key) {
+        if (!(key instanceof Key)) {
+            return 0;
+        }
+        Key k = (Key) key;
+        return (int) keyBytes(k.getType(), k.getSize());
     }
 
     private static Object read(Field field, Object owner) {
