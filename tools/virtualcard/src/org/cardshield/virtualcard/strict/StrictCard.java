@@ -260,7 +260,8 @@ public final class StrictCard {
 
     private static void reserveRam(long bytes) {
         if (bytes >= 0 && transientUsed + bytes + profile.objectHeaderBytes > profile.transientBytes) {
-            SystemException.throwIt(SystemException.NO_RESOURCE);
+            refuse("transient RAM", bytes + profile.objectHeaderBytes, profile.transientBytes - transientUsed,
+                    profile.transientBytes);
         }
         transientUsed += Math.max(0, bytes) + profile.objectHeaderBytes;
     }
@@ -349,9 +350,16 @@ public final class StrictCard {
     private static void reservePersistent(long bytes) {
         long total = bytes + profile.objectHeaderBytes;
         if (persistentUsed + total > profile.eepromBytes) {
-            SystemException.throwIt(SystemException.NO_RESOURCE);
+            refuse("persistent memory", total, profile.eepromBytes - persistentUsed, profile.eepromBytes);
         }
         persistentUsed += total;
+    }
+
+    /** SystemException NO_RESOURCE, and the log line that says which memory ran out. */
+    private static void refuse(String memory, long asked, long left, long total) {
+        System.err.println("virtualcard: NO_RESOURCE: " + memory + ": " + asked + " bytes asked, " + left + " left of "
+                + total + " (profile " + profile.name + ")");
+        SystemException.throwIt(SystemException.NO_RESOURCE);
     }
 
     // ---------------------------------------------------------------- field and array stores
