@@ -52,7 +52,8 @@ def _run(args) -> int:
         return 0
     if args.action == "status":
         alive = live_group_members(state.pid)
-        print(f"{'running' if alive else 'DEAD'}: reader {state.reader!r}, PCSCLITE_CSOCK_NAME={state.pcsc_socket}")
+        print(f"{'running' if alive else 'DEAD'}: reader {state.reader!r}, PCSCLITE_CSOCK_NAME={state.pcsc_socket}, "
+              f"profile {state.profile}")
         return 0 if alive else 1
     if args.action == "pristine":
         send_control(Path(state.control_socket), "PRISTINE")
