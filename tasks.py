@@ -25,10 +25,12 @@ def build(c, jc_home=None):
 
 
 @task(help={"stop": "stop the running virtual card", "status": "is it running?",
+            "isd": "security domain profile: plain, gp211, s16, dm, locked, small (docs/install.md)",
             "profile": "card profile: lenient (default), jcop4, sim (tools/cardshield/sim/profiles)"})
-def sim(c, stop=False, status=False, profile=None):
+def sim(c, stop=False, status=False, isd=None, profile=None):
     """Start the private virtual card (pcscd + vpcd + jcardsim) in the background."""
-    _cardshield("sim", "stop" if stop else "status" if status else "start", *(["--profile", profile] if profile else []))
+    _cardshield("sim", "stop" if stop else "status" if status else "start", *(["--isd", isd] if isd else []),
+                *(["--profile", profile] if profile else []))
 
 
 @task

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from cardshield.card.apdu import CommandAPDU, ResponseAPDU
+from cardshield.protocol.constants import Algorithm, SlotPolicy
 
 #: the reference card's secrets (test values only)
 PIN = "1234"
 PUK = "12345678"
+#: slot 01 configured explicitly without policy flags: a development card issued without a
+#: server key (ISSUE alone would give slot 01 PIN per signature + server-signed, and needs it)
+RELAXED_PAYMENT_SLOT = {1: (Algorithm.RSA_2048, SlotPolicy(0))}
 
 
 def exchange(transport, apdu: bytes | str) -> ResponseAPDU:

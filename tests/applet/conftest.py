@@ -2,7 +2,9 @@
 key generation is the slow part), rebuilt only after a test wiped the card.
 
 The reference card: PIN 1234, PUK 12345678, the test server's RSA-2048 key loaded, both
-slots RSA-2048 without policy flags, a key generated in each slot, no certificates.
+slots RSA-2048 without policy flags (slot 01 relaxed explicitly by PERSONALIZE P1=03, since
+ISSUE would give it PIN per signature + server-signed), a key generated in each slot, no
+certificates. Slot 01 refuses bare-hash signing and DECIPHER whatever its policy.
 Tests that change that state either restore it or use `fresh_card` (a wiped card, virtual
 card only), after which the next test gets a rebuilt reference card.
 """
@@ -18,7 +20,7 @@ from cardshield.card.client import CardShield
 from cardshield.protocol import encode_rsa_public_key
 from cardshield.protocol.keys import PublicKey
 
-from applet_support import PIN, PUK
+from applet_support import PIN, PUK, RELAXED_PAYMENT_SLOT
 
 pytestmark = pytest.mark.card
 
@@ -39,9 +41,9 @@ def reference() -> ReferenceCard:
     return ReferenceCard()
 
 
-def personalize(card: CardShield, server_key: rsa.RSAPrivateKey, **slots) -> None:
+def personalize(card: CardShield, server_key: rsa.RSAPrivateKey, slots=None) -> None:
     card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(server_key.public_key()),
-                                      slots=slots.get("slots"))
+                                      slots=RELAXED_PAYMENT_SLOT if slots is None else slots)
 
 
 @pytest.fixture

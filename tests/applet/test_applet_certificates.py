@@ -1,12 +1,14 @@
 """The certificate store: PUT DATA (chained / extended), SELECT EF + READ BINARY (short /
 extended), atomic commit under card reset between any two APDUs of a write."""
 
+import hashlib
+
 import pytest
 from cryptography import x509
 
 from applet_support import PIN, certificate_of_size, exchange, make_certificate
 from cardshield.card.errors import CardError
-from cardshield.protocol import commands
+from cardshield.protocol import commands, encode_rsa_public_key, parse_certificate_fcp
 from cardshield.protocol.command import Command
 
 pytestmark = pytest.mark.card
@@ -51,7 +53,21 @@ def test_read_binary_with_offsets_and_bounds(verified, certs, transport):
     assert exchange(transport, f"00B0{len(small):04X}00").sw == 0x6B00
     assert exchange(transport, "00B0800000").sw == 0x6A86  # short EF identifier form
     fcp = exchange(transport, "00A4020402C10100")
-    assert fcp.data == bytes.fromhex("620B8002") + len(small).to_bytes(2, "big") + bytes.fromhex("820101 8302C101")
+    assert fcp.data == (bytes.fromhex("622D8002") + len(small).to_bytes(2, "big") + bytes.fromhex("820101 8302C101")
+                        + b"\x85\x20" + hashlib.sha256(small).digest())
+
+
+def test_fcp_reference_is_the_sha256_of_the_stored_certificate_and_goes_with_it(verified, certs):
+    """Tag 85 lets the payment path check which certificate the card holds in one short APDU."""
+    small, big = certs
+    for der in (small, big, small):
+        verified.write_certificate(1, der)
+        answer = verified.transmit(commands.select_certificate(1, fcp=True))
+        fcp = parse_certificate_fcp(answer.data)
+        assert (fcp.file_id, fcp.size, fcp.sha256) == (b"\xc1\x01", len(der), hashlib.sha256(der).digest())
+        assert len(answer.data) + 2 <= 49
+    verified.write_certificate(1, b"")
+    assert verified.transmit(commands.select_certificate(1, fcp=True)).sw == 0x6A82
 
 
 @pytest.mark.parametrize("apdu, sw", [("00A4020C02C103", 0x6A82), ("00A4020C02C102", 0x6A82),
@@ -118,7 +134,7 @@ def test_interrupted_chained_write_leaves_the_previous_certificate(verified, cer
 
 def test_key_regeneration_discards_the_certificate(fresh_card, server_key):
     from applet_support import PUK
-    fresh_card.personalize_development_card(PIN, PUK)
+    fresh_card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(server_key.public_key()))
     fresh_card.verify_pin(PIN)
     key = fresh_card.generate_key(1)
     fresh_card.write_certificate(1, make_certificate(key, server_key))

@@ -69,7 +69,7 @@ def test_verify_digital_signature_with_server_and_card_keys(verified, server_key
     assert verified.verify_signature(digest, server_signature)
     assert not verified.verify_signature(hashlib.sha256(b"other").digest(), server_signature)
     assert not verified.verify_signature(digest, b"\xff" * 256)  # not below the modulus
-    verified.set_security_environment(Template.DIGITAL_SIGNATURE, public_ref=1)
+    verified.set_security_environment(Template.DIGITAL_SIGNATURE, private_slot=2, public_ref=2)
     own = verified.sign_hash(digest)
     assert verified.verify_signature(digest, own)
 

@@ -57,6 +57,7 @@ def test_pin_per_signature_is_consumed_by_a_failed_private_key_use(fresh_card):
     """Otherwise one VERIFY buys unlimited failed DECIPHERs: a padding oracle."""
     fresh_card.personalize_pin(PIN)
     fresh_card.personalize_puk(PUK)
+    fresh_card.configure_slot(1, Algorithm.RSA_2048)  # no server key on this card
     fresh_card.configure_slot(2, Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE)
     fresh_card.issue()
     fresh_card.verify_pin(PIN)

@@ -4,7 +4,7 @@ certificates and refuses larger ones (virtual card: the instance is set up by th
 import pytest
 
 from applet_instances import LARGE_CERTIFICATE_AID, LARGE_CERTIFICATE_SIZE
-from applet_support import PIN, PUK, certificate_of_size
+from applet_support import PIN, PUK, RELAXED_PAYMENT_SLOT, certificate_of_size
 from cardshield.card.client import CardShield
 from cardshield.card.errors import CardError
 from cardshield.protocol import Lifecycle
@@ -20,7 +20,7 @@ def test_install_parameter_sets_the_certificate_capacity(virtual_card, transport
     fci = card.select()
     assert fci.aid == LARGE_CERTIFICATE_AID and fci.lifecycle is Lifecycle.PERSONALIZATION
     assert fci.max_certificate_size == LARGE_CERTIFICATE_SIZE
-    card.personalize_development_card(PIN, PUK)
+    card.personalize_development_card(PIN, PUK, slots=RELAXED_PAYMENT_SLOT)
     card.verify_pin(PIN)
     key = card.generate_key(1)
     largest = certificate_of_size(key, server_key, LARGE_CERTIFICATE_SIZE)

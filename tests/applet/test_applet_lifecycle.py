@@ -9,9 +9,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from applet_support import PIN, PUK, exchange
+from applet_support import PIN, PUK, RELAXED_PAYMENT_SLOT, exchange
 from cardshield.card.errors import CardError
-from cardshield.protocol import (Algorithm, AlgorithmSupport, CardFlags, Lifecycle, SlotPolicy, Transaction,
+from cardshield.protocol import (Algorithm, AlgorithmSupport, CardFlags, Lifecycle, SlotPolicy, Template, Transaction,
                                  encode_rsa_public_key, possession_data, request_data, signed_transaction_data)
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
@@ -49,7 +49,9 @@ def test_personalization_state_refuses_private_key_functions(fresh_card, transpo
         ("80E00301030100 00".replace(" ", ""), 0x6700),
         ("80E0040104" + "7F490100", 0x6A86),
         ("80E0040004" + "7F490100", 0x6A80),
-        ("80E0050000", 0x6A86),
+        ("80E0050000", 0x6982),  # attestation key: secure channel only, even on a development card
+        ("80E0068005" + "3003020101", 0x6982),
+        ("80E0070000", 0x6A86),
         ("80E2010000", 0x6A86),
     ],
 )
@@ -74,10 +76,13 @@ def test_issue_is_one_way(fresh_card, transport, server_key):
 def test_pin_per_signature_policy(fresh_card):
     fresh_card.personalize_pin(PIN)
     fresh_card.personalize_puk(PUK)
-    fresh_card.configure_slot(1, Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE)
+    fresh_card.configure_slot(1, Algorithm.RSA_2048)
+    fresh_card.configure_slot(2, Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE)
     fresh_card.issue()
     fresh_card.verify_pin(PIN)
-    key = fresh_card.generate_key(1)
+    key = fresh_card.generate_key(2)
+    fresh_card.set_security_environment(Template.DIGITAL_SIGNATURE, private_slot=2)
+    fresh_card.verify_pin(PIN)
     fresh_card.sign_hash(hashlib.sha256(b"one").digest())
     refused(lambda: fresh_card.sign_hash(hashlib.sha256(b"two").digest()), 0x6982)
     fresh_card.verify_pin(PIN)
@@ -101,7 +106,7 @@ def test_server_signed_policy(fresh_card, server_key):
 
 
 def test_puk_exhaustion_terminates_the_card(fresh_card, transport):
-    fresh_card.personalize_development_card(PIN, PUK)
+    fresh_card.personalize_development_card(PIN, PUK, slots=RELAXED_PAYMENT_SLOT)
     fresh_card.verify_pin(PIN)
     key = fresh_card.generate_key(1)
     for left in range(9, -1, -1):
@@ -132,7 +137,5 @@ def test_rsa_3072_and_ec_p256_slots(fresh_card):
     challenge = os.urandom(16)
     rsa_key.verify(fresh_card.prove_possession(2, challenge), possession_data(challenge), padding.PKCS1v15(),
                    hashes.SHA256())
-    digest = hashlib.sha256(b"ec hash").digest()
-    ec_key.verify(fresh_card.sign_hash(digest), b"ec hash", ec.ECDSA(hashes.SHA256()))
-    refused(lambda: fresh_card.sign_hash(bytes(51)), 0x6700)  # ECDSA takes the bare hash only
+    refused(lambda: fresh_card.sign_hash(hashlib.sha256(b"ec hash").digest()), 0x6985)  # payment slot
     assert fresh_card.decipher(rsa_key.encrypt(b"3072", padding.PKCS1v15())) == b"3072"

@@ -1,5 +1,6 @@
 """Key generation, READ PUBLIC KEY and COMPUTE DIGITAL SIGNATURE over a hash (patent steps
-502-509 and 605-607), signatures checked with pyca/cryptography."""
+502-509), signatures checked with pyca/cryptography. Bare-hash signing is the
+authentication slot's (02): the payment slot refuses it (test_applet_payment_slot.py)."""
 
 import hashlib
 
@@ -29,28 +30,36 @@ def test_public_key_is_readable_without_pin_and_matches_generation(card, referen
     assert card.read_public_key(1).public_numbers() != card.read_public_key(2).public_numbers()
 
 
-def test_sign_bare_sha256_hash(verified, reference):
-    message = b"order 1234: 12.34 EUR to Bakery"
-    signature = verified.sign_hash(hashlib.sha256(message).digest())
-    reference.public_keys[1].verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+@pytest.fixture
+def slot2(verified):
+    """The reference card, PIN verified, slot 02 selected for signing."""
+    verified.set_security_environment(Template.DIGITAL_SIGNATURE, private_slot=2)
+    return verified
+
+
+def test_sign_bare_sha256_hash(slot2, reference):
+    message = b"login challenge 1234"
+    signature = slot2.sign_hash(hashlib.sha256(message).digest())
+    reference.public_keys[2].verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
 
 
 @pytest.mark.parametrize("name", ["sha256", "sha384", "sha512"])
-def test_sign_whole_digest_info(verified, reference, name):
+def test_sign_whole_digest_info(slot2, reference, name):
     message = b"digest info " + name.encode()
     digest = hashlib.new(name, message).digest()
-    signature = verified.sign_hash(DIGEST_INFO_HEADERS[name] + digest)
-    reference.public_keys[1].verify(signature, message, padding.PKCS1v15(), HASHES[name])
+    signature = slot2.sign_hash(DIGEST_INFO_HEADERS[name] + digest)
+    reference.public_keys[2].verify(signature, message, padding.PKCS1v15(), HASHES[name])
 
 
 def test_security_environment_selects_the_signing_slot(verified, reference):
     verified.set_security_environment(Template.DIGITAL_SIGNATURE, private_slot=2)
     signature = verified.sign_hash(hashlib.sha256(b"x").digest())
     reference.public_keys[2].verify(signature, b"x", padding.PKCS1v15(), hashes.SHA256())
-    verified.select()  # the environment ends with the selection: back to slot 1
+    verified.select()  # the environment ends with the selection: back to slot 01, which refuses
     verified.verify_pin(PIN)
-    signature = verified.sign_hash(hashlib.sha256(b"x").digest())
-    reference.public_keys[1].verify(signature, b"x", padding.PKCS1v15(), hashes.SHA256())
+    with pytest.raises(CardError) as refused:
+        verified.sign_hash(hashlib.sha256(b"x").digest())
+    assert refused.value.sw == 0x6985
 
 
 @pytest.mark.parametrize(
@@ -66,11 +75,12 @@ def test_security_environment_selects_the_signing_slot(verified, reference):
         ("002241B703840101", 0x6A86),
     ],
 )
-def test_signature_and_environment_errors(verified, transport, apdu, sw):
+def test_signature_and_environment_errors(slot2, transport, apdu, sw):
     assert exchange(transport, apdu).sw == sw
 
 
 def test_signing_needs_the_pin(card):
+    card.set_security_environment(Template.DIGITAL_SIGNATURE, private_slot=2)
     with pytest.raises(CardError) as error:
         card.sign_hash(bytes(32))
     assert error.value.sw == 0x6982

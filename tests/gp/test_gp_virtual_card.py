@@ -24,14 +24,6 @@ SCP02_KEYSET, SCP03_KEYSET = 0x20, 0x30
 INS_ECHO = 0x10  # the probe applet echoes its data
 
 
-@pytest.fixture(scope="module")
-def probe_load_file(probe_applet, tmp_path_factory):
-    path = write_development_load_file(tmp_path_factory.mktemp("cap"), probe_applet.package_aid,
-                                       "org.cardshield.probe", "1.0", [probe_applet.module_aid],
-                                       probe_applet.classes_dir)
-    return read_cap(path)
-
-
 def manager(transport, keyset, level="mac", keys=None):
     keys = keys or resolve_keys(test_card=True, key_version=keyset, environ={})
     return CardManager(transport, keys, security_level=level)
@@ -166,7 +158,9 @@ def test_truncated_or_corrupted_load_is_refused(factory_card, probe_load_file, p
 
 def test_development_load_file_refused_for_a_real_card(probe_load_file, monkeypatch, factory_card):
     # the card is not the virtual one (as far as the client can tell): the dev file never leaves the host
-    monkeypatch.setattr(CardManager, "is_virtual_card", lambda self: False)
+    from cardshield.gp.cardprofiles import GENERIC_CARD
+
+    monkeypatch.setattr(CardManager, "card_profile", lambda self: GENERIC_CARD)
     m = manager(factory_card, SCP03_KEYSET)
     with pytest.raises(GPError, match="development load file"):
         m.install(probe_load_file)
@@ -176,8 +170,8 @@ def test_development_load_file_refused_for_a_real_card(probe_load_file, monkeypa
 def test_info_needs_no_keys(factory_card):
     info = CardManager(factory_card).info()
     assert info.virtual_card and info.isd_aid == gp.ISD_AIDS[0]
-    assert {(s["scp"], s["i"]) for s in info.card_data["scp"]} == {(0x02, 0x55), (0x03, 0x10)}
-    assert {k["version"] for k in info.key_information} == {SCP02_KEYSET, SCP03_KEYSET}
+    assert {(s.scp, s.i) for s in info.card_data.scp} == {(0x02, 0x55), (0x03, 0x10)}
+    assert {k.version for k in info.key_information} == {SCP02_KEYSET, SCP03_KEYSET}
 
 
 def test_default_key_version_uses_scp03(factory_card):
@@ -249,7 +243,7 @@ def test_install_parameters_never_appear_in_the_trace(factory_card, probe_load_f
     factory_card.trace, factory_card._sink = True, lines.append
     secret = bytes.fromhex("C021") + bytes([0x01]) + bytes(range(0xA0, 0xC0))
     empty_the_card(factory_card)
-    manager(factory_card, SCP02_KEYSET).install(probe_load_file, applet_data=secret)
+    manager(factory_card, SCP02_KEYSET, "enc").install(probe_load_file, applet_data=secret, secret_parameters=True)
     install_lines = [line for line in lines if line.startswith("> 84 E6 0C")]
     assert install_lines and all("masked" in line for line in install_lines)
     assert secret.hex().upper()[8:40] not in "\n".join(lines)

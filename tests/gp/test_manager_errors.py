@@ -23,7 +23,8 @@ def test_no_isd_on_the_contact_interface_points_to_ota():
     with pytest.raises(GPError, match="over the air") as error:
         CardManager(card).info()
     assert "A000000151000000 -> 6A82" in str(error.value) and "A000000003000000 -> 6A82" in str(error.value)
-    assert [c.data.hex().upper() for c in card.commands] == ["A000000151000000", "A000000003000000"]
+    # the default selection first (GPCS 11.9: the ISD is often default-selected), then the known AIDs
+    assert [c.data.hex().upper() for c in card.commands] == ["", "A000000151000000", "A000000003000000"]
 
 
 def test_unknown_security_level_is_refused():

@@ -4,6 +4,8 @@ never in clear on the wire), then personalize it with a bundle, to ISSUED."""
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cardshield.gp import commands as gp
 from cardshield.gp.errors import GPError
@@ -21,7 +23,8 @@ from .instance import card_keys
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
 ISSUER_AID = APPLET_AID[:-1] + b"\x03"
-SCP03_KEYSET = 0x30  # the virtual ISD's SCP03 test key set (40..4F)
+SCP03_KEYSET = 0x30
+SERVER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # the virtual ISD's SCP03 test key set (40..4F)
 
 
 class WireRecorder:
@@ -37,6 +40,15 @@ class WireRecorder:
 
     def __getattr__(self, name):
         return getattr(self.transport, name)
+
+
+def _issuance_script(folder):
+    """PIN, PUK, the server's request key (ISSUE needs it for slot 01's default policy), ISSUE."""
+    (folder / "server.pem").write_bytes(SERVER_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    script = folder / "card.yaml"
+    script.write_text(issuance_script({"server_key": "server.pem"}))
+    return script
 
 
 def _manager(link) -> CardManager:
@@ -58,11 +70,10 @@ def test_install_with_key_set_under_c_decryption_then_personalize(factory_card, 
 
     state = runner.read_card_state(factory_card, ISSUER_AID)
     assert (state.card_id, state.key_version, state.counter) == (v.CARD_ID, 1, 0)
-    script = tmp_path / "card.yaml"
-    script.write_text(issuance_script())
+    script = _issuance_script(tmp_path)
     bundle = perso_cli.compile_file(script, state.card_id, store, applet_aid=ISSUER_AID)
     report = runner.Runner(factory_card, bundle, store=store, progress=lambda _: None).run()
-    assert report.succeeded and report.final_lifecycle == "ISSUED" and report.final_counter == 3
+    assert report.succeeded and report.final_lifecycle == "ISSUED" and report.final_counter == 4
 
 
 @pytest.mark.parametrize("params, why", [
@@ -93,7 +104,6 @@ def test_perso_install_diversifies_by_cplc_then_the_card_personalizes(factory_ca
     cplc = _manager(factory_card).send(gp.get_data(gp.TAG_CPLC))[0]
     assert state.card_id == card_id_from_cplc(gp.parse_cplc(cplc).raw)
     assert f"for card {state.card_id.hex().upper()}" in out and v.MASTER_KEY.hex() not in out.lower()
-    script = tmp_path / "card.yaml"
-    script.write_text(issuance_script())
+    script = _issuance_script(tmp_path)
     bundle = perso_cli.compile_file(script, state.card_id, store)
     assert runner.Runner(factory_card, bundle, store=store, progress=lambda _: None).run().final_lifecycle == "ISSUED"

@@ -20,7 +20,7 @@ from cardshield.card.apdu import CommandAPDU
 from cardshield.card.client import CardShield
 from cardshield.card.transport import Transport
 from cardshield.protocol import Transaction, encode_rsa_public_key, tlv
-from cardshield.protocol.constants import CardFlags, Lifecycle
+from cardshield.protocol.constants import Algorithm, CardFlags, Lifecycle, SlotPolicy
 from cardshield.protocol.transaction import signed_transaction_data
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
@@ -54,7 +54,9 @@ def issued(private_card, server_key):
     private_card.pristine()
     transport.reconnect("reset")
     card = CardShield(transport)
-    card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(server_key.public_key()))
+    # slot 01 relaxed explicitly (no 8E in these payments; ISSUE alone would require it)
+    card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(server_key.public_key()),
+                                      slots={1: (Algorithm.RSA_2048, SlotPolicy(0))})
     for slot in (1, 2):
         card.verify_pin(PIN)
         card.generate_key(slot)

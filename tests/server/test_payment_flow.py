@@ -196,15 +196,14 @@ def test_server_signed_request_for_cards_that_require_it(ctx, http, tokens, enro
     assert term.post_payment(created["payment_id"], state["batch"])["state"] == "authorized"
 
 
-def test_bare_hash_mode_is_flagged_weaker_and_verified(ctx, http, tokens, enrolled):
+def test_bare_hash_mode_is_flagged_weaker_and_refused_by_the_card(ctx, http, tokens, enrolled):
+    """The payment slot refuses PSO COMPUTE DIGITAL SIGNATURE once issued (docs/apdu.md)."""
     term = enrolled()
     created = create_payment(http, tokens["merchant"], "alice", signing_mode="bare_hash")
     assert created["weaker_signing"] is True
-    state = term.claim(created["payment_id"])
-    state = term.post_payment(created["payment_id"], state["batch"])
+    state = _refuse(term, created["payment_id"], "card_refused_signature")
     assert any("WEAKER" in note for note in state["batch"]["notes"])
     assert state["batch"]["apdus"][0]["apdu"].startswith("002A9E9A")
-    assert term.post_payment(created["payment_id"], state["batch"])["state"] == "authorized"
 
 
 def test_five_consecutive_failures_block_user_and_card(ctx, http, tokens, enrolled):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cardshield.card.client import CardShield
+from cardshield.protocol.constants import Algorithm, SlotPolicy
 
 PIN, PUK = "2468", "13572468"
 
@@ -34,7 +35,9 @@ def issued_card(card_stack, reader_name):
     card_stack.pristine()
     with Transport(reader_name) as transport:
         transport.reconnect("reset")
-        CardShield(transport).personalize_development_card(PIN, PUK)
+        # no server key here: slot 01 configured explicitly (ISSUE's default needs one)
+        CardShield(transport).personalize_development_card(
+            PIN, PUK, slots={1: (Algorithm.RSA_2048, SlotPolicy(0))})
     return reader_name
 
 

@@ -18,6 +18,7 @@ AREAS = [
     "cardshield.sim.cli",
     "cardshield.card.cli",
     "cardshield.perso.cli",
+    "cardshield.attestation.cli",
     "cardshield.fuzz.cli",
     "cardshield.bench.cli",
     "cardshield.testing",

@@ -92,7 +92,14 @@ class CardShield:
     def read_certificate(self, slot: int, extended: bool = False) -> bytes | None:
         """The slot's DER certificate, or None if it has none. READ BINARY in 256-byte
         parts; with extended=True one extended READ BINARY returns it whole."""
-        response = self.transmit(commands.select_certificate(slot, fcp=True))
+        return self._read_certificate_ef(commands.select_certificate(slot, fcp=True), extended)
+
+    def read_attestation_certificate(self, extended: bool = False) -> bytes | None:
+        """The card's attestation certificate (EF C1 0A, readable without PIN), or None."""
+        return self._read_certificate_ef(commands.select_attestation_certificate(fcp=True), extended)
+
+    def _read_certificate_ef(self, select: Command, extended: bool) -> bytes | None:
+        response = self.transmit(select)
         if response.sw == 0x6A82:
             return None
         if response.sw != 0x9000:

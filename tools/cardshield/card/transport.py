@@ -171,6 +171,7 @@ class Transport:
         self.protocol = 0
         self.atr = b""
         self.reader_max_apdu: int | None = None
+        self.in_transaction = False
 
     # -- connection ---------------------------------------------------------------------
     @classmethod
@@ -231,7 +232,25 @@ class Transport:
         _check(hresult, f"reconnect ({disposition})", self.reader)
         self._read_status()
 
+    # -- exclusive access ---------------------------------------------------------------
+    def begin_transaction(self) -> None:
+        """SCardBeginTransaction: until end_transaction (or disconnect), no other PC/SC
+        client's command reaches the card; theirs wait or fail with a sharing violation.
+        A multi-command session (GlobalPlatform secure channel, LOAD) needs this: another
+        client's SELECT in between would end the session on the card."""
+        if self._card is None:
+            raise TransportError(f"{self.reader}: not connected")
+        hresult = scard.SCardBeginTransaction(self._card)
+        _check(hresult, "SCardBeginTransaction", self.reader)
+        self.in_transaction = True
+
+    def end_transaction(self, disposition: str = "leave") -> None:
+        if self._card is not None and self.in_transaction:
+            scard.SCardEndTransaction(self._card, DISPOSITIONS[disposition])
+        self.in_transaction = False
+
     def disconnect(self, disposition: str = "leave") -> None:
+        self.in_transaction = False
         if self._card is not None:
             scard.SCardDisconnect(self._card, DISPOSITIONS[disposition])
             self._card = None

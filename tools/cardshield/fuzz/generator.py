@@ -140,7 +140,8 @@ def _select_applet(rng, ctx):
 
 def _select_ef(rng, ctx):
     p2 = rng.choice((0x0C, 0x00, 0x04))
-    return "SELECT EF", 0x00, 0xA4, 0x02, p2, bytes((0xC1, _slot(rng))), None if p2 == 0x0C else 256
+    ef = 0x0A if rng.random() < 0.15 else _slot(rng)  # C1 0A: the attestation certificate
+    return "SELECT EF", 0x00, 0xA4, 0x02, p2, bytes((0xC1, ef)), None if p2 == 0x0C else 256
 
 
 def _read_binary(rng, ctx):
@@ -241,6 +242,12 @@ def _prove(rng, ctx):
     return "PROVE POSSESSION", 0x80, 0x56, 0x00, _slot(rng), rng.randbytes(rng.choice((16, 32, 64, 15, 65))), 256
 
 
+def _attest(rng, ctx):
+    p1 = 0x00 if rng.random() < 0.9 else 0x01
+    slot = 0x0A if rng.random() < 0.1 else _slot(rng)  # 0A: the attestation key is no slot
+    return "ATTEST", 0x80, 0x58, p1, slot, rng.randbytes(rng.choice((16, 32, 64, 15, 65))), 256
+
+
 def _sign_transaction(rng, ctx):
     tlvs = _transaction(rng)
     data = tlvs
@@ -254,8 +261,12 @@ def _get_response(rng, ctx):
 
 
 def _personalize(rng, ctx):
-    step = rng.choice((1, 2, 3, 4))
-    if step == 1:
+    step = rng.choice((1, 2, 3, 4, 5, 6))
+    if step == 5:  # the attestation steps exist only behind the secure channel
+        data = b""
+    elif step == 6:
+        data = bytes.fromhex("3003020101")
+    elif step == 1:
         data = _digits(rng, 4, 12)
     elif step == 2:
         data = _digits(rng, 8, 8)
@@ -265,7 +276,8 @@ def _personalize(rng, ctx):
         key = ctx.server_key.public_key() if ctx.server_key else rsa.generate_private_key(65537, 1024).public_key()
         n = key.public_numbers().n.to_bytes(key.key_size // 8, "big")
         data = tlv.encode(0x7F49, tlv.encode(0x81, n) + tlv.encode(0x82, b"\x01\x00\x01"))
-    return "PERSONALIZE", 0x80, 0xE0, step, _slot(rng) if step == 3 else 0, data, None
+    p2 = _slot(rng) if step == 3 else rng.choice((0x00, 0x80)) if step == 6 else 0
+    return "PERSONALIZE", 0x80, 0xE0, step, p2, data, None
 
 
 def _issue(rng, ctx):
@@ -274,7 +286,7 @@ def _issue(rng, ctx):
 
 BUILDERS = (
     _select_applet, _select_ef, _read_binary, _put_data, _verify, _verify, _change, _unblock, _generate,
-    _read_public, _mse, _sign_hash, _decipher, _encipher, _verify_signature, _prove, _sign_transaction,
+    _read_public, _mse, _sign_hash, _decipher, _encipher, _verify_signature, _prove, _attest, _sign_transaction,
     _sign_transaction, _get_response, _personalize, _issue,
 )
 

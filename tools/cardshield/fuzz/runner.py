@@ -131,7 +131,9 @@ class Campaign:
         """Bring the card into `profile` (key generation: the slow part, once per block)."""
         self._fresh()
         if profile != "personalization":
-            slots = None
+            # slot 01 relaxed explicitly (ISSUE alone would give it PIN per signature + server-signed,
+            # which the "policy" profile covers): SIGN TRANSACTION without 8E stays reachable
+            slots = {1: (Algorithm.RSA_2048, SlotPolicy(0))}
             if profile == "policy":
                 slots = {1: (Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE | SlotPolicy.SERVER_SIGNED_REQUESTS),
                          2: (Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE)}

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from cardshield.protocol import tlv
 from cardshield.protocol.command import Command
 
+from . import ber
+
 ISD_AIDS = (bytes.fromhex("A000000151000000"), bytes.fromhex("A000000003000000"))  # GP 2.2+, OP/GP 2.1 default
 
 CLA_GP = 0x80
@@ -16,12 +18,19 @@ INS_GET_STATUS = 0xF2
 INS_INSTALL = 0xE6
 INS_LOAD = 0xE8
 INS_DELETE = 0xE4
+INS_PUT_KEY = 0xD8
+INS_SET_STATUS = 0xF0
 
 # GET STATUS P1 (GPCS 11.4.2.1)
 STATUS_ISD = 0x80
 STATUS_APPLICATIONS = 0x40
 STATUS_LOAD_FILES = 0x20
 STATUS_LOAD_FILES_AND_MODULES = 0x10
+
+# SET STATUS (GPCS 11.10.2): P1 and the states it sets
+CARD_LOCKED = 0x7F
+CARD_SECURED = 0x0F
+APPLICATION_LOCKED = 0x80
 
 # GET DATA tags
 TAG_CPLC = 0x9F7F
@@ -33,7 +42,8 @@ ALL = 256  # Ne of a short Le 00: as many response bytes as the card has
 
 LIFE_CYCLES = {
     STATUS_ISD: {0x01: "OP_READY", 0x07: "INITIALIZED", 0x0F: "SECURED", 0x7F: "CARD_LOCKED", 0xFF: "TERMINATED"},
-    STATUS_APPLICATIONS: {0x03: "INSTALLED", 0x07: "SELECTABLE", 0x0F: "PERSONALIZED"},
+    STATUS_APPLICATIONS: {0x03: "INSTALLED", 0x07: "SELECTABLE", 0x0F: "PERSONALIZED", 0x83: "LOCKED",
+                          0x87: "LOCKED", 0x8F: "LOCKED"},
     STATUS_LOAD_FILES: {0x01: "LOADED"},
     STATUS_LOAD_FILES_AND_MODULES: {0x01: "LOADED"},
 }
@@ -51,9 +61,11 @@ def get_data(tag: int) -> Command:
     return Command(CLA_GP, INS_GET_DATA, tag >> 8, tag & 0xFF, b"", ALL, f"GET DATA {tag:04X}")
 
 
-def get_status(kind: int, next_part: bool = False) -> Command:
-    # P2 b2: tagged response format (GP 2.2+); b1: next occurrence. Search criteria 4F00: all.
-    return Command(CLA_GP, INS_GET_STATUS, kind, 0x02 | int(next_part), b"\x4F\x00", ALL, "GET STATUS")
+def get_status(kind: int, next_part: bool = False, tagged: bool = True) -> Command:
+    # P2 b2: tagged response format (GP 2.2+), else the legacy one; b1: next occurrence.
+    # Search criteria 4F00: all.
+    p2 = (0x02 if tagged else 0x00) | int(next_part)
+    return Command(CLA_GP, INS_GET_STATUS, kind, p2, b"\x4F\x00", ALL, f"GET STATUS {kind:02X}")
 
 
 def _lv(value: bytes) -> bytes:
@@ -62,10 +74,15 @@ def _lv(value: bytes) -> bytes:
     return bytes([len(value)]) + value
 
 
-def install_for_load(package_aid: bytes, sd_aid: bytes) -> Command:
-    # GPCS 11.5.2.3.2: load file AID, SD AID, no hash, no load parameters, no token
-    data = _lv(package_aid) + _lv(sd_aid) + _lv(b"") + _lv(b"") + _lv(b"")
+def install_for_load(package_aid: bytes, sd_aid: bytes, load_file_hash: bytes = b"") -> Command:
+    # GPCS 11.5.2.3.2: load file AID, SD AID, Load File Data Block Hash, no load parameters, no token
+    data = _lv(package_aid) + _lv(sd_aid) + _lv(load_file_hash) + _lv(b"") + _lv(b"")
     return Command(CLA_GP, INS_INSTALL, 0x02, 0x00, data, ALL, "INSTALL [for load]")
+
+
+def dap_block(sd_aid: bytes, signature: bytes) -> bytes:
+    """DAP block (GPCS 11.6.2.2, C.2): E2 { 4F SD AID, C3 signature }, before the C4 block."""
+    return tlv.encode(0xE2, tlv.encode(0x4F, sd_aid) + tlv.encode(0xC3, signature))
 
 
 def load_blocks(load_file: bytes, block_size: int) -> list[Command]:
@@ -88,6 +105,24 @@ def install_for_install(package_aid: bytes, applet_aid: bytes, instance_aid: byt
     data = (_lv(package_aid) + _lv(applet_aid) + _lv(instance_aid) + _lv(privileges)
             + _lv(install_parameters(applet_data)) + _lv(b""))
     return Command(CLA_GP, INS_INSTALL, 0x0C, 0x00, data, ALL, "INSTALL [for install and make selectable]")
+
+
+def java_card_install_data(instance_aid: bytes, privileges: bytes, applet_data: bytes) -> bytes:
+    """What Applet.install() receives (JCRE 3.0.4 11.1.4 / GPCS 11.5.2.3.7): Li AID, Lc
+    privileges, La applet data; at most 127 bytes in all, or the card refuses (6A80)."""
+    return (bytes([len(instance_aid)]) + instance_aid + bytes([len(privileges)]) + privileges
+            + bytes([len(applet_data)]) + applet_data)
+
+
+def put_key(replace_version: int, key_data: bytes) -> Command:
+    """PUT KEY (GPCS 11.8): P1 the version to replace (00 adds a key set), P2 81: key 1 and the
+    following ones (ENC, MAC, DEK) in one command."""
+    return Command(CLA_GP, INS_PUT_KEY, replace_version, 0x81, key_data, ALL, "PUT KEY")
+
+
+def set_status(scope: int, state: int, aid: bytes) -> Command:
+    """SET STATUS (GPCS 11.10): scope 80 the card (ISD), 40 an application."""
+    return Command(CLA_GP, INS_SET_STATUS, scope, state, aid, None, "SET STATUS")
 
 
 def delete(aid: bytes, related: bool) -> Command:
@@ -123,19 +158,44 @@ class RegistryEntry:
 
 
 def parse_status(kind: int, data: bytes) -> list[RegistryEntry]:
-    """Tagged GET STATUS response: E3 templates (GPCS 11.4.3.2)."""
+    """Tagged GET STATUS response: E3 templates (GPCS 11.4.3.2), lenient about vendor tags."""
     entries = []
-    for item in tlv.decode(data):
+    for item in ber.decode(data):
         if item.tag != 0xE3:
             continue
         fields = item.children()
-        aid = tlv.find(fields, 0x4F)
+        aid = ber.find(fields, 0x4F)
         if aid is None:
             continue
-        life_cycle = tlv.find(fields, 0x9F70) or b"\x00"
+        life_cycle = ber.find(fields, 0x9F70) or b"\x00"
         modules = tuple(f.value for f in fields if f.tag == 0x84)
-        entries.append(RegistryEntry(kind, aid, life_cycle[0], tlv.find(fields, 0xC5) or b"",
-                                     tlv.find(fields, 0xC4), tlv.find(fields, 0xCE), modules))
+        entries.append(RegistryEntry(kind, aid, life_cycle[0], ber.find(fields, 0xC5) or b"",
+                                     ber.find(fields, 0xC4), ber.find(fields, 0xCE), modules))
+    return entries
+
+
+def parse_legacy_status(kind: int, data: bytes) -> list[RegistryEntry]:
+    """Legacy GET STATUS response (GPCS 11.4.3.1, GP 2.1.1 cards): per entry AID length, AID,
+    life cycle, privileges byte, and for P1=10 the number of modules and each module's
+    length and AID."""
+    entries = []
+    pos = 0
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(data):
+            raise tlv.TLVError(f"legacy GET STATUS entry truncated at offset {pos}")
+        pos += n
+        return data[pos - n:pos]
+
+    while pos < len(data):
+        aid = take(take(1)[0])
+        life_cycle, privileges = take(2)
+        modules: tuple[bytes, ...] = ()
+        if kind == STATUS_LOAD_FILES_AND_MODULES:
+            modules = tuple(take(take(1)[0]) for _ in range(take(1)[0]))
+        entries.append(RegistryEntry(kind, aid, life_cycle, bytes([privileges]) if kind != STATUS_LOAD_FILES
+                                     and kind != STATUS_LOAD_FILES_AND_MODULES else b"", None, None, modules))
     return entries
 
 
@@ -186,36 +246,100 @@ class CPLC:
 
 
 def parse_cplc(data: bytes) -> CPLC | None:
-    value = tlv.find(data, TAG_CPLC) if data[:2] == b"\x9F\x7F" else data
+    value = ber.unwrap(data, TAG_CPLC)
     return CPLC(value) if value and len(value) >= 42 else None
 
 
 GP_OID = bytes.fromhex("2A864886FC6B")
 
 
-def parse_card_data(data: bytes) -> dict:
-    """Card recognition data (GET DATA 66, GPCS H.2): GP version and secure channel protocols."""
-    out: dict = {"scp": []}
-    template = tlv.find(data, 0x66) if data[:1] == b"\x66" else data
-    recognition = tlv.find(template or b"", 0x73)
-    for item in tlv.decode(recognition or b""):
-        oid = tlv.find(item.children(), 0x06) if item.constructed else None
+@dataclass(frozen=True)
+class ScpOption:
+    """A secure channel protocol the card offers, with its i parameter (GPCS H.2, tag 64)."""
+    scp: int
+    i: int
+
+    @property
+    def s16(self) -> bool:
+        return self.scp == 0x03 and bool(self.i & 0x01)  # Amendment D 5.1: i b1 = S16 mode
+
+
+@dataclass(frozen=True)
+class CardData:
+    """Card recognition data (GET DATA 66, GPCS H.2)."""
+    gp_version: str | None = None
+    scp: tuple[ScpOption, ...] = ()
+
+    def i_parameter(self, scp: int) -> int | None:
+        return next((option.i for option in self.scp if option.scp == scp), None)
+
+    def as_dict(self) -> dict:
+        return {"gp_version": self.gp_version, "scp": [{"scp": o.scp, "i": o.i} for o in self.scp]}
+
+
+def parse_card_data(data: bytes) -> CardData:
+    """Card recognition data: the GP version and the secure channel protocols offered."""
+    recognition = ber.find(ber.unwrap(data, 0x66), 0x73)
+    gp_version = None
+    options = []
+    for item in ber.decode(recognition or b""):
+        oid = ber.find(item.children(), 0x06) if item.constructed else None
         if not oid or not oid.startswith(GP_OID):
             continue
         arc = oid[len(GP_OID):]
         if item.tag == 0x60 and arc[:1] == b"\x02":
-            out["gp_version"] = ".".join(str(b) for b in arc[1:])
+            gp_version = ".".join(str(b) for b in arc[1:])
         elif item.tag == 0x64 and arc[:1] == b"\x04" and len(arc) >= 3:
-            out["scp"].append({"scp": arc[1], "i": arc[2]})
-    return out
+            options.append(ScpOption(arc[1], arc[2]))
+    return CardData(gp_version, tuple(options))
 
 
-def parse_key_information(data: bytes) -> list[dict]:
-    """Key information template E0 (GPCS 11.3.3.1): key id, version, type/length pairs."""
-    template = tlv.find(data, 0xE0) if data[:1] == b"\xE0" else data
+KEY_TYPES = {0x80: "DES", 0x88: "AES", 0xA1: "RSA public", 0xA2: "RSA private"}
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One key of the key information template (GET DATA E0, GPCS 11.3.3.1)."""
+    id: int
+    version: int
+    type: int
+    length: int
+
+    @property
+    def type_name(self) -> str:
+        return KEY_TYPES.get(self.type, f"{self.type:02X}")
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "version": self.version, "type": self.type_name, "length": self.length}
+
+
+def parse_key_information(data: bytes) -> list[KeyInfo]:
     keys = []
-    for item in tlv.decode(template or b""):
+    for item in ber.decode(ber.unwrap(data, 0xE0)):
         if item.tag == 0xC0 and len(item.value) >= 4:
             v = item.value
-            keys.append({"id": v[0], "version": v[1], "type": f"{v[2]:02X}", "length": v[3]})
+            keys.append(KeyInfo(v[0], v[1], v[2], v[3]))
     return keys
+
+
+@dataclass(frozen=True)
+class SecurityDomainFci:
+    """The FCI a security domain answers SELECT with (GPCS 11.9.3.1): its AID (84), its
+    management data (73) in the proprietary template (A5), and the longest command data
+    field it takes (9F65), when it says."""
+    aid: bytes | None
+    max_command_data: int | None
+    is_security_domain: bool = False
+
+    @classmethod
+    def parse(cls, data: bytes) -> "SecurityDomainFci":
+        try:
+            fci = ber.find(data, 0x6F)
+            if fci is None:
+                return cls(None, None)
+            proprietary = ber.find(fci, 0xA5) or b""
+            limit = ber.find(proprietary, 0x9F65)
+            return cls(ber.find(fci, 0x84), int.from_bytes(limit, "big") if limit else None,
+                       ber.find(proprietary, 0x73) is not None)
+        except tlv.TLVError:
+            return cls(None, None)  # an unreadable FCI names nothing; the known AIDs are tried

@@ -137,6 +137,14 @@ def _from_values(values: dict[str, str], source: str) -> StaticKeys | None:
     return StaticKeys(enc, mac, dek, version, div, source)
 
 
+def load_key_file(path: Path, version: int | None = None) -> StaticKeys:
+    """A key set from a chmod-600 key file (the format of read_key_file), e.g. the new keys of PUT KEY."""
+    keys = _from_values(read_key_file(path), f"key file {path}")
+    if keys is None:
+        raise GPKeyError(f"key file {path} holds no key: give KEY= or ENC=, MAC= and DEK=")
+    return replace(keys, version=version) if version is not None else keys
+
+
 def resolve_keys(*, key: str | None = None, key_enc: str | None = None, key_mac: str | None = None,
                  key_dek: str | None = None, key_file: str | None = None, key_version: int | None = None,
                  diversification: str | None = None, test_card: bool = False,

@@ -6,6 +6,8 @@ adds a pseudo-random card challenge, which changes nothing on the host side.
 """
 from __future__ import annotations
 
+import hmac
+
 from . import crypto
 from .secure_channel import (C_DECRYPTION, C_MAC, CLA_SECURE_MESSAGING, SecureChannel,
                              build_apdu)
@@ -51,7 +53,7 @@ class SCP02Session(SecureChannel):
                                     self.sequence_counter + self.card_challenge + self.host_challenge)
 
     def card_cryptogram_matches(self, cryptogram: bytes) -> bool:
-        return self.card_cryptogram() == cryptogram
+        return hmac.compare_digest(self.card_cryptogram(), cryptogram)
 
     def command_mac(self, mac_input: bytes) -> bytes:
         """C-MAC (GPCS E.4.4): retail MAC with S-MAC, chained through the ICV."""
@@ -76,3 +78,10 @@ class SCP02Session(SecureChannel):
     def encrypt_sensitive(self, data: bytes) -> bytes:
         """Key data encryption with the session DEK (GPCS E.4.7), 3DES-ECB."""
         return crypto.des3_ecb(self.s_dek, data)
+
+    def key_component(self, key: bytes) -> bytes:
+        """PUT KEY key data for a double-length DES key (GPCS 11.8.2.3): type 80, length 10,
+        the key encrypted with the session DEK, 03 and its KCV."""
+        if len(key) != 16:
+            raise ValueError("SCP02 key sets are double-length 3DES keys (16 bytes)")
+        return b"\x80\x10" + self.encrypt_sensitive(key) + b"\x03" + crypto.kcv_des3(key)

@@ -1,10 +1,13 @@
-"""SCP03 (GP Card Specification v2.3 Amendment D v1.1.1/1.2), S8 mode.
+"""SCP03 (GP Card Specification v2.3 Amendment D v1.1.1/1.2), S8 and S16 modes.
 
 Session keys and cryptograms come from the NIST SP 800-108 counter-mode KDF
 with AES-CMAC as PRF (Amendment D 6.2.1/6.2.2); MACs chain through a 16-byte
 chaining value; C-ENC uses an ICV made from the encryption counter (6.2.6).
+S16 mode (i parameter b1) doubles challenges, cryptograms and MACs to 16 bytes.
 """
 from __future__ import annotations
+
+import hmac
 
 from . import crypto
 from .secure_channel import (C_DECRYPTION, C_MAC, CLA_SECURE_MESSAGING, R_ENCRYPTION, R_MAC,
@@ -18,6 +21,7 @@ DERIVE_S_ENC = 0x04
 DERIVE_S_MAC = 0x06
 DERIVE_S_RMAC = 0x07
 
+I_S16 = 0x01
 I_PSEUDO_RANDOM_CHALLENGE = 0x10
 I_RMAC = 0x20
 I_RENC = 0x40
@@ -34,14 +38,17 @@ def kdf(key: bytes, constant: int, context: bytes, bits: int) -> bytes:
     return out[:bits // 8]
 
 
-def pseudo_random_card_challenge(enc: bytes, sequence_counter: bytes, sd_aid: bytes) -> bytes:
+def pseudo_random_card_challenge(enc: bytes, sequence_counter: bytes, sd_aid: bytes, s16: bool = False) -> bytes:
     """Amendment D 6.2.2.1: card challenge from the static ENC key."""
-    return kdf(enc, DERIVE_CARD_CHALLENGE, sequence_counter + sd_aid, 64)
+    return kdf(enc, DERIVE_CARD_CHALLENGE, sequence_counter + sd_aid, 128 if s16 else 64)
 
 
 class SCP03Session(SecureChannel):
     def __init__(self, enc: bytes, mac: bytes, dek: bytes, host_challenge: bytes,
-                 card_challenge: bytes):
+                 card_challenge: bytes, s16: bool = False):
+        self.mac_length = 16 if s16 else 8
+        if len(host_challenge) != self.mac_length or len(card_challenge) != self.mac_length:
+            raise ValueError(f"SCP03 {'S16' if s16 else 'S8'} challenges are {self.mac_length} bytes")
         context = host_challenge + card_challenge
         self.context = context
         bits = len(enc) * 8
@@ -54,13 +61,13 @@ class SCP03Session(SecureChannel):
         self.security_level = 0
 
     def card_cryptogram(self) -> bytes:
-        return kdf(self.s_mac, DERIVE_CARD_CRYPTOGRAM, self.context, 64)
+        return kdf(self.s_mac, DERIVE_CARD_CRYPTOGRAM, self.context, self.mac_length * 8)
 
     def host_cryptogram(self) -> bytes:
-        return kdf(self.s_mac, DERIVE_HOST_CRYPTOGRAM, self.context, 64)
+        return kdf(self.s_mac, DERIVE_HOST_CRYPTOGRAM, self.context, self.mac_length * 8)
 
     def card_cryptogram_matches(self, cryptogram: bytes) -> bool:
-        return self.card_cryptogram() == cryptogram
+        return hmac.compare_digest(self.card_cryptogram(), cryptogram)
 
     def _command_icv(self) -> bytes:
         return crypto.aes_ecb(self.s_enc, self.encryption_counter.to_bytes(16, "big"))
@@ -77,22 +84,23 @@ class SCP03Session(SecureChannel):
             self.encryption_counter += 1
             if data:
                 data = crypto.aes_cbc(self.s_enc, crypto.pad80(data, 16), self._command_icv())
-        mac_input = self.chaining + bytes([sm_cla, ins, p1, p2, len(data) + 8]) + data
+        mac_input = self.chaining + bytes([sm_cla, ins, p1, p2, len(data) + self.mac_length]) + data
         self.chaining = crypto.aes_cmac(self.s_mac, mac_input)
-        return build_apdu(sm_cla, ins, p1, p2, data + self.chaining[:8], ne)
+        return build_apdu(sm_cla, ins, p1, p2, data + self.chaining[:self.mac_length], ne)
 
     def unwrap(self, data: bytes, sw: int) -> bytes:
         """Check the R-MAC (6.2.5) and decrypt R-ENC data (6.2.7)."""
         if not self.security_level & R_MAC:
             return data
-        if len(data) < 8:
+        n = self.mac_length
+        if len(data) < n:
             # 6.2.5: a response carrying an error status has no R-MAC
             if sw == 0x9000:
                 raise ValueError("response lacks its R-MAC")
             return data
-        body, rmac = data[:-8], data[-8:]
-        expected = crypto.aes_cmac(self.s_rmac, self.chaining + body + sw.to_bytes(2, "big"))[:8]
-        if expected != rmac:
+        body, rmac = data[:-n], data[-n:]
+        expected = crypto.aes_cmac(self.s_rmac, self.chaining + body + sw.to_bytes(2, "big"))[:n]
+        if not hmac.compare_digest(expected, rmac):
             raise ValueError("R-MAC of the card's response does not verify")
         if self.security_level & R_ENCRYPTION and body:
             body = crypto.unpad80(crypto.aes_cbc_decrypt(self.s_enc, body, self._response_icv()))
@@ -100,3 +108,9 @@ class SCP03Session(SecureChannel):
 
     def encrypt_sensitive(self, data: bytes) -> bytes:
         return crypto.aes_cbc(self.dek, data, bytes(16))
+
+    def key_component(self, key: bytes) -> bytes:
+        """PUT KEY key data for an AES key (Amendment D 7.2.2): type 88, length, key length
+        byte, the key encrypted with the static DEK (AES-CBC, ICV zero), 03 and its KCV."""
+        encrypted = bytes([len(key)]) + self.encrypt_sensitive(key)
+        return bytes([0x88, len(encrypted)]) + encrypted + b"\x03" + crypto.kcv_aes(key)

@@ -39,11 +39,16 @@ class InitUpdateResponse:
                 raise ValueError(f"SCP02 INITIALIZE UPDATE response must be 28 bytes, got {len(data)}")
             return cls(kdd, kvn, scp, None, data[12:14], data[14:20], data[20:28])
         if scp == 0x03:
-            # S8 mode: 29 bytes, +3 with a pseudo-random challenge's sequence counter
-            if len(data) not in (29, 32):
-                raise ValueError(
-                    f"SCP03 INITIALIZE UPDATE response must be 29 or 32 bytes (S8 mode), got {len(data)}")
-            return cls(kdd, kvn, scp, data[12], data[29:32], data[13:21], data[21:29])
+            # Amendment D 7.1.1: S8 mode 29 bytes, S16 mode (i b1 set) 45; +3 with the sequence
+            # counter of a pseudo-random challenge
+            i = data[12]
+            n = 16 if i & 0x01 else 8
+            expected = 13 + 2 * n
+            if len(data) not in (expected, expected + 3):
+                mode = "S16" if n == 16 else "S8"
+                raise ValueError(f"SCP03 {mode} INITIALIZE UPDATE response must be {expected} or {expected + 3}"
+                                 f" bytes, got {len(data)}")
+            return cls(kdd, kvn, scp, i, data[13 + 2 * n:], data[13:13 + n], data[13 + n:13 + 2 * n])
         raise ValueError(f"card offers secure channel protocol {scp:02X}; only SCP02 and SCP03 are supported")
 
 
@@ -65,6 +70,7 @@ class SecureChannel:
     """Interface of an authenticated session; concrete classes in scp02.py / scp03.py."""
 
     security_level: int = 0
+    mac_length: int = 8  # C-MAC and host cryptogram bytes (16 in SCP03 S16 mode)
 
     def host_cryptogram(self) -> bytes:
         raise NotImplementedError
@@ -78,6 +84,10 @@ class SecureChannel:
     def unwrap(self, data: bytes, sw: int) -> bytes:
         return data
 
+    def key_component(self, key: bytes) -> bytes:
+        """One key of PUT KEY's data in this protocol's format (type, encrypted value, KCV)."""
+        raise NotImplementedError
+
     def external_authenticate(self, security_level: int) -> bytes:
         """The EXTERNAL AUTHENTICATE APDU (GPCS 11.8 / Amendment D 7.2).
 
@@ -86,6 +96,8 @@ class SecureChannel:
         """
         if not security_level & C_MAC:
             raise ValueError("security level must include C-MAC")
+        if security_level & ~(C_MAC | C_DECRYPTION | R_MAC | R_ENCRYPTION):
+            raise ValueError(f"unknown security level bits {security_level:02X}")
         self.security_level = C_MAC
         apdu = self.wrap(0x80, 0x82, security_level, 0x00, self.host_cryptogram(), None)
         self.security_level = security_level

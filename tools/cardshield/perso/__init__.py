@@ -13,5 +13,7 @@ Modules, one responsibility each:
   compiler.py         script + card identity -> offline bundle of secured APDUs
   bundle.py           the bundle file (JSON): writing, reading, checking
   runner.py           delivery of a bundle through PC/SC with a per-step report, resume
+  certify.py          the issuer's step between relayed bundles: check the attestation key's
+                      receipt, certify the key, compile the follow-up bundle
   cli.py              `cardshield perso ...` sub-commands
 """

@@ -7,6 +7,13 @@ JSON, one object (docs/personalization.md, "Bundle"):
       secured        counter, apdu (84 ...): a wrapped PERSONALIZE / ISSUE
       generate_key   slot, pin_secret: the runner verifies the PIN it resolves itself
       certificate    slot, der: written with PUT DATA (public data)
+      attestation_certificate
+                     ca, counter, counter_last: the issuer certifies the attestation key an
+                     earlier secured attestation_key step returned, then writes the
+                     certificate in secured PERSONALIZE P1=06 parts numbered from the
+                     reserved counters counter..counter_last (`perso run` with the key
+                     store does it; a relay stops there and `perso certify` compiles the
+                     parts into the next bundle)
     scp80 (optional): the secured steps as TS 102 225 command packets.
 """
 from __future__ import annotations
@@ -19,7 +26,16 @@ from typing import Any
 from ..errors import UserError
 
 FORMAT = "cardshield-perso-bundle/1"
-KINDS = ("secured", "generate_key", "certificate")
+KINDS = ("secured", "generate_key", "certificate", "attestation_certificate")
+
+
+def step_counters(step: dict[str, Any]) -> list[int]:
+    """The secure-channel counters a step uses (or reserves)."""
+    if step["kind"] == "secured":
+        return [step["counter"]]
+    if step["kind"] == "attestation_certificate":
+        return list(range(step["counter"], step["counter_last"] + 1))
+    return []
 
 
 class BundleError(UserError, ValueError):
@@ -59,7 +75,7 @@ class Bundle:
 
     @property
     def secured_counters(self) -> list[int]:
-        return [s["counter"] for s in self.steps if s["kind"] == "secured"]
+        return [c for s in self.steps for c in step_counters(s)]
 
 
 def from_json(text: str, origin: str = "bundle") -> Bundle:
@@ -74,7 +90,7 @@ def from_json(text: str, origin: str = "bundle") -> Bundle:
         for step in steps:
             if step.get("kind") not in KINDS:
                 raise BundleError(f"{origin}: step {step.get('index')} has unknown kind {step.get('kind')!r}")
-        counters = [s["counter"] for s in steps if s["kind"] == "secured"]
+        counters = [c for s in steps for c in step_counters(s)]
         if counters != sorted(set(counters)):
             raise BundleError(f"{origin}: secured step counters are not strictly increasing")
         return Bundle(

@@ -3,6 +3,8 @@
     cardshield perso compile SCRIPT --card-id HEX [--counter N] [--scp80-tar HEX] [-o BUNDLE]
     cardshield perso run BUNDLE --reader NAME [--report FILE]
     cardshield perso run SCRIPT --reader NAME      (local: card id and counter from the card)
+    cardshield perso certify REPORT --bundle BUNDLE --attestation-ca DIR --output NEXT
+                                                   (relayed: certify the attestation key)
 
 Secrets come from --key-store (env, file:PATH, hook:MODULE:FUNCTION); see
 docs/personalization.md.
@@ -39,7 +41,19 @@ def register(subparsers) -> None:
     run.add_argument("--report", type=Path, help="write the per-step report as JSON here")
     run.add_argument("--applet-aid", help="instance AID when running a script (default: applet.properties)")
     run.add_argument("--trace", action="store_true", help="trace APDUs (secrets masked)")
+    run.add_argument("--record", type=Path, help="append the card's record (card id, attestation certificate) "
+                     "to this cardshield-card-records/1 file for the server's card registry")
     run.set_defaults(func=_run)
+
+    cert = sub.add_parser("certify", help="check the attestation key's receipt in a relay's report, certify the "
+                          "key and compile the follow-up bundle (certificate parts + the remaining steps)")
+    cert.add_argument("report", type=Path, help="the JSON report of `perso run --report` for --bundle")
+    cert.add_argument("--bundle", type=Path, required=True, help="the bundle that was delivered")
+    cert.add_argument("--attestation-ca", type=Path, required=True, help="directory of the attestation CA")
+    cert.add_argument("--output", "-o", type=Path, required=True, help="the follow-up bundle to write")
+    cert.add_argument("--record", type=Path, help="also append the card's record to this records file")
+    cert.add_argument("--key-store", default="env", help="holds the bundle's issuer master key")
+    cert.set_defaults(func=_certify)
 
     inst = sub.add_parser("install", help="install the applet through GlobalPlatform with this card's "
                           "personalization key set (C-MAC + C-DECRYPTION)")
@@ -122,7 +136,7 @@ def _install(args) -> int:
     store = keystore.open_key_store(args.key_store)
     with _open(args) as transport:
         if args.card_id == "cplc":
-            manager = CardManager(transport)
+            manager = CardManager(transport, sd_aid=args.sd)
             manager.select_isd()
             data, sw = manager.send(gp.get_data(gp.TAG_CPLC))
             cplc = gp.parse_cplc(data) if sw == 0x9000 else None
@@ -138,7 +152,7 @@ def _install(args) -> int:
         result = install_project_applet(
             transport, cap_path=args.cap, applet_data=install_parameters(key_set, card_id), force=args.force,
             key_options=_key_options(args), test_card=args.test_card, security_level="enc",
-            warn=console.warn, progress=console.info)
+            sd_aid=args.sd, block_size=args.block_size, warn=console.warn, progress=console.info)
     print(f"installed {result.instance_aid.hex().upper()} for card {card_id.hex().upper()}, personalization "
           f"key version {args.perso_key_version}; next: cardshield perso compile SCRIPT --card-id "
           f"{card_id.hex().upper()}")
@@ -154,22 +168,68 @@ def _bundle_keys(path: Path, store_spec: str):
                                 delivered.card_id)
 
 
-def _receipts(args) -> int:
+def _load_report(path: Path) -> dict:
     import json
 
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise bundle_mod.BundleError(f"cannot read report {path}: {exc}") from None
+    if not isinstance(report, dict):
+        raise bundle_mod.BundleError(f"report {path} is not a JSON object of `perso run --report`")
+    return report
+
+
+def _receipts(args) -> int:
     from .runner import check_receipts
 
     delivered, card = _bundle_keys(args.bundle, args.key_store)
-    try:
-        report = json.loads(args.report.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise bundle_mod.BundleError(f"cannot read report {args.report}: {exc}") from None
+    report = _load_report(args.report)
     if report.get("card_id") != delivered.card_id.hex().upper():
         raise bundle_mod.BundleError(f"report {args.report} is for card {report.get('card_id')}, not this bundle's")
     lines = check_receipts(delivered, report, card)
+    if not lines:
+        print(f"report {args.report} shows no secured step done")
     for line in lines:
         print(line)
     return 0 if lines and all("confirmed by the card" in line for line in lines) else 1
+
+
+def _certify(args) -> int:
+    from ..attestation.ca import AttestationCA
+    from ..attestation.record import append_record
+    from .certify import certify_report
+
+    delivered, card = _bundle_keys(args.bundle, args.key_store)
+    result = certify_report(delivered, _load_report(args.report), card, AttestationCA.load(args.attestation_ca))
+    result.bundle.save(args.output)
+    counters = result.bundle.secured_counters
+    print(f"attestation key of card {delivered.card_id.hex().upper()} confirmed by its receipt and certified")
+    print(f"{args.output}: {len(result.bundle.steps)} steps, counters {counters[0]}..{counters[-1]}")
+    if args.record:
+        append_record(result.record, args.record)
+        print(f"{args.record}: record of card {result.record.card_id_hex}")
+    return 0
+
+
+def _write_record(link, delivered: bundle_mod.Bundle, report, path: Path) -> int:
+    """The card's record from the attestation certificate it holds (public data, read back)."""
+    import datetime as dt
+
+    from ..attestation.record import CardRecord, append_record
+    from ..card.client import CardShield
+
+    card = CardShield(link, aid=delivered.applet_aid)
+    fci = card.select()
+    der = card.read_attestation_certificate()
+    if der is None:
+        print(f"no record written: card {report.card_id} has no attestation certificate "
+              "(add attestation_key and attestation_certificate steps to the script)", file=sys.stderr)
+        return 1
+    append_record(CardRecord(delivered.card_id, der, fci.version, dt.datetime.now(dt.timezone.utc),
+                             delivered.script_sha256), path)
+    print(f"{path}: record of card {report.card_id}")
+    return 0
 
 
 def _por(args) -> int:
@@ -213,9 +273,13 @@ def _run(args) -> int:
                 raise PersoRunError("the card reports no identity (FCI 8A): install it with tags C0 and C1")
             delivered = compile_file(args.target, state.card_id, store, state.counter + 1, applet_aid=_aid(args))
         report = Runner(link, delivered, store=store).run()
-    if args.report:
-        save_report(report, args.report)
-    return 0 if report.succeeded else 1
+        if args.report:
+            save_report(report, args.report)
+        if not report.succeeded:
+            return 1
+        if args.record:
+            return _write_record(link, delivered, report, args.record)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,6 +26,12 @@ from .keystore import KeyStore
 from .script import Script, ScriptError, Step
 from .secure_messaging import COUNTER_MAX, apdu_bytes, wrap
 
+#: counters reserved for the attestation certificate's secured parts: a certificate of the
+#: card's maximum size (3072 bytes) in 192-byte parts is 16, twice that leaves room to
+#: write it again from its first part after an interrupted delivery
+ATTESTATION_CERTIFICATE_COUNTERS = 2 * 16
+#: steps whose SCP80 export is not offered: they need PC/SC (PIN, response data)
+NOT_EXPORTED = ("generate_key", "certificate", "attestation_key", "attestation_certificate")
 SERVER_KEY_BITS = 2048  # PERSONALIZE P1=04 takes an RSA-2048 key (docs/apdu.md)
 DEFAULT_TAR = bytes.fromhex("435301")
 _ALGORITHM_NAMES = {
@@ -102,6 +108,8 @@ def plain_command(script: Script, step: Step, store: KeyStore) -> Command:
     if step.action == "server_key":
         key = server_public_key(script.resolve(a["file"]), step.label)
         return commands.personalize_server_key(encode_rsa_public_key(key))
+    if step.action == "attestation_key":
+        return commands.personalize_attestation_key()
     if step.action == "issue":
         return commands.issue()
     raise AssertionError(step.action)
@@ -127,12 +135,19 @@ def compile_script(script: Script, store: KeyStore, options: Options, script_tex
             der = certificate_der(script.resolve(step.args["file"]), step.label)
             entry.update(kind="certificate", slot=step.args["slot"], der=der.hex().upper(),
                          pin_secret=_pin_secret_for(script, step))
+        elif step.action == "attestation_certificate":
+            last = counter + ATTESTATION_CERTIFICATE_COUNTERS - 1
+            if last > COUNTER_MAX:
+                raise ScriptError(f"{step.label}: the 5-byte counter is exhausted")
+            entry.update(kind="attestation_certificate", ca=str(script.resolve(step.args["ca"]).resolve()),
+                         counter=counter, counter_last=last)
+            counter = last + 1
         else:
             if counter > COUNTER_MAX:
                 raise ScriptError(f"{step.label}: the 5-byte counter is exhausted")
             plain = plain_command(script, step, store)
             entry.update(kind="secured", counter=counter, apdu=apdu_bytes(wrap(keys, plain, counter)).hex().upper())
-            if options.scp80_tar is not None:
+            if options.scp80_tar is not None and step.action not in NOT_EXPORTED:
                 exported.append(_scp80_entry(keys, options.scp80_tar, step, counter, plain))
             counter += 1
         steps.append(entry)
@@ -144,7 +159,7 @@ def compile_script(script: Script, store: KeyStore, options: Options, script_tex
             "kic": f"{scp80.key_identifier(keys.version):02X}",
             "kid": f"{scp80.key_identifier(keys.version):02X}",
             "packets": exported,
-            "not_exported": [s.index for s in script.steps if s.action in ("generate_key", "certificate")],
+            "not_exported": [s.index for s in script.steps if s.action in NOT_EXPORTED],
         }
     return Bundle(
         card_id=card_id,

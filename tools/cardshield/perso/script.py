@@ -9,6 +9,9 @@
       - slot_config: {slot: 1, algorithm: RSA-2048, pin_per_signature: true,
                       server_signed_transactions: true}
       - server_key: server-request-key.pem
+      - attestation_key:              # generated on the card; its public key comes back
+                                      # under the receipt MAC (docs/attestation.md)
+      - attestation_certificate: {ca: attestation-ca}   # certified and written to EF C1 0A
       - issue:
         expect: "9000"                # optional on every step: SW or list of SWs
       - generate_key: {slot: 1}       # ISSUED state only, with the PIN (docs/apdu.md)
@@ -133,13 +136,19 @@ def _parse_action(action: str, value: Any, where: str) -> dict[str, Any]:
         if "pin" in value:
             args["pin"] = _secret_name(value["pin"], where)
         return args
-    if action == "issue":
+    if action in ("issue", "attestation_key"):
         if value not in (None, {}):
-            raise ScriptError(f"{where}: issue takes no arguments")
+            raise ScriptError(f"{where}: {action} takes no arguments")
         return {}
+    if action == "attestation_certificate":
+        if not isinstance(value, dict) or not isinstance(value.get("ca"), str):
+            raise ScriptError(f"{where}: attestation_certificate takes {{ca: DIR}}, the directory of the "
+                              "attestation CA (cardshield attestation-ca init --dir DIR)")
+        _only_keys(value, {"ca"}, where)
+        return {"ca": value["ca"]}
     raise ScriptError(
-        f"{where}: unknown step {action!r}; steps are set_pin, set_puk, slot_config, "
-        "server_key, generate_key, certificate, issue"
+        f"{where}: unknown step {action!r}; steps are set_pin, set_puk, slot_config, server_key, "
+        "attestation_key, attestation_certificate, generate_key, certificate, issue"
     )
 
 
@@ -180,9 +189,16 @@ def parse(text: str, path: Path | None = None) -> Script:
 def _check_order(steps: tuple[Step, ...]) -> None:
     """ISSUE is one-way: once, after every personalization step (never half-locked);
     only the PIN-protected ISSUED-state steps may follow it."""
+    for once in ("issue", "attestation_key", "attestation_certificate"):
+        repeated = [s for s in steps if s.action == once]
+        if len(repeated) > 1:
+            raise ScriptError(f"{repeated[1].label}: {once} appears more than once")
     issues = [s for s in steps if s.action == "issue"]
-    if len(issues) > 1:
-        raise ScriptError(f"{issues[1].label}: issue appears more than once")
+    key_steps = [s.index for s in steps if s.action == "attestation_key"]
+    for step in steps:
+        if step.action == "attestation_certificate" and not (key_steps and key_steps[0] < step.index):
+            raise ScriptError(f"{step.label}: needs an attestation_key step before it: it certifies the "
+                              "public key that step brings back from the card")
     if issues:
         late = [s for s in steps if s.index > issues[0].index and s.action not in AFTER_ISSUE]
         if late:

@@ -8,9 +8,10 @@ Secured C-APDU (CLA 84 = proprietary class 80 with the secure-messaging bit):
     CRYPTOGRAM = AES-128-CBC(K-ENC, IV, data || 80 00..)    ISO/IEC 9797-1 method 2
     MAC        = AES-CMAC(K-MAC, 84 INS P1 P2 || KVN || CNTR || CRYPTOGRAM)[0:8]
 
-Successful response data (8 bytes): the receipt
+Successful response data: the command's own response data (only PERSONALIZE P1=05 has
+any: the attestation public key) followed by the 8-byte receipt, which covers it
 
-    RECEIPT    = AES-CMAC(K-MAC, 00 INS P1 P2 || KVN || CNTR || 90 00)[0:8]
+    RECEIPT    = AES-CMAC(K-MAC, 00 INS P1 P2 || KVN || CNTR || response data || 90 00)[0:8]
 
 (first byte 00, never 84, so a receipt can never be replayed as a command MAC).
 
@@ -61,9 +62,11 @@ def command_mac(keys: PersoKeySet, header: bytes, kvn_cntr_cryptogram: bytes) ->
     return aes_cmac(keys.mac, header + kvn_cntr_cryptogram)[:MAC_LEN]
 
 
-def receipt(keys: PersoKeySet, ins: int, p1: int, p2: int, counter: int) -> bytes:
-    """The 8-byte proof of execution the card returns with 9000."""
-    message = bytes([0x00, ins, p1, p2, keys.version]) + counter_bytes(counter) + b"\x90\x00"
+def receipt(keys: PersoKeySet, ins: int, p1: int, p2: int, counter: int, response_data: bytes = b"") -> bytes:
+    """The 8-byte proof of execution the card returns with 9000, after the response data
+    it authenticates (empty for every command but PERSONALIZE P1=05)."""
+    message = (bytes([0x00, ins, p1, p2, keys.version]) + counter_bytes(counter) + bytes(response_data)
+               + b"\x90\x00")
     return aes_cmac(keys.mac, message)[:MAC_LEN]
 
 

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from .command import EXTENDED_MAX_NE, SHORT_MAX_NE, Command
 from .constants import (
+    ATTESTATION_CERTIFICATE_FID,
+    ATTESTATION_CERTIFICATE_PART,
+    CERTIFICATE_PART_FIRST,
+    CERTIFICATE_PART_LAST,
+    CERTIFICATE_PART_NEXT,
     CHALLENGE_MAX,
     CHALLENGE_MIN,
     CLA_ISO,
@@ -78,8 +83,17 @@ def select_applet(aid: bytes) -> Command:
 
 
 def select_certificate(slot: int, fcp: bool = False) -> Command:
-    """Select the certificate EF C1 0n; with fcp=True the card returns 62{80 size, 82, 83}."""
-    fid = certificate_fid(_slot(slot))
+    """Select the certificate EF C1 0n; with fcp=True the card returns
+    62{80 size, 82, 83, 85 SHA-256 of the certificate} (fci.parse_certificate_fcp)."""
+    return _select_ef(certificate_fid(_slot(slot)), fcp)
+
+
+def select_attestation_certificate(fcp: bool = False) -> Command:
+    """Select the card's attestation certificate EF C1 0A (any lifecycle state, no PIN)."""
+    return _select_ef(ATTESTATION_CERTIFICATE_FID, fcp)
+
+
+def _select_ef(fid: bytes, fcp: bool) -> Command:
     if fcp:
         return Command(CLA_ISO, Ins.SELECT, 0x02, 0x04, fid, ne=ALL, name="SELECT certificate EF")
     return Command(CLA_ISO, Ins.SELECT, 0x02, 0x0C, fid, name="SELECT certificate EF")
@@ -234,6 +248,33 @@ def personalize_server_key(public_key_7f49: bytes) -> Command:
     """The server's RSA public key as 7F49{81,82} (see keys.encode_rsa_public_key)."""
     return Command(CLA_PROPRIETARY, Ins.PERSONALIZE, PersonalizeStep.SERVER_PUBLIC_KEY, 0x00,
                    bytes(public_key_7f49), name="PERSONALIZE server key")
+
+
+def personalize_attestation_key() -> Command:
+    """PERSONALIZE P1=05: generate the card's attestation key pair (secured channel only; the
+    response is its 7F49 public key, which the secured receipt covers)."""
+    return Command(CLA_PROPRIETARY, Ins.PERSONALIZE, PersonalizeStep.ATTESTATION_KEY, 0x00, ne=ALL_EXTENDED,
+                   name="PERSONALIZE attestation key")
+
+
+def personalize_attestation_certificate(der: bytes, part_size: int = ATTESTATION_CERTIFICATE_PART) -> list[Command]:
+    """PERSONALIZE P1=06: the attestation certificate in parts of part_size plain bytes
+    (P2 00 first, 01 next, bit 80 on the last: 80 alone for one part). Each part goes
+    through the secured channel; the card swaps the certificate in on the last part."""
+    der = bytes(der)
+    if not der:
+        raise ValueError("the attestation certificate is empty")
+    if not 1 <= part_size <= ATTESTATION_CERTIFICATE_PART:
+        raise ValueError(f"part size must be 1..{ATTESTATION_CERTIFICATE_PART} bytes")
+    pieces = [der[i : i + part_size] for i in range(0, len(der), part_size)]
+    parts = []
+    for index, piece in enumerate(pieces):
+        p2 = CERTIFICATE_PART_FIRST if index == 0 else CERTIFICATE_PART_NEXT
+        if index == len(pieces) - 1:
+            p2 |= CERTIFICATE_PART_LAST
+        parts.append(Command(CLA_PROPRIETARY, Ins.PERSONALIZE, PersonalizeStep.ATTESTATION_CERTIFICATE, p2, piece,
+                             name=f"PERSONALIZE attestation certificate part {index + 1}/{len(pieces)}"))
+    return parts
 
 
 def issue() -> Command:

@@ -25,6 +25,7 @@ class Ins(enum.IntEnum):
     GET_RESPONSE = 0xC0
     SIGN_TRANSACTION = 0x54
     PROVE_POSSESSION = 0x56
+    ATTEST = 0x58
     PERSONALIZE = 0xE0
     ISSUE = 0xE2
 
@@ -113,6 +114,8 @@ class PersonalizeStep(enum.IntEnum):
     SET_PUK = 0x02
     CONFIGURE_SLOT = 0x03
     SERVER_PUBLIC_KEY = 0x04
+    ATTESTATION_KEY = 0x05
+    ATTESTATION_CERTIFICATE = 0x06
 
 
 class KeyReference(enum.IntEnum):
@@ -141,6 +144,14 @@ class Padding(enum.IntEnum):
 #: file identifiers of the certificate EFs: C1 01 and C1 02
 def certificate_fid(slot: int) -> bytes:
     return bytes([0xC1, int(Slot(slot))])
+
+
+#: the card's attestation certificate (PERSONALIZE P1=06), readable like the slot certificates
+ATTESTATION_CERTIFICATE_FID = bytes([0xC1, 0x0A])
+#: PERSONALIZE P1=06: plain data bytes per part (a secured part then fits one short APDU)
+ATTESTATION_CERTIFICATE_PART = 192
+#: PERSONALIZE P1=06 P2: 00 first part, 01 next part, bit 80 on the last part
+CERTIFICATE_PART_FIRST, CERTIFICATE_PART_NEXT, CERTIFICATE_PART_LAST = 0x00, 0x01, 0x80
 
 
 PIN_MIN, PIN_MAX, PUK_LENGTH = 4, 12, 8

@@ -114,3 +114,29 @@ def parse_fci(data: bytes) -> FCI:
             int.from_bytes(memory[4:6], "big"),
         ),
     )
+
+
+TAG_FCP, TAG_FILE_SIZE, TAG_DESCRIPTOR, TAG_FILE_ID, TAG_CERTIFICATE_SHA256 = 0x62, 0x80, 0x82, 0x83, 0x85
+
+
+@dataclass(frozen=True)
+class CertificateFCP:
+    """SELECT EF C1 0n with P2=04: the FCP of a certificate EF (ISO/IEC 7816-4 clause 5.3.3)."""
+
+    file_id: bytes
+    size: int
+    #: SHA-256 of the stored certificate (tag 85), kept by the card since PUT DATA committed it
+    sha256: bytes | None
+
+
+def parse_certificate_fcp(data: bytes) -> CertificateFCP:
+    outer = tlv.decode(data)
+    if len(outer) != 1 or outer[0].tag != TAG_FCP:
+        raise tlv.TLVError("SELECT EF response is not an FCP template (62)")
+    fcp = outer[0].children()
+    digest = tlv.find(fcp, TAG_CERTIFICATE_SHA256)
+    return CertificateFCP(
+        file_id=_fixed(tlv.require(fcp, TAG_FILE_ID, "FCP"), 2, TAG_FILE_ID),
+        size=int.from_bytes(_fixed(tlv.require(fcp, TAG_FILE_SIZE, "FCP"), 2, TAG_FILE_SIZE), "big"),
+        sha256=None if digest is None else _fixed(digest, 32, TAG_CERTIFICATE_SHA256),
+    )

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
-import stat
 from urllib.parse import urlsplit
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import (AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID,
                                    ObjectIdentifier)
 
+from ..pki import (CLOCK_SKEW, CaSetupError, check_ca_pair, check_private_file, generate_serial,
+                   parse_ca_pair, pem_private, self_signed_root, write_private)
 from .clock import utcnow
 from .errors import ApiError
 from .settings import Settings
@@ -34,45 +34,7 @@ AUTH_SLOT = 2
 # Private EKU (IANA documentation PEN 32473, see settings.py) for the payment slot:
 # the key signs CardShield transactions, not TLS handshakes.
 EKU_TRANSACTION_SIGNING = ObjectIdentifier("1.3.6.1.4.1.32473.1.2")
-CLOCK_SKEW = timedelta(minutes=5)
 CHAIN_CACHE_SIZE = 50_000  # certificates whose chain to this CA was verified
-
-
-class CaSetupError(Exception):
-    """The CA files are missing, unsafe or inconsistent; the message says how to fix it."""
-
-
-def generate_serial() -> int:
-    """127 random bits, positive, 16 octets in DER: RFC 5280 4.1.2.2 (<= 20 octets) and
-    the CA/B baseline's >= 64 bits of CSPRNG output."""
-    while True:
-        serial = secrets.randbits(127)
-        if serial >> 64:
-            return serial
-
-
-def check_private_file(path: Path) -> None:
-    """A private key file must be a regular file owned by us and unreadable by others."""
-    st = path.stat()
-    if not stat.S_ISREG(st.st_mode):
-        raise CaSetupError(f"{path} is not a regular file")
-    if st.st_mode & 0o077:
-        raise CaSetupError(
-            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}: a private key must not be "
-            f"readable by group or others; run `chmod 600 {path}`")
-    if hasattr(os, "getuid") and st.st_uid != os.getuid():
-        raise CaSetupError(f"{path} is owned by uid {st.st_uid}, not by this user ({os.getuid()})")
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
-def _pem_private(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
 
 
 def _ca_name(settings: Settings) -> x509.Name:
@@ -83,24 +45,7 @@ def _ca_name(settings: Settings) -> x509.Name:
 
 
 def build_root(settings: Settings, key: rsa.RSAPrivateKey) -> x509.Certificate:
-    now = utcnow()
-    name = _ca_name(settings)
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    return (x509.CertificateBuilder()
-            .subject_name(name).issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(generate_serial())
-            .not_valid_before(now - CLOCK_SKEW)
-            .not_valid_after(now + timedelta(days=settings.ca_validity_days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(ski, critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    return self_signed_root(_ca_name(settings), key, settings.ca_validity_days, utcnow())
 
 
 def init_ca(settings: Settings, *, import_key: Path | None = None,
@@ -118,42 +63,22 @@ def init_ca(settings: Settings, *, import_key: Path | None = None,
         if not (import_key and import_cert):
             raise CaSetupError("importing a CA needs both --import-key and --import-cert")
         check_private_file(import_key)
-        key = serialization.load_pem_private_key(import_key.read_bytes(), password=None)
-        cert = x509.load_pem_x509_certificate(import_cert.read_bytes())
-        _check_ca_pair(key, cert)
-        _write_private(settings.ca_key_path, _pem_private(key))
+        key, cert = parse_ca_pair(import_key.read_bytes(), import_cert.read_bytes(),
+                                  f"{import_key} / {import_cert}")
+        write_private(settings.ca_key_path, pem_private(key))
         settings.ca_cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         written += [settings.ca_key_path, settings.ca_cert_path]
     else:
         key = rsa.generate_private_key(public_exponent=65537, key_size=CA_KEY_BITS)
-        _write_private(settings.ca_key_path, _pem_private(key))
+        write_private(settings.ca_key_path, pem_private(key))
         cert = build_root(settings, key)
         settings.ca_cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         written += [settings.ca_key_path, settings.ca_cert_path]
     if not settings.request_key_path.exists():
         request_key = rsa.generate_private_key(public_exponent=65537, key_size=REQUEST_KEY_BITS)
-        _write_private(settings.request_key_path, _pem_private(request_key))
+        write_private(settings.request_key_path, pem_private(request_key))
         written.append(settings.request_key_path)
     return written
-
-
-def _check_ca_pair(key, cert: x509.Certificate) -> None:
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise CaSetupError("the CA key must be an RSA key")
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():
-        raise CaSetupError("the CA key does not match the CA certificate's public key")
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        bc = None
-    if bc is None or not bc.ca:
-        raise CaSetupError("the CA certificate lacks basicConstraints CA:TRUE")
-    try:
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not (ku.key_cert_sign and ku.crl_sign):
-            raise CaSetupError("the CA certificate's keyUsage must allow keyCertSign and cRLSign")
-    except x509.ExtensionNotFound:
-        pass
 
 
 @dataclass(frozen=True)
@@ -211,7 +136,7 @@ class CertificateAuthority:
         check_private_file(settings.request_key_path)
         key = serialization.load_pem_private_key(settings.ca_key_path.read_bytes(), None)
         cert = x509.load_pem_x509_certificate(settings.ca_cert_path.read_bytes())
-        _check_ca_pair(key, cert)
+        check_ca_pair(key, cert)
         request_key = serialization.load_pem_private_key(
             settings.request_key_path.read_bytes(), None)
         return cls(settings, key, cert, request_key)

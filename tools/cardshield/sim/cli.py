@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cardshield import paths
+from cardshield.sim import ISD_PROFILES
 
 
 def register(subparsers) -> None:
@@ -19,6 +20,10 @@ def register(subparsers) -> None:
                         help="card profile for start: lenient (default, fast), jcop4, sim "
                              "(tools/cardshield/sim/profiles; strict ones journal and tear inside commands)")
     parser.add_argument("--pcscd-debug", action="store_true", help="pcscd -d (no APDU contents) into pcscd.log")
+    parser.add_argument("--isd", choices=ISD_PROFILES, default="plain",
+                        help="behaviour of the card's GlobalPlatform security domain: plain (GP 2.3, SCP02+SCP03),"
+                             " gp211 (GP 2.1.1 legacy card), s16 (SCP03 S16 only), dm (requires the load-file"
+                             " hash), locked (CARD_LOCKED), small (64-byte commands); see docs/install.md")
     parser.set_defaults(func=_run)
 
 
@@ -34,10 +39,10 @@ def _run(args) -> int:
     if args.action == "start":
         profile = load_profile(args.profile or DEFAULT_PROFILE)
         stack = VirtualCardStack(args.dir, applets=default_applets(), pcscd_debug=args.pcscd_debug, detached=True,
-                                 profile=profile.name)
+                                 isd_profile=args.isd, profile=profile.name)
         info = stack.start()
-        print(f"virtual card ready in {info.started_in_seconds} s, reader {info.reader!r}, "
-              f"profile {profile.name}: {profile.description}")
+        print(f"virtual card ready in {info.started_in_seconds} s, reader {info.reader!r}, ISD profile {args.isd}, "
+              f"card profile {profile.name}: {profile.description}")
         print(f"export PCSCLITE_CSOCK_NAME={info.pcsc_socket}")
         print(f"export CARDSHIELD_READER='{info.reader}'")
         print(f"logs: {args.dir}/pcscd.log {args.dir}/virtualcard.log; stop with: ./cardshield sim --stop")

@@ -28,6 +28,7 @@ from cardshield.console import info
 from cardshield.errors import UserError
 from cardshield.setup import maven
 from cardshield.setup.java import jdk_bin
+from cardshield.sim import ISD_PROFILES
 from cardshield.sim.applets import VirtualApplet
 from cardshield.sim.control import query_control, send_control
 from cardshield.sim.profiles import DEFAULT_PROFILE, load_profile
@@ -86,6 +87,10 @@ class VirtualCardStack:
     applets: list[VirtualApplet] = field(default_factory=list)
     # the GlobalPlatform Issuer Security Domain (tools/virtualcard/.../gp) answers before the applets
     frontend_class: str | None = "org.cardshield.virtualcard.gp.GlobalPlatformFrontEnd"
+    # the ISD's behaviour (tools/virtualcard/.../gp/IsdProfile.java): plain, gp211, s16, dm, locked, small
+    isd_profile: str = "plain"
+    # further gp.* host properties, e.g. gp.isd.dap.publickey (hex SubjectPublicKeyInfo DER)
+    isd_properties: dict[str, str] = field(default_factory=dict)
     extra_classpath: list[Path] = field(default_factory=list)
     pcscd_debug: bool = False
     # pcscd -a logs every APDU, PINs included: only for debugging with test PINs.
@@ -171,6 +176,8 @@ class VirtualCardStack:
         return self.info
 
     def _check_prerequisites(self) -> None:
+        if self.isd_profile not in ISD_PROFILES:
+            raise SimError(f"unknown ISD profile {self.isd_profile!r}; choose one of {', '.join(ISD_PROFILES)}")
         missing = []
         for tool in ("unshare", "ip", "mount"):
             if not _which(tool):
@@ -199,6 +206,8 @@ class VirtualCardStack:
         ]
         if self.frontend_class:
             lines.append(f"frontend.class={self.frontend_class}")
+            lines.append(f"gp.isd.profile={self.isd_profile}")
+            lines += [f"{key}={value}" for key, value in sorted(self.isd_properties.items())]
         installed = [applet for applet in self.applets if applet.instance_aid]
         for i, applet in enumerate(self.applets):
             lines += [

@@ -8,13 +8,12 @@ Tests use its hooks to play an attacker: `tamper` rewrites SIGN TRANSACTION data
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from cardshield.card.apdu import CommandAPDU
 from cardshield.protocol import tlv
@@ -155,13 +154,11 @@ class SoftCard:
                 + OK)
 
     def _pso(self, p1, p2, data):
-        if (p1, p2) != (0x9E, 0x9A):
+        """Like the applet once issued: COMPUTE DIGITAL SIGNATURE and DECIPHER are refused on
+        the payment slot (01), the slot this model signs with, whatever its policy."""
+        if (p1, p2) not in ((0x9E, 0x9A), (0x80, 0x86)):
             return SW["p1p2"]
-        if not self.pin_verified:
-            return SW["security"]
-        if len(data) != hashlib.sha256().digest_size:
-            return SW["wrong_data"]
-        return self.keys[1].sign(data, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())) + OK
+        return SW["conditions"]
 
     def _verify_apdu(self, p1, p2, data):
         return OK if self.pin_verified else bytes([0x63, 0xC3])

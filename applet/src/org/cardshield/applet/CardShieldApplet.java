@@ -31,6 +31,7 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
     private final SecurityOperations securityOperations;
     private final TransactionSigner signer;
     private final Personalization personalization;
+    private final Attestation attestation;
     private final SecureChannel secureChannel;
 
     private CardShieldApplet(byte[] params, short paramsOff, short paramsLen) {
@@ -80,10 +81,11 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
         fci = new Fci(state, crypto, t, secureChannel);
         pins = new PinHandler(state, t, io);
         keys = new KeyHandler(state, t, io, crypto);
-        certificates = new CertificateStore(state, t, io);
+        certificates = new CertificateStore(state, t, io, crypto);
         securityOperations = new SecurityOperations(state, t, crypto, io);
         signer = new TransactionSigner(state, t, crypto, io);
         personalization = new Personalization(state, crypto);
+        attestation = new Attestation(state, t, io, crypto, keys, secureChannel);
     }
 
     /** GlobalPlatform INSTALL [for install] data: Li AID || Lc control || La applet data (TLVs). */
@@ -266,7 +268,14 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
             case Constants.INS_PROVE_POSSESSION:
                 signer.provePossession(apdu, p1, p2, chained);
                 return;
+            case Constants.INS_ATTEST:
+                attestation.attest(apdu, p1, p2, chained);
+                return;
             case Constants.INS_PERSONALIZE:
+                if (p1 == Attestation.P1_KEY || p1 == Attestation.P1_CERTIFICATE) {
+                    // an attestation key the issuer did not get authenticated is worthless
+                    ISOException.throwIt(ISO7816.SW_SECURITY_STATUS_NOT_SATISFIED);
+                }
                 requirePlainPersonalizationAllowed();
                 if (io.receive(apdu, chained, t.buffer, (short) t.buffer.length, ISO7816.SW_WRONG_LENGTH)) {
                     try {
@@ -312,8 +321,17 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
         io.send(apdu, len, receipt);
     }
 
+    /** SecureChannel.Target: before the transaction, the attestation key is generated. */
+    public void preparePersonalization(byte ins, byte p1, byte p2, byte[] data, short off, short len,
+                                       byte[] out, short outOff) {
+        if (ins == Constants.INS_PERSONALIZE && p1 == Attestation.P1_KEY) {
+            attestation.prepareKey(p2, len, outOff);
+        }
+    }
+
     /** SecureChannel.Target: the one entry point of personalization, plain data already unwrapped. */
-    public void applyPersonalization(byte ins, byte p1, byte p2, byte[] data, short off, short len) {
+    public short applyPersonalization(byte ins, byte p1, byte p2, byte[] data, short off, short len,
+                                      byte[] out, short outOff) {
         if (ins == Constants.INS_ISSUE) {
             if (p1 != 0 || p2 != 0) {
                 ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
@@ -322,9 +340,14 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
                 ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
             }
             personalization.issue();
+        } else if (p1 == Attestation.P1_KEY) {
+            return attestation.applyKey(out, outOff);
+        } else if (p1 == Attestation.P1_CERTIFICATE) {
+            attestation.applyCertificatePart(p2, data, off, len, out, outOff);
         } else {
             personalization.personalize(p1, p2, data, off, len);
         }
+        return 0;
     }
 
     /** An INS of the other class is a class error (6E00), an unknown one 6D00. */
@@ -342,6 +365,7 @@ public final class CardShieldApplet extends Applet implements ExtendedLength, Se
             case Constants.INS_GET_RESPONSE:
             case Constants.INS_SIGN_TRANSACTION:
             case Constants.INS_PROVE_POSSESSION:
+            case Constants.INS_ATTEST:
             case Constants.INS_PERSONALIZE:
             case Constants.INS_ISSUE:
                 ISOException.throwIt(ISO7816.SW_CLA_NOT_SUPPORTED);

@@ -11,21 +11,28 @@ import javacard.framework.Util;
  * (SELECT 11.1.1, READ BINARY 11.2.3) and written with PUT DATA (11.4.6). Writes stream into
  * a staging area; only the last APDU commits, swapping staging and slot buffer and setting
  * the length in one transaction, so a torn write leaves the previous certificate intact.
+ * The SHA-256 of each certificate is computed once, before that transaction, and stored in
+ * it: SELECT returns it as the certificate reference (FCP tag 85) without hashing again.
+ * EF C1 0A, the attestation certificate, is read the same way (written by Attestation).
  */
 final class CertificateStore {
     private static final byte FID_HIGH = (byte) 0xC1;
 
+    private static final byte TAG_REFERENCE = (byte) 0x85;
+
     private final Persistent state;
     private final Transients t;
     private final Io io;
+    private final Crypto crypto;
 
-    CertificateStore(Persistent state, Transients t, Io io) {
+    CertificateStore(Persistent state, Transients t, Io io, Crypto crypto) {
         this.state = state;
         this.t = t;
         this.io = io;
+        this.crypto = crypto;
     }
 
-    /** SELECT 00 A4 02 P2 02 C1 0n. */
+    /** SELECT 00 A4 02 P2 02 C1 0n (n = 01, 02 or 0A). */
     void selectFile(APDU apdu, byte p1, byte p2, boolean chained) {
         if (chained) {
             ISOException.throwIt(Constants.SW_CHAINING_UNSUPPORTED);
@@ -40,21 +47,19 @@ final class CertificateStore {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
         byte id = t.buffer[1];
-        if (t.buffer[0] != FID_HIGH || (id != 1 && id != 2)) {
-            ISOException.throwIt(ISO7816.SW_FILE_NOT_FOUND);
-        }
-        KeySlot slot = state.slot(id);
-        if (slot.certificateLength == 0) {
+        KeySlot slot = t.buffer[0] == FID_HIGH ? state.certificateFile(id) : null;
+        if (slot == null || slot.certificateLength == 0) {
             ISOException.throwIt(ISO7816.SW_FILE_NOT_FOUND);
         }
         t.bytes[Transients.B_SELECTED_EF] = id;
         if (p2 == 0x0C) {
             return;
         }
-        // FCP template (ISO/IEC 7816-4 clause 5.3.3): 80 size, 82 descriptor (transparent EF), 83 FID
+        // FCP template (ISO/IEC 7816-4 clause 5.3.3): 80 size, 82 descriptor (transparent EF), 83 FID,
+        // 85 (proprietary information) the certificate reference SHA-256(certificate)
         byte[] b = t.buffer;
         b[0] = (byte) 0x62;
-        b[1] = (byte) 0x0B;
+        b[1] = (byte) 0x2D;
         b[2] = (byte) 0x80;
         b[3] = (byte) 0x02;
         Util.setShort(b, (short) 4, slot.certificateLength);
@@ -65,7 +70,10 @@ final class CertificateStore {
         b[10] = (byte) 0x02;
         b[11] = FID_HIGH;
         b[12] = id;
-        io.send(apdu, (short) 0, (short) 13);
+        b[13] = TAG_REFERENCE;
+        b[14] = (byte) Constants.SHA256_LENGTH;
+        Util.arrayCopyNonAtomic(slot.certificateHash, (short) 0, b, (short) 15, Constants.SHA256_LENGTH);
+        io.send(apdu, (short) 0, (short) (15 + Constants.SHA256_LENGTH));
     }
 
     /** READ BINARY 00 B0 offset: at most Ne bytes of the selected certificate. */
@@ -79,7 +87,7 @@ final class CertificateStore {
         if (id == 0) {
             ISOException.throwIt(Constants.SW_NO_CURRENT_EF);
         }
-        KeySlot slot = state.slot(id);
+        KeySlot slot = state.certificateFile(id);
         short offset = Util.makeShort(p1, p2);
         if (slot.certificateLength == 0) {
             ISOException.throwIt(ISO7816.SW_FILE_NOT_FOUND);
@@ -107,15 +115,33 @@ final class CertificateStore {
     private void commit(KeySlot slot, short length) {
         if (length != 0) {
             requireSingleDerSequence(state.staging, length);
+            hashStaging(crypto, state, length, t.buffer, (short) 0);
         }
         JCSystem.beginTransaction();
-        if (length != 0) {
-            byte[] previous = slot.certificate;
-            slot.certificate = state.staging;
-            state.staging = previous;
+        if (length == 0) {
+            discard(slot);
+        } else {
+            swapIn(state, slot, length, t.buffer, (short) 0);
         }
-        slot.certificateLength = length;
         JCSystem.commitTransaction();
+    }
+
+    /** SHA-256 of the staged certificate into out[off..off+32), outside any transaction. */
+    static void hashStaging(Crypto crypto, Persistent state, short length, byte[] out, short off) {
+        crypto.sha256.doFinal(state.staging, (short) 0, length, out, off);
+    }
+
+    /**
+     * Makes the staged certificate the slot's, with its reference hash (hashStaging), inside
+     * the caller's transaction: two references, a length and 32 hash bytes are journalled,
+     * never the certificate itself.
+     */
+    static void swapIn(Persistent state, KeySlot slot, short length, byte[] hash, short hashOff) {
+        byte[] previous = slot.certificate;
+        slot.certificate = state.staging;
+        state.staging = previous;
+        Util.arrayCopy(hash, hashOff, slot.certificateHash, (short) 0, Constants.SHA256_LENGTH);
+        slot.certificateLength = length;
     }
 
     /** Remove a slot's certificate (key regeneration), inside the caller's transaction. */
@@ -124,7 +150,7 @@ final class CertificateStore {
     }
 
     /** 30 || DER length || content, exactly length bytes: 6A80 otherwise. */
-    private static void requireSingleDerSequence(byte[] der, short length) {
+    static void requireSingleDerSequence(byte[] der, short length) {
         if (der[0] != (byte) 0x30) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }

@@ -9,7 +9,7 @@ final class Constants {
     }
 
     static final byte VERSION_MAJOR = (byte) 0x01;
-    static final byte VERSION_MINOR = (byte) 0x00;
+    static final byte VERSION_MINOR = (byte) 0x01;
 
     // Class bytes (ISO/IEC 7816-4 clause 5.4.1)
     static final byte CLA_ISO = (byte) 0x00;
@@ -36,6 +36,7 @@ final class Constants {
     static final byte INS_GET_RESPONSE = (byte) 0xC0;
     static final byte INS_SIGN_TRANSACTION = (byte) 0x54;
     static final byte INS_PROVE_POSSESSION = (byte) 0x56;
+    static final byte INS_ATTEST = (byte) 0x58;
     static final byte INS_PERSONALIZE = (byte) 0xE0;
     static final byte INS_ISSUE = (byte) 0xE2;
 
@@ -49,6 +50,10 @@ final class Constants {
     static final byte REF_PIN = (byte) 0x81;
     static final byte REF_PUK = (byte) 0x82;
     static final byte REF_SERVER_KEY = (byte) 0x10;
+    /** The payment slot: signs only through SIGN TRANSACTION once issued */
+    static final byte SLOT_PAYMENT = (byte) 1;
+    /** Certificate EF C1 0A: the attestation key's certificate (no slot reference reaches its key) */
+    static final byte FID_ATTESTATION = (byte) 0x0A;
 
     // Slot algorithms (PERSONALIZE P1=03, FCI slot info)
     static final byte ALG_NONE = (byte) 0x00;
@@ -90,6 +95,7 @@ final class Constants {
     static final short RSA_2048_BYTES = (short) 256;
     static final short CHALLENGE_MIN = (short) 16;
     static final short CHALLENGE_MAX = (short) 64;
+    static final short SHA256_LENGTH = (short) 32;
 
     // Status words ISO7816 has no constant for
     static final short SW_VERIFICATION_FAILED = (short) 0x6300;

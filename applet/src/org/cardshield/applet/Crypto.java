@@ -9,6 +9,7 @@ import javacard.security.ECPrivateKey;
 import javacard.security.ECPublicKey;
 import javacard.security.KeyBuilder;
 import javacard.security.KeyPair;
+import javacard.security.MessageDigest;
 import javacard.security.PrivateKey;
 import javacard.security.PublicKey;
 import javacard.security.Signature;
@@ -30,6 +31,8 @@ final class Crypto {
     final Cipher rsaNoPad;
     /** RSA OAEP (SHA-1) for DECIPHER padding indicator 02, or null. */
     final Cipher rsaOaep;
+    /** SHA-256: certificate references (FCP tag 85) and the key hash in ATTEST statements. */
+    final MessageDigest sha256;
     /** Constants.SUPPORT_* bits (FCI tag 82). */
     final byte supported;
 
@@ -73,6 +76,7 @@ final class Crypto {
         rsaSha256 = Signature.getInstance(Signature.ALG_RSA_SHA_256_PKCS1, false);
         rsaPkcs1 = Cipher.getInstance(Cipher.ALG_RSA_PKCS1, false);
         rsaNoPad = Cipher.getInstance(Cipher.ALG_RSA_NOPAD, false);
+        sha256 = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
         byte found = 0;
         if (!canBuild(KeyBuilder.TYPE_RSA_CRT_PRIVATE, KeyBuilder.LENGTH_RSA_2048)) {
             // the card cannot hold the key the product is about: refuse to install

@@ -6,6 +6,8 @@ import javacard.security.KeyPair;
  * One key slot (01 payment signing, 02 authentication/decryption): the patent's RSA module
  * key pair plus, from the file system module, the slot's certificate. Persistent; the key
  * objects are allocated once (personalization) and regenerated in place afterwards.
+ * The card's attestation key (id 0A) is held in a KeySlot too, but Persistent.slot()
+ * never returns it: only ATTEST and PERSONALIZE P1=05/06 reach it.
  */
 final class KeySlot {
     final byte id;
@@ -17,6 +19,8 @@ final class KeySlot {
     /** Committed certificate: certificate[0 .. certificateLength). Swapped with the staging area on commit. */
     byte[] certificate;
     short certificateLength;
+    /** SHA-256 of the committed certificate (FCP tag 85), valid while certificateLength != 0. */
+    final byte[] certificateHash = new byte[Constants.SHA256_LENGTH];
 
     KeySlot(byte id, short maxCertificate) {
         this.id = id;

@@ -27,8 +27,16 @@ final class Persistent {
     final short maxCertificate;
     final KeySlot slot1;
     final KeySlot slot2;
-    /** Certificate write staging area, shared by both slots (one write at a time). */
+    /**
+     * The attestation key (PERSONALIZE P1=05) and its certificate (P1=06, EF C1 0A). Only ATTEST
+     * signs with it: slot() does not return it, so no key reference can name it.
+     */
+    final KeySlot attestation;
+    /** Certificate write staging area, shared by the slots and the attestation certificate
+     * (one write at a time: PUT DATA needs ISSUED, PERSONALIZE P1=06 PERSONALIZATION). */
     byte[] staging;
+    /** Attestation certificate bytes staged by P1=06 parts; -1 when no write is open. */
+    short attestationStaged = (short) -1;
 
     /** The authentication server's RSA-2048 public key (request signatures 8E, ENCIPHER/VERIFY ref 10). */
     final RSAPublicKey serverKey;
@@ -38,6 +46,7 @@ final class Persistent {
         this.maxCertificate = maxCertificate;
         slot1 = new KeySlot((byte) 1, maxCertificate);
         slot2 = new KeySlot((byte) 2, maxCertificate);
+        attestation = new KeySlot(Constants.FID_ATTESTATION, maxCertificate);
         staging = new byte[maxCertificate];
         serverKey = (RSAPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_RSA_PUBLIC, KeyBuilder.LENGTH_RSA_2048, false);
     }
@@ -52,6 +61,17 @@ final class Persistent {
         }
         ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         return null;
+    }
+
+    /** The KeySlot whose certificate is EF C1 id (01, 02 or 0A); null for any other id. */
+    KeySlot certificateFile(byte id) {
+        if (id == (byte) 1) {
+            return slot1;
+        }
+        if (id == (byte) 2) {
+            return slot2;
+        }
+        return id == Constants.FID_ATTESTATION ? attestation : null;
     }
 
     /**

@@ -5,7 +5,8 @@ import javacard.framework.ISOException;
 
 /**
  * PERSONALIZE and ISSUE (proprietary, patent's OTA module: the issuer sets PIN, PUK, slot
- * algorithms and policies and the server key, then locks the card). Works on data that is
+ * algorithms and policies and the server key, then locks the card). The attestation steps
+ * P1=05/06 are not here: they exist only behind the secure channel (Attestation). Works on data that is
  * already complete and unwrapped: from plain APDUs on a development card, or from the
  * personalization secure channel (SecureChannel, install tag C0); both call
  * {@link #personalize} and {@link #issue}. Both may run inside the secure channel's
@@ -116,13 +117,25 @@ final class Personalization {
         state.serverKeyLoaded = true;
     }
 
-    /** ISSUE: one way to ISSUED; slots left unconfigured get RSA-2048 without policy flags. */
+    /**
+     * ISSUE: one way to ISSUED. An unconfigured payment slot gets the bank's default, RSA-2048
+     * with PIN per signature and server-signed requests, which needs the server key (6985
+     * without it); only an explicit P1=03 relaxes it (and ATTEST reports what was chosen).
+     * An unconfigured slot 02 gets RSA-2048 without policy flags.
+     */
     void issue() {
         requirePersonalizationState();
         if (!state.pinSet || !state.pukSet) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
-        allocate(state.slot1, Constants.ALG_RSA_2048);
+        KeySlot payment = state.slot1;
+        if (payment.algorithm == Constants.ALG_NONE) {
+            if (!state.serverKeyLoaded) {
+                ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+            }
+            allocate(payment, Constants.ALG_RSA_2048);
+            payment.policy = (byte) (Constants.POLICY_PIN_PER_SIGNATURE | Constants.POLICY_SERVER_SIGNED);
+        }
         allocate(state.slot2, Constants.ALG_RSA_2048);
         state.issue();
     }

@@ -16,9 +16,12 @@ import javacardx.crypto.Cipher;
  * before anything changes: length (6700), key version (6A88), AES-CMAC over
  * 84 INS P1 P2 || KVN || CNTR || CRYPTOGRAM (6988), counter above the last accepted one
  * (6985), then decrypts (AES-128-CBC, IV = AES(K-ENC, 00..00 || CNTR)) and checks the
- * ISO/IEC 9797-1 method 2 padding (6988). It then applies the plain command through
- * {@link Target} and stores the counter in the same transaction, and returns the receipt
- * AES-CMAC(K-MAC, 00 INS P1 P2 || KVN || CNTR || 90 00)[0..8].
+ * ISO/IEC 9797-1 method 2 padding (6988). It then lets {@link Target} prepare what must
+ * not run inside a transaction (key generation), applies the plain command through
+ * {@link Target} and stores the counter in one transaction, and returns the command's
+ * response data (empty except for PERSONALIZE P1=05, the attestation public key) followed
+ * by the receipt AES-CMAC(K-MAC, 00 INS P1 P2 || KVN || CNTR || response data || 90 00)[0..8],
+ * so the issuer gets the response data authenticated by the card's key set.
  *
  * AES-CMAC (NIST SP 800-38B) is computed here over Cipher.ALG_AES_BLOCK_128_CBC_NOPAD,
  * because Signature.ALG_AES_CMAC_128 is not available on every Java Card 3.0.4 card.
@@ -31,11 +34,21 @@ public final class SecureChannel {
     /** The applet's personalization entry point, called with already-unwrapped data. */
     public interface Target {
         /**
+         * Runs after every check passed and before the transaction, for work that must not
+         * be journalled (generating a key pair writes hundreds of key bytes). It may refuse
+         * (ISOException); the counter is then not consumed. out[outOff..] is free scratch.
+         */
+        void preparePersonalization(byte ins, byte p1, byte p2, byte[] data, short off, short len,
+                                    byte[] out, short outOff);
+
+        /**
          * Applies PERSONALIZE (ins E0) or ISSUE (ins E2) with plain data, or throws an
          * ISOException to refuse. Runs inside the secure channel's transaction: it must
-         * not begin one itself.
+         * not begin one itself. Writes its response data to out[outOff..] and returns its
+         * length (0 for none); the receipt covers it.
          */
-        void applyPersonalization(byte ins, byte p1, byte p2, byte[] data, short off, short len);
+        short applyPersonalization(byte ins, byte p1, byte p2, byte[] data, short off, short len,
+                                   byte[] out, short outOff);
     }
 
     public static final byte CLA_SECURED = (byte) 0x84;
@@ -112,6 +125,12 @@ public final class SecureChannel {
         cardIdLength = (byte) len;
     }
 
+    /** Writes the card identity (install tag C1) at off; returns its length (0: none). */
+    public short getCardId(byte[] buf, short off) {
+        Util.arrayCopyNonAtomic(cardId, (short) 0, buf, off, cardIdLength);
+        return cardIdLength;
+    }
+
     /** True when a key set was installed: plain personalization is then refused. */
     public boolean isActive() {
         return keysInstalled;
@@ -141,7 +160,8 @@ public final class SecureChannel {
     /**
      * Unwraps, checks and applies one secured command whose whole data field (after
      * chaining or extended length) is buf[off..off+len). The plain data is decrypted in
-     * place. Writes the 8-byte receipt to out[outOff..] and returns its length.
+     * place. Writes the response data and the 8-byte receipt to out[outOff..] and returns
+     * their length.
      */
     public short process(byte ins, byte p1, byte p2, byte[] buf, short off, short len,
                          Target target, byte[] out, short outOff) {
@@ -175,10 +195,13 @@ public final class SecureChannel {
         }
         // 5. decrypt in place, check the padding
         short plainLen = decrypt(buf, cntrOff, cryptoOff, cryptoLen);
-        // 6. apply and remember the counter, atomically
+        // 6. work that must stay outside the transaction (key generation)
+        target.preparePersonalization(ins, p1, p2, buf, cryptoOff, plainLen, out, outOff);
+        // 7. apply and remember the counter, atomically
+        short responseLen;
         JCSystem.beginTransaction();
         try {
-            target.applyPersonalization(ins, p1, p2, buf, cryptoOff, plainLen);
+            responseLen = target.applyPersonalization(ins, p1, p2, buf, cryptoOff, plainLen, out, outOff);
             Util.arrayCopy(buf, cntrOff, lastCounter, (short) 0, COUNTER_LENGTH);
             JCSystem.commitTransaction();
         } catch (RuntimeException e) {
@@ -187,11 +210,15 @@ public final class SecureChannel {
             }
             throw e;
         }
-        return receipt(ins, p1, p2, out, outOff);
+        return (short) (responseLen + receipt(ins, p1, p2, out, outOff, responseLen));
     }
 
-    /** 00 INS P1 P2 || KVN || CNTR || 90 00, MACed: proof of execution for the issuer. */
-    private short receipt(byte ins, byte p1, byte p2, byte[] out, short outOff) {
+    /**
+     * 00 INS P1 P2 || KVN || CNTR || response data || 90 00, MACed: proof of execution for
+     * the issuer, and proof that the response data out[outOff..+responseLen) comes from this
+     * card. Written right after the response data.
+     */
+    private short receipt(byte ins, byte p1, byte p2, byte[] out, short outOff, short responseLen) {
         scratch[S_IV] = 0x00;
         scratch[(short) (S_IV + 1)] = ins;
         scratch[(short) (S_IV + 2)] = p1;
@@ -201,9 +228,11 @@ public final class SecureChannel {
         scratch[(short) (S_IV + 10)] = (byte) 0x90;
         scratch[(short) (S_IV + 11)] = 0x00;
         cmacBegin();
-        cmacFeed(scratch, S_IV, (short) 12);
+        cmacFeed(scratch, S_IV, (short) 10);
+        cmacFeed(out, outOff, responseLen);
+        cmacFeed(scratch, (short) (S_IV + 10), (short) 2);
         cmacEnd();
-        Util.arrayCopyNonAtomic(scratch, S_STATE, out, outOff, RECEIPT_LENGTH);
+        Util.arrayCopyNonAtomic(scratch, S_STATE, out, (short) (outOff + responseLen), RECEIPT_LENGTH);
         return RECEIPT_LENGTH;
     }
 

@@ -119,10 +119,19 @@ final class SecurityOperations {
         }
     }
 
+    /**
+     * The slot of COMPUTE DIGITAL SIGNATURE and DECIPHER. Never the payment slot (6985),
+     * whatever its policy: a bare hash can be SHA-256 of a forged "CSTX1" transaction with
+     * any counter, and PKCS#1 v1.5 decryption is a raw-RSA signing oracle, both bypassing
+     * SIGN TRANSACTION's server signature and counter. Refused before the PIN is looked at.
+     */
     private KeySlot privateKeySlot(byte index, byte defaultSlot) {
         state.requireIssued();
         byte ref = t.bytes[index];
         KeySlot slot = state.slot(ref == 0 ? defaultSlot : ref);
+        if (slot.id == Constants.SLOT_PAYMENT) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
         Persistent.requireKey(slot);
         state.requirePinVerified();
         return slot;

@@ -33,7 +33,7 @@ final class CardRegistry {
         final byte[] loadFileAid;
         final byte[] moduleAid;
         final byte[] privileges;
-        final int lifeCycle;
+        int lifeCycle;  // SET STATUS sets and clears the LOCKED bit (b8)
 
         Application(byte[] aid, byte[] loadFileAid, byte[] moduleAid, byte[] privileges, int lifeCycle) {
             this.aid = aid;

@@ -19,6 +19,9 @@ interface CardSecureChannel {
     /** Verifies the C-MAC and decrypts; returns the plain command or throws 6982. */
     ShortApdu unwrap(ShortApdu command);
 
+    /** A key value of PUT KEY decrypted with this protocol's data encryption key (GPCS 11.8.2.3). */
+    byte[] decryptKey(byte[] encrypted);
+
     int securityLevel();
 
     boolean authenticated();

@@ -17,13 +17,18 @@ abstract class CardSessionBase implements CardSecureChannel {
     /** Checks the C-MAC over the header (Lc including the MAC) and `body`; advances the chaining value if it verifies. */
     abstract boolean checkMac(ShortApdu command, byte[] body, byte[] mac);
 
+    /** Length of the C-MAC and of the host cryptogram: 8, or 16 in SCP03 S16 mode. */
+    int macLength() {
+        return 8;
+    }
+
     /** Called once the session is open at `level`. */
     void opened(int level) {
     }
 
     @Override
     public final void externalAuthenticate(ShortApdu command) {
-        if (command.data.length != 16 || (command.cla & 0x04) == 0) {
+        if (command.data.length != 2 * macLength() || (command.cla & 0x04) == 0) {
             throw new StatusWordException(StatusWordException.SW_WRONG_LENGTH,
                     "EXTERNAL AUTHENTICATE needs host cryptogram and C-MAC");
         }
@@ -42,20 +47,20 @@ abstract class CardSessionBase implements CardSecureChannel {
     }
 
     /** Refuses (6982) a command without secure messaging or too short to hold a C-MAC. */
-    static void requireSecureMessaging(ShortApdu command) {
-        if ((command.cla & 0x04) == 0 || command.data.length < 8) {
+    void requireSecureMessaging(ShortApdu command) {
+        if ((command.cla & 0x04) == 0 || command.data.length < macLength()) {
             throw new StatusWordException(StatusWordException.SW_SECURITY_STATUS, "secure messaging missing");
         }
     }
 
     /** The command data without its trailing C-MAC. */
-    static byte[] body(ShortApdu command) {
-        return Arrays.copyOf(command.data, command.data.length - 8);
+    byte[] body(ShortApdu command) {
+        return Arrays.copyOf(command.data, command.data.length - macLength());
     }
 
-    /** The trailing 8-byte C-MAC. */
-    static byte[] mac(ShortApdu command) {
-        return Arrays.copyOfRange(command.data, command.data.length - 8, command.data.length);
+    /** The trailing C-MAC. */
+    byte[] mac(ShortApdu command) {
+        return Arrays.copyOfRange(command.data, command.data.length - macLength(), command.data.length);
     }
 
     /** Removes the 80 00.. padding of decrypted data; 6982 when it is malformed. */

@@ -65,6 +65,51 @@ final class GpCrypto {
         return run("DESede/ECB/NoPadding", "DESede", des3Key(key), null, Cipher.ENCRYPT_MODE, data);
     }
 
+    static byte[] des3EcbDecrypt(byte[] key, byte[] data) {
+        return run("DESede/ECB/NoPadding", "DESede", des3Key(key), null, Cipher.DECRYPT_MODE, data);
+    }
+
+    static byte[] sha256(byte[] data) {
+        try {
+            return java.security.MessageDigest.getInstance("SHA-256").digest(data);
+        } catch (GeneralSecurityException e) {
+            throw new IllegalStateException("SHA-256 unavailable", e);
+        }
+    }
+
+    /** Key check value (GPCS B.6 / Amendment D 7.2.2): DES over 8 x 00, AES over 16 x 01; 3 bytes. */
+    static byte[] kcv(int keyType, byte[] key) {
+        byte[] check = keyType == KeySet.TYPE_AES ? aesEcb(key, filled(16, (byte) 0x01)) : des3Ecb(key, new byte[8]);
+        return Arrays.copyOf(check, 3);
+    }
+
+    private static byte[] filled(int n, byte value) {
+        byte[] out = new byte[n];
+        Arrays.fill(out, value);
+        return out;
+    }
+
+    /** An RSA public key from its X.509 SubjectPublicKeyInfo DER. */
+    static java.security.PublicKey rsaPublicKey(byte[] der) {
+        try {
+            return java.security.KeyFactory.getInstance("RSA").generatePublic(new java.security.spec.X509EncodedKeySpec(der));
+        } catch (GeneralSecurityException e) {
+            throw new IllegalArgumentException("gp.isd.dap.publickey is not an RSA SubjectPublicKeyInfo", e);
+        }
+    }
+
+    /** RSA PKCS#1 v1.5 with SHA-256 over `message`. */
+    static boolean rsaVerify(java.security.PublicKey key, byte[] message, byte[] signature) {
+        try {
+            java.security.Signature s = java.security.Signature.getInstance("SHA256withRSA");
+            s.initVerify(key);
+            s.update(message);
+            return s.verify(signature);
+        } catch (GeneralSecurityException e) {
+            return false;
+        }
+    }
+
     static byte[] desEcb(byte[] key8, byte[] data) {
         return des3Ecb(Arrays.copyOf(key8, 8), data);
     }

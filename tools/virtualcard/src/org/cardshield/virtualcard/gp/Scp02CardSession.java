@@ -3,13 +3,14 @@ package org.cardshield.virtualcard.gp;
 import java.security.SecureRandom;
 
 /**
- * SCP02, i=55 (GPCS v2.3 Appendix E): C-MAC on the modified APDU, ICV encrypted with the
+ * SCP02, i=55 or i=15 (GPCS v2.3 Appendix E): C-MAC on the modified APDU, ICV encrypted with the
  * first half of S-MAC, three keys. The card challenge is random rather than the
  * pseudo-random derivation of i=55 - a host cannot tell the difference.
  */
 final class Scp02CardSession extends CardSessionBase {
     private final byte[] sEnc;
     private final byte[] sMac;
+    private final byte[] sDek;
     private final byte[] hostChallenge;
     private final byte[] sequenceCounter;
     private final byte[] cardChallenge;
@@ -20,6 +21,7 @@ final class Scp02CardSession extends CardSessionBase {
         this.sequenceCounter = new byte[] {(byte) (sequenceCounter >> 8), (byte) sequenceCounter};
         this.sEnc = sessionKey(keys.enc, 0x0182);
         this.sMac = sessionKey(keys.mac, 0x0101);
+        this.sDek = sessionKey(keys.dek, 0x0181);
         this.hostChallenge = hostChallenge;
         this.cardChallenge = new byte[6];
         random.nextBytes(cardChallenge);
@@ -56,6 +58,13 @@ final class Scp02CardSession extends CardSessionBase {
     @Override
     byte[] expectedHostCryptogram() {
         return GpCrypto.des3FullMac(sEnc, GpCrypto.concat(sequenceCounter, cardChallenge, hostChallenge));
+    }
+
+    @Override
+    public byte[] decryptKey(byte[] encrypted) {
+        // GPCS E.4.7: key values encrypted with the session DEK, 3DES-ECB
+        requireBlocks(encrypted, 8);
+        return GpCrypto.des3EcbDecrypt(sDek, encrypted);
     }
 
     @Override
