@@ -92,7 +92,9 @@ def card(strict_card, server_key):
     strict_card.pristine()
     transport.reconnect("reset")
     card = CardShield(transport)
-    card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(server_key.public_key()))
+    # slot 01 without the bank's default server-signed policy: payments need the PIN only
+    card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(server_key.public_key()),
+                                      slots={1: (Algorithm.RSA_2048, SlotPolicy(0))})
     for slot in (1, 2):
         card.verify_pin(PIN)
         card.generate_key(slot)
