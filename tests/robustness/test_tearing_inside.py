@@ -379,7 +379,8 @@ class PersoStep:
 
 
 def perso_steps(server_key, wrap: Callable | None = None) -> list[PersoStep]:
-    """PIN, PUK, server key, slot 1 configuration, ISSUE; `wrap(command, counter)` secures them."""
+    """PIN, PUK, server key, slot 1 configuration, (secured: attestation key,) ISSUE;
+    `wrap(command, counter)` secures them."""
     plain = [
         ("PIN", commands.personalize_pin(PIN), lambda s: bool(s.fci.flags & CardFlags.PIN_SET)),
         ("PUK", commands.personalize_puk(PUK), lambda s: bool(s.fci.flags & CardFlags.PUK_SET)),
@@ -389,6 +390,8 @@ def perso_steps(server_key, wrap: Callable | None = None) -> list[PersoStep]:
          lambda s: s.fci.slots[1].policy == SlotPolicy.PIN_PER_SIGNATURE),
         ("ISSUE", commands.issue(), lambda s: s.fci.lifecycle == Lifecycle.ISSUED),
     ]
+    if wrap:  # the attestation key (secured only): its mark and the counter move in one transaction
+        plain.insert(4, ("attestation key", commands.personalize_attestation_key(), lambda s: s.counter >= 5))
     return [PersoStep(name, short_apdus((wrap(command, n + 1) if wrap else command).apdu()), applied)
             for n, (name, command, applied) in enumerate(plain)]
 
@@ -429,6 +432,9 @@ def tear_personalization(card: CardShield, stack, aid: bytes, steps: list[PersoS
         from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
         assert card.verify_signature(value, server_key.sign(value, padding.PKCS1v15(), Prehashed(hashes.SHA256())))
+        if secured:  # the attestation key went in whole: ATTEST signs with it
+            attest = CommandAPDU(0x80, 0x58, 0x00, 0x01, os.urandom(32), ne=256)
+            assert card.transport.transmit(attest).sw == 0x9000, "ATTEST refused after the resumed personalization"
 
     for index, step in enumerate(steps):
         fresh(index)
