@@ -155,12 +155,10 @@ def torn_step_leaks(sim_card, before: list, step_command) -> list[str]:
     return leaks
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "applet defect (SecureChannel.process + Personalization.loadServerKey): the secured server-key "
-    "step sets a 256-byte modulus and the exponent inside one transaction with the counter; the "
-    "journal needs more than the SIM profile's 512-byte commit buffer: TransactionException "
-    "BUFFER_FULL, 6A84 every time"))
 def test_secured_personalization_fits_a_small_commit_buffer(tmp_path, real_reader):
+    """Each secured step applies its data and the channel counter in one transaction: on the
+    SIM profile's 512-byte commit buffer none may end in BUFFER_FULL (6A84). The largest, the
+    server key, journals its 256-byte modulus."""
     from cardshield.perso import secure_messaging as sm
     from cardshield.sim.applets import default_applets
     from perso.instance import KEYED_AID, card_keys, keyed_instances

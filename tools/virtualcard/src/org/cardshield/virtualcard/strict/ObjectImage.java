@@ -26,7 +26,6 @@ final class ObjectImage {
     private final Map<Object, Object[]> fieldValues = new IdentityHashMap<>();
     private final Map<Object, Object> arrayContents = new IdentityHashMap<>();
     private final Set<Object> transients;
-    private int dataBytes;
 
     private ObjectImage(Set<Object> transients) {
         this.transients = transients;
@@ -47,7 +46,6 @@ final class ObjectImage {
                     Object copy = Array.newInstance(next.getClass().getComponentType(), length);
                     System.arraycopy(next, 0, copy, 0, length);
                     image.arrayContents.put(next, copy);
-                    image.dataBytes += length * elementBytes(next.getClass().getComponentType());
                 }
                 continue;
             }
@@ -55,7 +53,6 @@ final class ObjectImage {
             Object[] values = new Object[fields.size()];
             for (int i = 0; i < values.length; i++) {
                 values[i] = read(fields.get(i), next);
-                image.dataBytes += fieldBytes(fields.get(i).getType());
                 if (values[i] != null && followed(values[i])) {
                     todo.add(values[i]);
                 }
@@ -63,11 +60,6 @@ final class ObjectImage {
             image.fieldValues.put(next, values);
         }
         return image;
-    }
-
-    /** Journal bytes the image stands for: the fields and array contents it saves. */
-    int dataBytes() {
-        return dataBytes;
     }
 
     void restore() {

@@ -584,12 +584,13 @@ public final class StrictCard {
 
     /**
      * A write of `written` bytes inside a framework object: one tear point; in a transaction
-     * the object's image is journalled, charged at least the bytes written (a card journals
-     * the old value of the component it overwrites, whatever jcardsim holds before).
+     * the object's image is journalled (how the host undoes it) and charged the bytes written
+     * (what a card journals: the old value of the component it overwrites, whatever
+     * jcardsim holds before).
      */
     private static void framework(Object target, String what, int written) {
         ObjectImage image = inTransaction ? ObjectImage.capture(target, TRANSIENTS) : null;
-        int charge = image == null ? 0 : Math.max(image.dataBytes(), written);
+        int charge = written;
         if (image != null) {
             journalRoom(charge);
         }
