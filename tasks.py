@@ -107,11 +107,12 @@ def server(c, action="run", host="127.0.0.1", port=8080, workers=1):
 
 
 @task(help={"cases": "number of cases (default 20000)", "seed": "campaign seed (default: random, printed)",
-            "case": "run only this case index (reproduce a failure)"})
-def fuzz(c, cases=20000, seed=None, case=None):
-    """APDU fuzz campaign on a private virtual card: `fuzz --cases N --seed S [--case I]`."""
+            "case": "run only this case index (reproduce a failure)",
+            "profile": "card profile: lenient (default), jcop4, sim"})
+def fuzz(c, cases=20000, seed=None, case=None, profile=None):
+    """APDU fuzz campaign on a private virtual card: `fuzz --cases N --seed S [--case I] [--profile P]`."""
     _cardshield("fuzz", "--cases", str(cases), *(["--seed", str(seed)] if seed is not None else []),
-                *(["--case", str(case)] if case is not None else []))
+                *(["--case", str(case)] if case is not None else []), *(["--profile", profile] if profile else []))
 
 
 @task(help={"target": "card, server or all (default)"})
