@@ -484,3 +484,26 @@ def test_secured_personalization(strict_card, server_key):
         assert_clean(tear_personalization(card, strict_card, KEYED_AID, steps, True, server_key))
     finally:
         card.transport.close()
+
+
+# -- the control itself -------------------------------------------------------------------
+
+def test_an_armed_tear_beyond_the_command_is_reported_not_carried_over(card):
+    stack = _stack(card)
+    stack.tear_at(99)
+    card.select()  # SELECT writes nothing persistent: the tear point is never reached
+    report = stack.last_command()
+    assert not report.torn and report.armed_but_not_reached
+    card.verify_pin(PIN)  # the next command runs whole: an armed tear lasts one command
+    assert not stack.last_command().torn
+
+
+def test_tear_control_errors_name_the_fix(card, card_stack):
+    from cardshield.sim.control import ControlError, send_control
+
+    with pytest.raises(ControlError, match=r"usage: TEAR-AT N \(tear point, from 1\)"):
+        send_control(_stack(card).control_socket, "TEAR-AT first")
+    if card_stack is None or card_stack.profile != "lenient":
+        pytest.skip("the session card is not on the lenient profile")
+    with pytest.raises(ControlError, match="needs a strict card profile.*--profile jcop4 or --profile sim"):
+        card_stack.tear_at(1)
