@@ -36,10 +36,19 @@ class Deployment:
     def __init__(self, server, agent):
         self.server, self.agent = server, agent
         self.wrapper = None  # set by a test: what sits between the agent and the card
+        self._users: set[str] = set()
 
     @property
     def url(self) -> str:
         return self.server.url
+
+    def activation_code(self, user: str) -> str:
+        """What the bank hands the customer: a one-time code (the user created if new; the
+        code may replace an earlier certificate, as a re-enrollment needs)."""
+        if user not in self._users:
+            self.server.add_user(user)
+            self._users.add(user)
+        return self.server.activation_code(user, replace=True)
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +60,12 @@ def deployment(e2e_card, tmp_path_factory):
     from cardshield.terminal.server_client import ServerClient
 
     agent_port = free_loopback_port()
+    # The session's development card cannot get an attestation key (that needs the issuer's
+    # secure channel), so this server enrolls unattested keys, as its setting allows, marked
+    # so; the attested path runs in tests/server/test_virtual_card.py and `cardshield demo`.
     server = LocalServer(tmp_path_factory.mktemp("e2e-server"),
-                         extra_env={"CARDSHIELD_AGENT_URL": f"ws://127.0.0.1:{agent_port}/ws"}).start()
+                         extra_env={"CARDSHIELD_AGENT_URL": f"ws://127.0.0.1:{agent_port}/ws",
+                                    "CARDSHIELD_ALLOW_UNATTESTED_ENROLLMENT": "1"}).start()
     holder: dict = {}
 
     def open_transport(reader):

@@ -25,6 +25,8 @@ def start(page, deployment, path, button):
     page.goto(deployment.url + path)
     page.wait_for_selector("#agent-status.ok")
     page.fill("#user-id", USER)
+    if path == "/enroll":
+        page.fill("#activation-code", deployment.activation_code(USER))
     with page.expect_popup() as popup:
         page.click(button)
     dialog = popup.value
@@ -43,6 +45,7 @@ def test_1_enroll(page, deployment):
     assert re.search(r"certificate [0-9a-f]+ is stored on your card", page.inner_text("#notice"))
     assert page.locator("ol.steps li.done").count() == 12
     assert page.get_attribute("#notice a", "href") == "/status"  # no user id in the link
+    assert page.input_value("#activation-code") == ""  # single use: not kept on the page
     shot(page, "enroll")
 
 
@@ -138,3 +141,17 @@ def test_6_card_removed_during_enrollment_is_explained_on_screen(page, deploymen
     assert "The card was removed during the operation: insert it and start again." in page.inner_text("#notice")
     assert page.locator("ol.steps li.failed").count() == 1
     shot(page, "enroll-card-removed")
+
+
+def test_7_a_wrong_activation_code_is_explained_on_screen(page, deployment):
+    deployment.activation_code(USER)  # the bank issued a code; the person mistypes it
+    page.goto(deployment.url + "/enroll")
+    page.wait_for_selector("#agent-status.ok")
+    page.fill("#user-id", USER)
+    page.fill("#activation-code", "ZZZZ-ZZZZ-ZZZZ-ZZZ0")
+    with page.expect_popup():
+        page.click("#enroll-button")
+    page.wait_for_selector(".notice.failure")
+    notice = page.inner_text("#notice")
+    assert "refused the activation code" in notice and "ZZZZ" not in notice
+    shot(page, "enroll-wrong-code")

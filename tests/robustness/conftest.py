@@ -9,13 +9,13 @@ import pytest
 
 @pytest.fixture(scope="module")
 def server_ctx(tmp_path_factory):
-    from cardshield.server.ca import init_ca
     from cardshield.server.context import ServerContext
     from cardshield.server.migrations import upgrade
     from cardshield.server.settings import Settings
+    from cardshield.server.testing.issuer import prepare_server_state
 
     state = tmp_path_factory.mktemp("robust-server")
-    init_ca(Settings(state_dir=state))
+    prepare_server_state(Settings(state_dir=state))
     # A public URL, so the linted certificates carry the CRL distribution point and AIA too.
     settings = Settings(state_dir=state, database_url=f"sqlite:///{state / 'server.db'}", token_cache_seconds=0,
                         public_url="http://ca.cardshield.test")

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import select
 
 from cardshield.server.models import Certificate
-from cardshield.server.testing.flows import Terminal, call
-from cardshield.server.testing.softcard import SoftCard
+from cardshield.server.testing.flows import Bank, Terminal, call
+from cardshield.server.testing.issuer import load_test_issuer, registered_softcard
 
 BLOCKING = {"FATAL", "ERROR"}
 
@@ -41,11 +42,13 @@ def _lint(tool: str, der_file: Path, *options: str) -> list[str]:
 def issued(server_ctx, server_http, server_tokens, tmp_path_factory):
     """Enroll several users on both slots and revoke one certificate; the CA's output."""
     terminal = server_tokens["terminal"]
+    bank = Bank(server_http, server_tokens["admin"])
+    issuer = load_test_issuer(server_ctx.settings.state_dir)
     for index in range(3):
-        card = SoftCard(server_public_key=server_ctx.ca.request_key.public_key())
+        card = registered_softcard(server_ctx, issuer, rsa.generate_private_key(65537, 2048))
         for slot in (1, 2):
-            done = Terminal(server_http, terminal, card).enroll(f"lint-user-{index}", slot=slot,
-                                                                card_label=f"lint-card-{index}")
+            done = Terminal(server_http, terminal, card, bank=bank).enroll(
+                f"lint-user-{index}", slot=slot, card_label=f"lint-card-{index}")
             assert done["state"] == "completed"
     with server_ctx.db.transaction() as session:
         rows = session.execute(select(Certificate.serial_hex, Certificate.der)).all()

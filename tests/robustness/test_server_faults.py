@@ -97,11 +97,11 @@ class ResilientTerminal:
     """A terminal that survives a server restart: on a broken connection it asks the server
     where the session stands and continues from there (never replays card answers blindly)."""
 
-    def __init__(self, url: str, tokens: dict[str, str], observed: Observed, deadline: float,
+    def __init__(self, url: str, tokens: dict[str, str], card: SoftCard, observed: Observed, deadline: float,
                  allowed_5xx: tuple[int, ...] = ()):
         self.http = httpx.Client(base_url=url, timeout=10)
         self.tokens, self.observed, self.deadline, self.allowed_5xx = tokens, observed, deadline, allowed_5xx
-        self.card = SoftCard()
+        self.card = card  # registered in the card registry, as the issuer would have
 
     def _call(self, method: str, path: str, role: str, body: dict | None = None, *, repeatable: bool = True) -> dict:
         """One request, sent again after a broken connection only if that is harmless:
@@ -144,8 +144,26 @@ class ResilientTerminal:
                 self.observed.interrupted += 1
             return self._call("GET", resume_path, role)
 
+    def _start(self, user: str) -> dict:
+        """The bank issues the user an activation code (and a new one if a start was cut
+        off: the code may have been consumed by a session this terminal never heard of)."""
+        while True:
+            code = self._call("POST", f"/v1/admin/users/{user}/activation-codes", "admin", {"slot": 1})
+            try:
+                return self._call("POST", "/v1/enrollments", "terminal",
+                                  {"user_id": user, "card_label": f"card-{user}",
+                                   "activation_code": code["activation_code"]}, repeatable=False)
+            except (httpx.TransportError, OutcomeUnknown):
+                with self.observed.lock:
+                    self.observed.interrupted += 1
+
     def enroll(self, user: str) -> None:
-        state = self._call("POST", "/v1/enrollments", "terminal", {"user_id": user, "card_label": f"card-{user}"})
+        try:
+            self._call("POST", "/v1/admin/users", "admin", {"user_id": user})
+        except FlowError as error:  # created by an attempt whose answer was lost
+            if error.code != "conflict":
+                raise
+        state = self._start(user)
         path = f"/v1/enrollments/{state['enrollment_id']}"
         while state.get("batch"):
             batch = state["batch"]
@@ -186,23 +204,29 @@ class ResilientTerminal:
             n += 1
 
 
-def _prepare_server(tmp_path: Path, database_url: str) -> dict[str, str]:
-    from cardshield.server.ca import init_ca
-    from cardshield.server.db import Database
+def _prepare_server(tmp_path: Path, database_url: str, terminals: int) -> tuple[dict[str, str], list[SoftCard]]:
+    """Server state with a trusted test attestation CA; API tokens; one registered card per terminal."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from cardshield.server.context import ServerContext
     from cardshield.server.migrations import upgrade
     from cardshield.server.settings import Settings
+    from cardshield.server.testing.issuer import prepare_server_state, registered_softcard
     from cardshield.server.tokens import create_client
 
-    init_ca(Settings(state_dir=tmp_path))
+    settings = Settings(state_dir=tmp_path, database_url=database_url)
+    issuer = prepare_server_state(settings)
     upgrade(database_url)
-    db = Database(database_url)
+    ctx = ServerContext.create(settings)
     try:
-        return {role: create_client(db, f"load-{role}", role) for role in ("terminal", "merchant", "admin")}
+        attestation_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        cards = [registered_softcard(ctx, issuer, attestation_key) for _ in range(terminals)]
+        return {role: create_client(ctx.db, f"load-{role}", role) for role in ("terminal", "merchant", "admin")}, cards
     finally:
-        db.dispose()
+        ctx.db.dispose()
 
 
-def _run_load(server: LiveServer, tokens: dict[str, str], terminals: int, seconds: float, fault=None,
+def _run_load(server: LiveServer, tokens: dict[str, str], cards: list[SoftCard], terminals: int, seconds: float, fault=None,
               allowed_5xx: tuple[int, ...] = ()) -> Observed:
     observed = Observed()
     deadline = time.monotonic() + seconds
@@ -210,7 +234,7 @@ def _run_load(server: LiveServer, tokens: dict[str, str], terminals: int, second
 
     def worker(i: int) -> None:
         try:
-            ResilientTerminal(server.url, tokens, observed, deadline, allowed_5xx).run(f"user-{i}")
+            ResilientTerminal(server.url, tokens, cards[i], observed, deadline, allowed_5xx).run(f"user-{i}")
         except BaseException as error:  # reported below, with the thread's user
             errors.append(error)
 
@@ -275,7 +299,7 @@ def _check_database(database_url: str, observed: Observed) -> dict[str, int]:
 @pytest.mark.parametrize("workers", [2])
 def test_kill9_server_during_enrollments_and_payments(tmp_path, workers):
     database_url = f"sqlite:///{tmp_path / 'server.db'}"
-    tokens = _prepare_server(tmp_path, database_url)
+    tokens, cards = _prepare_server(tmp_path, database_url, terminals=12)
     server = LiveServer(tmp_path, database_url, workers)
     server.start()
     kills = []
@@ -289,7 +313,7 @@ def test_kill9_server_during_enrollments_and_payments(tmp_path, workers):
             server.start()
 
     try:
-        observed = _run_load(server, tokens, terminals=12, seconds=6.0, fault=fault)
+        observed = _run_load(server, tokens, cards, terminals=12, seconds=6.0, fault=fault)
     finally:
         server.stop()
     assert len(kills) == 2
@@ -304,11 +328,11 @@ def test_load_many_concurrent_terminals(tmp_path):
     """32 terminals enroll and pay for a bounded time on loopback: zero errors, zero refusals
     (no fault, nothing to refuse)."""
     database_url = f"sqlite:///{tmp_path / 'server.db'}"
-    tokens = _prepare_server(tmp_path, database_url)
+    tokens, cards = _prepare_server(tmp_path, database_url, terminals=32)
     server = LiveServer(tmp_path, database_url, workers=2)
     server.start()
     try:
-        observed = _run_load(server, tokens, terminals=32, seconds=5.0)
+        observed = _run_load(server, tokens, cards, terminals=32, seconds=5.0)
     finally:
         server.stop()
     assert not observed.server_errors and not observed.refused, (observed.server_errors, observed.refused)
@@ -361,7 +385,7 @@ class PrivatePostgres:
 def test_kill9_database_during_enrollments_and_payments(tmp_path):
     postgres = PrivatePostgres()
     try:
-        tokens = _prepare_server(tmp_path, postgres.url)
+        tokens, cards = _prepare_server(tmp_path, postgres.url, terminals=12)
         server = LiveServer(tmp_path, postgres.url, workers=2)
         server.start()
 
@@ -373,7 +397,7 @@ def test_kill9_database_during_enrollments_and_payments(tmp_path):
                 postgres.restart()
 
         try:
-            observed = _run_load(server, tokens, terminals=12, seconds=6.0, fault=fault, allowed_5xx=(503,))
+            observed = _run_load(server, tokens, cards, terminals=12, seconds=6.0, fault=fault, allowed_5xx=(503,))
         finally:
             server.stop()
         assert not observed.server_errors, observed.server_errors

@@ -4,16 +4,18 @@ private cluster when none is given; if it is unset the PostgreSQL variants skip,
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from cardshield.server.ca import init_ca
+from cardshield.attestation.ca import AttestationCA
 from cardshield.server.context import ServerContext
 from cardshield.server.db import normalize_url
 from cardshield.server.migrations import upgrade
 from cardshield.server.settings import Settings
+from cardshield.server.testing.issuer import prepare_server_state, load_test_issuer
 from cardshield.server.tokens import create_client
 
 PG_ENV = "CARDSHIELD_TEST_POSTGRES_URL"
@@ -21,9 +23,16 @@ PG_ENV = "CARDSHIELD_TEST_POSTGRES_URL"
 
 @pytest.fixture(scope="session")
 def ca_dir(tmp_path_factory):
+    """Server state: the payment CA, the activation-code key, and a test attestation CA in
+    the attestation trust store (its key stays in the test, as at an issuer's station)."""
     state = tmp_path_factory.mktemp("server-state")
-    init_ca(Settings(state_dir=state))
+    prepare_server_state(Settings(state_dir=state))
     return state
+
+
+@pytest.fixture(scope="session")
+def attestation_ca(ca_dir) -> AttestationCA:
+    return load_test_issuer(ca_dir)
 
 
 def _postgres_url() -> str:
@@ -87,14 +96,35 @@ def key_pool():
     return [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(6)]
 
 
+@pytest.fixture(scope="session")
+def attestation_keys():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    return [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3)]
+
+
 @pytest.fixture
-def make_card(key_pool, ctx):
-    """SoftCard factory handing out distinct pooled keys (index wraps per test)."""
+def make_card(key_pool, attestation_keys, attestation_ca, ctx):
+    """SoftCard factory handing out distinct pooled keys (index wraps per test). Each card
+    gets its own card id and an attestation key certified by the test attestation CA, and
+    is imported into the card registry as personalization would record it
+    (register=False: a card the bank never registered)."""
+    from cardshield.server.testing.issuer import registered_softcard
     from cardshield.server.testing.softcard import SoftCard
     pool = iter(key_pool * 4)
+    attesting = iter(attestation_keys * 8)
 
-    def make(**kwargs) -> SoftCard:
+    def make(register: bool = True, **kwargs) -> SoftCard:
         kwargs.setdefault("key_factory", lambda: next(pool))
+        kwargs.setdefault("attestation_key", next(attesting))
+        if register:
+            return registered_softcard(ctx, attestation_ca, **kwargs)
         kwargs.setdefault("server_public_key", ctx.ca.request_key.public_key())
+        kwargs.setdefault("card_id", secrets.token_bytes(8))
         return SoftCard(**kwargs)
     return make
+
+
+@pytest.fixture
+def bank(http, tokens):
+    from cardshield.server.testing.flows import Bank
+    return Bank(http, tokens["admin"])

@@ -68,9 +68,25 @@ def test_wrong_role_is_forbidden(http, tokens):
      "not_found"),
     ("/v1/enrollments/not-an-id/responses", {"seq": 1, "responses": ["9000"]}, 404, "not_found"),
     ("/v1/payments/" + "f" * 32 + "/terminal", None, 404, "not_found"),
+    ("/v1/enrollments", {"user_id": "a", "activation_code": "short"}, 400, "invalid_request"),
+    ("/v1/enrollments", {"user_id": "a", "activation_code": "0000-0000-0000-000$"}, 400,
+     "invalid_request"),
+    ("/v1/enrollments", {"user_id": "nobody", "activation_code": "0000-0000-0000-0000"}, 404,
+     "unknown_user"),
+    ("/v1/admin/users", {"user_id": "../etc"}, 400, "invalid_request"),
+    ("/v1/admin/users/nobody/activation-codes", {"slot": 1}, 404, "unknown_user"),
+    ("/v1/admin/users/nobody/activation-codes", {"slot": 3}, 400, "invalid_request"),
+    ("/v1/admin/cards", {"format": "cardshield-card-records/1", "records": []}, 400,
+     "invalid_card_record"),
+    ("/v1/admin/cards", {"format": "cardshield-card-records/1", "records": [{"card_id": "zz"}]},
+     400, "invalid_card_record"),
+    ("/v1/admin/cards", {"format": "other", "records": []}, 400, "invalid_request"),
+    ("/v1/admin/cards/0102/revoke", None, 400, "invalid_request"),
+    ("/v1/admin/cards/0102030405060708/revoke", None, 404, "not_found"),
 ])
 def test_bad_input_is_a_4xx_and_writes_nothing(ctx, http, tokens, path, body, status, code):
-    role = "merchant" if path == "/v1/payments" else "terminal"
+    role = ("merchant" if path == "/v1/payments" else
+            "admin" if path.startswith("/v1/admin/") else "terminal")
     before = _rows(ctx)
     headers = {"Authorization": f"Bearer {tokens[role]}", "Content-Type": "application/json"}
     if isinstance(body, bytes):
@@ -100,14 +116,14 @@ def test_openapi_documents_the_api(http):
         assert path in spec["paths"]
 
 
-def test_replicas_share_only_the_database(ctx, settings, tokens, make_card):
+def test_replicas_share_only_the_database(ctx, settings, tokens, make_card, bank):
     """Each request of a flow lands on another replica (its own context and pool)."""
     other = ServerContext.create(settings)
     try:
         with TestClient(create_app(ctx)) as a, TestClient(create_app(other)) as b:
             card = make_card()
             replicas = [a, b]
-            state = call(a, "POST", "/v1/enrollments", tokens["terminal"], {"user_id": "alice"})
+            state = Terminal(a, tokens["terminal"], card, bank=bank).start("alice")
             n = 1
             while state["batch"] is not None:
                 term = Terminal(replicas[n % 2], tokens["terminal"], card)
@@ -115,7 +131,7 @@ def test_replicas_share_only_the_database(ctx, settings, tokens, make_card):
                 n += 1
             assert state["state"] == "completed"
             created = create_payment(b, tokens["merchant"], "alice")
-            state = Terminal(a, tokens["terminal"], card).claim(created["payment_id"])
+            state = Terminal(a, tokens["terminal"], card, bank=bank).claim(created["payment_id"])
             while state["batch"] is not None:
                 term = Terminal(replicas[n % 2], tokens["terminal"], card)
                 state = term.post_payment(created["payment_id"], state["batch"])
@@ -126,13 +142,14 @@ def test_replicas_share_only_the_database(ctx, settings, tokens, make_card):
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_refusals_are_audited_without_secrets(ctx, http, tokens, make_card):
-    term = Terminal(http, tokens["terminal"], make_card(pin="24680"), pin="24680")
+def test_refusals_are_audited_without_secrets(ctx, http, tokens, make_card, bank):
+    term = Terminal(http, tokens["terminal"], make_card(pin="24680"), pin="24680", bank=bank)
     term.enroll("alice")
     with ctx.db.transaction() as s:
         details = " ".join(filter(None, s.scalars(select(AuditEvent.detail))))
         actions = set(s.scalars(select(AuditEvent.action)))
-    assert {"enrollment.start", "certificate.issue", "enrollment.complete"} <= actions
+    assert {"enrollment.start", "activation_code.issue", "activation_code.use",
+            "certificate.issue", "enrollment.complete"} <= actions
     assert "24680" not in details
 
 

@@ -13,7 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cardshield.server.ca import (EKU_TRANSACTION_SIGNING, CaSetupError, CertificateAuthority,
                                   init_ca)
 from cardshield.server.errors import ApiError
-from cardshield.server.settings import DEFAULT_KEY_ON_CARD_POLICY_OID, Settings
+from cardshield.server.settings import DEFAULT_KEY_ON_CARD_POLICY_OID, DEFAULT_UNATTESTED_POLICY_OID, Settings
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +41,14 @@ def test_root_is_a_ca(authority):
 @pytest.mark.parametrize("slot", [1, 2])
 def test_end_entity_profile(authority, card_key, slot):
     issued = authority.issue(card_key.public_key(), user_external_id="alice",
-                             card_label="iccid-8901", slot=slot)
+                             card_label="iccid-8901", slot=slot, card_id="A000000001020304",
+                             attested=True)
     cert = x509.load_der_x509_certificate(issued.der)
     cert.verify_directly_issued_by(authority.cert)
     assert cert.version == x509.Version.v3
     assert 64 <= cert.serial_number.bit_length() <= 127  # positive, < 20 octets
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "alice"
-    assert cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == "iccid-8901"
+    assert cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == "A000000001020304"
     assert cert.public_key().public_numbers() == card_key.public_key().public_numbers()
     bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
     assert bc.critical and not bc.value.ca
@@ -66,6 +67,14 @@ def test_end_entity_profile(authority, card_key, slot):
     assert [p.policy_identifier.dotted_string for p in policies] == [DEFAULT_KEY_ON_CARD_POLICY_OID]
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert lifetime.days <= authority.settings.certificate_validity_days + 1
+
+
+def test_unattested_key_never_gets_the_key_on_card_policy(authority, card_key):
+    cert = x509.load_der_x509_certificate(authority.issue(
+        card_key.public_key(), user_external_id="alice", card_label="iccid-8901", slot=1).der)
+    policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    assert [p.policy_identifier.dotted_string for p in policies] == [DEFAULT_UNATTESTED_POLICY_OID]
+    assert cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == "iccid-8901"
 
 
 def test_serials_are_distinct(authority, card_key):

@@ -7,18 +7,20 @@ import pytest
 from sqlalchemy import select
 
 from cardshield.server.models import ApiClient, AuditEvent
-from cardshield.server.testing.flows import FlowError, call
+from cardshield.server.testing.flows import Bank, FlowError, call
 from cardshield.server.tokens import token_digest
 
 
 
 def test_register_use_list_and_disable_a_terminal(ctx, http, tokens):
     admin = tokens["admin"]
+    code = Bank(http, admin).activation_code("zoe")
+    start = {"user_id": "zoe", "activation_code": code}
     created = call(http, "POST", "/v1/admin/clients", admin, {"name": "phone-7", "role": "terminal"})
     assert (created["name"], created["role"], created["disabled_at"]) == ("phone-7", "terminal", None)
     token = created["token"]
     # the new token works for its role at once, and only for its role
-    assert call(http, "POST", "/v1/enrollments", token, {"user_id": "zoe"})["state"] == "keygen_sent"
+    assert call(http, "POST", "/v1/enrollments", token, start)["state"] == "keygen_sent"
     with pytest.raises(FlowError) as refused:
         call(http, "POST", "/v1/payments", token, {"user_id": "zoe", "amount_minor": 1,
                                                    "currency": "EUR", "payee": "x", "order_ref": "y"})
@@ -35,7 +37,7 @@ def test_register_use_list_and_disable_a_terminal(ctx, http, tokens):
     assert disabled["disabled_at"] is not None
     assert call(http, "POST", "/v1/admin/clients/phone-7/disable", admin)["disabled_at"] == disabled["disabled_at"]
     with pytest.raises(FlowError) as gone:
-        call(http, "POST", "/v1/enrollments", token, {"user_id": "zoe"})
+        call(http, "POST", "/v1/enrollments", token, start)
     assert (gone.value.status, gone.value.code) == (401, "unauthorized")
     with ctx.db.transaction() as s:
         audited = s.execute(select(AuditEvent.action, AuditEvent.client_id, AuditEvent.detail)

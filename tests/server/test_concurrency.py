@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from cardshield.server.api import create_app
 from cardshield.server.models import AuditEvent, Card, Certificate, Payment
-from cardshield.server.testing.flows import FlowError, Terminal, create_payment
+from cardshield.server.testing.flows import Bank, FlowError, Terminal, create_payment
 from cardshield.server.testing.live import serve_in_thread
 from cardshield.server.testing.softcard import SoftCard
 
@@ -31,11 +31,12 @@ def live(ctx):
         yield base_url
 
 
-def test_many_terminals_enroll_and_pay_at_once(ctx, tokens, live, many_keys):
+def test_many_terminals_enroll_and_pay_at_once(ctx, tokens, live, many_keys, make_card):
+    cards = [make_card(key_factory=lambda key=key: key) for key in many_keys]
+
     def one_terminal(i: int) -> list[str]:
         with httpx.Client(base_url=live, timeout=30) as http:
-            key = many_keys[i]
-            term = Terminal(http, tokens["terminal"], SoftCard(key_factory=lambda: key))
+            term = Terminal(http, tokens["terminal"], cards[i], bank=Bank(http, tokens["admin"]))
             assert term.enroll(f"user{i}")["state"] == "completed"
             states = []
             for n in range(PAYMENTS_EACH):
@@ -57,9 +58,10 @@ def test_many_terminals_enroll_and_pay_at_once(ctx, tokens, live, many_keys):
             TERMINALS * PAYMENTS_EACH
 
 
-def test_racing_posts_of_one_signature_authorize_once(ctx, tokens, live, many_keys):
+def test_racing_posts_of_one_signature_authorize_once(ctx, tokens, live, many_keys, make_card):
     with httpx.Client(base_url=live, timeout=30) as http:
-        term = Terminal(http, tokens["terminal"], SoftCard(key_factory=lambda: many_keys[0]))
+        term = Terminal(http, tokens["terminal"], make_card(key_factory=lambda: many_keys[0]),
+                        bank=Bank(http, tokens["admin"]))
         term.enroll("racer")
         created = create_payment(http, tokens["merchant"], "racer")
         state = term.claim(created["payment_id"])
@@ -87,17 +89,18 @@ def test_racing_posts_of_one_signature_authorize_once(ctx, tokens, live, many_ke
 
 
 def test_cloned_card_racing_two_payments_with_one_counter_authorizes_once(
-        ctx, tokens, live, many_keys):
+        ctx, tokens, live, many_keys, make_card):
     """Two payments signed with the same counter (a cloned card) posted at the same time:
     the counter compare-and-set lets exactly one through."""
     with httpx.Client(base_url=live, timeout=30) as http:
-        original = SoftCard(key_factory=lambda: many_keys[1])
-        term = Terminal(http, tokens["terminal"], original)
+        original = make_card(key_factory=lambda: many_keys[1])
+        term = Terminal(http, tokens["terminal"], original, bank=Bank(http, tokens["admin"]))
         term.enroll("twin")
         prepared = []
         for n in range(2):
             clone = SoftCard(keys=dict(original.keys), certificates=dict(original.certificates),
-                             counter=original.counter)
+                             counter=original.counter,
+                             server_public_key=original.server_public_key)
             payer = Terminal(http, tokens["terminal"], clone)
             created = create_payment(http, tokens["merchant"], "twin", order_ref=f"twin-{n}")
             state = payer.claim(created["payment_id"])

@@ -19,9 +19,9 @@ def _codes(ctx, outcome="refused"):
             AuditEvent.outcome == outcome).order_by(AuditEvent.id))]
 
 
-def test_enrollment_issues_a_certificate_stored_on_the_card(ctx, http, tokens, make_card):
+def test_enrollment_issues_a_certificate_stored_on_the_card(ctx, http, tokens, make_card, bank):
     card = make_card()
-    done = Terminal(http, tokens["terminal"], card).enroll("alice", card_label="iccid-1")
+    done = Terminal(http, tokens["terminal"], card, bank=bank).enroll("alice", card_label="iccid-1")
     assert done["state"] == "completed"
     der = bytes.fromhex(done["certificate_der_hex"])
     assert card.certificates[1] == der  # PUT DATA wrote it, read-back confirmed it
@@ -33,50 +33,50 @@ def test_enrollment_issues_a_certificate_stored_on_the_card(ctx, http, tokens, m
         assert row.status == "active" and row.stored_at is not None
 
 
-def test_pin_never_reaches_the_server(http, tokens, make_card):
+def test_pin_never_reaches_the_server(http, tokens, make_card, bank):
     card = make_card(pin="987654")
-    state = call(http, "POST", "/v1/enrollments", tokens["terminal"], {"user_id": "bob"})
+    state = Terminal(http, tokens["terminal"], card, bank=bank).start("bob")
     apdus = state["batch"]["apdus"]
     assert [a["pin_required"] for a in apdus] == [False, True]
     assert not any(a["apdu"].startswith("0020") for a in apdus)  # no VERIFY from the server
-    Terminal(http, tokens["terminal"], card, pin="987654").post_enrollment(
+    Terminal(http, tokens["terminal"], card, pin="987654", bank=bank).post_enrollment(
         state["enrollment_id"], state["batch"])
 
 
-def test_card_error_is_reported_with_its_status_word(http, tokens, make_card):
+def test_card_error_is_reported_with_its_status_word(http, tokens, make_card, bank):
     card = make_card()
-    state = call(http, "POST", "/v1/enrollments", tokens["terminal"], {"user_id": "carol"})
+    state = Terminal(http, tokens["terminal"], card, bank=bank).start("carol")
     # terminal that skipped the PIN: the card refuses GENERATE with 6982
     responses = [card.transmit(bytes.fromhex(a["apdu"])).hex() for a in state["batch"]["apdus"]]
     with pytest.raises(FlowError) as err:
-        Terminal(http, tokens["terminal"], card).post_enrollment(
+        Terminal(http, tokens["terminal"], card, bank=bank).post_enrollment(
             state["enrollment_id"], state["batch"], responses)
     assert err.value.status == 422 and err.value.code == "card_error"
     assert "6982" in err.value.body["error"]["message"]
     # the batch stays pending: the terminal asks for the PIN and relays it again
-    retried = Terminal(http, tokens["terminal"], card).post_enrollment(
+    retried = Terminal(http, tokens["terminal"], card, bank=bank).post_enrollment(
         state["enrollment_id"], state["batch"])
     assert retried["state"] == "pop_sent"
 
 
-def test_another_terminal_cannot_continue_the_session(ctx, http, tokens, make_card):
+def test_another_terminal_cannot_continue_the_session(ctx, http, tokens, make_card, bank):
     from cardshield.server.tokens import create_client
     intruder = create_client(ctx.db, "intruder", "terminal")
     card = make_card()
-    state = call(http, "POST", "/v1/enrollments", tokens["terminal"], {"user_id": "dave"})
+    state = Terminal(http, tokens["terminal"], card, bank=bank).start("dave")
     with pytest.raises(FlowError) as err:
-        Terminal(http, intruder, card).post_enrollment(state["enrollment_id"], state["batch"])
+        Terminal(http, intruder, card, bank=bank).post_enrollment(state["enrollment_id"], state["batch"])
     assert err.value.code == "wrong_terminal"
     # the rightful terminal still completes it
-    honest = Terminal(http, tokens["terminal"], card)
+    honest = Terminal(http, tokens["terminal"], card, bank=bank)
     nxt = honest.post_enrollment(state["enrollment_id"], state["batch"])
     assert nxt["state"] == "pop_sent"
 
 
-def test_stale_and_repeated_posts_are_refused(http, tokens, make_card):
+def test_stale_and_repeated_posts_are_refused(http, tokens, make_card, bank):
     card = make_card()
-    term = Terminal(http, tokens["terminal"], card)
-    state = call(http, "POST", "/v1/enrollments", tokens["terminal"], {"user_id": "erin"})
+    term = Terminal(http, tokens["terminal"], card, bank=bank)
+    state = term.start("erin")
     first = term.run(state["batch"])
     nxt = term.post_enrollment(state["enrollment_id"], state["batch"], first)
     with pytest.raises(FlowError) as err:  # the same post again
@@ -85,10 +85,10 @@ def test_stale_and_repeated_posts_are_refused(http, tokens, make_card):
     assert term.post_enrollment(state["enrollment_id"], nxt["batch"])["state"] == "cert_sent"
 
 
-def test_proof_of_possession_by_another_key_is_refused(ctx, http, tokens, make_card, key_pool):
+def test_proof_of_possession_by_another_key_is_refused(ctx, http, tokens, make_card, key_pool, bank):
     card = make_card()
-    term = Terminal(http, tokens["terminal"], card)
-    state = call(http, "POST", "/v1/enrollments", tokens["terminal"], {"user_id": "frank"})
+    term = Terminal(http, tokens["terminal"], card, bank=bank)
+    state = term.start("frank")
     state = term.post_enrollment(state["enrollment_id"], state["batch"])
     real_key = card.keys[1]
     responses = term.run(state["batch"])
@@ -104,10 +104,10 @@ def test_proof_of_possession_by_another_key_is_refused(ctx, http, tokens, make_c
     assert "proof_of_possession_failed" in _codes(ctx)
 
 
-def test_expired_challenge_is_refused(ctx, http, tokens, make_card):
+def test_expired_challenge_is_refused(ctx, http, tokens, make_card, bank):
     card = make_card()
-    term = Terminal(http, tokens["terminal"], card)
-    state = call(http, "POST", "/v1/enrollments", tokens["terminal"], {"user_id": "gina"})
+    term = Terminal(http, tokens["terminal"], card, bank=bank)
+    state = term.start("gina")
     state = term.post_enrollment(state["enrollment_id"], state["batch"])
     with ctx.db.transaction() as s:
         s.execute(update(Challenge).values(expires_at=utcnow() - timedelta(seconds=1)))
@@ -116,10 +116,10 @@ def test_expired_challenge_is_refused(ctx, http, tokens, make_card):
     assert err.value.code == "challenge_expired"
 
 
-def test_expired_session_is_refused(ctx, http, tokens, make_card):
+def test_expired_session_is_refused(ctx, http, tokens, make_card, bank):
     card = make_card()
-    term = Terminal(http, tokens["terminal"], card)
-    state = call(http, "POST", "/v1/enrollments", tokens["terminal"], {"user_id": "hank"})
+    term = Terminal(http, tokens["terminal"], card, bank=bank)
+    state = term.start("hank")
     with ctx.db.transaction() as s:
         s.execute(update(Enrollment).values(expires_at=utcnow() - timedelta(seconds=1)))
     with pytest.raises(FlowError) as err:
@@ -127,22 +127,22 @@ def test_expired_session_is_refused(ctx, http, tokens, make_card):
     assert err.value.status == 410 and err.value.code == "enrollment_expired"
 
 
-def test_weak_key_from_card_is_refused(ctx, http, tokens, make_card):
+def test_weak_key_from_card_is_refused(ctx, http, tokens, make_card, bank):
     from cryptography.hazmat.primitives.asymmetric import rsa
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     card = make_card(key_factory=lambda: weak)
     with pytest.raises(FlowError) as err:
-        Terminal(http, tokens["terminal"], card).enroll("ivan")
+        Terminal(http, tokens["terminal"], card, bank=bank).enroll("ivan")
     assert err.value.code == "weak_key"
     with ctx.db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Certificate)) == 0
 
 
 def test_interrupted_enrollment_resumes_then_restart_revokes_unstored_certificate(
-        ctx, http, tokens, make_card):
+        ctx, http, tokens, make_card, bank):
     card = make_card()
-    term = Terminal(http, tokens["terminal"], card)
-    state = call(http, "POST", "/v1/enrollments", tokens["terminal"], {"user_id": "judy"})
+    term = Terminal(http, tokens["terminal"], card, bank=bank)
+    state = term.start("judy")
     state = term.post_enrollment(state["enrollment_id"], state["batch"])
     state = term.post_enrollment(state["enrollment_id"], state["batch"])
     assert state["state"] == "cert_sent"  # issued, the write not yet confirmed
@@ -161,10 +161,10 @@ def test_interrupted_enrollment_resumes_then_restart_revokes_unstored_certificat
     assert statuses == ["active", "revoked"]  # every issued certificate accounted for
 
 
-def test_readback_mismatch_is_refused(ctx, http, tokens, make_card):
+def test_readback_mismatch_is_refused(ctx, http, tokens, make_card, bank):
     card = make_card()
-    term = Terminal(http, tokens["terminal"], card)
-    state = call(http, "POST", "/v1/enrollments", tokens["terminal"], {"user_id": "kim"})
+    term = Terminal(http, tokens["terminal"], card, bank=bank)
+    state = term.start("kim")
     state = term.post_enrollment(state["enrollment_id"], state["batch"])
     state = term.post_enrollment(state["enrollment_id"], state["batch"])
     responses = term.run(state["batch"])
@@ -177,8 +177,8 @@ def test_readback_mismatch_is_refused(ctx, http, tokens, make_card):
         assert s.get(Certificate, state["certificate_serial"]).status == "revoked"
 
 
-def test_crl_lists_revoked_certificate(ctx, http, tokens, make_card):
-    done = Terminal(http, tokens["terminal"], make_card()).enroll("lena")
+def test_crl_lists_revoked_certificate(ctx, http, tokens, make_card, bank):
+    done = Terminal(http, tokens["terminal"], make_card(), bank=bank).enroll("lena")
     revoked = call(http, "POST", "/v1/admin/revocations", tokens["admin"],
                    {"user_id": "lena", "reason": "key_compromise"})
     assert revoked["revoked"] == [done["certificate_serial"]]
@@ -189,9 +189,9 @@ def test_crl_lists_revoked_certificate(ctx, http, tokens, make_card):
     assert crl.get_revoked_certificate_by_serial_number(int(done["certificate_serial"], 16))
 
 
-def test_abandoned_enrollment_certificate_is_revoked_and_listed(ctx, http, tokens, make_card):
-    term = Terminal(http, tokens["terminal"], make_card())
-    state = call(http, "POST", "/v1/enrollments", tokens["terminal"], {"user_id": "mona"})
+def test_abandoned_enrollment_certificate_is_revoked_and_listed(ctx, http, tokens, make_card, bank):
+    term = Terminal(http, tokens["terminal"], make_card(), bank=bank)
+    state = term.start("mona")
     state = term.post_enrollment(state["enrollment_id"], state["batch"])
     state = term.post_enrollment(state["enrollment_id"], state["batch"])
     serial = state["certificate_serial"]  # issued; the terminal never comes back

@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import select, update
 
 from cardshield.protocol import tlv
-from cardshield.protocol.constants import SlotPolicy
 from cardshield.protocol.transaction import signed_transaction_data
 from cardshield.server.clock import utcnow
 from cardshield.server.models import AuditEvent, Card, Payment, User
@@ -18,9 +17,9 @@ from cardshield.server.testing.flows import FlowError, Terminal, call, create_pa
 
 
 @pytest.fixture
-def enrolled(http, tokens, make_card):
+def enrolled(http, tokens, make_card, bank):
     def make(user="alice", **card_kwargs) -> Terminal:
-        term = Terminal(http, tokens["terminal"], make_card(**card_kwargs))
+        term = Terminal(http, tokens["terminal"], make_card(**card_kwargs), bank=bank)
         assert term.enroll(user)["state"] == "completed"
         return term
     return make
@@ -188,7 +187,7 @@ def test_revoked_certificate_read_from_card_is_refused(ctx, http, tokens, enroll
 
 
 def test_server_signed_request_for_cards_that_require_it(ctx, http, tokens, enrolled):
-    term = enrolled(slot_policy={1: SlotPolicy.SERVER_SIGNED_REQUESTS, 2: SlotPolicy(0)})
+    term = enrolled()  # slot 1 as issued: PIN per signature + server-signed requests
     created = create_payment(http, tokens["merchant"], "alice")
     state = term.claim(created["payment_id"])
     state = term.post_payment(created["payment_id"], state["batch"])
@@ -233,7 +232,7 @@ def test_success_resets_the_failure_count(ctx, http, tokens, enrolled):
         assert s.scalar(select(User.blocked_at)) is None
 
 
-def test_another_terminal_cannot_take_or_answer(ctx, http, tokens, enrolled):
+def test_another_terminal_cannot_take_or_answer(ctx, http, tokens, enrolled, bank):
     from cardshield.server.tokens import create_client
     term = enrolled()
     other = Terminal(http, create_client(ctx.db, "other", "terminal"), term.card)

@@ -39,7 +39,9 @@ def test_rows_round_trip_with_the_orm(ctx):
         c.execute(INSERT_CARD, {
             "user_id": user_id, "slot": 1, "label": "card", "public_key_der": b"\x30\x00\xff",
             "key_sha256": "ab" * 32, "requires_server_signature": True, "last_counter": BIGGEST,
-            "consecutive_failures": 0, "blocked_at": None, "created_at": WHEN})
+            "consecutive_failures": 0, "blocked_at": None, "created_at": WHEN,
+            "registry_card_id": None, "attested": False, "attested_policy": None,
+            "attestation": None})
     with ctx.db.transaction() as s:  # what the ORM (enrollment, pages, admin) sees
         user = s.scalar(select(User).where(User.external_id == "ann"))
         card = s.scalar(select(Card).where(Card.user_id == user.id))

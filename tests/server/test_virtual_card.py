@@ -2,31 +2,44 @@
 pcscd + vpcd), through the Python card client's transport: the server's batches go to the
 card byte for byte; only the PIN is handled locally, as a terminal does.
 
-The card is personalized so the payment slot REQUIRES server-signed requests (tag 8E),
-with the server's request-signing key loaded: the applet itself checks the server."""
+The card is personalized as an issuer does (`perso run` over the secure channel on the
+keyed applet instance): PIN, PUK, the server's request-signing key, slot 01 requiring PIN
+per signature and server-signed requests (tag 8E: the applet itself checks the server),
+an attestation key certified by the test attestation CA, ISSUE. Its personalization record
+is imported into the server's card registry, and enrollment verifies the card's real ATTEST.
+The terminal side maps the server's SELECT of the applet to the keyed instance's AID (the
+session's default instance is a development card, which cannot get an attestation key)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from cryptography.hazmat.primitives import serialization
+
+from cardshield.attestation.record import load_records
 from cardshield.card.apdu import CommandAPDU
 from cardshield.card.client import CardShield
-from cardshield.protocol import encode_rsa_public_key
-from cardshield.protocol.constants import Algorithm, SlotPolicy
-from cardshield.server.models import Card, Payment
+from cardshield.perso.script import issuance_script
+from cardshield.protocol import commands
+from cardshield.protocol.constants import APPLET_AID
+from cardshield.server.registry import import_records
+from cardshield.server.models import Card, Certificate, Payment
 from cardshield.server.testing.flows import FlowError, Terminal, create_payment
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
 
-PIN, PUK = "4321", "87654321"
 
 
 class CardOverPcsc:
     """The terminal's side of the card: relay raw APDUs, verify the PIN locally."""
 
-    def __init__(self, shield: CardShield):
+    def __init__(self, shield: CardShield, aid: bytes = APPLET_AID):
         self.shield = shield
+        self.select = commands.select_applet(APPLET_AID).short()
+        self.select_instance = commands.select_applet(aid).short()
 
     @property
     def pin_verified(self) -> bool:
@@ -36,28 +49,64 @@ class CardOverPcsc:
         self.shield.verify_pin(pin)
 
     def transmit(self, apdu: bytes) -> bytes:
+        if apdu == self.select:
+            apdu = self.select_instance
         return self.shield.transport.transmit(CommandAPDU.decode(apdu)).encode()
 
 
+def _personalize_with_attestation(transport, reader: str, ctx, attestation_ca, folder,
+                                  monkeypatch) -> Path:
+    """`perso run` with the attestation steps; returns the card records file."""
+    from cardshield.cli import main
+    from cardshield.perso.runner import read_card_state
+    from perso.instance import KEYED_AID, SECRETS
+
+    try:
+        read_card_state(transport, KEYED_AID)
+    except Exception as exc:  # the applet is not built: nothing to personalize
+        pytest.skip(f"no keyed CardShield instance on the virtual card: {exc}")
+    (folder / "server.pem").write_bytes(ctx.ca.request_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (folder / "card.yaml").write_text(issuance_script(
+        {"server_key": "server.pem"},
+        {"slot_config": {"slot": 1, "algorithm": "RSA-2048", "pin_per_signature": True,
+                         "server_signed_transactions": True}},
+        {"attestation_key": None},
+        {"attestation_certificate": {"ca": str(attestation_ca.directory)}}))
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(f"CARDSHIELD_SECRET_{name}", value)
+    records = folder / "cards.json"
+    assert main(["perso", "run", str(folder / "card.yaml"), "--reader", reader,
+                 "--applet-aid", KEYED_AID.hex(), "--record", str(records),
+                 "--report", str(folder / "report.json")]) == 0
+    return records
+
+
 @pytest.fixture
-def applet_card(virtual_card, transport, ctx):
+def applet_card(virtual_card, transport, ctx, attestation_ca, tmp_path, monkeypatch):
+    from perso.instance import KEYED_AID, PIN as KEYED_PIN
     virtual_card.pristine()
     transport.reconnect("reset")
-    shield = CardShield(transport)
-    shield.personalize_development_card(
-        PIN, PUK, server_key_7f49=encode_rsa_public_key(ctx.ca.request_key.public_key()),
-        slots={1: (Algorithm.RSA_2048, SlotPolicy.SERVER_SIGNED_REQUESTS),
-               2: (Algorithm.RSA_2048, SlotPolicy(0))})
-    yield CardOverPcsc(shield)
+    records = _personalize_with_attestation(transport, virtual_card.info.reader, ctx,
+                                            attestation_ca, tmp_path, monkeypatch)
+    [record] = load_records(records)
+    import_records(ctx, [record])
+    card = CardOverPcsc(CardShield(transport, aid=KEYED_AID), aid=KEYED_AID)
+    card.pin, card.card_id = KEYED_PIN, record.card_id_hex
+    yield card
     virtual_card.pristine()  # leave a fresh card for the tests after this one
     transport.reconnect("reset")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_enroll_and_pay_with_the_applet(ctx, http, tokens, applet_card):
-    term = Terminal(http, tokens["terminal"], applet_card, pin=PIN)
+def test_enroll_and_pay_with_the_applet(ctx, http, tokens, applet_card, bank):
+    term = Terminal(http, tokens["terminal"], applet_card, pin=applet_card.pin, bank=bank)
     done = term.enroll("alice", card_label="vcard-1")
     assert done["state"] == "completed"
+    with ctx.db.transaction() as s:  # the applet's own ATTEST was verified
+        row = s.scalar(select(Card))
+        assert row.attested and row.attested_policy == 0x03
+        assert row.registry_card_id == applet_card.card_id
     der = bytes.fromhex(done["certificate_der_hex"])
     assert applet_card.shield.read_certificate(1) == der  # stored in the card's EF C1 01
     cert = x509.load_der_x509_certificate(der)
@@ -89,3 +138,51 @@ def test_enroll_and_pay_with_the_applet(ctx, http, tokens, applet_card):
     # a card refusal leaves the batch pending while the nonce is valid: the honest relay retries
     third = term.post_payment(created["payment_id"], state["batch"])
     assert third["state"] == "authorized" and third["card_counter"] > second["card_counter"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_applets_attestation_binds_the_card_to_one_user(ctx, http, tokens, applet_card,
+                                                            bank):
+    """Malware on a terminal drives a genuine card: an ATTEST answer it recorded in one
+    session is refused in another, and once alice enrolled with the card, its real
+    attestation is refused for anyone else."""
+    term = Terminal(http, tokens["terminal"], applet_card, pin=applet_card.pin, bank=bank)
+    state = term.start("bob")
+    state = term.post_enrollment(state["enrollment_id"], state["batch"])
+    recorded = term.run(state["batch"])  # the card's genuine answers, kept by the malware
+    state = term.start("dave")
+    state = term.post_enrollment(state["enrollment_id"], state["batch"])
+    fresh = term.run(state["batch"])
+    with pytest.raises(FlowError) as err:
+        term.post_enrollment(state["enrollment_id"], state["batch"], fresh[:2] + recorded[2:])
+    assert err.value.code == "attestation_challenge_mismatch"
+    assert term.enroll("alice")["state"] == "completed"  # the card is alice's now
+    with pytest.raises(FlowError) as err:
+        term.enroll("carol")
+    assert err.value.code == "card_bound_to_another_user"
+    with ctx.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Certificate).where(
+            Certificate.status == "active")) == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_card_without_attestation_gets_no_certificate(ctx, http, tokens, virtual_card, transport,
+                                                       bank):
+    """The applet as a development card (personalized without the issuer's secure channel,
+    so without an attestation key): its ATTEST answers 6A88 and the server issues nothing."""
+    from cardshield.protocol.constants import Algorithm, SlotPolicy
+    virtual_card.pristine()
+    transport.reconnect("reset")
+    try:
+        shield = CardShield(transport)
+        shield.personalize_development_card("2580", "13572468", slots={
+            1: (Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE)})
+        term = Terminal(http, tokens["terminal"], CardOverPcsc(shield), pin="2580", bank=bank)
+        with pytest.raises(FlowError) as err:
+            term.enroll("mallory")
+        assert err.value.code == "attestation_required"
+        with ctx.db.transaction() as s:
+            assert s.scalar(select(func.count()).select_from(Certificate)) == 0
+    finally:
+        virtual_card.pristine()
+        transport.reconnect("reset")

@@ -19,10 +19,10 @@ def shop(monkeypatch, tokens):
 
 
 @pytest.fixture
-def alice(http, tokens, make_card, shop):
+def alice(http, tokens, make_card, shop, bank):
     """Alice enrolled a card and paid once from her browser; a second payment of hers was
     made elsewhere. Returns (certificate serial, paid id, other id)."""
-    term = Terminal(http, tokens["terminal"], make_card())
+    term = Terminal(http, tokens["terminal"], make_card(), bank=bank)
     serial = term.enroll("alice")["certificate_serial"]
     paid = create_payment(http, shop, "alice", amount_minor=4980, order_ref="ORD-PAID")["payment_id"]
     assert term.pay(paid)["state"] == "authorized"

@@ -31,8 +31,21 @@ pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     pytest.importorskip("cardshield.server.api", reason="the authentication server is not in this tree")
-    with LocalServer(tmp_path_factory.mktemp("server")) as running:
+    # A development card cannot get an attestation key (PERSONALIZE P1=05 needs the issuer's
+    # secure channel): this server enrolls unattested keys, as its setting allows, marked
+    # so (tests/server/test_virtual_card.py runs the attested path on the applet).
+    with LocalServer(tmp_path_factory.mktemp("server"),
+                     extra_env={"CARDSHIELD_ALLOW_UNATTESTED_ENROLLMENT": "1"}) as running:
         yield running
+
+
+def code_for(server, user: str) -> str:
+    """The bank creates the user (once) and issues an activation code."""
+    try:
+        server.add_user(user)
+    except Exception:  # created by an earlier test of the module
+        pass
+    return server.activation_code(user)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +74,8 @@ def client(server):
 def enrolled(card, client, server):
     ui = ScriptedInterface([PIN])
     events = []
-    runner = run_flow("enroll", "alice", server=client, ui=ui, reader=card, on_progress=events.append)
+    runner = run_flow("enroll", "alice", server=client, ui=ui, reader=card, on_progress=events.append,
+                      activation_code=code_for(server, "alice"))
     return runner, ui, events
 
 
@@ -125,11 +139,12 @@ def test_wrong_pin_then_cancel_signs_nothing(enrolled, card, client, server):
         shield.verify_pin(PIN)  # restores the try counter for the next tests
 
 
-def test_card_removed_during_keygen_gives_a_clear_message(card, client, card_stack):
+def test_card_removed_during_keygen_gives_a_clear_message(card, client, card_stack, server):
     try:
         with pytest.raises(FlowFailed) as failure:
             run_flow("enroll", "bob", server=client, ui=ScriptedInterface([PIN]), reader=card,
-                     open_transport=open_with(remove_card_before_keygen(card_stack)))
+                     open_transport=open_with(remove_card_before_keygen(card_stack)),
+                     activation_code=code_for(server, "bob"))
         assert failure.value.code == "card_removed"
         assert "removed during the operation" in str(failure.value)
     finally:
@@ -141,7 +156,8 @@ def test_no_server_gives_a_clear_message(card):
 
     client = ServerClient(f"http://127.0.0.1:{free_loopback_port()}", "cst_x")
     with pytest.raises(FlowFailed) as failure:
-        run_flow("enroll", "carol", server=client, ui=ScriptedInterface([PIN]), reader=card)
+        run_flow("enroll", "carol", server=client, ui=ScriptedInterface([PIN]), reader=card,
+                 activation_code="0000-0000-0000-0000")
     assert failure.value.code == "server_unreachable" and "does not answer" in str(failure.value)
 
 
@@ -159,6 +175,16 @@ def test_bare_hash_signing_is_flagged_weaker_to_the_card_holder(enrolled, card, 
 
 def test_a_reader_that_is_gone_is_named_with_the_readers_present(client):
     with pytest.raises(FlowFailed) as failure:
-        run_flow("enroll", "dave", server=client, ui=ScriptedInterface([PIN]), reader="Unplugged Reader 00 00")
+        run_flow("enroll", "dave", server=client, ui=ScriptedInterface([PIN]), reader="Unplugged Reader 00 00",
+                 activation_code="0000-0000-0000-0000")
     assert failure.value.code == "no_card"
     assert "Unplugged Reader 00 00" in str(failure.value) and "CardShield Virtual Reader" in str(failure.value)
+
+
+def test_a_wrong_activation_code_is_explained_and_enrolls_nothing(card, client, server):
+    code_for(server, "erin")
+    with pytest.raises(FlowFailed) as failure:
+        run_flow("enroll", "erin", server=client, ui=ScriptedInterface([PIN]), reader=card,
+                 activation_code="ZZZZ-ZZZZ-ZZZZ-ZZZ0")
+    assert failure.value.code == "activation_code_invalid"
+    assert "activation code" in str(failure.value) and "ZZZZ" not in str(failure.value)

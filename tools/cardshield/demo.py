@@ -3,16 +3,24 @@ virtual card, step by step.
 
   build        the applet and the virtual card host
   card         a private pcscd + vpcd + virtual card holding the package only
+  issuer       the issuer's attestation CA (cardshield.attestation), trusted by the server
   server       the authentication server (CA, SQLite) in its own process
   install      GlobalPlatform: the applet instance with its personalization key set,
                inside a C-DECRYPTION secure channel (cardshield.gp)
   personalize  a secured personalization script: PIN, PUK, slot 1 policy (PIN per
-               signature, bank-signed requests), the bank's request key, ISSUE (cardshield.perso)
-  501-512      certificate application through the relay (patent figure 5)
+               signature, bank-signed requests), the bank's request key, the card's
+               attestation key (authenticated by the channel's receipt) certified by the
+               attestation CA, ISSUE (cardshield.perso); the card's record for the registry
+  bank         imports the card record into the card registry, creates the user and issues
+               a one-time activation code (`cardshield server cards import / user add / user code`)
+  501-512      certificate application through the relay (patent figure 5) with that code;
+               the server verifies the card's attestation before issuing
   601-608      payment signature through the relay (patent figure 6)
   verify       the payment signature checked without the server: the certificate the card
                returned chains to the CA (openssl verify), the signature verifies over the
-               exact fields shown to the card holder (openssl dgst and `cryptography`)
+               exact fields shown to the card holder (openssl dgst and `cryptography`), and the
+               card's attestation certificate (read from EF C1 0A) chains to the attestation
+               CA (openssl verify)
 
 The demo PIN comes from CARDSHIELD_DEMO_PIN or is generated; it is never printed. With
 --browser the same deployment serves the pages and the agent for a person to click
@@ -42,7 +50,10 @@ PERSONALIZATION_STEPS = (
     {"server_key": "server.pem"},
     {"slot_config": {"slot": 1, "algorithm": "RSA-2048", "pin_per_signature": True, "server_signed_transactions": True}},
     {"slot_config": {"slot": 2, "algorithm": "RSA-2048"}},
+    {"attestation_key": None},
+    {"attestation_certificate": {"ca": "attestation-ca"}},
 )
+ATTESTATION_CA_DIR = "attestation-ca"  # next to the script, as the script names it
 
 
 def register(subparsers) -> None:
@@ -72,6 +83,9 @@ class Demo:
     agent_port: int = 0
     stack: object = None
     server: object = None
+    attestation_ca: object = None
+    attestation_certificate: bytes = b""  # read back from the card after personalization
+    activation_code: str = field(default="", repr=False)
     started: float = field(default_factory=time.monotonic)
 
     def headline(self, text: str) -> None:
@@ -82,8 +96,13 @@ class Demo:
         """The server's first start (CA keys, migrations) overlaps with the card's."""
         from cardshield.terminal.localserver import LocalServer
 
+        from cardshield.attestation.ca import AttestationCA
+
+        with step("creating the issuer's attestation CA (RSA-3072, its own key)"):
+            self.attestation_ca = AttestationCA.create(self.directory / ATTESTATION_CA_DIR, "CardShield Demo Bank")
         extra = {"CARDSHIELD_AGENT_URL": f"ws://127.0.0.1:{self.agent_port}/ws"} if self.agent_port else {}
-        self.server = LocalServer(self.directory / "server", extra_env=extra)
+        self.server = LocalServer(self.directory / "server", extra_env=extra,
+                                  attestation_cas=[AttestationCA.certificate_path(self.attestation_ca.directory)])
         failure: list[BaseException] = []
 
         def start():
@@ -116,6 +135,8 @@ class Demo:
         from cardshield.perso import keys as perso_keys
         from cardshield.perso.cli import compile_file
         from cardshield.perso.keystore import MappingKeyStore
+        from cardshield.attestation.record import load_records
+        from cardshield.perso.cli import write_record
         from cardshield.perso.runner import Runner
         from cardshield.perso.script import issuance_script
 
@@ -139,6 +160,22 @@ class Demo:
             if not report.succeeded:
                 raise UserError("personalization failed (see the steps above)")
             print(f"  personalized: {len(bundle.steps)} secured steps, {time.monotonic() - started:.2f} s", flush=True)
+            records = self.directory / "cards.json"
+            if write_record(transport, bundle, report, records) != 0:
+                raise UserError("the card has no attestation certificate after personalization")
+            self.attestation_certificate = load_records(records)[0].attestation_certificate_der
+        self.bank(records)
+
+    def bank(self, records: Path) -> None:
+        """What the bank does before the customer enrolls; the code reaches the customer
+        out of band (here: the demo's scripted card holder)."""
+        self.headline("bank: register the card, create the user, issue a one-time activation code")
+        for line in self.server.import_cards(records).splitlines():
+            print(f"  $ cardshield server cards import cards.json\n    {line}", flush=True)
+        print(f"  $ cardshield server user add {DEMO_USER}\n    {self.server.add_user(DEMO_USER)}", flush=True)
+        self.activation_code = self.server.activation_code(DEMO_USER)
+        print(f"  $ cardshield server user code {DEMO_USER}\n    (a one-time code, handed to the card holder "
+              "out of band; not printed here)", flush=True)
 
     def _server_request_key_pem(self) -> bytes:
         import json
@@ -168,13 +205,28 @@ class Demo:
         client = ServerClient(self.server.url, self.server.terminal_token)
         try:
             runner = run_flow(kind, subject, server=client, ui=ScriptedInterface([self.pin], on_request=shown),
-                              reader=self.stack.info.reader, on_progress=print_progress)
+                              reader=self.stack.info.reader, on_progress=print_progress,
+                              activation_code=self.activation_code if kind == "enroll" else None)
         except FlowFailed as failure:
             raise UserError(f"{kind} failed: {failure}") from None
         report = runner.report
         print(f"  {kind}: {report.relayed} APDUs relayed + {report.local} local (PIN), "
               f"{report.seconds:.2f} s", flush=True)
         return report
+
+    def show_attestation(self, report) -> None:
+        """What the server verified before issuing: the registry card, its attestation CA."""
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        certificate = x509.load_der_x509_certificate(bytes.fromhex(report.state["certificate_der_hex"]))
+        card_id = certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value
+        card = self.server.admin_request("GET", f"/v1/admin/cards/{card_id}")
+        if card["bound_user"] != DEMO_USER:
+            raise UserError(f"card {card_id} is not bound to {DEMO_USER} after enrollment")
+        print(f"  attestation verified (card {card_id}, chain to {card['attestation_ca']}); "
+              f"certificate {certificate.serial_number:x} names the card and carries the "
+              f"'key generated on the card' policy", flush=True)
 
     def verify_payment(self, report, payment: dict) -> None:
         """Check the payment without trusting the server: certificate from the card (603)
@@ -204,11 +256,15 @@ class Demo:
                                                                                  PublicFormat.SubjectPublicKeyInfo))
         (out / "signed.bin").write_bytes(message)
         (out / "signature.bin").write_bytes(signed.signature)
+        attestation_certificate = x509.load_der_x509_certificate(self.attestation_certificate)
+        (out / "attestation-ca.pem").write_bytes(self.attestation_ca.certificate.public_bytes(Encoding.PEM))
+        (out / "card-attestation.pem").write_bytes(attestation_certificate.public_bytes(Encoding.PEM))
         openssl = shutil.which("openssl")
         if openssl:
             checks = [[openssl, "verify", "-CAfile", "ca.pem", "card.pem"],
                       [openssl, "dgst", "-sha256", "-verify", "card-key.pem", "-signature", "signature.bin",
-                       "signed.bin"]]
+                       "signed.bin"],
+                      [openssl, "verify", "-x509_strict", "-CAfile", "attestation-ca.pem", "card-attestation.pem"]]
             for command in checks:
                 result = subprocess.run(command, cwd=out, capture_output=True, text=True)
                 print(f"  $ {' '.join(Path(c).name if c == openssl else c for c in command)}\n    "
@@ -216,6 +272,7 @@ class Demo:
                 if result.returncode != 0:
                     raise UserError(f"openssl refused: {' '.join(command[1:3])}")
         certificate.verify_directly_issued_by(ca)
+        attestation_certificate.verify_directly_issued_by(self.attestation_ca.certificate)
         certificate.public_key().verify(signed.signature, message, padding.PKCS1v15(), hashes.SHA256())
         subject = certificate.subject.rfc4514_string()
         print(f"  cryptography: certificate {certificate.serial_number:x} ({subject}) issued by "
@@ -233,7 +290,9 @@ class Demo:
                                         port=self.agent_port)).start()
         try:
             self.headline("the pages are ready for a person")
-            print(f"  enrollment: {self.server.url}/enroll   (user id: any, e.g. {DEMO_USER}-2)\n"
+            code = self.server.activation_code(DEMO_USER, replace=True)
+            print(f"  enrollment: {self.server.url}/enroll   (user id {DEMO_USER}, activation code {code}: "
+                  "single use, may replace the certificate enrolled above)\n"
                   f"  checkout:   {self.server.url}/checkout\n"
                   f"  status:     {self.server.url}/status   (what this browser enrolled and paid)\n"
                   f"  The card terminal's PIN window opens from the pages (http://127.0.0.1:{agent.port}/).\n"
@@ -275,8 +334,8 @@ def _run(args) -> int:
             info(f"authentication server on {demo.server.url}")
             demo.install_and_personalize()
 
-            demo.headline(f"figure 5: certificate application for {DEMO_USER!r}")
-            demo.run_flow("enroll", DEMO_USER)
+            demo.headline(f"figure 5: certificate application for {DEMO_USER!r} with the bank's activation code")
+            demo.show_attestation(demo.run_flow("enroll", DEMO_USER))
 
             demo.headline("figure 6: payment signature")
             payment = demo.server.create_payment(DEMO_USER, 4250, "EUR", "Example Shop", "DEMO-0001")

@@ -212,7 +212,7 @@ def _certify(args) -> int:
     return 0
 
 
-def _write_record(link, delivered: bundle_mod.Bundle, report, path: Path) -> int:
+def write_record(link, delivered: bundle_mod.Bundle, report, path: Path) -> int:
     """The card's record from the attestation certificate it holds (public data, read back)."""
     import datetime as dt
 
@@ -278,7 +278,7 @@ def _run(args) -> int:
         if not report.succeeded:
             return 1
         if args.record:
-            return _write_record(link, delivered, report, args.record)
+            return write_record(link, delivered, report, args.record)
     return 0
 
 

@@ -24,15 +24,20 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from cardshield.protocol.keys import encode_rsa_public_key
 from cardshield.web import router as web_pages
 
+from .activation import issue_code
 from .context import ServerContext
 from .enrollment import EnrollmentService, EnrollmentView
 from .errors import ApiError
 from .payment import PaymentService, PaymentView
+from .registry import get_card, import_records, list_cards, parse_import, revoke_card
 from .revocation import current_crl, revoke
-from .schemas import (CardResponsesIn, ClientCreatedOut, ClientIn, ClientOut, ClientsOut,
+from .schemas import (ActivationCodeIn, ActivationCodeOut, CardImportOut, CardRecordsIn,
+                      CardResponsesIn, ClientCreatedOut, ClientIn, ClientOut, ClientsOut,
                       EnrollmentOut, EnrollmentStartIn, ErrorOut, PaymentCreateIn, PaymentOut,
-                      RevocationIn, RevocationOut, ServerKeyOut)
+                      RegisteredCardOut, RegisteredCardsOut, RevocationIn, RevocationOut,
+                      ServerKeyOut, UserIn, UserOut, UsersOut)
 from .tokens import disable_client, list_clients, register_client
+from .users import create_user, get_user, list_users
 
 log = logging.getLogger("cardshield.server")
 ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 410, 413, 422)}
@@ -81,6 +86,10 @@ def _enrollment_out(v: EnrollmentView) -> dict:
     out["certificate_der_hex"] = der.hex() if der else None
     out["certificate_serial"] = v.certificate_serial
     return out
+
+
+def _user_out(u) -> dict:
+    return {**_fields(u), "certificates": [_fields(c) for c in u.certificates]}
 
 
 def _payment_out(v: PaymentView) -> dict:
@@ -245,9 +254,11 @@ def create_app(ctx: ServerContext) -> FastAPI:
     @app.post("/v1/enrollments", tags=["enrollment"], response_model=EnrollmentOut,
               status_code=201, responses=ERRORS)
     def start_enrollment(body: EnrollmentStartIn, terminal_id: int = Depends(terminal)):
-        """501-502: start; returns SELECT + GENERATE KEY PAIR (PIN at the terminal)."""
+        """501-502: start for a user the bank created, with the activation code the bank
+        issued for this user and slot; returns SELECT + GENERATE KEY PAIR (PIN at the
+        terminal)."""
         return _enrollment_out(enrollments.start(terminal_id, body.user_id, body.slot,
-                                                 body.card_label))
+                                                 body.card_label, body.activation_code))
 
     @app.get("/v1/enrollments/{enrollment_id}", tags=["enrollment"],
              response_model=EnrollmentOut, responses=ERRORS)
@@ -327,6 +338,53 @@ def create_app(ctx: ServerContext) -> FastAPI:
         if disabled is None:
             raise ApiError("not_found", f"no client {name!r}")
         return _fields(disabled)
+
+    # -- the bank: users, activation codes, card registry ------------------------------
+    @app.post("/v1/admin/users", tags=["admin"], response_model=UserOut, status_code=201,
+              responses=ERRORS)
+    def new_user(body: UserIn, admin_id: int = Depends(admin)):
+        """Users are created by the bank only; a taken id is a 409."""
+        return _user_out(create_user(ctx.db, body.user_id, by=admin_id))
+
+    @app.get("/v1/admin/users", tags=["admin"], response_model=UsersOut, responses=ERRORS)
+    def users(admin_id: int = Depends(admin)):
+        return {"users": [_user_out(u) for u in list_users(ctx.db)]}
+
+    @app.get("/v1/admin/users/{user_id}", tags=["admin"], response_model=UserOut,
+             responses=ERRORS)
+    def user(user_id: str, admin_id: int = Depends(admin)):
+        return _user_out(get_user(ctx.db, user_id))
+
+    @app.post("/v1/admin/users/{user_id}/activation-codes", tags=["admin"],
+              response_model=ActivationCodeOut, status_code=201, responses=ERRORS)
+    def new_activation_code(user_id: str, body: ActivationCodeIn,
+                            admin_id: int = Depends(admin)):
+        """A one-time enrollment code for the user and slot, in this answer only; it
+        replaces the user's outstanding code for the slot."""
+        return _fields(issue_code(ctx, user_id, body.slot, replace=body.replace, by=admin_id))
+
+    @app.post("/v1/admin/cards", tags=["admin"], response_model=CardImportOut,
+              responses=ERRORS)
+    def register_cards(body: CardRecordsIn, admin_id: int = Depends(admin)):
+        """Import personalization records (all or nothing): each attestation certificate
+        must chain to the server's attestation trust store."""
+        return _fields(import_records(ctx, parse_import(body.model_dump_json()), by=admin_id))
+
+    @app.get("/v1/admin/cards", tags=["admin"], response_model=RegisteredCardsOut,
+             responses=ERRORS)
+    def cards(admin_id: int = Depends(admin)):
+        return {"cards": [_fields(c) for c in list_cards(ctx)]}
+
+    @app.get("/v1/admin/cards/{card_id}", tags=["admin"], response_model=RegisteredCardOut,
+             responses=ERRORS)
+    def card(card_id: str, admin_id: int = Depends(admin)):
+        return _fields(get_card(ctx, card_id))
+
+    @app.post("/v1/admin/cards/{card_id}/revoke", tags=["admin"],
+              response_model=RegisteredCardOut, responses=ERRORS)
+    def revoke_a_card(card_id: str, admin_id: int = Depends(admin)):
+        """A lost or withdrawn card: no more enrollments with it, its certificates revoked."""
+        return _fields(revoke_card(ctx, card_id, by=admin_id))
 
     app.include_router(web_pages)  # the browser pages (cardshield.web)
     app.add_middleware(HotPaths, routes=app.routes, endpoints={

@@ -123,8 +123,10 @@ class CertificateAuthority:
         self.cert_der = cert.public_bytes(serialization.Encoding.DER)
         self._chained: dict[bytes, x509.Certificate] = {}  # see validate()
         self._ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        self._policy = x509.CertificatePolicies([x509.PolicyInformation(
-            ObjectIdentifier(settings.key_on_card_policy_oid), None)])
+        # "key generated on the card" only with a verified card attestation
+        self._policies = {attested: x509.CertificatePolicies([x509.PolicyInformation(
+            ObjectIdentifier(oid), None)]) for attested, oid in (
+                (True, settings.key_on_card_policy_oid), (False, settings.unattested_policy_oid))}
         self._locations = publication_extensions(settings.public_url)
 
     @classmethod
@@ -143,15 +145,17 @@ class CertificateAuthority:
 
     # -- issuance -------------------------------------------------------------------
     def issue(self, public_key: rsa.RSAPublicKey, *, user_external_id: str, card_label: str,
-              slot: int) -> IssuedCertificate:
-        """End-entity certificate for a key generated on the card (RFC 5280 profile)."""
+              slot: int, card_id: str | None = None, attested: bool = False) -> IssuedCertificate:
+        """End-entity certificate for a card key (RFC 5280 profile). The subject's
+        serialNumber names the attested card id (the terminal's label without one); the
+        policy OID says whether the key's generation on the card was attested."""
         now = utcnow()
         not_before = now - CLOCK_SKEW
         not_after = min(now + timedelta(days=self.settings.certificate_validity_days),
                         self.cert.not_valid_after_utc.replace(tzinfo=None))
         subject = x509.Name([
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.settings.organization),
-            x509.NameAttribute(NameOID.SERIAL_NUMBER, card_label),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, card_id or card_label),
             x509.NameAttribute(NameOID.COMMON_NAME, user_external_id),
         ])
         payment = slot == PAYMENT_SLOT
@@ -174,7 +178,7 @@ class CertificateAuthority:
                    .add_extension(
                        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski),
                        critical=False)
-                   .add_extension(self._policy, critical=False))
+                   .add_extension(self._policies[attested], critical=False))
         for extension in self._locations:
             builder = builder.add_extension(extension, critical=False)
         cert = builder.sign(self.key, hashes.SHA256())

@@ -1,13 +1,14 @@
 """The card commands the server composes, as CardSteps, built with cardshield.protocol.
 
 Enrollment (figure 5): SELECT, GENERATE ASYMMETRIC KEY PAIR, READ PUBLIC KEY, PROVE
-POSSESSION, PUT DATA (chained), SELECT cert EF + READ BINARY for the read-back.
+POSSESSION, ATTEST, PUT DATA (chained), SELECT cert EF + READ BINARY for the read-back.
 Payment (figure 6): SELECT, SELECT cert EF + READ BINARY, SIGN TRANSACTION (or PSO
 COMPUTE DIGITAL SIGNATURE over a bare hash, the patent's weaker form).
 """
 from __future__ import annotations
 
 from cardshield.protocol import commands
+from cardshield.protocol.attestation import attest_command
 from cardshield.protocol.constants import APPLET_AID
 
 from .batches import CardStep
@@ -33,6 +34,14 @@ def read_public_key(slot: int) -> CardStep:
 def prove_possession(slot: int, challenge: bytes) -> CardStep:
     return CardStep("PROVE POSSESSION", commands.prove_possession(slot, challenge).short(),
                     pin_required=True)
+
+
+ATTEST_NAME = "ATTEST"
+
+
+def attest(slot: int, challenge: bytes) -> CardStep:
+    """The card's signed statement about the slot's key (no PIN: it reveals nothing)."""
+    return CardStep(ATTEST_NAME, attest_command(slot, challenge).short())
 
 
 def put_certificate(slot: int, der: bytes) -> list[CardStep]:

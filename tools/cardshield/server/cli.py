@@ -1,4 +1,5 @@
-"""`cardshield server ...`: CA setup, migrations, clients, revocation, running the service."""
+"""`cardshield server ...`: CA setup, migrations, clients, users and activation codes, the
+card registry, revocation, running the service."""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +42,44 @@ def register(subparsers) -> None:
     disable = sub.add_parser("disable-client", help="end an API client's token for good")
     disable.add_argument("name")
     disable.set_defaults(func=cmd_disable_client)
+
+    user = sub.add_parser("user", help="the bank's users: create, list, show, issue an "
+                                       "activation code")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create a user (terminals never create users)")
+    add.add_argument("name")
+    add.set_defaults(func=cmd_user_add)
+    user_sub.add_parser("list", help="list users and their active certificates").set_defaults(
+        func=cmd_user_list)
+    show = user_sub.add_parser("show", help="one user and their active certificates")
+    show.add_argument("name")
+    show.set_defaults(func=cmd_user_show)
+    code = user_sub.add_parser("code", help="issue a one-time activation code for enrolling a "
+                                            "slot (printed once; hand it over out of band)")
+    code.add_argument("name")
+    code.add_argument("--slot", type=int, choices=(1, 2), default=1)
+    code.add_argument("--replace", action="store_true",
+                      help="the code may replace the user's active certificate for the slot")
+    code.set_defaults(func=cmd_user_code)
+
+    cards = sub.add_parser("cards", help="the card registry: import personalization records, "
+                                         "list, revoke")
+    cards_sub = cards.add_subparsers(dest="cards_command", required=True)
+    imp = cards_sub.add_parser("import", help="register the cards of a cardshield-card-records/1 "
+                                              "file (all or nothing)")
+    imp.add_argument("records", type=Path)
+    imp.set_defaults(func=cmd_cards_import)
+    cards_sub.add_parser("list", help="registered cards, their status and user").set_defaults(
+        func=cmd_cards_list)
+    card_revoke = cards_sub.add_parser("revoke", help="revoke a card: no more enrollments, its "
+                                                      "certificates revoked")
+    card_revoke.add_argument("card_id", help="hex, as in the records file")
+    card_revoke.set_defaults(func=cmd_cards_revoke)
+
+    trust = sub.add_parser("trust-attestation-ca", help="add an attestation CA certificate to "
+                                                        "the trust store of the card registry")
+    trust.add_argument("certificate", type=Path, help="PEM (attestation-ca.pem)")
+    trust.set_defaults(func=cmd_trust_attestation_ca)
 
     revoke = sub.add_parser("revoke", help="revoke a certificate by serial, or all of a user's")
     who = revoke.add_mutually_exclusive_group(required=True)
@@ -85,6 +124,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         written = init_ca(settings, import_key=args.import_key, import_cert=args.import_cert)
     except CaSetupError as exc:
         raise UserError(f"{exc}")
+    from .activation import ensure_activation_key
+    if ensure_activation_key(settings.activation_key_path):
+        written.append(settings.activation_key_path)
     for path in written:
         print(f"wrote {path}")
     if not written:
@@ -143,6 +185,115 @@ def cmd_disable_client(args: argparse.Namespace) -> int:
         return 2
     print(f"client {args.name} disabled: running servers refuse its token within "
           f"{context.settings.token_cache_seconds:g} s (their token cache)")
+    return 0
+
+
+def _refused(command: str, exc) -> int:
+    """A refusal by the server's rules (unknown user, taken name, untrusted record): the
+    reason on stderr, exit status 1."""
+    print(f"cardshield server {command}: {exc.message}", file=sys.stderr)
+    return 1
+
+
+def _print_user(u) -> None:
+    state = f"blocked {u.blocked_at:%Y-%m-%d %H:%M} UTC" if u.blocked_at else "active"
+    print(f"{u.user_id:24} created {u.created_at:%Y-%m-%d %H:%M} UTC  {state}")
+    for c in u.certificates:
+        card = f"card {c.card_id}" if c.card_id else "no card attestation"
+        print(f"    slot {c.slot}: certificate {c.serial} ({card})")
+
+
+def _one_user(command: str, fetch, name: str) -> int:
+    from .errors import ApiError
+    try:
+        _print_user(fetch(_context().db, name))
+    except ApiError as exc:
+        return _refused(command, exc)
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from .users import create_user
+    return _one_user("user add", create_user, args.name)
+
+
+def cmd_user_list(_args: argparse.Namespace) -> int:
+    from .users import list_users
+    for u in list_users(_context().db):
+        _print_user(u)
+    return 0
+
+
+def cmd_user_show(args: argparse.Namespace) -> int:
+    from .users import get_user
+    return _one_user("user show", get_user, args.name)
+
+
+def cmd_user_code(args: argparse.Namespace) -> int:
+    from .activation import issue_code
+    from .errors import ApiError
+    try:
+        issued = issue_code(_context(), args.name, args.slot, replace=args.replace)
+    except ApiError as exc:
+        return _refused("user code", exc)
+    print(issued.activation_code)
+    print(f"activation code for {issued.user_id}, slot {issued.slot}"
+          f"{', may replace the active certificate' if issued.replace else ''}; single use, "
+          f"expires {issued.expires_at:%Y-%m-%d %H:%M} UTC. It is not stored: hand it to the "
+          "user out of band now.", file=sys.stderr)
+    return 0
+
+
+def cmd_cards_import(args: argparse.Namespace) -> int:
+    from cardshield.attestation.record import load_records
+    from .errors import ApiError
+    from .registry import import_records
+    try:
+        result = import_records(_context(), load_records(args.records))
+    except ApiError as exc:
+        return _refused("cards import", exc)
+    for card_id in result.imported:
+        print(f"registered card {card_id}")
+    for card_id in result.unchanged:
+        print(f"card {card_id} was registered already (unchanged)")
+    return 0
+
+
+def _print_card(c) -> None:
+    user = f"bound to {c.bound_user}" if c.bound_user else "not bound yet"
+    print(f"{c.card_id:32} {c.status:8} {user:28} applet {c.applet_version}  "
+          f"attested by {c.attestation_ca}")
+
+
+def cmd_cards_list(_args: argparse.Namespace) -> int:
+    from .registry import list_cards
+    for c in list_cards(_context()):
+        _print_card(c)
+    return 0
+
+
+def cmd_cards_revoke(args: argparse.Namespace) -> int:
+    from .errors import ApiError
+    from .registry import revoke_card
+    try:
+        _print_card(revoke_card(_context(), args.card_id))
+    except ApiError as exc:
+        return _refused("cards revoke", exc)
+    return 0
+
+
+def cmd_trust_attestation_ca(args: argparse.Namespace) -> int:
+    from .registry import install_trust_root
+    settings = load_settings()
+    try:
+        pem = args.certificate.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {args.certificate}: {exc.strerror}")
+    try:
+        path = install_trust_root(settings.attestation_trust_dir, pem)
+    except ValueError as exc:
+        raise UserError(f"{args.certificate}: {exc}")
+    print(f"trusted attestation CA in {path}; restart running servers to apply it")
     return 0
 
 

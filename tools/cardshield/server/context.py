@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
+from cryptography import x509
 from sqlalchemy.orm import Session
 
 from .ca import CertificateAuthority
@@ -23,12 +24,21 @@ class ServerContext:
     db: Database
     ca: CertificateAuthority
     auth: Authenticator
+    # HMAC key of the stored activation codes (activation.py)
+    activation_key: bytes
+    # Attestation CA certificates the card registry and enrollment trust (registry.py);
+    # read at start: restart the server after changing the trust store.
+    attestation_roots: list[x509.Certificate]
 
     @classmethod
     def create(cls, settings: Settings, *, pool_size: int = 10) -> "ServerContext":
+        from .activation import load_activation_key
+        from .registry import load_trust_roots
         db = Database(settings.effective_database_url, pool_size=pool_size)
         return cls(settings, db, CertificateAuthority.load(settings),
-                   Authenticator(db, settings.token_cache_seconds))
+                   Authenticator(db, settings.token_cache_seconds),
+                   load_activation_key(settings.activation_key_path),
+                   load_trust_roots(settings.attestation_trust_dir))
 
     def run(self, work: Callable[[Session], T],
             on_refusal: Callable[[Session, ApiError], None], *, core: bool = False) -> T:

@@ -1,12 +1,22 @@
 """Certificate enrollment, patent figure 5 (steps 501-512), as a server-driven session.
 
-    start            501-502  SELECT + GENERATE ASYMMETRIC KEY PAIR (PIN at the terminal)
+    start            501-502  the bank's activation code for this user and slot is checked
+                              and consumed; SELECT + GENERATE ASYMMETRIC KEY PAIR (PIN at
+                              the terminal)
     keygen_sent      503-506  card answers FCI + new public key; key-quality checks;
-                     507      READ PUBLIC KEY + PROVE POSSESSION of a one-time challenge
+                     507      READ PUBLIC KEY + PROVE POSSESSION + ATTEST, both over one
+                              one-time challenge
     pop_sent         508-510  read-back key must equal the generated one; challenge
-                              consumed once; proof verified (claim 7); certificate issued
+                              consumed once; proof verified (claim 7); the card attestation
+                              verified (registered card, chain to a trusted attestation CA,
+                              statement about this key, slot and challenge, slot policy
+                              meeting the bank's); the card bound to the user; certificate
+                              issued
                      511      PUT DATA chain + SELECT EF + READ BINARY read-back
     cert_sent        512      read-back must equal the issued DER: certificate active
+
+Only users the bank created can enroll, each time with a fresh activation code; a code
+issued without `replace` cannot supersede an active certificate (activation.py).
 
 Each post must come from the terminal that started the session and carry the pending
 batch's `seq`. Every issued certificate is in the certificates table from the moment it
@@ -21,24 +31,29 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cardshield.attestation.verify import AttestationError, verify_attestation
 from cardshield.protocol import fci as fci_codec
 from cardshield.protocol import keys as key_codec
+from cardshield.protocol.attestation import parse_attest_response
 from cardshield.protocol.constants import SlotPolicy
 from cardshield.protocol.tlv import TLVError
 from cardshield.protocol.transaction import possession_data
 
-from . import audit, card_commands, keyquality, limits
+from . import activation, audit, card_commands, keyquality, limits
 from .batches import Batch, card_data, stored_json
 from .clock import utcnow
 from .context import ServerContext
 from .errors import ApiError
-from .models import Card, Certificate, Challenge, Enrollment, User
+from .models import Card, Certificate, Challenge, Enrollment, RegisteredCard, User
+from .registry import bind_card
+from .users import find_user
 
 OPEN_STATES = ("keygen_sent", "pop_sent", "cert_sent")
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -48,8 +63,29 @@ CHALLENGE_BYTES = 32
 FATAL_CODES = frozenset({
     "card_response_malformed", "weak_key", "public_key_mismatch",
     "proof_of_possession_failed", "challenge_expired", "certificate_readback_mismatch",
-    "key_already_enrolled",
+    "key_already_enrolled", "attestation_required", "attestation_malformed",
+    "attestation_untrusted", "attestation_signature_invalid", "attestation_challenge_mismatch",
+    "attestation_key_mismatch", "attestation_card_mismatch", "attestation_slot_mismatch",
+    "attestation_policy_insufficient", "card_not_registered", "card_revoked",
+    "card_bound_to_another_user", "replacement_not_authorized",
 })
+# ATTEST answers of a card that cannot attest: INS not supported (an applet without ATTEST),
+# no attestation key (personalized without one).
+NO_ATTESTATION_SW = (b"\x6d\x00", b"\x6a\x88")
+ACTIVATION_REFUSALS = frozenset({
+    "activation_code_not_issued", "activation_code_invalid", "activation_code_locked",
+    "activation_code_expired", "replacement_not_authorized"})
+
+
+@dataclass(frozen=True)
+class CardEvidence:
+    """What the card proved about the new key: attested by a registered card, or not."""
+    registry_card_id: str | None
+    attested: bool
+    policy: int | None
+    requires_server_signature: bool
+    counter: int
+    attestation: bytes | None
 
 
 @dataclass
@@ -104,7 +140,7 @@ class EnrollmentService:
 
     # -- 501/502 ------------------------------------------------------------------------
     def start(self, terminal_id: int, user_external_id: str, slot: int,
-              card_label: str) -> EnrollmentView:
+              card_label: str, activation_code: str) -> EnrollmentView:
         if not limits.USER_ID_PATTERN.fullmatch(user_external_id):
             raise ApiError("invalid_request", "user_id must be 1-64 of A-Z a-z 0-9 . _ @ -")
         if not LABEL_PATTERN.fullmatch(card_label):
@@ -112,9 +148,20 @@ class EnrollmentService:
         if slot not in (1, 2):
             raise ApiError("invalid_request", "slot must be 1 (payment) or 2 (authentication)")
 
+        seen: dict = {}
+
         def work(s: Session) -> EnrollmentView:
-            user = limits.get_or_create_user(s, user_external_id)
+            user = find_user(s, user_external_id, lock=True)
+            seen["user_id"] = user.id
             limits.ensure_user_not_blocked(user)
+            code = activation.consume_code(self.ctx, s, user.id, slot, activation_code)
+            if not code.replace and activation.has_active_certificate(s, user.id, slot):
+                raise ApiError("replacement_not_authorized",
+                               f"{user_external_id} has an active certificate for slot {slot}; "
+                               "replacing it needs an activation code the bank issued for a "
+                               "replacement")
+            audit.record(s, "activation_code.use", "ok", client_id=terminal_id,
+                         user=user_external_id, detail=f"slot {slot}")
             now = utcnow()
             # A new enrollment for the same user and slot replaces any unfinished one.
             for old in s.scalars(select(Enrollment).where(
@@ -128,6 +175,7 @@ class EnrollmentService:
                              detail="replaced by a new enrollment")
             e = Enrollment(id=secrets.token_hex(16), user_id=user.id,
                            terminal_client_id=terminal_id, slot=slot, card_label=card_label,
+                           activation_code_id=code.id, replace_authorized=code.replace,
                            state="keygen_sent", seq=1, created_at=now, updated_at=now,
                            expires_at=now + timedelta(seconds=self.ctx.settings.enrollment_ttl_seconds))
             e.pending_batch = Batch(1, "generate_key", [
@@ -138,9 +186,15 @@ class EnrollmentService:
                          user=user_external_id, enrollment_id=e.id)
             return _view(e)
 
-        return self.ctx.run(work, lambda s, err: audit.record(
-            s, "enrollment.start", "refused", code=err.code, client_id=terminal_id,
-            user=user_external_id, detail=err.message))
+        def on_refusal(s: Session, err: ApiError) -> None:
+            if err.code == "activation_code_invalid":
+                activation.count_wrong_code(self.ctx, s, seen["user_id"], slot)
+            action = ("activation_code.use" if err.code in ACTIVATION_REFUSALS
+                      else "enrollment.start")
+            audit.record(s, action, "refused", code=err.code, client_id=terminal_id,
+                         user=user_external_id, detail=err.message)
+
+        return self.ctx.run(work, on_refusal)
 
     # -- resume ---------------------------------------------------------------------------
     def get(self, terminal_id: int, enrollment_id: str) -> EnrollmentView:
@@ -184,7 +238,7 @@ class EnrollmentService:
             if seq != e.seq:
                 raise ApiError("stale_step", f"these responses answer batch {seq}, but batch "
                                              f"{e.seq} is pending")
-            data = card_data(Batch.loads(e.pending_batch), responses)
+            data = self._card_data(e, Batch.loads(e.pending_batch), responses)
             state["fatal_possible"] = True
             step = {"keygen_sent": self._on_keygen, "pop_sent": self._on_possession,
                     "cert_sent": self._on_readback}[e.state]
@@ -208,6 +262,16 @@ class EnrollmentService:
 
         return self.ctx.run(work, on_refusal)
 
+    def _card_data(self, e: Enrollment, batch: Batch, responses: list[bytes]) -> list:
+        """card_data, except that in the attestation step an ATTEST the card cannot answer
+        (NO_ATTESTATION_SW) becomes None: unattested, which _on_possession refuses unless
+        the settings allow it."""
+        if (e.state == "pop_sent" and len(responses) == len(batch.apdus)
+                and batch.apdus[-1].name == card_commands.ATTEST_NAME
+                and responses[-1][-2:] in NO_ATTESTATION_SW):
+            return card_data(Batch(batch.seq, batch.step, batch.apdus[:-1]), responses[:-1]) + [None]
+        return card_data(batch, responses)
+
     def _on_keygen(self, s: Session, e: Enrollment, data: list[bytes]) -> None:
         try:
             card = fci_codec.parse_fci(data[0])
@@ -215,6 +279,8 @@ class EnrollmentService:
         except (TLVError, ValueError) as exc:
             raise ApiError("card_response_malformed", f"card response unreadable: {exc}") from exc
         keyquality.check_public_key(public_key)
+        # The FCI is relayed unauthenticated: its policy counts only for an unattested key
+        # (allowed by settings); an attested key's policy comes from the attestation.
         slot_info = card.slots.get(e.slot)
         e.requires_server_signature = bool(
             slot_info and SlotPolicy.SERVER_SIGNED_REQUESTS in slot_info.policy)
@@ -224,10 +290,13 @@ class EnrollmentService:
                         expires_at=utcnow() + timedelta(seconds=self.ctx.settings.challenge_ttl_seconds)))
         e.seq += 1
         e.state = "pop_sent"
+        # ATTEST last: a card that cannot attest fails only the last command (see _card_data)
         e.pending_batch = Batch(e.seq, "prove_possession", [
             card_commands.read_public_key(e.slot),
-            card_commands.prove_possession(e.slot, challenge)],
-            ["PIN required before PROVE POSSESSION if the card's PIN session was reset"]).dumps()
+            card_commands.prove_possession(e.slot, challenge),
+            card_commands.attest(e.slot, challenge)],
+            ["PIN required before PROVE POSSESSION if the card's PIN session was reset",
+             "ATTEST: the card's signed statement that it generated this key"]).dumps()
 
     def _on_possession(self, s: Session, e: Enrollment, data: list[bytes]) -> None:
         try:
@@ -258,21 +327,75 @@ class EnrollmentService:
             raise ApiError("proof_of_possession_failed",
                            "the card's signature over the challenge does not verify with the "
                            "generated key") from exc
-        self._issue(s, e, read_key)
+        evidence = self._attestation(s, e, data[2], challenge.value, data[0], now)
+        self._issue(s, e, read_key, evidence)
 
-    def _issue(self, s: Session, e: Enrollment, public_key) -> None:
+    def _attestation(self, s: Session, e: Enrollment, response: bytes | None, challenge: bytes,
+                     public_key_do: bytes, now: datetime) -> CardEvidence:
+        """Verify the ATTEST response (None: the card could not attest)."""
+        if response is None:
+            if not self.ctx.settings.allow_unattested_enrollment:
+                raise ApiError("attestation_required",
+                               "the card cannot attest that it generated this key, and this "
+                               "server enrolls attested keys only")
+            return CardEvidence(None, False, None, e.requires_server_signature, -1, None)
+        try:
+            card_id = parse_attest_response(response)[0].card_id.hex().upper()
+        except TLVError as exc:
+            raise ApiError("attestation_malformed", f"the ATTEST response is malformed: {exc}") from exc
+        card = s.get(RegisteredCard, card_id)
+        if card is None:
+            raise ApiError("card_not_registered",
+                           f"card {card_id} is not in the bank's card registry")
+        if card.status != "active":
+            raise ApiError("card_revoked", f"card {card_id} is revoked in the card registry")
+        if card.bound_user_id not in (None, e.user_id):
+            raise ApiError("card_bound_to_another_user",
+                           f"card {card_id} is registered to another user")
+        try:
+            verified = verify_attestation(
+                response, card_certificate=x509.load_der_x509_certificate(
+                    card.attestation_certificate_der),
+                trust_roots=self.ctx.attestation_roots, challenge=challenge,
+                public_key_do=public_key_do, slot=e.slot, now=now)
+        except AttestationError as exc:
+            raise ApiError(exc.code, exc.message) from exc
+        statement = verified.statement
+        required = self.ctx.settings.required_slot_policy.get(e.slot, 0)
+        if statement.policy & required != required:
+            raise ApiError("attestation_policy_insufficient",
+                           f"slot {e.slot} policy {statement.policy:02X} on the card lacks bits "
+                           f"{required & ~statement.policy:02X} the bank requires "
+                           "(01 PIN per signature, 02 server-signed requests)")
+        return CardEvidence(card_id, True, statement.policy,
+                            bool(statement.policy & SlotPolicy.SERVER_SIGNED_REQUESTS),
+                            statement.counter, response)
+
+    def _ensure_replacement_authorized(self, s: Session, e: Enrollment) -> None:
+        if not e.replace_authorized and activation.has_active_certificate(s, e.user_id, e.slot):
+            raise ApiError("replacement_not_authorized",
+                           f"the user has an active certificate for slot {e.slot}; replacing it "
+                           "needs an activation code the bank issued for a replacement")
+
+    def _issue(self, s: Session, e: Enrollment, public_key, evidence: CardEvidence) -> None:
         key_sha = hashlib.sha256(e.public_key_der).hexdigest()
         if s.scalar(select(Card.id).where(Card.key_sha256 == key_sha)) is not None:
             raise ApiError("key_already_enrolled",
                            "this public key is already enrolled; generate a new key")
+        self._ensure_replacement_authorized(s, e)
+        if evidence.registry_card_id is not None:
+            bind_card(s, evidence.registry_card_id, e.user_id)
         user_external = self._user_external(s, e.user_id)
         issued = self.ctx.ca.issue(public_key, user_external_id=user_external,
-                                   card_label=e.card_label, slot=e.slot)
+                                   card_label=e.card_label, slot=e.slot,
+                                   card_id=evidence.registry_card_id, attested=evidence.attested)
         now = utcnow()
         card = Card(user_id=e.user_id, slot=e.slot, label=e.card_label,
                     public_key_der=e.public_key_der, key_sha256=key_sha,
-                    requires_server_signature=e.requires_server_signature, last_counter=-1,
-                    consecutive_failures=0, created_at=now)
+                    requires_server_signature=evidence.requires_server_signature,
+                    registry_card_id=evidence.registry_card_id, attested=evidence.attested,
+                    attested_policy=evidence.policy, attestation=evidence.attestation,
+                    last_counter=evidence.counter, consecutive_failures=0, created_at=now)
         s.add(card)
         s.flush()
         s.add(Certificate(serial_hex=issued.serial_hex, user_id=e.user_id, card_id=card.id,
@@ -282,7 +405,9 @@ class EnrollmentService:
                           issued_at=now))
         audit.record(s, "certificate.issue", "ok", client_id=e.terminal_client_id,
                      user=user_external, card_id=card.id, enrollment_id=e.id,
-                     serial_hex=issued.serial_hex)
+                     serial_hex=issued.serial_hex,
+                     detail=f"attested by card {evidence.registry_card_id}" if evidence.attested
+                     else "UNATTESTED key (allowed by settings)")
         e.certificate_serial_hex = issued.serial_hex
         e.seq += 1
         e.state = "cert_sent"
@@ -302,7 +427,10 @@ class EnrollmentService:
             raise ApiError("certificate_readback_mismatch",
                            "the certificate read back from the card differs from the issued one")
         now = utcnow()
-        # The new certificate replaces the user's previous one for this slot.
+        # A concurrent enrollment may have completed since this one was issued.
+        self._ensure_replacement_authorized(s, e)
+        # The new certificate replaces the user's previous one for this slot (authorized
+        # by the activation code).
         for old in s.scalars(select(Certificate).where(
                 Certificate.user_id == e.user_id, Certificate.slot == e.slot,
                 Certificate.status == "active")):

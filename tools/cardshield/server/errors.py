@@ -45,6 +45,26 @@ STATUS_BY_CODE: dict[str, int] = {
     "no_active_certificate": 422,
     "signature_mismatch": 422,
     "counter_not_increasing": 422,
+    # bank-authorized enrollment
+    "activation_code_not_issued": 403,
+    "activation_code_invalid": 403,
+    "activation_code_locked": 403,
+    "activation_code_expired": 410,
+    "replacement_not_authorized": 403,
+    # card registry and attestation
+    "card_not_registered": 403,
+    "card_revoked": 403,
+    "card_bound_to_another_user": 403,
+    "attestation_required": 422,
+    "attestation_malformed": 422,
+    "attestation_untrusted": 422,
+    "attestation_signature_invalid": 422,
+    "attestation_challenge_mismatch": 422,
+    "attestation_key_mismatch": 422,
+    "attestation_card_mismatch": 422,
+    "attestation_slot_mismatch": 422,
+    "attestation_policy_insufficient": 422,
+    "invalid_card_record": 400,
     "database_busy": 503,
 }
 

@@ -1,11 +1,10 @@
 """Attempt limits (PSD2 RTS Art. 4(3)(b): at most 5 consecutive failed authentications
-before blocking) per user and per card, and user lookup/creation."""
+before blocking) per user and per card."""
 from __future__ import annotations
 
 import re
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .clock import utcnow
@@ -20,19 +19,6 @@ AUTHENTICATION_FAILURES = frozenset({
     "public_key_mismatch", "certificate_wrong_user", "certificate_not_registered",
     "certificate_untrusted", "certificate_readback_mismatch", "card_refused_signature",
 })
-
-
-def get_or_create_user(session: Session, external_id: str) -> User:
-    user = session.scalar(select(User).where(User.external_id == external_id))
-    if user is not None:
-        return user
-    try:
-        with session.begin_nested():
-            user = User(external_id=external_id, consecutive_failures=0, created_at=utcnow())
-            session.add(user)
-        return user
-    except IntegrityError:  # created concurrently by another request
-        return session.scalars(select(User).where(User.external_id == external_id)).one()
 
 
 def ensure_user_not_blocked(user: User) -> None:

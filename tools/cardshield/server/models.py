@@ -39,6 +39,9 @@ class User(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # Users are created by the bank (an admin client), never by a terminal.
+    created_by_client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"),
+                                                             nullable=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     blocked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
@@ -54,7 +57,19 @@ class Card(Base):
     public_key_der: Mapped[bytes] = mapped_column(LargeBinary)
     key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     requires_server_signature: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Highest SIGN TRANSACTION counter accepted; -1 before the first payment.
+    # The physical card (card registry) whose attestation proved the key was generated in
+    # it; NULL for an unattested enrollment (allowed only by settings).
+    registry_card_id: Mapped[str | None] = mapped_column(
+        ForeignKey("registered_cards.card_id_hex"), nullable=True, index=True)
+    # Assurance: True only when a card attestation was verified at enrollment. Payments
+    # may require it.
+    attested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Slot policy bits as the card attested them (bit0 PIN per signature, bit1 server-signed).
+    attested_policy: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The ATTEST response (statement || 9E signature), kept for audit.
+    attestation: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Highest SIGN TRANSACTION counter accepted; -1 before the first payment; starts at the
+    # attested counter.
     last_counter: Mapped[int] = mapped_column(BigInteger, default=-1)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     blocked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -100,11 +115,54 @@ class Enrollment(Base):
     pending_batch: Mapped[str | None] = mapped_column(Text, nullable=True)
     public_key_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     requires_server_signature: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The activation code that authorized this session, and whether it allows replacing
+    # the user's active certificate for the slot.
+    activation_code_id: Mapped[int | None] = mapped_column(
+        ForeignKey("activation_codes.id"), nullable=True)
+    replace_authorized: Mapped[bool] = mapped_column(Boolean, default=False)
     certificate_serial_hex: Mapped[str | None] = mapped_column(String(40), nullable=True)
     failure_code: Mapped[str | None] = mapped_column(String(48), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class RegisteredCard(Base):
+    """The card registry: every card the issuer personalized, with the attestation
+    certificate its personalization record carries (chain checked at import). A card is
+    bound to the first user a certificate is issued to, for good."""
+    __tablename__ = "registered_cards"
+    card_id_hex: Mapped[str] = mapped_column(String(32), primary_key=True)
+    attestation_certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    applet_version: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # active | revoked
+    bound_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True,
+                                                      index=True)
+    personalized_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    imported_at: Mapped[datetime] = mapped_column(DateTime)
+    imported_by_client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"),
+                                                              nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ActivationCode(Base):
+    """A one-time enrollment authorization the bank issued for a user and slot. Only a
+    keyed hash (HMAC with the server's activation-code key) is stored. Single use,
+    expiring, locked after settings.activation_code_max_attempts wrong tries."""
+    __tablename__ = "activation_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    slot: Mapped[int] = mapped_column(Integer)
+    code_hmac: Mapped[str] = mapped_column(String(64), unique=True)
+    replace: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_by_client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"),
+                                                             nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    locked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Challenge(Base):

@@ -40,10 +40,16 @@ class ErrorOut(BaseModel):
     error: ErrorBody
 
 
+# Crockford base32, dashes and spaces allowed (activation.normalize)
+ActivationCodeText = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z -]{16,40}$")]
+
+
 class EnrollmentStartIn(Strict):
     user_id: UserId
     slot: Literal[1, 2] = 1
     card_label: CardLabel = "card"
+    activation_code: ActivationCodeText = Field(
+        description="the one-time code the bank gave the user for this slot (out of band)")
 
 
 class CardResponsesIn(Strict):
@@ -146,3 +152,66 @@ class RevocationOut(BaseModel):
 class ServerKeyOut(BaseModel):
     public_key_7f49_hex: str = Field(description="for PERSONALIZE P1=04")
     public_key_spki_der_hex: str
+
+
+class UserIn(Strict):
+    user_id: UserId
+
+
+class ActiveCertificateOut(BaseModel):
+    slot: int
+    serial: str
+    card_id: str | None = Field(description="registry card id the key was attested by")
+    attested: bool
+
+
+class UserOut(BaseModel):
+    user_id: str
+    created_at: datetime
+    blocked_at: datetime | None
+    certificates: list[ActiveCertificateOut]
+
+
+class UsersOut(BaseModel):
+    users: list[UserOut]
+
+
+class ActivationCodeIn(Strict):
+    slot: Literal[1, 2] = 1
+    replace: bool = Field(False, description="the code may replace the user's active "
+                                             "certificate for the slot")
+
+
+class ActivationCodeOut(BaseModel):
+    activation_code: str = Field(description="shown this once: only a keyed hash is stored; "
+                                             "hand it to the user out of band")
+    user_id: str
+    slot: int
+    replace: bool
+    expires_at: datetime
+
+
+class CardRecordsIn(Strict):
+    """A cardshield-card-records/1 document (what `perso run --record` writes)."""
+    format: Literal["cardshield-card-records/1"]
+    records: list[dict] = Field(max_length=1000)
+
+
+class RegisteredCardOut(BaseModel):
+    card_id: str
+    status: str
+    bound_user: str | None
+    applet_version: str
+    attestation_ca: str
+    personalized_at: datetime | None
+    imported_at: datetime
+    revoked_at: datetime | None
+
+
+class RegisteredCardsOut(BaseModel):
+    cards: list[RegisteredCardOut]
+
+
+class CardImportOut(BaseModel):
+    imported: list[str]
+    unchanged: list[str]

@@ -12,6 +12,12 @@ from pathlib import Path
 # whose key was generated on the card and proven by an on-card signature at enrollment.
 # A deployment with its own PEN sets CARDSHIELD_KEY_ON_CARD_POLICY_OID to its own arc.
 DEFAULT_KEY_ON_CARD_POLICY_OID = "1.3.6.1.4.1.32473.1.1"
+# Same arc: a key enrolled WITHOUT a verified card attestation (only when
+# allow_unattested_enrollment is set). Relying parties must not read it as "key on card".
+DEFAULT_UNATTESTED_POLICY_OID = "1.3.6.1.4.1.32473.1.3"
+# The bank's minimum slot policy (ATTEST tag 84 bits: 01 PIN per signature, 02 server-signed
+# requests): the payment slot needs both; the authentication slot nothing.
+DEFAULT_REQUIRED_SLOT_POLICY = {1: 0x03, 2: 0x00}
 
 
 def _repo_root() -> Path:
@@ -28,6 +34,15 @@ class Settings:
     database_url: str = ""
     organization: str = "CardShield"
     key_on_card_policy_oid: str = DEFAULT_KEY_ON_CARD_POLICY_OID
+    unattested_policy_oid: str = DEFAULT_UNATTESTED_POLICY_OID
+    # Off by default: every enrollment must carry a verified card attestation. When on, an
+    # enrollment without one gets unattested_policy_oid and cards.attested = false.
+    allow_unattested_enrollment: bool = False
+    required_slot_policy: dict[int, int] = field(
+        default_factory=lambda: dict(DEFAULT_REQUIRED_SLOT_POLICY))
+    # Activation codes (PSD2 RTS art. 4(3)(b): at most 5 wrong tries, then locked).
+    activation_code_ttl_seconds: int = 7 * 24 * 3600
+    activation_code_max_attempts: int = 5
     certificate_validity_days: int = 730
     ca_validity_days: int = 3650
     crl_validity_hours: int = 24
@@ -61,6 +76,17 @@ class Settings:
         return self.ca_dir / "request-signing.key.pem"
 
     @property
+    def activation_key_path(self) -> Path:
+        """HMAC key for stored activation codes: a stolen database alone does not let
+        anyone test guesses offline."""
+        return self.ca_dir / "activation-code.key"
+
+    @property
+    def attestation_trust_dir(self) -> Path:
+        """Attestation CA certificates (*.pem) whose card certificates the registry accepts."""
+        return self.state_dir / "attestation-trust"
+
+    @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'cardshield.db'}"
 
@@ -78,6 +104,17 @@ def _int_env(name: str, default: int) -> int:
         raise SystemExit(f"{name}={raw!r} is not an integer; set it to a whole number") from exc
 
 
+def _bool_env(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"{name}={raw!r} is not a boolean; set it to 1 or 0")
+
+
 def load_settings() -> Settings:
     """Settings from CARDSHIELD_* environment variables (DATABASE_URL is accepted too)."""
     base = Settings()
@@ -93,4 +130,13 @@ def load_settings() -> Settings:
         payment_ttl_seconds=_int_env("CARDSHIELD_PAYMENT_TTL", base.payment_ttl_seconds),
         max_body_bytes=_int_env("CARDSHIELD_MAX_BODY_BYTES", base.max_body_bytes),
         public_url=os.environ.get("CARDSHIELD_PUBLIC_URL", base.public_url),
+        allow_unattested_enrollment=_bool_env("CARDSHIELD_ALLOW_UNATTESTED_ENROLLMENT",
+                                              base.allow_unattested_enrollment),
+        unattested_policy_oid=os.environ.get("CARDSHIELD_UNATTESTED_POLICY_OID",
+                                             base.unattested_policy_oid),
+        required_slot_policy={
+            slot: _int_env(f"CARDSHIELD_SLOT{slot}_REQUIRED_POLICY", bits)
+            for slot, bits in base.required_slot_policy.items()},
+        activation_code_ttl_seconds=_int_env("CARDSHIELD_ACTIVATION_CODE_TTL",
+                                             base.activation_code_ttl_seconds),
     )

@@ -123,7 +123,9 @@ class Agent:
             while True:
                 message = await websocket.receive_json()
                 kind, subject = message.get("type"), message.get("subject")
-                if kind not in ("enroll", "pay") or not isinstance(subject, str) or not 0 < len(subject) <= 64:
+                code = message.get("activation_code")  # enroll only; sent to the server, never logged
+                if (kind not in ("enroll", "pay") or not isinstance(subject, str) or not 0 < len(subject) <= 64
+                        or (kind == "enroll") != (isinstance(code, str) and 0 < len(code) <= 40)):
                     send_soon({"type": "failed", "code": "bad_request",
                                "message": "the page sent a request the agent does not understand"})
                     continue
@@ -131,7 +133,7 @@ class Agent:
                     send_soon({"type": "failed", "code": "busy",
                                "message": "the card is busy with another operation: wait for it to finish"})
                     continue
-                threading.Thread(target=self._run, args=(kind, subject, send_soon), daemon=True,
+                threading.Thread(target=self._run, args=(kind, subject, code, send_soon), daemon=True,
                                  name=f"cardshield-{kind}").start()
         except (WebSocketDisconnect, RuntimeError, ValueError):
             self.dialog.cancel()  # the page is gone: do not leave a question waiting
@@ -147,7 +149,7 @@ class Agent:
             except Exception:  # the page went away; the flow finishes on its own
                 return
 
-    def _run(self, kind: str, subject: str, send: Callable[[dict], None]) -> None:
+    def _run(self, kind: str, subject: str, activation_code: str | None, send: Callable[[dict], None]) -> None:
         def on_question(question: PendingQuestion) -> None:
             send({"type": "question", "dialog_url": self.dialog_url, "action": question.request.action,
                   "pin_needed": question.request.pin_needed})
@@ -159,7 +161,7 @@ class Agent:
         try:
             runner = run_flow(kind, subject, server=self.config.server, ui=self.dialog, reader=self.config.reader,
                               on_progress=on_progress, open_transport=self.config.open_transport,
-                              slot=self.config.slot)
+                              slot=self.config.slot, activation_code=activation_code)
             report = runner.report
             send({"type": "done", "flow": kind, "state": _public_state(report.state), "relayed": report.relayed,
                   "local": report.local, "seconds": round(report.seconds, 3)})

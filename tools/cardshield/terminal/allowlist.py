@@ -63,6 +63,8 @@ RULES: tuple[Rule, ...] = (
          chaining=True),
     Rule("PROVE POSSESSION", 0x80, Ins.PROVE_POSSESSION, _set(0x00), SLOTS, chaining=True, needs_pin=True,
          consent="prove to the bank that your card holds the new key"),
+    # the card's signed statement about a slot key (no PIN, reveals nothing secret)
+    Rule("ATTEST", 0x80, Ins.ATTEST, _set(0x00), SLOTS),
     Rule("SIGN TRANSACTION", 0x80, Ins.SIGN_TRANSACTION, _set(0x00), SLOTS, chaining=True, needs_pin=True,
          consent="authorize this payment"),
     Rule("GET RESPONSE", 0x00, Ins.GET_RESPONSE, _set(0x00), _set(0x00), data="none"),

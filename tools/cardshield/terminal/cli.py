@@ -1,7 +1,7 @@
 """`cardshield terminal ...`: the relay agent.
 
     cardshield terminal serve  [--server URL] [--port 8765] [--origin URL ...] [--reader NAME]
-    cardshield terminal enroll USER_ID [--server URL] [--reader NAME]    (PIN asked here)
+    cardshield terminal enroll USER_ID [--server URL] [--reader NAME]    (activation code and PIN asked here)
     cardshield terminal pay PAYMENT_ID [--server URL] [--reader NAME]    (payment shown here)
 
 The terminal's API token comes from CARDSHIELD_TERMINAL_TOKEN or --token-file (never the
@@ -67,6 +67,20 @@ def read_token(token_file: Path | None) -> str:
     return token
 
 
+def read_activation_code() -> str:
+    """The bank's one-time code, typed without echo (never an argument: the process list
+    and the shell history would keep it); one line of stdin when not on a terminal."""
+    import getpass
+    if sys.stdin.isatty():
+        code = getpass.getpass("Activation code from the bank: ")
+    else:
+        code = sys.stdin.readline()
+    code = code.strip()
+    if not code:
+        raise UserError("no activation code given: type the code the bank gave you for this enrollment")
+    return code
+
+
 def _client(args):
     from .server_client import ServerClient
 
@@ -87,10 +101,12 @@ def _flow(args) -> int:
     from .ui import TtyInterface
 
     subject = args.user_id if args.kind == "enroll" else args.payment_id
+    client = _client(args)
+    code = read_activation_code() if args.kind == "enroll" else None
     try:
-        runner = run_flow(args.kind, subject, server=_client(args), ui=TtyInterface(), reader=args.reader,
+        runner = run_flow(args.kind, subject, server=client, ui=TtyInterface(), reader=args.reader,
                           on_progress=print_progress, slot=args.slot,
-                          card_label=getattr(args, "label", "card"))
+                          card_label=getattr(args, "label", "card"), activation_code=code)
     except FlowFailed as failure:
         print(f"cardshield terminal {args.kind}: {failure}", file=sys.stderr)
         return 1

@@ -28,10 +28,12 @@ PATENT_STEPS: dict[str, list[tuple[str, str, str]]] = {
         ("posted", "506", "terminal uploads the card's answers; the server checks the key's quality"),
     ],
     "prove_possession": [
-        ("received", "507", "server requests the public key and a signature over a one-time challenge"),
-        ("relayed", "508", "terminal passes READ PUBLIC KEY and PROVE POSSESSION to the card"),
-        ("relayed", "509", "card returns its public key and the signed challenge"),
-        ("posted", "510", "terminal uploads them; the server verifies the proof and issues the certificate"),
+        ("received", "507", "server requests the public key, a signature over a one-time challenge and the "
+                            "card's attestation of the key"),
+        ("relayed", "508", "terminal passes READ PUBLIC KEY, PROVE POSSESSION and ATTEST to the card"),
+        ("relayed", "509", "card returns its public key, the signed challenge and its signed attestation statement"),
+        ("posted", "510", "terminal uploads them; the server verifies the proof and the card's attestation "
+                          "(registered card, chain to the issuer's attestation CA) and issues the certificate"),
     ],
     "store_certificate": [
         ("received", "511", "server sends the certificate (PUT DATA) and asks for a read-back"),
@@ -156,10 +158,11 @@ class FlowRunner:
             raise FlowFailed(refusal.message, refusal.code) from None
 
     # -- figure 5 -----------------------------------------------------------------------
-    def enroll(self, user_id: str, slot: int = 1, card_label: str = "card") -> dict:
-        self._emit("501", f"terminal applies to the server for a certificate for {user_id!r} (slot {slot})")
+    def enroll(self, user_id: str, activation_code: str, slot: int = 1, card_label: str = "card") -> dict:
+        self._emit("501", f"terminal applies to the server for a certificate for {user_id!r} (slot {slot}) "
+                          "with the bank's activation code")
         try:
-            state = self.server.start_enrollment(user_id, slot, card_label)
+            state = self.server.start_enrollment(user_id, activation_code, slot, card_label)
         except ServerRefused as refusal:
             raise FlowFailed(refusal.message, refusal.code) from None
         enrollment_id = state["enrollment_id"]

@@ -1,7 +1,9 @@
 """A local authentication server in its own process, for the demo and the end-to-end
-tests: `cardshield server init` (CA + SQLite) in a private state directory, one terminal
-and one merchant client, then `cardshield server run` on a loopback port. stop() leaves
-no process behind."""
+tests: `cardshield server init` (CA + SQLite) in a private state directory, the issuer's
+attestation CA certificates in its trust store, one terminal, one merchant and one admin
+(the bank) client, then `cardshield server run` on a loopback port. The bank's work (users,
+activation codes, card records) goes through the `cardshield server` CLI. stop() leaves no
+process behind."""
 from __future__ import annotations
 
 import json
@@ -26,8 +28,11 @@ class LocalServer:
     port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
     start_timeout: float = 60.0
+    # attestation CA certificates (PEM) the card registry trusts
+    attestation_cas: list[Path] = field(default_factory=list)
     terminal_token: str = field(default="", repr=False)
     merchant_token: str = field(default="", repr=False)
+    admin_token: str = field(default="", repr=False)
     _process: subprocess.Popen | None = None
 
     @property
@@ -54,8 +59,11 @@ class LocalServer:
     def start(self) -> "LocalServer":
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._cli("init")
+        for certificate in self.attestation_cas:
+            self._cli("trust-attestation-ca", str(certificate))
         self.terminal_token = self._cli("client", "terminal-1", "--role", "terminal").splitlines()[-1]
         self.merchant_token = self._cli("client", "web-shop", "--role", "merchant").splitlines()[-1]
+        self.admin_token = self._cli("client", "bank-office", "--role", "admin").splitlines()[-1]
         self.port = self.port or free_loopback_port()
         env = self._env()
         env[MERCHANT_TOKEN_ENV] = self.merchant_token
@@ -79,13 +87,32 @@ class LocalServer:
         except OSError:
             return False
 
-    def merchant_request(self, method: str, path: str, body: dict | None = None) -> dict:
-        """The merchant's side of the API (create a payment, read its state)."""
+    def _request(self, token: str, method: str, path: str, body: dict | None = None) -> dict:
         request = urllib.request.Request(
             self.url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {self.merchant_token}", "Content-Type": "application/json"})
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
+
+    def merchant_request(self, method: str, path: str, body: dict | None = None) -> dict:
+        """The merchant's side of the API (create a payment, read its state)."""
+        return self._request(self.merchant_token, method, path, body)
+
+    def admin_request(self, method: str, path: str, body: dict | None = None) -> dict:
+        """The bank's side of the API (users, codes, the card registry)."""
+        return self._request(self.admin_token, method, path, body)
+
+    # -- the bank, through `cardshield server` ----------------------------------------------
+    def import_cards(self, records: Path) -> str:
+        return self._cli("cards", "import", str(records))
+
+    def add_user(self, user_id: str) -> str:
+        return self._cli("user", "add", user_id)
+
+    def activation_code(self, user_id: str, slot: int = 1, replace: bool = False) -> str:
+        """A new one-time code (the CLI prints it once, on the first line)."""
+        return self._cli("user", "code", user_id, "--slot", str(slot),
+                         *(["--replace"] if replace else [])).splitlines()[0]
 
     def create_payment(self, user_id: str, amount_minor: int, currency: str, payee: str, order_ref: str,
                        signing_mode: str = "transaction") -> dict:

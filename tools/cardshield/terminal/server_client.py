@@ -84,8 +84,10 @@ class ServerClient:
         return ServerError(f"the authentication server answered HTTP {error.code} without an explanation")
 
     # -- figure 5 -----------------------------------------------------------------------
-    def start_enrollment(self, user_id: str, slot: int = 1, card_label: str = "card") -> dict:
-        return self.request("POST", "/v1/enrollments", {"user_id": user_id, "slot": slot, "card_label": card_label})
+    def start_enrollment(self, user_id: str, activation_code: str, slot: int = 1, card_label: str = "card") -> dict:
+        """The bank's one-time activation code goes in this request only (never logged)."""
+        return self.request("POST", "/v1/enrollments", {"user_id": user_id, "slot": slot, "card_label": card_label,
+                                                         "activation_code": activation_code})
 
     def post_enrollment(self, enrollment_id: str, seq: int, responses: list[str]) -> dict:
         return self.request("POST", f"/v1/enrollments/{enrollment_id}/responses",

@@ -32,6 +32,20 @@ REFUSALS = {
     "unknown_user": "The bank does not know this user: enroll first.",
     "proof_of_possession_failed": "The card could not prove it holds the new key: start the enrollment again.",
     "weak_key": "The key the card generated was refused as weak: start the enrollment again.",
+    "activation_code_invalid": "The bank refused the activation code: check it and type it again "
+                               "(after 5 wrong tries it locks).",
+    "activation_code_locked": "The activation code is locked after too many wrong tries: ask the bank for a new one.",
+    "activation_code_expired": "The activation code has expired: ask the bank for a new one.",
+    "activation_code_not_issued": "The bank has no unused activation code for this user and key: ask the bank "
+                                  "for one (each code works once).",
+    "replacement_not_authorized": "This user already has a certificate for this key: replacing it needs an "
+                                  "activation code the bank issued for a replacement.",
+    "attestation_required": "This card cannot prove that it generated the key (no card attestation): the bank "
+                            "enrolls genuine, personalized cards only.",
+    "card_not_registered": "The bank does not know this card: it was not personalized by the bank.",
+    "card_revoked": "The bank has withdrawn this card.",
+    "card_bound_to_another_user": "This card is registered to another user.",
+    "attestation_policy_insufficient": "The card's key settings are weaker than the bank requires.",
 }
 
 
@@ -42,9 +56,12 @@ def friendly(code: str | None, message: str) -> str:
 def run_flow(kind: str, subject: str, *, server: ServerClient, ui: UserInterface, reader: str | None = None,
              on_progress: Callable[[Progress], None] = lambda p: None,
              open_transport: Callable[[str | None], object] = open_card, slot: int = 1,
-             card_label: str = "card") -> FlowRunner:
-    """kind "enroll" (subject: user id) or "pay" (subject: payment id). Returns the runner
-    (its report holds the final state, timings and APDU counts); raises FlowFailed."""
+             card_label: str = "card", activation_code: str | None = None) -> FlowRunner:
+    """kind "enroll" (subject: user id; activation_code: the one the bank issued) or "pay"
+    (subject: payment id). Returns the runner (its report holds the final state, timings
+    and APDU counts); raises FlowFailed."""
+    if kind == "enroll" and not activation_code:
+        raise FlowFailed("Enrollment needs the activation code the bank gave you.", "activation_code_missing")
     try:
         transport = open_transport(reader)
     except CardUnavailable as error:
@@ -52,7 +69,7 @@ def run_flow(kind: str, subject: str, *, server: ServerClient, ui: UserInterface
     runner = FlowRunner(server, Relay(transport, ui, server=server.base_url), on_progress)
     try:
         if kind == "enroll":
-            runner.enroll(subject, slot, card_label)
+            runner.enroll(subject, activation_code, slot, card_label)
         elif kind == "pay":
             runner.pay(subject)
         else:

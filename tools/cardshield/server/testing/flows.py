@@ -31,11 +31,36 @@ def call(http, method: str, path: str, token: str, json: dict | None = None) -> 
 
 
 @dataclass
+class Bank:
+    """The bank's side of enrollment, with an admin token: users and activation codes."""
+    http: object
+    token: str
+
+    def create_user(self, user_id: str) -> dict:
+        return call(self.http, "POST", "/v1/admin/users", self.token, {"user_id": user_id})
+
+    def ensure_user(self, user_id: str) -> None:
+        try:
+            self.create_user(user_id)
+        except FlowError as err:
+            if err.code != "conflict":
+                raise
+
+    def activation_code(self, user_id: str, slot: int = 1, replace: bool = False) -> str:
+        """A new code for the user (created if new), as the customer gets it by post."""
+        self.ensure_user(user_id)
+        return call(self.http, "POST", f"/v1/admin/users/{user_id}/activation-codes", self.token,
+                    {"slot": slot, "replace": replace})["activation_code"]
+
+
+@dataclass
 class Terminal:
     http: object
     token: str
     card: object
     pin: str = "1234"
+    # Asked for an activation code when a test does not bring one.
+    bank: Bank | None = None
 
     def _ensure_pin(self) -> None:
         if not getattr(self.card, "pin_verified", False):
@@ -45,9 +70,17 @@ class Terminal:
         return relay_batch(batch, self.card.transmit, self._ensure_pin)
 
     # -- figure 5 ----------------------------------------------------------------------
-    def enroll(self, user_id: str, slot: int = 1, card_label: str = "card") -> dict:
-        state = call(self.http, "POST", "/v1/enrollments", self.token,
-                     {"user_id": user_id, "slot": slot, "card_label": card_label})
+    def start(self, user_id: str, slot: int = 1, card_label: str = "card",
+              code: str | None = None, replace: bool = False) -> dict:
+        if code is None:
+            code = self.bank.activation_code(user_id, slot, replace)
+        return call(self.http, "POST", "/v1/enrollments", self.token,
+                    {"user_id": user_id, "slot": slot, "card_label": card_label,
+                     "activation_code": code})
+
+    def enroll(self, user_id: str, slot: int = 1, card_label: str = "card",
+               code: str | None = None, replace: bool = False) -> dict:
+        state = self.start(user_id, slot, card_label, code, replace)
         while state["batch"] is not None:
             state = self.post_enrollment(state["enrollment_id"], state["batch"])
         return state

@@ -3,21 +3,33 @@ only. It generates its keys in Python (no secure element, no protection of any k
 answers the APDUs the server composes as the terminal would post them after resolving
 GET RESPONSE: complete response data followed by SW1 SW2.
 
-Tests use its hooks to play an attacker: `tamper` rewrites SIGN TRANSACTION data before the
-"card" signs it (malware changing the payee), `counter` can be set back (a cloned card).
+Tests use its hooks to play an attacker: `tamper` rewrites SIGN TRANSACTION fields after the
+card's server-signature (8E) check and before it signs (what the server must catch by itself
+if that check were bypassed), `counter` can be set back (a cloned card).
+
+ATTEST (docs/apdu.md) signs the statement with `attestation_key`, which a test attestation CA
+certified for `card_id` (tests/server/conftest.py registers the card), so the server runs its
+real verification path. A SoftCard without an attestation key answers ATTEST with 6A88,
+like a card personalized without one; an attacker's SoftCard can sign with a key of its own.
+What it does not cover: the secure element itself (key extraction, fault attacks) and the
+personalization channel that authenticates the attestation key on a real card.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Callable
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from cardshield.attestation.record import CardRecord
 from cardshield.card.apdu import CommandAPDU
 from cardshield.protocol import tlv
-from cardshield.protocol.constants import APPLET_AID, Ins, Lifecycle, SlotPolicy, certificate_fid
+from cardshield.protocol.attestation import STATEMENT_PREFIX, encode_statement
+from cardshield.protocol.constants import (APPLET_AID, CHALLENGE_MAX, CHALLENGE_MIN, Ins,
+                                           Lifecycle, SlotPolicy, certificate_fid)
 from cardshield.protocol.keys import encode_rsa_public_key
 from cardshield.protocol.transaction import (TAG_SERVER_SIGNATURE, Transaction, possession_data,
                                              request_data, signed_transaction_data)
@@ -26,6 +38,7 @@ OK = b"\x90\x00"
 SW = {name: bytes.fromhex(h) for name, h in {
     "security": "6982", "conditions": "6985", "wrong_data": "6A80", "not_found": "6A82",
     "no_key": "6A88", "p1p2": "6A86", "ins": "6D00", "no_ef": "6986", "offset": "6B00",
+    "length": "6700",
 }.items()}
 
 
@@ -33,13 +46,17 @@ SW = {name: bytes.fromhex(h) for name, h in {
 class SoftCard:
     pin: str = "1234"
     key_bits: int = 2048
-    slot_policy: dict[int, SlotPolicy] = field(default_factory=lambda: {1: SlotPolicy(0),
-                                                                        2: SlotPolicy(0)})
+    # As ISSUE leaves a card whose slot 1 was not configured (docs/apdu.md).
+    slot_policy: dict[int, SlotPolicy] = field(default_factory=lambda: {
+        1: SlotPolicy.PIN_PER_SIGNATURE | SlotPolicy.SERVER_SIGNED_REQUESTS, 2: SlotPolicy(0)})
     server_public_key: rsa.RSAPublicKey | None = None
     # Supplies a private key instead of generating one (benchmarks, weak-key tests).
     key_factory: Callable[[], rsa.RSAPrivateKey] | None = None
     tamper: Callable[[bytes], bytes] | None = None
     counter: int = 0
+    card_id: bytes = bytes.fromhex("C0FFEE0000000001")
+    applet_version: tuple[int, int] = (1, 0)
+    attestation_key: rsa.RSAPrivateKey | None = None
     keys: dict[int, rsa.RSAPrivateKey] = field(default_factory=dict)
     certificates: dict[int, bytes] = field(default_factory=dict)
     pin_verified: bool = False
@@ -62,7 +79,7 @@ class SoftCard:
                    Ins.PROVE_POSSESSION: self._prove, Ins.PUT_DATA: self._put_data,
                    Ins.READ_BINARY: self._read_binary, Ins.SIGN_TRANSACTION: self._sign_tx,
                    Ins.PERFORM_SECURITY_OPERATION: self._pso,
-                   Ins.VERIFY: self._verify_apdu}.get(ins)
+                   Ins.VERIFY: self._verify_apdu, Ins.ATTEST: self._attest}.get(ins)
         if handler is None:
             return SW["ins"]
         return handler(p1, p2, data)
@@ -130,8 +147,6 @@ class SoftCard:
     def _sign_tx(self, p1, p2, data):
         if not self.pin_verified:
             return SW["security"]
-        if self.tamper:
-            data = self.tamper(data)
         items = tlv.decode(data)
         fields = b"".join(tlv.encode(i.tag, i.value) for i in items[:5])
         try:
@@ -147,6 +162,8 @@ class SoftCard:
                                               hashes.SHA256())
             except InvalidSignature:
                 return SW["security"]
+        if self.tamper:  # after the card's own 8E check, so tests reach the server's check
+            fields = self.tamper(fields)
         self.counter += 1
         signature = self.keys[p2].sign(signed_transaction_data(fields, self.counter),
                                        padding.PKCS1v15(), hashes.SHA256())
@@ -159,6 +176,29 @@ class SoftCard:
         if (p1, p2) not in ((0x9E, 0x9A), (0x80, 0x86)):
             return SW["p1p2"]
         return SW["conditions"]
+
+    def record(self, attestation_ca) -> CardRecord:
+        """This card's personalization record, certified by `attestation_ca`."""
+        certificate = attestation_ca.certify_card(self.card_id, self.attestation_key.public_key(),
+                                                  self.applet_version)
+        return CardRecord(self.card_id, certificate.public_bytes(serialization.Encoding.DER),
+                          self.applet_version, datetime.now(timezone.utc), None)
+
+    def _attest(self, p1, p2, data):
+        if p1 != 0 or p2 not in (1, 2):
+            return SW["p1p2"]
+        if not CHALLENGE_MIN <= len(data) <= CHALLENGE_MAX:
+            return SW["length"]
+        if self.attestation_key is None or p2 not in self.keys:
+            return SW["no_key"]
+        statement = encode_statement(
+            card_id=self.card_id, applet_version=self.applet_version, slot=p2, algorithm=0x01,
+            policy=int(self.slot_policy.get(p2, SlotPolicy(0))),
+            public_key_do=encode_rsa_public_key(self.keys[p2].public_key()), challenge=data,
+            counter=self.counter)
+        signature = self.attestation_key.sign(STATEMENT_PREFIX + statement, padding.PKCS1v15(),
+                                              hashes.SHA256())
+        return statement + tlv.encode(0x9E, signature) + OK
 
     def _verify_apdu(self, p1, p2, data):
         return OK if self.pin_verified else bytes([0x63, 0xC3])

@@ -62,7 +62,8 @@ const CardAgent = {
     this.dialogWindow = window.open(this.dialogUrl, "cardshield-terminal", "popup,width=500,height=640");
   },
 
-  start(kind, subject) { this.socket.send(JSON.stringify({ type: kind, subject: subject })); },
+  // extra: {activation_code} for an enrollment (the agent sends it to the bank, nowhere else)
+  start(kind, subject, extra) { this.socket.send(JSON.stringify({ type: kind, subject: subject, ...(extra || {}) })); },
 };
 
 const Steps = {

@@ -10,8 +10,8 @@ const ENROLL_STEPS = [
   ["506", "Terminal uploads them; the bank checks the key"],
   ["507", "Bank asks the card to prove it holds the key"],
   ["508", "Terminal passes the request to the card"],
-  ["509", "Card returns its public key and signed challenge"],
-  ["510", "Bank verifies the proof and issues the certificate"],
+  ["509", "Card returns its public key, signed challenge and attestation"],
+  ["510", "Bank verifies the proof and the card's attestation, and issues the certificate"],
   ["511", "Bank sends the certificate"],
   ["512", "Certificate stored on the card and read back"],
 ];
@@ -21,12 +21,14 @@ CardAgent.connect(() => { $("enroll-button").disabled = false; });
 $("enroll-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const user = $("user-id").value.trim();
+  const code = $("activation-code").value.trim();
+  $("activation-code").value = "";  // single use: not kept on the page
   CardAgent.openDialog();
   $("progress").hidden = false;
   $("enroll-button").disabled = true;
   Steps.render($("steps"), ENROLL_STEPS);
   showNotice("waiting", "Working with your card\u2026");
-  CardAgent.start("enroll", user);
+  CardAgent.start("enroll", user, { activation_code: code });
 });
 
 CardAgent.on("progress", (event) => Steps.done(event));
