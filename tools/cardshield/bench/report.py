@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .card import Operation
+from .modeled import render_modeled
 
 SECTION_START = "<!-- card-bench:start -->"
 SECTION_END = "<!-- card-bench:end -->"
@@ -95,6 +96,9 @@ def render(operations: list[Operation], floor: tuple[float, float, float], buffe
            if buffer_size else "."),
         "",
     ]
+    modeled = render_modeled(operations, {op.name: op.median for op in operations})
+    if modeled:
+        lines += [*modeled, ""]
     for plot in plots:
         lines += [f"![{Path(plot).stem}]({plot})", ""]
     return "\n".join(lines)

@@ -19,6 +19,16 @@ class ProfileError(UserError):
 
 
 @dataclass(frozen=True)
+class CardTiming:
+    """Public per-operation figures of the card class and its transport rate (bench modeling)."""
+
+    sign_rsa2048_ms: float
+    keygen_rsa2048_ms: float
+    apdu_overhead_ms: float
+    transport_bit_per_s: int
+
+
+@dataclass(frozen=True)
 class CardProfile:
     name: str
     description: str
@@ -35,6 +45,7 @@ class CardProfile:
     javacardx_apdu: bool
     algorithms: tuple[str, ...]
     sources: dict[str, str] = field(default_factory=dict)
+    timing: CardTiming | None = None
 
     def card_properties(self) -> list[str]:
         """The profile.* lines of card.properties the host reads (CardProfile.java)."""
@@ -68,6 +79,7 @@ def load_profile(name: str) -> CardProfile:
             apdu_buffer_bytes=int(data["apdu_buffer_bytes"]), protocol=data["protocol"],
             extended_length=bool(data["extended_length"]), javacardx_apdu=bool(data["javacardx_apdu"]),
             algorithms=tuple(data["algorithms"]), sources=dict(data.get("sources", {})),
+            timing=CardTiming(**data["timing"]) if "timing" in data else None,
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ProfileError(f"{path}: missing or malformed value ({error}); compare with lenient.toml") from None
