@@ -239,8 +239,9 @@ public final class AppletRuntime implements ApduHandler {
     /**
      * The power went at a tear point (host control TEAR-AT): the card answers nothing and
      * comes back as after a power cycle: its open transaction rolled back, RAM cleared, no
-     * applet selected. The PowerLoss thrown on tells the reader link to drop the card and
-     * insert it again (VpcdLink), so the reader's transmit fails as with a card pulled out.
+     * applet selected. The PowerLoss thrown on tells the reader link to drop the card
+     * (VpcdLink): the reader's transmit gets no answer, as with a card pulled out, and the
+     * card stays out until the control INSERT.
      */
     private byte[] powerLossAnswer() {
         String where = StrictCard.lastCommand().tornAt;
