@@ -186,8 +186,9 @@ class VirtualCardStack:
             missing.append("pcscd (apt-get install pcscd)")
         if not VPCD_DRIVER.exists():
             missing.append(f"{VPCD_DRIVER} (apt-get install vsmartcard-vpcd)")
-        if not maven.JCARDSIM.path.exists():
-            missing.append(f"{maven.JCARDSIM.path} (run ./cardshield to set up)")
+        for artifact in (maven.JCARDSIM, maven.ASM):
+            if not artifact.path.exists():
+                missing.append(f"{artifact.path} (run ./cardshield to set up)")
         if missing:
             raise SimError("the virtual card needs: " + "; ".join(missing))
         jdk_bin("java")  # raises SetupError naming the fix
