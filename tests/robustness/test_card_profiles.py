@@ -10,6 +10,7 @@ import os
 import subprocess
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cardshield.card.apdu import CommandAPDU
@@ -177,3 +178,46 @@ def test_secured_personalization_fits_a_small_commit_buffer(tmp_path, real_reade
             for counter, command in enumerate(plain, start=1):
                 response = transport.transmit(sm.wrap(card_keys(), command, counter).apdu())
                 assert response.sw == 0x9000, f"{command.name}: {response.sw:04X}"
+
+
+def test_sim_profile_speaks_t0_with_short_apdus_only(sim_card):
+    """T=0 ATR and protocol; an extended APDU is refused (6700); a case-4 command's answer
+    is announced with 61xx and fetched with GET RESPONSE (ISO 7816-3 12.2): the client's T=0
+    path carries a whole issuance and payment, certificates in chains."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.x509.oid import NameOID
+
+    from cardshield.protocol import Transaction
+    from cardshield.protocol.transaction import signed_transaction_data
+
+    stack, card = sim_card
+    _fresh(stack, card)
+    transport = card.transport
+    assert transport.protocol_name == "T0" and transport.atr == bytes.fromhex("3B021450")
+    select_extended = bytes.fromhex("00A4040000000A") + card.aid
+    assert transport.exchange_raw(select_extended).sw == 0x6700
+    assert transport.exchange(CommandAPDU(0x00, 0xA4, 0x04, 0x00, card.aid, ne=256)).sw1 == 0x61
+    server = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(server.public_key()),
+                                      slots={1: (Algorithm.RSA_2048, SlotPolicy(0))})
+    card.verify_pin(PIN)
+    key = card.generate_key(1)
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "T=0 card")])
+    der = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key).serial_number(7)
+           .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+           .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.7"),
+                                                     b"\x04\x82\x07\xd0" + b"\x07" * 2000), critical=False)
+           .sign(server, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    card.verify_pin(PIN)
+    card.write_certificate(1, der)
+    assert card.read_certificate(1) == der
+    card.verify_pin(PIN)
+    tx = Transaction(amount=5, currency="EUR", payee="T=0 shop", order_ref="t0", nonce=os.urandom(16))
+    result = card.sign_transaction(1, tx)
+    card.read_public_key(1).verify(result.signature, signed_transaction_data(tx.tlvs(), result.counter),
+                                   padding.PKCS1v15(), hashes.SHA256())

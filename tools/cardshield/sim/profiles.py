@@ -58,6 +58,7 @@ class CardProfile:
             f"profile.commit.entry.overhead={self.commit_entry_overhead}",
             f"profile.eeprom.page.bytes={self.eeprom_page_bytes}",
             f"profile.object.header.bytes={self.object_header_bytes}",
+            f"profile.protocol={self.protocol}",
         ]
 
 

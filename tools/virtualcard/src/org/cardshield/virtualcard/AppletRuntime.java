@@ -58,10 +58,10 @@ public final class AppletRuntime implements ApduHandler {
         StrictCard.wipe();
         ClassLoader host = AppletRuntime.class.getClassLoader();
         this.appletLoader = strict ? new InstrumentingClassLoader(host, appletPackages(registry)) : null;
-        // the ATR announces T=1 and vpcd carries extended APDUs, a T=1 feature: make
-        // APDU.getProtocol() say so too (jcardsim's default is T=0, where an applet must
-        // not read incoming data of a case-2 command because P3 is Le there)
-        simulator.changeProtocol("T=1");
+        // APDU.getProtocol() says what the ATR announces: T=1 with extended APDUs, or T=0 on a
+        // T=0 profile (where an applet must not read incoming data of a case-2 command,
+        // P3 being Le there, and a case-4 command reaches it without Le: T0Card)
+        simulator.changeProtocol(profile.t0 ? "T=0" : "T=1");
         loadAll();
     }
 

@@ -52,7 +52,9 @@ public final class VirtualCardHost {
         runtime = new AppletRuntime(registry, CardProfile.from(config),
                 Boolean.parseBoolean(config.getProperty("profile.strict", "false").trim()));
         installConfigured();
-        front = frontEnd(runtime);
+        ApduHandler card = frontEnd(runtime);
+        // a T=0 card profile: the T=0 transport (no extended APDUs, case 4 by 61xx/GET RESPONSE)
+        front = runtime.profile().t0 ? new T0Card(card) : card;
         link = new VpcdLink(required("vpcd.host"), Integer.parseInt(required("vpcd.port")),
                 Hex.decode(required("atr")), cardLock);
     }

@@ -22,6 +22,8 @@ public final class CardProfile {
     public final int pageBytes;
     /** Bytes an object or array header takes in persistent memory. */
     public final int objectHeaderBytes;
+    /** The card speaks T=0 only: short APDUs, case 4 by 61xx and GET RESPONSE, getProtocol T=0. */
+    public final boolean t0;
 
     private CardProfile(Properties p) {
         name = p.getProperty("profile.name", "lenient").trim();
@@ -31,6 +33,7 @@ public final class CardProfile {
         commitEntryOverhead = number(p, "profile.commit.entry.overhead", 0);
         pageBytes = Math.max(1, number(p, "profile.eeprom.page.bytes", 64));
         objectHeaderBytes = number(p, "profile.object.header.bytes", 0);
+        t0 = "T=0".equals(p.getProperty("profile.protocol", "T=1").trim());
     }
 
     public static CardProfile from(Properties config) {

@@ -24,7 +24,7 @@ import org.objectweb.asm.Type;
  * StrictCard.bastore ... aastore, which store;</li>
  * <li>Util.arrayCopy, arrayCopyNonAtomic, arrayFillNonAtomic, setShort; JCSystem transaction,
  * commit capacity, transient array and available memory calls; KeyBuilder.buildKey;
- * APDU.getBuffer; OwnerPIN.check, update, resetAndUnblock; KeyPair.genKeyPair; the set* and
+ * APDU.getBuffer and setOutgoingLength; OwnerPIN.check, update, resetAndUnblock; KeyPair.genKeyPair; the set* and
  * clearKey methods of the javacard.security and javacardx.crypto key interfaces:
  * the StrictCard method of the same purpose;</li>
  * <li>NEW, NEWARRAY, ANEWARRAY: persistent memory counted against the profile.</li>
@@ -180,6 +180,8 @@ final class Instrumenter {
             String target = null;
             if (owner.equals("javacard/framework/APDU") && name.equals("getBuffer")) {
                 target = "apduBuffer";
+            } else if (owner.equals("javacard/framework/APDU") && name.equals("setOutgoingLength")) {
+                target = "setOutgoingLength";
             } else if (owner.equals("javacard/framework/OwnerPIN")) {
                 if (name.equals("check")) {
                     target = "pinCheck";

@@ -541,6 +541,17 @@ public final class StrictCard {
         return registered(apdu.getBuffer());
     }
 
+    /**
+     * On a T=0 card one response carries at most 256 bytes: APDU.setOutgoingLength above
+     * that throws APDUException BAD_LENGTH (Java Card 3.0.4 API, APDU.setOutgoingLength).
+     */
+    public static void setOutgoingLength(APDU apdu, short length) {
+        if (profile.t0 && length > 256) {
+            javacard.framework.APDUException.throwIt(javacard.framework.APDUException.BAD_LENGTH);
+        }
+        apdu.setOutgoingLength(length);
+    }
+
     // ---------------------------------------------------------------- OwnerPIN
 
     private static Field triesLeft;
