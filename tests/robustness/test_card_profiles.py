@@ -41,8 +41,8 @@ def test_unknown_profile_is_a_usage_error_naming_the_choices():
         load_profile("nosuch")
     result = subprocess.run([os.path.join(ROOT, "cardshield"), "sim", "--profile", "nosuch"],
                             capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 2
-    assert "unknown card profile 'nosuch'; choose one of: jcop4, lenient, sim" in result.stderr
+    assert result.returncode == 2  # a usage error
+    assert "argument --profile: unknown card profile 'nosuch'; choose one of: jcop4, lenient, sim" in result.stderr
     assert "Traceback" not in result.stderr
 
 

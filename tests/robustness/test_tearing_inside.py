@@ -488,21 +488,23 @@ def test_secured_personalization(strict_card, server_key):
 
 # -- the control itself -------------------------------------------------------------------
 
-def test_an_armed_tear_beyond_the_command_is_reported_not_carried_over(card):
-    stack = _stack(card)
-    stack.tear_at(99)
-    card.select()  # SELECT writes nothing persistent: the tear point is never reached
-    report = stack.last_command()
+def test_an_armed_tear_beyond_the_command_is_reported_not_carried_over(plain_card, strict_card):
+    strict_card.pristine()
+    plain_card.transport.reconnect("reset")
+    strict_card.tear_at(99)
+    plain_card.select()  # SELECT writes nothing persistent: the tear point is never reached
+    report = strict_card.last_command()
     assert not report.torn and report.armed_but_not_reached
-    card.verify_pin(PIN)  # the next command runs whole: an armed tear lasts one command
-    assert not stack.last_command().torn
+    plain_card.personalize_pin(PIN)  # the next command runs whole: an armed tear lasts one command
+    report = strict_card.last_command()
+    assert report.tear_points > 0 and not report.torn and not report.armed_but_not_reached
 
 
-def test_tear_control_errors_name_the_fix(card, card_stack):
+def test_tear_control_errors_name_the_fix(strict_card, card_stack):
     from cardshield.sim.control import ControlError, send_control
 
     with pytest.raises(ControlError, match=r"usage: TEAR-AT N \(tear point, from 1\)"):
-        send_control(_stack(card).control_socket, "TEAR-AT first")
+        send_control(strict_card.control_socket, "TEAR-AT first")
     if card_stack is None or card_stack.profile != "lenient":
         pytest.skip("the session card is not on the lenient profile")
     with pytest.raises(ControlError, match="needs a strict card profile.*--profile jcop4 or --profile sim"):

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from cardshield import paths
-from cardshield.sim.profiles import DEFAULT_PROFILE, load_profile
+from cardshield.sim.profiles import DEFAULT_PROFILE, profile_argument
 
 DEFAULT_CASES = 20000
 
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=None, help="campaign seed (default: random, printed)")
     parser.add_argument("--case", type=int, default=None, help="run only this case index (reproduce a failure)")
     parser.add_argument("--sign-every", type=int, default=250, help="payment check every N cases (default 250)")
-    parser.add_argument("--profile", default=DEFAULT_PROFILE, metavar="NAME",
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, metavar="NAME", type=profile_argument,
                         help="card profile: lenient (default), jcop4, sim (docs/virtual-card.md)")
     parser.set_defaults(func=_run)
 
@@ -45,7 +45,6 @@ def run_campaign(cases: int, seed: int, only: int | None = None, sign_every: int
 def _run(args) -> int:
     from .runner import print_progress
 
-    load_profile(args.profile)  # an unknown profile: a usage error before anything starts
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     print(f"fuzz: seed {seed}, {args.cases} cases, card profile {args.profile}"
           + (f", only case {args.case}" if args.case is not None else ""))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cardshield import paths
 from cardshield.sim import ISD_PROFILES
+from cardshield.sim.profiles import profile_argument
 
 
 def register(subparsers) -> None:
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
         parser.add_argument(f"--{action}", dest="action_flag", action="store_const", const=action,
                             help=f"the same as `sim {action}`")
     parser.add_argument("--dir", type=Path, default=paths.SIM_STATE_DIR, help="state directory (default var/sim)")
-    parser.add_argument("--profile", default=None, metavar="NAME",
+    parser.add_argument("--profile", default=None, metavar="NAME", type=profile_argument,
                         help="card profile for start: lenient (default, fast), jcop4, sim "
                              "(tools/cardshield/sim/profiles; strict ones journal and tear inside commands)")
     parser.add_argument("--pcscd-debug", action="store_true", help="pcscd -d (no APDU contents) into pcscd.log")

@@ -62,6 +62,17 @@ class CardProfile:
         ]
 
 
+def profile_argument(name: str) -> str:
+    """argparse type of --profile: an unknown name is a usage error (exit 2) naming the choices."""
+    import argparse
+
+    try:
+        load_profile(name)
+    except ProfileError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return name
+
+
 def available_profiles() -> list[str]:
     return sorted(path.stem for path in PROFILE_DIR.glob("*.toml"))
 
