@@ -310,12 +310,23 @@ class VirtualCardStack:
 
     def tear_at(self, point: int) -> None:
         """Strict profiles only: the power goes at tear point `point` (from 1) of the next
-        command; the card answers nothing to it and comes back as after a power cycle."""
+        command; the card answers nothing to it and leaves the reader until insert_card()."""
         send_control(self.control_socket, f"TEAR-AT {point}")
 
     def last_command(self) -> CommandReport:
         """The tear points of the last command and whether it was torn (strict profiles)."""
         return CommandReport.parse(query_control(self.control_socket, "REPORT"))
+
+    def fault_private_key(self, instance_aid: bytes, field_path: str) -> None:
+        """Test facility (KeyProbe.java): flip one bit of the private key at field_path (e.g.
+        "state.slot1.keyPair.private"): dP of an RSA CRT key, S of an EC key, as a fault in
+        the card would."""
+        send_control(self.control_socket, f"FAULT-KEY {instance_aid.hex()} {field_path}")
+
+    def inspect_applet(self, instance_aid: bytes, field_path: str) -> str:
+        """Test facility (KeyProbe.java): "initialized=yes|no" for a key object,
+        "length=N zero=yes|no" for a byte array, the value of anything else."""
+        return query_control(self.control_socket, f"INSPECT {instance_aid.hex()} {field_path}")
 
     # -- stop ----------------------------------------------------------------------------
     def stop(self) -> None:

@@ -27,13 +27,16 @@ import java.nio.file.Path;
  *                 applet instance's persistent state (AppletRuntime.overwriteBytes), to reach
  *                 states too far away by APDU, e.g. a signature counter at FF FF FF FF
  *   TEAR-AT N  -> STRICT PROFILES ONLY: the power goes at tear point N (1 = before the first
- *                 persistent write) of the next command; the card answers nothing to it and
- *                 comes back as after a power cycle (docs/virtual-card.md)
+ *                 persistent write) of the next command; the card answers nothing to it,
+ *                 leaves the reader and comes back at INSERT as after a power cycle
+ *                 (docs/virtual-card.md)
  *   TEAR-RANDOM SEED -> the same at tear points drawn with SEED (each point 1 in 8)
- *   REPORT     -> "OK points=P torn=yes|no unreached=yes|no [at=N:what]" about the last
+ *   REPORT     -> "OK points=P torn=yes|no unreached=yes|no journal=J [at=N:what]" about the last
  *                 command: its tear points, whether it was torn, whether an armed tear
- *                 was beyond its last point
- * Replies are "OK" (with data for REPORT) or "ERROR <reason>".
+ *                 was beyond its last point, the peak commit-buffer use (bytes)
+ *   FAULT-KEY instanceAID path, INSPECT instanceAID path
+ *              -> TEST FACILITIES about keys, see KeyProbe
+ * Replies are "OK" (REPORT, INSPECT: "OK <data>") or "ERROR <reason>".
  */
 final class ControlServer {
     interface Commands {
@@ -50,6 +53,9 @@ final class ControlServer {
         void tearRandom(long seed);
 
         String report();
+
+        /** KeyProbe's commands; returns the reply's data, "" for none. */
+        String probe(String[] words);
     }
 
     private final Path path;
@@ -103,6 +109,10 @@ final class ControlServer {
             }
             if (command.equals("REPORT") && words.length == 1) {
                 return "OK " + commands.report();
+            }
+            if (KeyProbe.handles(command)) {
+                String data = commands.probe(words);
+                return data.isEmpty() ? "OK" : "OK " + data;
             }
             if (!command.equals("SET-BYTES") && words.length != 1) {
                 return "ERROR " + command + " takes no arguments";

@@ -145,6 +145,12 @@ public final class VirtualCardHost {
                             + "profile " + runtime.profile().name + " (start it with --profile jcop4 or --profile sim)");
                 }
             }
+
+            public String probe(String[] words) {
+                synchronized (cardLock) {
+                    return new KeyProbe(runtime).handle(words);
+                }
+            }
         }).start();
 
         boolean announced = false;
