@@ -104,23 +104,17 @@ def test_allocation_beyond_the_eeprom_is_refused(tmp_path, real_reader):
     print(str(refused.value).splitlines()[0])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "applet defect (Personalization.configureSlot): PERSONALIZE P1=03 allocates the slot's key "
-    "pair, then writes slot.keyPair and slot.algorithm outside any transaction; a tear at point 1 "
-    "or 2 of its 3 (before slot.keyPair or slot.algorithm is written) leaves the pair unreachable "
-    "and the resumed step allocates a second one: 914 bytes of EEPROM lost for the card's life"))
 def test_torn_slot_configuration_leaks_no_memory(sim_card):
+    """Found by this test: the step allocated the slot's key pair and wrote slot.keyPair and
+    slot.algorithm outside a transaction, so a tear at point 1 or 2 of 3 lost 914 bytes of
+    EEPROM for the card's life. The applet now allocates the default pairs at install."""
     leaks = torn_step_leaks(sim_card, [], commands.personalize_slot(1, Algorithm.RSA_2048, SlotPolicy(0)))
     assert not leaks, "; ".join(leaks)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "applet defect (Personalization.issue -> allocate): ISSUE allocates the key pair of each "
-    "unconfigured slot and writes slot.keyPair and slot.algorithm outside any transaction; a tear "
-    "at points 1, 2, 4 or 5 of its 6 (two unconfigured slots) leaves a pair unreachable and the "
-    "resumed ISSUE allocates another: 914 bytes of EEPROM lost for the card's life"))
 def test_torn_issue_leaks_no_memory(sim_card):
-    """ISSUE allocates the key objects of the slots left unconfigured."""
+    """Found by this test: ISSUE allocated the key pairs of unconfigured slots outside a
+    transaction, so a tear at points 1, 2, 4 or 5 of 6 lost 914 bytes each."""
     server = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     before = [commands.personalize_puk(PUK), commands.personalize_server_key(encode_rsa_public_key(server.public_key()))]
     leaks = torn_step_leaks(sim_card, before, commands.issue())

@@ -156,16 +156,20 @@ def power_up(card: CardShield, timeout: float = 10.0) -> None:
         hresult, readers = scard.SCardGetStatusChange(transport._context, 100, [(transport.reader, state)])
         if hresult == scard.SCARD_S_SUCCESS:
             state = readers[0][1] & ~scard.SCARD_STATE_CHANGED
-    stack.insert_card()
     transport._card = None  # pyscard fails SCardDisconnect on a handle of a removed card
-    while True:
-        try:
-            transport.connect()
-            break
-        except NoCardError:
-            assert time.monotonic() < deadline, "the card did not come back after INSERT"
-            time.sleep(0.02)
-    card.select()
+    for _ in range(3):  # pcscd now and then misses the re-inserted card: plug it in again
+        stack.insert_card()
+        settle = time.monotonic() + timeout / 2
+        while time.monotonic() < settle:
+            try:
+                transport.connect()
+                card.select()
+                return
+            except NoCardError:
+                time.sleep(0.02)
+        stack.remove_card()
+        time.sleep(0.5)
+    raise AssertionError("the card did not come back after INSERT (three tries)")
 
 
 def tear_everywhere(card: CardShield, name: str, prepare: Callable[[], object], steps: list[CommandAPDU],
