@@ -26,9 +26,10 @@ def test_modeled_card_time_per_profile():
     """Payment on a SIM-like card: one RSA-2048 signature (213 ms), 4 short APDUs x 10 ms, and
     1,000 bytes at 9,600 bit/s (10 bits a byte: 1,042 ms); the JCOP-4-like card uses the
     extended-reader counts at 115,200 bit/s."""
+    from cardshield.bench.card import PAYMENT_FLOW
     from cardshield.bench.modeled import modeled_flows
 
-    payment = Operation("flow: payment, card side (figure 6)", Wire(3, 900), Wire(4, 1000), Wire(3, 960), [20.0])
+    payment = Operation(PAYMENT_FLOW, Wire(3, 900), Wire(4, 1000), Wire(3, 960), [20.0])
     rows = {row.profile: row for row in modeled_flows([payment])}
     assert set(rows) == {"jcop4", "sim"}  # the lenient profile has no card figures
     sim = rows["sim"]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from cardshield.sim.profiles import CardProfile, available_profiles, load_profile
 
+from .card import PAYMENT_FLOW
+
 BITS_PER_BYTE = 10  # ISO/IEC 7816-3 character: start bit, 8 data bits, parity; ~1 etu guard time
 
 
@@ -32,7 +34,7 @@ class FlowCost:
 # a public-key operation, counted in the per-APDU overhead).
 FLOWS = {
     "flow: enrollment, card side (figure 5)": FlowCost("enrollment", keygens=1, signatures=2),
-    "flow: payment, card side (figure 6)": FlowCost("payment", keygens=0, signatures=1),
+    PAYMENT_FLOW: FlowCost("payment", keygens=0, signatures=1),
 }
 
 
