@@ -42,15 +42,13 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")  # the card's stack must not outlive the module (tests/attested_card.py)
-def deployment(card_stack, issuer, tmp_path_factory):
+def deployment(issuer, tmp_path_factory):
     pytest.importorskip("cardshield.server.api", reason="the authentication server is not in this tree")
     from cardshield.card.transport import Transport
     from cardshield.terminal.agent import AgentConfig, AgentServer, default_origins
     from cardshield.terminal.localserver import LocalServer, free_loopback_port
     from cardshield.terminal.server_client import ServerClient
 
-    if card_stack is None:
-        pytest.skip("the browser tests issue a card: virtual card only")
     agent_port = free_loopback_port()
     server = LocalServer(tmp_path_factory.mktemp("e2e-server"), attestation_cas=issuer.trust_roots,
                          extra_env={"CARDSHIELD_AGENT_URL": f"ws://127.0.0.1:{agent_port}/ws"}).start()

@@ -11,14 +11,14 @@ import urllib.error
 
 import pytest
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.x509.oid import NameOID
 
 from cardshield.card.client import CardShield
 from cardshield.card.transport import Transport
-from cardshield.server.settings import DEFAULT_KEY_ON_CARD_POLICY_OID
 from cardshield.protocol.transaction import parse_sign_transaction_response, signed_transaction_data
+from cardshield.server.settings import DEFAULT_KEY_ON_CARD_POLICY_OID
 from cardshield.terminal.display import decode_sign_transaction, transaction_fields
 from cardshield.terminal.flows import FlowFailed
 from cardshield.terminal.localserver import LocalServer
@@ -28,6 +28,7 @@ from cardshield.terminal.ui import ScriptedInterface
 
 from attested_card import CardIssuer
 from perso.instance import PIN
+
 from .tampering import Tamper, insert_card_and_wait, open_with, remove_card_before_keygen
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
@@ -55,11 +56,10 @@ def code_for(server, user: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def attested_card(card_stack, issuer, server):
+def attested_card(issuer, server):
     """Issued with the server's request key and an attestation key; slot 1 needs the bank's
-    signature (8E) on every payment request and the PIN for every signature."""
-    if card_stack is None:
-        pytest.skip("virtual card only")
+    signature (8E) on every payment request and the PIN for every signature. (virtual_only:
+    --reader skips this module.)"""
     with issuer.issued_card(server) as card:
         yield card
 
