@@ -33,7 +33,7 @@ def test_cli_stack_starts_serves_opensc_and_stops_without_leftovers(tmp_path):
         assert "3b:f5:18:00:00:81:31:fe:45:80:73:00:00:c0:d5" in atr.stdout.lower()
         assert cardshield("sim", "status", "--dir", str(directory)).returncode == 0
         second = cardshield("sim", "start", "--dir", str(directory))
-        assert second.returncode == 2 and "already runs" in second.stderr
+        assert second.returncode == 1 and "already runs" in second.stderr
     finally:
         stopped = cardshield("sim", "stop", "--dir", str(directory))
     assert stopped.returncode == 0, stopped.stderr

@@ -181,7 +181,7 @@ def test_default_key_version_uses_scp03(factory_card):
 
 
 def test_project_applet_installs_through_the_demo_path(factory_card, card_stack):
-    """What `inv install` and the demo run: the CardShield applet, from build/cardshield.cap when a
+    """What `./cardshield install` and the demo run: the CardShield applet, from build/cardshield.cap when a
     Java Card SDK converted it, else from the development load file (CI)."""
     from cardshield.config import load_applet_config
     from cardshield.gp.project import install_project_applet, project_load_file

@@ -173,7 +173,7 @@ def test_certify_cli_writes_the_next_bundle_and_record_or_nothing(first_bundle, 
     report_path.write_text(json.dumps(swapped))
     args = ["perso", "certify", str(report_path), "--bundle", str(bundle_path), "--attestation-ca",
             str(ca.directory), "--output", str(tmp_path / "next.bundle.json"), "--record", str(tmp_path / "cards.json")]
-    assert main(args) == 2
+    assert main(args) == 1
     assert "nothing was certified" in capsys.readouterr().err
     assert not (tmp_path / "next.bundle.json").exists() and not (tmp_path / "cards.json").exists()
 

@@ -155,17 +155,17 @@ def test_cli_init_and_key_permission_check(tmp_path):
     token = run("client", "shop", "--role", "merchant")
     assert token.returncode == 0 and token.stdout.startswith("cst_")
     taken = run("client", "shop", "--role", "terminal")
-    assert taken.returncode == 2 and "exists already" in taken.stderr
+    assert taken.returncode == 1 and "exists already" in taken.stderr
     disabled = run("disable-client", "shop")
     assert disabled.returncode == 0 and "disabled" in disabled.stdout
     listed = run("clients")
     assert listed.returncode == 0 and "shop" in listed.stdout and "disabled" in listed.stdout
     assert token.stdout.strip() not in listed.stdout
     unknown = run("disable-client", "nobody")
-    assert unknown.returncode == 2 and "no client 'nobody'" in unknown.stderr
+    assert unknown.returncode == 1 and "no client 'nobody'" in unknown.stderr
     os.chmod(tmp_path / "ca" / "ca.key.pem", 0o640)
     refused = run("client", "shop2", "--role", "merchant")
-    assert refused.returncode == 2 and "chmod 600" in refused.stderr
+    assert refused.returncode == 1 and "chmod 600" in refused.stderr
 
 
 def test_public_url_names_the_crl_and_the_ca_certificate(tmp_path, card_key, authority):

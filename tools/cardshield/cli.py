@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as error:
+        # a failure the user can fix, told without a traceback; 2 is left to usage errors (argparse)
         print(f"cardshield {args.command}: {error}", file=sys.stderr)
-        return 2
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -45,4 +45,5 @@ APPLET_CLASSES = BUILD_DIR / "applet" / "classes"
 VIRTUALCARD_CLASSES = BUILD_DIR / "virtualcard" / "classes"
 CAP_FILE = BUILD_DIR / "cardshield.cap"
 
-SIM_STATE_DIR = VAR_DIR / "sim"
+# `cardshield sim` state; CARDSHIELD_SIM_DIR moves it (tests run the README's sim lines in their own)
+SIM_STATE_DIR = Path(os.environ.get("CARDSHIELD_SIM_DIR") or VAR_DIR / "sim")

@@ -1,4 +1,5 @@
-"""`cardshield bench card`: card figures into docs/benchmarks.md (a private virtual card)."""
+"""`cardshield bench [card|server|all]`: figures into docs/benchmarks.md; card on a private
+virtual card, server the same as `cardshield server bench` with its defaults."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from cardshield import paths
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("bench", help="benchmarks into docs/benchmarks.md (card; server: `server bench`)")
-    parser.add_argument("target", choices=("card",), nargs="?", default="card")
-    parser.add_argument("--output", type=Path, default=paths.ROOT / "docs" / "benchmarks.md")
+    parser = subparsers.add_parser("bench", help="benchmarks into docs/benchmarks.md: card, server or all")
+    parser.add_argument("target", choices=("card", "server", "all"), nargs="?", default="all",
+                        help="card, server (options: `cardshield server bench --help`) or all (default)")
+    parser.add_argument("--output", type=Path, default=paths.ROOT / "docs" / "benchmarks.md",
+                        help="file the card section is written to (default docs/benchmarks.md)")
     parser.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib)")
     parser.set_defaults(func=_run)
 
@@ -58,7 +61,12 @@ def _buffer_size(card) -> int | None:
 
 
 def _run(args) -> int:
-    section = run_card_bench(args.output, plots=not args.no_plots)
-    print(section)
-    print(f"written to {args.output}")
+    if args.target in ("card", "all"):
+        section = run_card_bench(args.output, plots=not args.no_plots)
+        print(section)
+        print(f"written to {args.output}")
+    if args.target in ("server", "all"):
+        from cardshield.cli import main
+
+        return main(["server", "bench"])
     return 0

@@ -1,7 +1,7 @@
 """docs/benchmarks.md, card section: tables and plots from a CardBench run.
 
 Only the text between the card-bench markers is replaced, so the server section that
-`inv bench server` writes between its own markers is kept as it is.
+`./cardshield bench server` writes between its own markers is kept as it is.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def render(operations: list[Operation], floor: tuple[float, float, float], buffe
     lines = [
         "## Card: APDUs, bytes on the wire and time per operation",
         "",
-        f"`inv bench card`, {now}, {os.cpu_count()} cores ({platform.machine()}), Python "
+        f"`./cardshield bench card`, {now}, {os.cpu_count()} cores ({platform.machine()}), Python "
         f"{platform.python_version()}, virtual card (jcardsim 3.0.6 behind pcscd + vpcd, over PC/SC). "
         f"Load average at the end: {load} (the machine is shared: compare ratios taken in this run).",
         "",

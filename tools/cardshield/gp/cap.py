@@ -191,7 +191,7 @@ def read_cap(path: Path) -> CapFile:
     try:
         archive = zipfile.ZipFile(io.BytesIO(Path(path).read_bytes()))
     except FileNotFoundError:
-        raise LoadFileError(f"CAP file {path} does not exist; build it first (inv build)") from None
+        raise LoadFileError(f"CAP file {path} does not exist; build it first (./cardshield build --jc-home SDK)") from None
     except zipfile.BadZipFile:
         raise LoadFileError(f"{path} is not a CAP file (not a JAR/ZIP archive)") from None
     components: dict[int, bytes] = {}

@@ -34,7 +34,7 @@ GENERIC_CARD = CardProfile(
 VIRTUAL_CARD = CardProfile(
     "cardshield-virtual-card", bytes.fromhex("43535643"), test_card=True, loads_development_files=True,
     load_refused_hint="the virtual card links a package only to applet classes on its classpath and refuses a "
-                      "malformed load file; build the applet (inv build) and check the CAP")
+                      "malformed load file; build the applet (./cardshield build) and check the CAP")
 
 PROFILES = (VIRTUAL_CARD, GENERIC_CARD)
 

@@ -6,6 +6,9 @@ DES is expressed as triple DES with K1 K1 K1, which is what the cards compute.
 """
 from __future__ import annotations
 
+import hmac
+
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -91,6 +94,22 @@ def aes_cmac(key: bytes, data: bytes) -> bytes:
     mac = cmac.CMAC(algorithms.AES(key))
     mac.update(data)
     return mac.finalize()
+
+
+def aes_cmac_verify(key: bytes, data: bytes, tag: bytes) -> bool:
+    """Does `tag` (the full 16 bytes, or its leftmost 4..15 as SP 800-38B 5.2 allows) verify?
+    Constant time: CMAC.verify for a full tag, hmac.compare_digest for a truncated one."""
+    if not 4 <= len(tag) <= 16:
+        return False
+    mac = cmac.CMAC(algorithms.AES(key))
+    mac.update(data)
+    if len(tag) == 16:
+        try:
+            mac.verify(tag)
+        except InvalidSignature:
+            return False
+        return True
+    return hmac.compare_digest(mac.finalize()[: len(tag)], tag)
 
 
 def kcv_des3(key: bytes) -> bytes:

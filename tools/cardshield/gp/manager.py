@@ -475,7 +475,7 @@ class CardManager:
             raise LoadFileError(
                 f"{cap.source} is a development load file: it has no bytecode and only the CardShield virtual "
                 "card can load it. For this card build a real CAP with a Java Card SDK "
-                "(JC_HOME=/path/to/sdk inv build) and install build/cardshield.cap; see docs/install.md.")
+                "(./cardshield build --jc-home /path/to/sdk) and install build/cardshield.cap; see docs/install.md.")
         self.authenticate()
         registry = self.registry()
         present = [e for e in (registry.load_file(cap.package_aid), registry.application(instance_aid)) if e]

@@ -1,4 +1,4 @@
-"""The CardShield applet's load file and the install path the demo and `inv install` share."""
+"""The CardShield applet's load file and the install path the demo and `./cardshield install` share."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,7 +53,7 @@ def install_project_applet(transport, *, cap_path: Path | None = None, applet_da
                            security_level: str = "mac", sd_aid: bytes | None = None, block_size: int | None = None,
                            warn: Callable[[str], None] = lambda m: None,
                            progress: Callable[[str], None] = lambda m: None) -> InstallResult:
-    """Install the CardShield applet through GlobalPlatform: what the demo and `inv install` run."""
+    """Install the CardShield applet through GlobalPlatform: what the demo and `./cardshield install` run."""
     config = load_applet_config()
     cap = project_load_file(cap_path, progress)
     manager = CardManager(transport, None, security_level=security_level, sd_aid=sd_aid, block_size=block_size,

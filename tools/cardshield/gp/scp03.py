@@ -99,8 +99,7 @@ class SCP03Session(SecureChannel):
                 raise ValueError("response lacks its R-MAC")
             return data
         body, rmac = data[:-n], data[-n:]
-        expected = crypto.aes_cmac(self.s_rmac, self.chaining + body + sw.to_bytes(2, "big"))[:n]
-        if not hmac.compare_digest(expected, rmac):
+        if not crypto.aes_cmac_verify(self.s_rmac, self.chaining + body + sw.to_bytes(2, "big"), rmac):
             raise ValueError("R-MAC of the card's response does not verify")
         if self.security_level & R_ENCRYPTION and body:
             body = crypto.unpad80(crypto.aes_cbc_decrypt(self.s_enc, body, self._response_icv()))

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..gp.crypto import AES_BLOCK as BLOCK
-from ..gp.crypto import aes_cbc, aes_cbc_decrypt, aes_cmac
+from ..gp.crypto import aes_cbc, aes_cbc_decrypt, aes_cmac, aes_cmac_verify
 
 ZERO_IV = bytes(BLOCK)  # TS 102 225 5.1.2: initial chaining value all zeros
 
@@ -145,7 +145,7 @@ def decode_command(kic_key: bytes, kid_key: bytes, packet: bytes) -> DecodedComm
     if pcntr > len(padded):
         raise PacketError("PCNTR larger than the secured data")
     checked = packet[:10] + cntr + bytes([pcntr]) + padded
-    if aes_cmac(kid_key, checked)[:CC_LEN] != cc:
+    if not aes_cmac_verify(kid_key, checked, cc):
         raise PacketError("cryptographic checksum does not verify")
     data = padded[: len(padded) - pcntr]
     return DecodedCommand(spi, kic, kid, tar, int.from_bytes(cntr, "big"), data)
@@ -202,7 +202,7 @@ def decode_por(kic_key: bytes, kid_key: bytes, user_data: bytes) -> ProofOfRecei
     cc, padded = plain[7 : 7 + CC_LEN], plain[7 + CC_LEN :]
     if pcntr > len(padded):
         raise PacketError("PCNTR larger than the response data")
-    if aes_cmac(kid_key, udh + packet[:6] + cntr + bytes([pcntr, status]) + padded)[:CC_LEN] != cc:
+    if not aes_cmac_verify(kid_key, udh + packet[:6] + cntr + bytes([pcntr, status]) + padded, cc):
         raise PacketError("PoR cryptographic checksum does not verify")
     data = padded[: len(padded) - pcntr]
     if len(data) >= 3:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..gp.crypto import AES_BLOCK as BLOCK
-from ..gp.crypto import aes_cbc, aes_cbc_decrypt, aes_cmac, aes_ecb, pad80, unpad80
+from ..gp.crypto import aes_cbc, aes_cbc_decrypt, aes_cmac, aes_cmac_verify, aes_ecb, pad80, unpad80
 from ..protocol.command import Command
 from ..protocol.constants import Ins
 from .keys import PersoKeySet
@@ -117,7 +117,7 @@ def unwrap(keys: PersoKeySet, header: bytes, secured: bytes, last_counter: int) 
         raise Refused(SW_WRONG_KEY_VERSION, f"key version {secured[0]} is not installed")
     body, mac = secured[:-MAC_LEN], secured[-MAC_LEN:]
     plain_header = bytes([header[0] & ~0x10 & 0xFF]) + header[1:4]  # chaining bit ignored
-    if command_mac(keys, plain_header, body) != mac:
+    if not aes_cmac_verify(keys.mac, plain_header + body, mac):
         raise Refused(SW_BAD_MAC, "MAC does not verify")
     cntr = body[1 : 1 + COUNTER_LEN]
     counter = int.from_bytes(cntr, "big")

@@ -1,4 +1,4 @@
-"""`inv bench server` / `cardshield server bench`: a benchmark, not a test.
+"""`./cardshield bench server` / `cardshield server bench`: a benchmark, not a test.
 
 Measures on loopback, against uvicorn worker processes and the embedded SQLite database:
   * the raw floor: RSA-2048 sign and verify per second with `cryptography`, this run;
@@ -419,7 +419,7 @@ def _previous_cpu_per_auth(path: Path) -> str | None:
         return None
     section = text.split(SECTION_START, 1)[1].split(SECTION_END, 1)[0]
     spent = re.search(r"the server spends ([\d.]+) ms of CPU per authorization", section)
-    when = re.search(r"`inv bench server`, ([\d-]+ [\d:]+ UTC)", section)
+    when = re.search(r"`(?:inv|\./cardshield) bench server`, ([\d-]+ [\d:]+ UTC)", section)
     return f"{spent.group(1)} ms ({when.group(1) if when else 'previous run'})" if spent else None
 
 
@@ -434,7 +434,7 @@ def _report(floor: Floor, health: tuple[float, float], services_ms: float, enrol
         SECTION_START,
         "## Authentication server",
         "",
-        f"`inv bench server`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"`./cardshield bench server`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{cores} cores ({platform.machine()}), Python {platform.python_version()}, "
         f"uvicorn with {workers} worker processes, database {url.split(':')[0]}, loopback HTTP/1.1 "
         "keep-alive, SoftCard answers (one RSA-2048 signature per payment in the client). "

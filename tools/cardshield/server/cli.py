@@ -25,8 +25,8 @@ def register(subparsers) -> None:
 
     run = sub.add_parser("run", help="serve the HTTP API with uvicorn")
     run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8080)
-    run.add_argument("--workers", type=int, default=1)
+    run.add_argument("--port", type=_port, default=8080, help="TCP port, 1-65535 (default 8080)")
+    run.add_argument("--workers", type=_positive, default=1, help="uvicorn worker processes (default 1)")
     run.add_argument("--ssl-certfile", help="TLS certificate chain (PEM); required off loopback")
     run.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
     run.set_defaults(func=cmd_run)
@@ -107,6 +107,18 @@ def register(subparsers) -> None:
     crl.set_defaults(func=cmd_crl)
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port: give a number from 1 to 65535")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return int(text)
+
+
 def _context():
     from .ca import CaSetupError
     from .context import ServerContext
@@ -150,9 +162,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError("serving off loopback needs TLS: give --ssl-certfile and --ssl-keyfile "
                  "(or terminate TLS in a reverse proxy bound to loopback)")
     _context()  # fail early, with a readable message, if the CA is not set up
-    uvicorn.run("cardshield.server.asgi:create_from_env", factory=True, host=args.host,
-                port=args.port, workers=args.workers, ssl_certfile=args.ssl_certfile,
-                ssl_keyfile=args.ssl_keyfile, log_level="warning", access_log=False)
+    try:
+        uvicorn.run("cardshield.server.asgi:create_from_env", factory=True, host=args.host,
+                    port=args.port, workers=args.workers, ssl_certfile=args.ssl_certfile,
+                    ssl_keyfile=args.ssl_keyfile, log_level="warning", access_log=False)
+    except SystemExit as exc:  # uvicorn exits 3 when it cannot start (after logging why)
+        if exc.code:
+            raise UserError(f"the server did not start on {args.host}:{args.port} (uvicorn's reason above); "
+                            "a port in use: choose another --port") from None
     return 0
 
 
@@ -163,7 +180,7 @@ def cmd_client(args: argparse.Namespace) -> int:
         token = create_client(_context().db, args.name, args.role)
     except (ApiError, ValueError) as exc:
         print(f"cardshield server client: {exc}", file=sys.stderr)
-        return 2
+        return 1
     print(token)
     return 0
 
@@ -182,7 +199,7 @@ def cmd_disable_client(args: argparse.Namespace) -> int:
     if disable_client(context.db, args.name) is None:
         print(f"cardshield server disable-client: no client {args.name!r} "
               "(`cardshield server clients` lists them)", file=sys.stderr)
-        return 2
+        return 1
     print(f"client {args.name} disabled: running servers refuse its token within "
           f"{context.settings.token_cache_seconds:g} s (their token cache)")
     return 0

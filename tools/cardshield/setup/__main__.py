@@ -8,4 +8,4 @@ try:
     ensure_all()
 except SetupError as error:
     print(f"[cardshield] setup failed: {error}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(1)

@@ -14,20 +14,30 @@ from cardshield.sim import ISD_PROFILES
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("sim", help="start/stop the private virtual card (pcscd + vpcd + jcardsim)")
-    parser.add_argument("action", choices=("start", "stop", "status", "pristine"), nargs="?", default="start")
+    parser.add_argument("action", choices=ACTIONS, nargs="?", help="start (default), stop, status or pristine")
+    for action in ACTIONS[1:]:  # the flag forms: `sim --stop` is `sim stop`
+        parser.add_argument(f"--{action}", dest="action_flag", action="store_const", const=action,
+                            help=f"the same as `sim {action}`")
     parser.add_argument("--dir", type=Path, default=paths.SIM_STATE_DIR, help="state directory (default var/sim)")
     parser.add_argument("--pcscd-debug", action="store_true", help="pcscd -d (no APDU contents) into pcscd.log")
     parser.add_argument("--isd", choices=ISD_PROFILES, default="plain",
                         help="behaviour of the card's GlobalPlatform security domain: plain (GP 2.3, SCP02+SCP03),"
                              " gp211 (GP 2.1.1 legacy card), s16 (SCP03 S16 only), dm (requires the load-file"
                              " hash), locked (CARD_LOCKED), small (64-byte commands); see docs/install.md")
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=_run, usage_error=parser.error)
+
+
+ACTIONS = ("start", "stop", "status", "pristine")
 
 
 def _run(args) -> int:
+    if args.action and args.action_flag and args.action != args.action_flag:
+        args.usage_error(f"give one action, not {args.action!r} and --{args.action_flag}")  # exits 2
+    args.action = args.action or args.action_flag or "start"
     from cardshield.sim.applets import default_applets
     from cardshield.sim.control import send_control
-    from cardshield.sim.stack import SimError, VirtualCardStack, live_group_members, load_state, stop_group
+    from cardshield.sim.stack import (SimError, VirtualCardStack, live_group_members, load_state, owns_process,
+                                      stop_group)
 
     state = load_state(args.dir)
     if args.action == "start":
@@ -41,6 +51,13 @@ def _run(args) -> int:
         return 0
     if state is None:
         print(f"no virtual card running from {args.dir}")
+        return 0 if args.action == "stop" else 1
+    if not owns_process(state):
+        # The PID may belong to anyone now: report and forget the state, never signal it.
+        (args.dir / "state.json").unlink()
+        print(f"stale state in {args.dir}: pid {state.pid} is not the virtual card this directory started "
+              "(it stopped, the machine rebooted, or the state predates start-time checks); state removed, "
+              "nothing signalled")
         return 0 if args.action == "stop" else 1
     if args.action == "stop":
         stop_group(state.pid)

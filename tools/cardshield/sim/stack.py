@@ -56,6 +56,9 @@ class StackInfo:
     reader: str
     control_socket: str
     started_in_seconds: float = 0.0
+    # Who `pid` is: a PID alone may name anyone once the stack is gone (see owns_process).
+    start_time: int | None = None
+    boot_id: str | None = None
 
     def env(self) -> dict[str, str]:
         return {"PCSCLITE_CSOCK_NAME": self.pcsc_socket, "CARDSHIELD_READER": self.reader}
@@ -114,11 +117,12 @@ class VirtualCardStack:
         build_virtualcard()
         if self.state_file.exists():
             previous = load_state(self.directory)
-            if previous and live_group_members(previous.pid):
+            if previous and owns_process(previous) and live_group_members(previous.pid):
                 raise SimError(
                     f"a virtual card stack already runs from {self.directory} (pid {previous.pid}); "
                     "stop it first (`./cardshield sim --stop`)"
                 )
+            self.state_file.unlink(missing_ok=True)  # stale: its processes are gone (or were never ours)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(exist_ok=True)
         (self.directory / "readers").mkdir(exist_ok=True)
@@ -147,6 +151,8 @@ class VirtualCardStack:
             reader=READER_NAME,
             control_socket=str(self.control_socket),
             started_in_seconds=round(time.monotonic() - started, 2),
+            start_time=process_start_time(self._process.pid),
+            boot_id=_boot_id(),
         )
         self.state_file.write_text(json.dumps(asdict(self.info), indent=2))
         return self.info
@@ -393,10 +399,41 @@ def live_group_members(pgid: int) -> list[int]:
 
 
 def load_state(directory: Path) -> StackInfo | None:
+    """The state `sim start` left, or None; a file that is not one is refused with its path."""
     state = directory / "state.json"
     if not state.exists():
         return None
-    return StackInfo(**json.loads(state.read_text()))
+    try:
+        fields = json.loads(state.read_text())
+        known = {name: fields[name] for name in StackInfo.__dataclass_fields__ if name in fields}
+        return StackInfo(**known)
+    except (ValueError, TypeError, KeyError) as error:
+        raise SimError(f"{state} is not a virtual card state file ({error}); remove it") from None
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (proc(5)): start time in clock ticks after boot. With the PID
+    and the boot id it names one process for good, which a PID alone does not (PIDs are reused)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(")") + 2 :].split()[19])
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def owns_process(state: StackInfo) -> bool:
+    """Is state.pid still the process `sim start` launched (same boot, same start time)? A state
+    written without the identity (older versions) cannot be checked and counts as stale."""
+    if state.start_time is None or state.boot_id is None or state.boot_id != _boot_id():
+        return False
+    return process_start_time(state.pid) == state.start_time
 
 
 def _which(tool: str) -> str | None:
