@@ -44,7 +44,10 @@ def test_build_xml_parses_and_every_property_it_reads_is_defined():
     targets = {target.get("name"): target for target in project.iter("target")}
     assert {"plan", "check-sdk", "compile", "convert-sdk", "convert-ant-javacard", "cap", "clean"} <= set(targets)
     assert project.get("default") == "cap"
-    assert targets["cap"].get("depends") == "convert-sdk,convert-ant-javacard"
+    # cap makes both CAPs: the default (extended length) and the SIM one (no javacardx.apdu)
+    assert targets["cap"].get("depends") == "cap-default,cap-sim"
+    assert targets["cap-default"].get("depends") == "convert-sdk,convert-ant-javacard"
+    assert targets["cap-sim"].get("depends") == "compile-sim"
     # exactly one conversion branch runs, chosen by -Dant-javacard.jar
     assert targets["convert-sdk"].get("unless") == "use.ant-javacard"
     assert targets["convert-ant-javacard"].get("if") == "use.ant-javacard"
@@ -111,6 +114,18 @@ def task_stub(tmp_path) -> Path:
         for path in classes.rglob("*.class"):
             archive.write(path, path.relative_to(classes))
     return jar
+
+
+@needs_ant
+def test_the_sim_build_compiles_without_javacardx_apdu(tmp_path, stand_in_kit):
+    """ant compile-sim: applet/src with applet/variants/sim's CardShieldApplet in place: the
+    class files name no javacardx.apdu (the default build's applet class does)."""
+    from cardshield.build.jcsubset import check_no_package
+
+    result = ant(f"-Djc.home={stand_in_kit}", f"-Dbuild.dir={tmp_path / 'ant'}", "compile-sim", "compile")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert check_no_package(tmp_path / "ant" / "classes-sim", ("javacardx/apdu/",), "sim") == []
+    assert check_no_package(tmp_path / "ant" / "classes", ("javacardx/apdu/",), "default") != []
 
 
 @needs_ant

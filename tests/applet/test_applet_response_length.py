@@ -86,3 +86,20 @@ def test_extended_le_stays_within_a_reader_stating_its_message_size(reader_name,
     assert key == reference.public_keys[1]
     assert "Le=260 (extended)" in apdus[0] and len(get_responses(apdus)) == 1, apdus
     assert all(len(line.split()[1]) // 2 <= 262 - 2 for line in answers)  # data hex or SW
+
+
+def test_a_short_le_of_00_gets_at_most_256_bytes_then_61xx(card, transport):
+    """A short APDU's Le 00 means 256 (ISO/IEC 7816-4 clause 5.1), also for an applet that
+    implements ExtendedLength. Io caps Ne at 256 for short commands and for every command
+    on T=0, where the Java Card API lets setOutgoing() answer 32767 to such an applet.
+    Exercised here on T=1 (the virtual card's protocol); T=0 itself needs a T=0 host."""
+    from applet_support import exchange
+
+    whole = card.read_public_key(1)  # the 7F49 DO of an RSA-2048 key: 265 bytes
+    first = exchange(transport, "00 47 81 01 00")
+    assert len(first.data) == 256 and first.sw1 == 0x61
+    rest = exchange(transport, f"00 C0 00 00 {first.sw2:02X}")
+    assert rest.sw == 0x9000 and len(first.data) + len(rest.data) > 256
+    from cardshield.protocol.keys import parse_public_key
+
+    assert parse_public_key(first.data + rest.data) == whole

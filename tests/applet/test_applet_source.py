@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-SOURCES = sorted((Path(__file__).resolve().parents[2] / "applet" / "src" / "org" / "cardshield" / "applet")
-                 .glob("*.java"))
+APPLET_DIR = Path(__file__).resolve().parents[2] / "applet"
+#: the shared sources and each build variant's own (applet/variants/NAME)
+SOURCES = sorted([*(APPLET_DIR / "src" / "org" / "cardshield" / "applet").glob("*.java"),
+                  *(APPLET_DIR / "variants").rglob("*.java")])
 ALLOCATION = re.compile(r"\bnew\s+[A-Z]\w*\s*[(\[]|makeTransient\w*\(|\bbuildKey\(|\.getInstance\(")
 METHOD = re.compile(r"^    (?:(?:public|private|protected|static|final|synchronized)\s+)*"
                     r"(?:[\w.<>\[\]]+\s+)?(\w+)\s*\([^;=]*$")
@@ -47,3 +49,27 @@ def test_no_types_outside_the_java_card_subset(path):
     code = re.sub(r"/\*.*?\*/|//[^\n]*|\"(?:\\.|[^\"])*\"", "", path.read_text(), flags=re.S)
     for word in ("int", "long", "String", "float", "double", "char"):
         assert not re.search(rf"\b{word}\b(?!\s*\.)", code), f"{path.name} uses {word}"
+
+
+PRIVATE_KEY_INIT = re.compile(r"(\w+)\.init\([^;]*getPrivate\(\)[^;]*(MODE_ENCRYPT|MODE_SIGN)")
+
+
+def test_rsa_signatures_build_their_own_padding():
+    """ALG_RSA_PKCS1 is defined for encryption blocks (type 02): that a private key makes it
+    produce the signature block (type 01) is not guaranteed by the Java Card API, and a
+    Signature engine's output cannot be checked for faults. So every private-key RSA
+    operation that signs is raw RSA in RsaSigner, which builds the block and checks the
+    result; engines initialised with a private key to sign elsewhere are ECDSA only."""
+    offending = []
+    for path in SOURCES:
+        for line in path.read_text().splitlines():
+            match = PRIVATE_KEY_INIT.search(line)
+            if not match:
+                continue
+            engine = match.group(1)
+            if path.name == "RsaSigner.java" and engine == "noPad":
+                continue
+            if match.group(2) == "MODE_SIGN" and "ecdsa" in engine.lower():
+                continue
+            offending.append(f"{path.name}: {line.strip()}")
+    assert not offending, "private-key signing outside RsaSigner:\n" + "\n".join(offending)

@@ -236,9 +236,10 @@ def test_attest_refusals(attested, issuer):
     }
     for name, (command, sw) in cases.items():
         assert card.transmit(command).sw == sw, name
-    # after ISSUE the attestation key and its certificate can no longer change
-    assert issuer.send(commands.personalize_attestation_key()).sw == 0x6985
-    assert issuer.send(commands.personalize_attestation_certificate(b"\x30\x00")[0]).sw == 0x6985
+    # after ISSUE the attestation key and its certificate can no longer change: the key set
+    # that would authenticate the step was erased at ISSUE (6A88, key version not found)
+    assert issuer.send(commands.personalize_attestation_key()).sw == 0x6A88
+    assert issuer.send(commands.personalize_attestation_certificate(b"\x30\x00")[0]).sw == 0x6A88
 
 
 def test_attest_before_issue_is_refused(issuer):

@@ -407,3 +407,100 @@ def test_kill9_database_during_enrollments_and_payments(tmp_path):
               f"{len(observed.refused)} refusals {sorted(set(observed.refused.values()))}")
     finally:
         postgres.stop()
+
+
+# Loaded by every Python process of the server under test (PYTHONPATH), the uvicorn workers
+# included: when the writer thread's batch authorizes a payment, SIGKILL the whole server
+# either right before its COMMIT or right after it, before any caller of the batch is
+# answered, noting the batch's payments. Nothing of the server's code is changed for this.
+KILL_AT_COMMIT = '''
+import os, signal, threading
+from pathlib import Path
+if os.environ.get("CARDSHIELD_TEST_KILL"):
+    from sqlalchemy import event
+    from cardshield.server import db
+    moment, after = os.environ["CARDSHIELD_TEST_KILL"].split(":")
+    committed, make_engine = db.GroupCommitWriter._commit, db.make_engine
+    due_batch = []  # the payments the writer's current batch authorized, once the kill is due
+
+    def die(authorized):
+        Path(os.environ["CARDSHIELD_TEST_KILL_NOTE"]).write_text("\\n".join(authorized))
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    def before_commit(connection):  # SQLAlchemy's "commit" event: the COMMIT is next
+        if threading.current_thread().name == "cardshield-writer" and due_batch:
+            die(due_batch)
+
+    def engine_with_hook(*args, **kwargs):
+        engine = make_engine(*args, **kwargs)
+        if moment == "before":
+            event.listen(engine, "commit", before_commit)
+        return engine
+
+    def noting(work, due):
+        def run(*args):
+            result = work(*args)
+            if due and getattr(result, "state", None) == "authorized":
+                due_batch.append(result.payment_id)
+            return result
+        return run
+
+    def kill_at_commit(self, batch):
+        due = self.transactions + len(batch) >= int(after)
+        for job in batch:
+            job.work = noting(job.work, due)
+        committed(self, batch)
+        if moment == "after" and due_batch and all(job.error is None for job in batch):
+            die(due_batch)  # committed, nobody answered yet
+        due_batch.clear()
+
+    db.make_engine, db.GroupCommitWriter._commit = engine_with_hook, kill_at_commit
+'''
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_kill9_at_commit_loses_nothing_acknowledged(tmp_path, moment):
+    """SQLite's group commit answers a caller only after the batch's COMMIT returned.
+    Killed right before that COMMIT is sent, the batch's work is gone and no terminal was
+    told it happened (they resume and finish the payment; a design that answered before
+    committing fails here with an acknowledged payment missing). Killed right after it, the batch's
+    payments are authorized and the terminals find them so when they resume. Either way
+    everything acknowledged is in the database and nothing is authorized twice."""
+    database_url = f"sqlite:///{tmp_path / 'server.db'}"
+    tokens, cards = _prepare_server(tmp_path, database_url, terminals=8)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_AT_COMMIT)
+    note = tmp_path / "killed-batch.txt"
+    server = LiveServer(tmp_path, database_url, workers=2)
+    server.env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])),
+                      CARDSHIELD_TEST_KILL=f"{moment}:30", CARDSHIELD_TEST_KILL_NOTE=str(note))
+    server.start()
+
+    def fault():
+        server.process.wait(timeout=60)  # the hook killed it
+        for name in ("PYTHONPATH", "CARDSHIELD_TEST_KILL"):
+            server.env.pop(name)
+        server.start()
+
+    try:
+        observed = _run_load(server, tokens, cards, terminals=8, seconds=4.0, fault=fault)
+    finally:
+        server.stop()
+    killed_batch = note.read_text().split()
+    assert killed_batch, "the server was not killed at a commit"
+    assert not observed.server_errors, observed.server_errors
+    figures = _check_database(database_url, observed)  # nothing acknowledged lost, nothing twice
+    assert set(killed_batch) <= observed.authorized  # the terminals finished or found them
+    if moment == "after":
+        engine = create_engine(database_url)
+        try:
+            with engine.connect() as conn:
+                states = dict(conn.execute(select(Payment.id, Payment.state)
+                                           .where(Payment.id.in_(killed_batch))).all())
+        finally:
+            engine.dispose()
+        assert states == {pid: "authorized" for pid in killed_batch}
+    _assert_every_terminal_reached_an_outcome(figures, observed, terminals=8)
+    print(f"kill {moment} commit: a batch with {len(killed_batch)} authorization(s), none answered "
+          f"before the kill; {figures}, {observed.interrupted} requests interrupted")

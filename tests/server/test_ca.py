@@ -126,9 +126,11 @@ def test_import_existing_ca(tmp_path, authority):
 
 def test_crl_lists_revoked_serials(authority):
     from datetime import datetime
-    der = authority.crl([("1234abcd" * 2, datetime(2026, 1, 2, 3, 4, 5), "key_compromise")])
+    der = authority.crl([("1234abcd" * 2, datetime(2026, 1, 2, 3, 4, 5), "key_compromise")],
+                        number=7, this_update=datetime(2026, 1, 3), next_update=datetime(2026, 1, 4))
     crl = x509.load_der_x509_crl(der)
     assert crl.is_signature_valid(authority.cert.public_key())
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 7
     entry = crl.get_revoked_certificate_by_serial_number(int("1234abcd" * 2, 16))
     assert entry is not None
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == \

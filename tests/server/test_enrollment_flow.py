@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 
 from cardshield.server.clock import utcnow
 from cardshield.server.models import AuditEvent, Certificate, Challenge, Enrollment
+from cardshield.server.revocation import crl_renewal_due, renew_crl
 from cardshield.server.testing.flows import FlowError, Terminal, call
 
 
@@ -197,6 +198,8 @@ def test_abandoned_enrollment_certificate_is_revoked_and_listed(ctx, http, token
     serial = state["certificate_serial"]  # issued; the terminal never comes back
     with ctx.db.transaction() as s:
         s.execute(update(Enrollment).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert crl_renewal_due(ctx)  # what every replica's CRL timer asks once a minute
+    renew_crl(ctx)  # and then does
     crl = x509.load_der_x509_crl(http.get("/v1/ca/crl").content)
     assert crl.get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
     with ctx.db.transaction() as s:

@@ -22,9 +22,10 @@ def converter_aid(aid: bytes) -> str:
     return ":".join(f"0x{byte:02X}" for byte in aid)
 
 
-def convert(sdk: JavaCardSdk, config: AppletConfig, class_dir: Path, out_dir: Path | None = None) -> Path:
+def convert(sdk: JavaCardSdk, config: AppletConfig, class_dir: Path, out_dir: Path | None = None,
+            cap_file: Path = paths.CAP_FILE) -> Path:
     """Run the converter (it also verifies the CAP unless told not to) and copy the CAP to
-    build/cardshield.cap. Returns that path."""
+    cap_file (default build/cardshield.cap). Returns that path."""
     out_dir = out_dir or paths.BUILD_DIR / "converter"
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -43,6 +44,6 @@ def convert(sdk: JavaCardSdk, config: AppletConfig, class_dir: Path, out_dir: Pa
     produced = package_dir / f"{config.package_name.rsplit('.', 1)[-1]}.cap"
     if result.returncode != 0 or not produced.exists() or "error" in output.lower().replace("0 errors", ""):
         raise ConverterError(f"the Java Card converter refused the applet:\n{output}")
-    paths.CAP_FILE.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(produced, paths.CAP_FILE)
-    return paths.CAP_FILE
+    cap_file.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(produced, cap_file)
+    return cap_file

@@ -15,8 +15,13 @@ class CompileError(UserError):
     """javac refused the sources; the message holds its diagnostics."""
 
 
-def java_sources(source_dir: Path) -> list[Path]:
-    return sorted(source_dir.rglob("*.java"))
+def java_sources(source_dir: Path, overlay: Path | None = None) -> list[Path]:
+    """The .java files under source_dir; a file under `overlay` replaces the one at the same
+    relative path (a build variant's own classes, e.g. applet/variants/sim)."""
+    files = {path.relative_to(source_dir): path for path in source_dir.rglob("*.java")}
+    if overlay is not None:
+        files.update({path.relative_to(overlay): path for path in overlay.rglob("*.java")})
+    return sorted(files.values())
 
 
 def _fingerprint(sources: list[Path], arguments: list[str]) -> str:
@@ -27,11 +32,13 @@ def _fingerprint(sources: list[Path], arguments: list[str]) -> str:
 
 
 def compile_tree(
-    source_dir: Path, output_dir: Path, *, classpath: str, release: str, extra: list[str] | None = None
+    source_dir: Path, output_dir: Path, *, classpath: str, release: str, extra: list[str] | None = None,
+    overlay: Path | None = None,
 ) -> bool:
-    """javac every .java under source_dir into output_dir (cleaned first). Returns False
-    when the stamp shows the same sources and options were already compiled."""
-    sources = java_sources(source_dir)
+    """javac every .java under source_dir (with `overlay`'s files in place of theirs) into
+    output_dir (cleaned first). Returns False when the stamp shows the same sources and
+    options were already compiled."""
+    sources = java_sources(source_dir, overlay)
     if not sources:
         raise CompileError(f"no .java files under {source_dir}")
     arguments = ["--release", release, "-encoding", "UTF-8", "-cp", classpath, *(extra or [])]

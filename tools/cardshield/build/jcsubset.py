@@ -34,6 +34,7 @@ from cardshield.build.classfile import (
     LONG,
     DOUBLE,
     STRING,
+    UTF8,
     ClassFile,
     Instruction,
     Method,
@@ -164,6 +165,21 @@ def check_class_dir(class_dir: Path, package: str | None = None) -> list[Violati
         if count > MAX_CLASSES:
             violations.append(Violation(own, None, None, f"{count} classes in one package; a CAP holds at most "
                                                          f"{MAX_CLASSES} (JCVM 2.2.4.2)"))
+    return violations
+
+
+def check_no_package(class_dir: Path, prefixes: tuple[str, ...], why: str) -> list[Violation]:
+    """Every class of class_dir whose constant pool names (as a class, a member's owner or
+    inside a descriptor) a package starting with one of `prefixes` (internal form, e.g.
+    "javacardx/apdu/"): what a CAP variant must not import."""
+    violations = []
+    for path in sorted(class_dir.rglob("*.class")):
+        cls = parse_class(path)
+        names = {constant[1] for constant in cls.constants if constant and constant[0] == UTF8}
+        for prefix in prefixes:
+            if any(prefix in name for name in names):
+                violations.append(Violation(cls.name, None, None,
+                                            f"refers to {prefix.rstrip('/').replace('/', '.')}: {why}"))
     return violations
 
 

@@ -183,8 +183,8 @@ class Runner:
                 result = self._run_step(step)
                 if result.status == "ok" and step["kind"] == "secured" and result.sw == "9000":
                     self.counter = step["counter"]
-                elif result.status == "failed" and result.sw == "6985":
-                    result.note = self._explain_6985(step)
+                elif result.status == "failed" and result.sw in ("6985", "6A88"):
+                    result.note = self._explain_refusal(step, result.sw)
             report.steps.append(result)
             self.progress(result.line())
             if result.status == AWAITING_ISSUER:
@@ -201,11 +201,14 @@ class Runner:
         self.progress(f"card {report.card_id}: now {final.lifecycle.name}, counter {final.counter}")
         return report
 
-    def _explain_6985(self, step: dict) -> str:
-        """6985 means either "not in PERSONALIZATION" or "counter not above the card's"."""
+    def _explain_refusal(self, step: dict, sw: str) -> str:
+        """6985: "not in PERSONALIZATION" or "counter not above the card's"; 6A88: the key
+        version is not on the card, or no longer (erased at ISSUE)."""
         state = read_card_state(self.link, self.bundle.applet_aid)
         if state.lifecycle != Lifecycle.PERSONALIZATION:
             return f"the card is {state.lifecycle.name} and refuses personalization"
+        if sw == "6A88":
+            return "the card has no personalization key set of this version (docs/personalization.md)"
         if step.get("counter") is not None and state.counter >= step["counter"]:
             return f"counter {step['counter']} already used (the card is at {state.counter}): a replay"
         return "conditions of use not satisfied (docs/apdu.md, PERSONALIZE / ISSUE)"

@@ -107,6 +107,8 @@ class CardFlags(enum.IntFlag):
     SERVER_KEY_LOADED = 0x04
     PERSONALIZATION_KEYS_INSTALLED = 0x08
     DEVELOPMENT_CARD = 0x10
+    #: the personalization key set was erased at ISSUE (docs/apdu.md, FCI tag 85)
+    PERSONALIZATION_KEYS_ERASED = 0x20
 
 
 class PersonalizeStep(enum.IntEnum):

@@ -225,14 +225,15 @@ class CertificateAuthority:
         return cert
 
     # -- revocation list ---------------------------------------------------------------
-    def crl(self, revoked: list[tuple[str, datetime, str | None]]) -> bytes:
-        """DER CRL (RFC 5280 5) over (serial_hex, revoked_at, reason) entries."""
-        now = utcnow()
+    def crl(self, revoked: list[tuple[str, datetime, str | None]], *, number: int,
+            this_update: datetime, next_update: datetime) -> bytes:
+        """DER CRL (RFC 5280 5) over (serial_hex, revoked_at, reason) entries; `number` is
+        its cRLNumber, which the caller keeps increasing (RFC 5280 5.2.3)."""
         builder = (x509.CertificateRevocationListBuilder()
                    .issuer_name(self.cert.subject)
-                   .last_update(now)
-                   .next_update(now + timedelta(hours=self.settings.crl_validity_hours))
-                   .add_extension(x509.CRLNumber(int(now.timestamp() * 1000)), critical=False)
+                   .last_update(this_update)
+                   .next_update(next_update)
+                   .add_extension(x509.CRLNumber(number), critical=False)
                    .add_extension(
                        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski),
                        critical=False))

@@ -354,8 +354,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_crl(args: argparse.Namespace) -> int:
-    from .revocation import current_crl
-    args.out.write_bytes(current_crl(_context()))
+    from .revocation import renew_crl
+    args.out.write_bytes(renew_crl(_context()))
     print(f"wrote {args.out}")
     return 0
 

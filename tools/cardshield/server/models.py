@@ -223,3 +223,20 @@ class AuditEvent(Base):
     payment_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     certificate_serial_hex: Mapped[str | None] = mapped_column(String(40), nullable=True)
     detail: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+
+class PublishedCrl(Base):
+    """The CA's current CRL, one row (id 1), produced by revocation.publish_crl and served
+    as stored. `number` is the cRLNumber (RFC 5280 5.2.3): it is incremented in the same
+    transaction that stores the new CRL, under the row's write lock, so it increases
+    monotonically however many replicas publish. The migration creates the row (number 0,
+    empty der: nothing published yet)."""
+    __tablename__ = "published_crl"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger)
+    # how many revoked certificates it lists: a revocation since (whatever its path and
+    # however it raced the publication) makes the table's count differ
+    revoked_count: Mapped[int] = mapped_column(Integer)
+    this_update: Mapped[datetime] = mapped_column(DateTime)
+    next_update: Mapped[datetime] = mapped_column(DateTime)
+    der: Mapped[bytes] = mapped_column(LargeBinary)

@@ -104,6 +104,16 @@ def _int_env(name: str, default: int) -> int:
         raise SystemExit(f"{name}={raw!r} is not an integer; set it to a whole number") from exc
 
 
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name}={raw!r} is not a number; set it to seconds, e.g. 5") from exc
+
+
 def _bool_env(name: str, default: bool) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if raw == "":
@@ -130,6 +140,7 @@ def load_settings() -> Settings:
         payment_ttl_seconds=_int_env("CARDSHIELD_PAYMENT_TTL", base.payment_ttl_seconds),
         max_body_bytes=_int_env("CARDSHIELD_MAX_BODY_BYTES", base.max_body_bytes),
         public_url=os.environ.get("CARDSHIELD_PUBLIC_URL", base.public_url),
+        token_cache_seconds=_float_env("CARDSHIELD_TOKEN_CACHE_SECONDS", base.token_cache_seconds),
         allow_unattested_enrollment=_bool_env("CARDSHIELD_ALLOW_UNATTESTED_ENROLLMENT",
                                               base.allow_unattested_enrollment),
         unattested_policy_oid=os.environ.get("CARDSHIELD_UNATTESTED_POLICY_OID",

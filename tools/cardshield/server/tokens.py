@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from . import audit
@@ -104,12 +104,20 @@ def _digest_of(authorization: str | None) -> str:
 
 
 class Authenticator:
-    """Resolve a bearer token to (client id, role), with a short per-replica cache."""
+    """Resolve a bearer token to (client id, role), with a short per-replica cache.
+
+    The lookup is a read (`Database.read`): it never takes the writer lock. Tokens found
+    unknown or disabled are remembered for the same delay, so a flood of made-up tokens
+    costs one indexed read each at most once per delay and never a write transaction.
+    Both caches are bounded (CACHE_ENTRIES each); when one is full it starts over."""
+
+    CACHE_ENTRIES = 10_000
 
     def __init__(self, db: Database, cache_seconds: float):
         self.db = db
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, int, str]] = {}
+        self._known: dict[str, tuple[float, int, str]] = {}
+        self._refused: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def authenticate(self, authorization: str | None, *roles: str) -> int:
@@ -125,29 +133,42 @@ class Authenticator:
 
     def cached_identity(self, authorization: str | None) -> tuple[int, str] | None:
         """(client id, role) from this replica's cache, without touching the database
-        (safe to call on the event loop); None when the database must be asked."""
-        digest = _digest_of(authorization)
-        with self._lock:
-            hit = self._cache.get(digest)
-        return (hit[1], hit[2]) if hit and hit[0] > time.monotonic() else None
-
-    def identify(self, authorization: str | None) -> tuple[int, str]:
+        (safe to call on the event loop); None when the database must be asked. A token
+        remembered as unknown is refused here."""
         digest = _digest_of(authorization)
         now = time.monotonic()
         with self._lock:
-            hit = self._cache.get(digest)
-        if hit and hit[0] > now:
-            client_id, role = hit[1], hit[2]
-        else:
-            with self.db.transaction() as s:
-                row = s.execute(select(ApiClient.id, ApiClient.role, ApiClient.disabled_at)
-                                .where(ApiClient.token_sha256 == digest)).first()
-            if row is None or row.disabled_at is not None:
-                raise ApiError("unauthorized", "unknown or disabled client token")
-            client_id, role = row.id, row.role
-            if self.cache_seconds > 0:
-                with self._lock:
-                    if len(self._cache) > 10_000:
-                        self._cache.clear()
-                    self._cache[digest] = (now + self.cache_seconds, client_id, role)
-        return client_id, role
+            hit, refused_until = self._known.get(digest), self._refused.get(digest)
+        if refused_until is not None and refused_until > now:
+            raise _unknown_token()
+        return (hit[1], hit[2]) if hit and hit[0] > now else None
+
+    def identify(self, authorization: str | None) -> tuple[int, str]:
+        found = self.cached_identity(authorization)
+        if found is not None:
+            return found
+        digest = _digest_of(authorization)
+        with self.db.read() as connection:
+            row = connection.execute(_CLIENT_BY_DIGEST, {"digest": digest}).first()
+        now = time.monotonic()
+        if row is None or row.disabled_at is not None:
+            self._remember(self._refused, digest, now + self.cache_seconds)
+            raise _unknown_token()
+        self._remember(self._known, digest, (now + self.cache_seconds, row.id, row.role))
+        return row.id, row.role
+
+    def _remember(self, cache: dict, digest: str, entry) -> None:
+        if self.cache_seconds <= 0:
+            return
+        with self._lock:
+            if len(cache) >= self.CACHE_ENTRIES:
+                cache.clear()
+            cache[digest] = entry
+
+
+_CLIENT_BY_DIGEST = (select(ApiClient.id, ApiClient.role, ApiClient.disabled_at)
+                     .where(ApiClient.token_sha256 == bindparam("digest")))
+
+
+def _unknown_token() -> ApiError:
+    return ApiError("unauthorized", "unknown or disabled client token")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cardshield import paths
 from cardshield.build.applet import applet_sources_present, compile_applet
+from cardshield.build.variants import DEFAULT, AppletVariant
 from cardshield.config import AppletConfig, load_applet_config
 from cardshield.console import warn
 
@@ -24,25 +25,26 @@ class VirtualApplet:
     parameters: bytes = b""
 
 
-def project_applet(config: AppletConfig | None = None, parameters: bytes = b"") -> VirtualApplet:
+def project_applet(config: AppletConfig | None = None, parameters: bytes = b"",
+                   variant: AppletVariant = DEFAULT) -> VirtualApplet:
     config = config or load_applet_config()
     return VirtualApplet(
         package_aid=config.package_aid,
         module_aid=config.applet_aid,
         applet_class=config.applet_class,
-        classes_dir=paths.APPLET_CLASSES,
+        classes_dir=variant.classes_dir,
         instance_aid=config.instance_aid,
         parameters=parameters,
     )
 
 
-def default_applets() -> list[VirtualApplet]:
-    """The project applet, compiled, when its main class has a source; otherwise a card
-    without it (SELECT answers 6A82)."""
+def default_applets(variant: AppletVariant = DEFAULT) -> list[VirtualApplet]:
+    """The project applet (the given build variant), compiled, when its main class has a
+    source; otherwise a card without it (SELECT answers 6A82)."""
     config = load_applet_config()
     main_source = paths.APPLET_SRC / (config.applet_class.replace(".", "/") + ".java")
     if not applet_sources_present() or not main_source.exists():
         warn(f"{main_source} does not exist yet: the virtual card holds no CardShield applet")
         return []
-    compile_applet(config=config)
-    return [project_applet(config)]
+    compile_applet(config=config, variant=variant)
+    return [project_applet(config, variant=variant)]

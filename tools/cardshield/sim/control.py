@@ -14,6 +14,13 @@ class ControlError(UserError):
 
 
 def send_control(path: Path, command: str, timeout: float = 10.0) -> None:
+    reply = query_control(path, command, timeout)
+    if reply:
+        raise ControlError(f"virtual card answered {command} with unexpected data: {reply}")
+
+
+def query_control(path: Path, command: str, timeout: float = 10.0) -> str:
+    """Send one control line; return what follows "OK" in the reply (empty for most commands)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:
@@ -28,5 +35,6 @@ def send_control(path: Path, command: str, timeout: float = 10.0) -> None:
                 break
             reply += chunk
     text = reply.decode("ascii", "replace").strip()
-    if text != "OK":
+    if text != "OK" and not text.startswith("OK "):
         raise ControlError(f"virtual card refused {command}: {text or 'no reply'}")
+    return text[3:]

@@ -30,7 +30,7 @@ from cardshield.setup import maven
 from cardshield.setup.java import jdk_bin
 from cardshield.sim import ISD_PROFILES
 from cardshield.sim.applets import VirtualApplet
-from cardshield.sim.control import send_control
+from cardshield.sim.control import query_control, send_control
 
 READER_FRIENDLY_NAME = "CardShield Virtual Reader"
 VPCD_PORT = 0x8C7B  # 35963, vpcd's first slot
@@ -278,6 +278,17 @@ class VirtualCardStack:
         applet instance's persistent state (field names from the instance, e.g.
         "state.counter"), same length, to reach states too far away by APDU."""
         send_control(self.control_socket, f"SET-BYTES {instance_aid.hex()} {field_path} {value.hex()}")
+
+    def fault_private_key(self, instance_aid: bytes, field_path: str) -> None:
+        """Test facility (KeyProbe.java): flip one bit of the private key at field_path (e.g.
+        "state.slot1.keyPair.private"): dP of an RSA CRT key, S of an EC key, as a fault in
+        the card would."""
+        send_control(self.control_socket, f"FAULT-KEY {instance_aid.hex()} {field_path}")
+
+    def inspect_applet(self, instance_aid: bytes, field_path: str) -> str:
+        """Test facility (KeyProbe.java): "initialized=yes|no" for a key object,
+        "length=N zero=yes|no" for a byte array, the value of anything else."""
+        return query_control(self.control_socket, f"INSPECT {instance_aid.hex()} {field_path}")
 
     # -- stop ----------------------------------------------------------------------------
     def stop(self) -> None:

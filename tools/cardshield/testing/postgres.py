@@ -73,8 +73,9 @@ def _as_server_user(command: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
 
 
-def start() -> Cluster:
-    """Create and start a private cluster; trust authentication, loopback only."""
+def start(*, durable: bool = False) -> Cluster:
+    """Create and start a private cluster; trust authentication, loopback only. Tests
+    run without fsync; `durable` (benchmarks) keeps PostgreSQL's crash-safe defaults."""
     bin_path = _ensure_installed()
     directory = Path(tempfile.mkdtemp(prefix="cardshield-pg."))
     if os.geteuid() == 0:
@@ -88,7 +89,7 @@ def start() -> Cluster:
     for _ in range(PORT_TRIES):  # a random private port; another one if it is taken
         port = int(os.environ.get(PORT_ENV) or random.randrange(55000, 55900))
         options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} "
-                   "-c fsync=off -c max_connections=200")
+                   f"-c fsync={'on' if durable else 'off'} -c max_connections=200")
         started = _as_server_user([str(bin_path / "pg_ctl"), "-D", str(data), "-l", str(directory / "log"),
                                    "-w", "-o", options, "start"])
         if started.returncode == 0:

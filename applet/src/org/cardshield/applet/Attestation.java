@@ -6,7 +6,6 @@ import javacard.framework.ISOException;
 import javacard.framework.JCSystem;
 import javacard.framework.Util;
 import javacard.security.RSAPublicKey;
-import javacard.security.Signature;
 
 /**
  * Card attestation (docs/apdu.md: PERSONALIZE P1=05 and P1=06, ATTEST). The issuer has the
@@ -205,11 +204,8 @@ final class Attestation {
         p = Util.arrayCopyNonAtomic(state.counter, (short) 0, b, p, (short) 4);
         short statementLen = (short) (p - STATEMENT);
         // 9E 82 01 00 || signature (RSA-2048)
-        Signature signer = crypto.rsaSha256;
-        signer.init(key.keyPair.getPrivate(), Signature.MODE_SIGN);
-        signer.update(STATEMENT_PREFIX, (short) 0, (short) STATEMENT_PREFIX.length);
         short sigAt = (short) (p + 4);
-        short sigLen = signer.sign(b, STATEMENT, statementLen, b, sigAt);
+        short sigLen = crypto.signMessage(key.keyPair, true, STATEMENT_PREFIX, b, STATEMENT, statementLen, sigAt);
         b[p] = TAG_SIGNATURE;
         Tlv.putLength(b, (short) (p + 1), sigLen);
         io.send(apdu, STATEMENT, (short) (statementLen + 4 + sigLen));

@@ -80,6 +80,8 @@ final class Constants {
     static final byte FLAG_SERVER_KEY = (byte) 0x04;
     static final byte FLAG_PERSO_KEYS = (byte) 0x08;
     static final byte FLAG_DEVELOPMENT = (byte) 0x10;
+    /** the personalization key set was erased at ISSUE */
+    static final byte FLAG_PERSO_KEYS_ERASED = (byte) 0x20;
 
     // PIN / PUK formats
     static final byte PIN_MIN = (byte) 4;
@@ -99,6 +101,8 @@ final class Constants {
 
     // Status words ISO7816 has no constant for
     static final short SW_VERIFICATION_FAILED = (short) 0x6300;
+    /** ISO 7816-4 "memory failure": a signature failed its check with the public key (RsaSigner). */
+    static final short SW_FAULT_DETECTED = (short) 0x6581;
     static final short SW_TRIES_LEFT_BASE = (short) 0x63C0;
     static final short SW_SECURE_MESSAGING_UNSUPPORTED = (short) 0x6882;
     static final short SW_LAST_COMMAND_EXPECTED = (short) 0x6883;

@@ -3,6 +3,7 @@ package org.cardshield.applet;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.JCSystem;
+import javacard.framework.Util;
 import javacard.security.CryptoException;
 import javacard.security.ECKey;
 import javacard.security.ECPrivateKey;
@@ -21,14 +22,16 @@ import javacardx.crypto.Cipher;
  * and say so in the FCI. Also the one place that builds a slot's key objects.
  */
 final class Crypto {
-    /** SHA256withRSA, PKCS#1 v1.5: SIGN TRANSACTION, PROVE POSSESSION, server request check. */
+    /** SHA256withRSA, PKCS#1 v1.5, public-key side only: the server request check (8E). */
     final Signature rsaSha256;
     /** SHA256withECDSA for EC P-256 slots, or null. */
     final Signature ecdsaSha256;
-    /** RSA PKCS#1 v1.5 block operations: COMPUTE DIGITAL SIGNATURE (private key, type 1), DECIPHER, ENCIPHER. */
+    /** RSA PKCS#1 v1.5 encryption blocks (type 02): DECIPHER, ENCIPHER. Never used to sign. */
     final Cipher rsaPkcs1;
-    /** Raw RSA for VERIFY DIGITAL SIGNATURE (the EMSA encoding is checked by the applet). */
+    /** Raw RSA: every RSA signature (RsaSigner) and VERIFY DIGITAL SIGNATURE; the applet builds and checks the encoding. */
     final Cipher rsaNoPad;
+    /** RSA signatures with the encoding built by the applet and the fault check. */
+    final RsaSigner rsaSigner;
     /** RSA OAEP (SHA-1) for DECIPHER padding indicator 02, or null. */
     final Cipher rsaOaep;
     /** SHA-256: certificate references (FCP tag 85) and the key hash in ATTEST statements. */
@@ -77,6 +80,7 @@ final class Crypto {
         rsaPkcs1 = Cipher.getInstance(Cipher.ALG_RSA_PKCS1, false);
         rsaNoPad = Cipher.getInstance(Cipher.ALG_RSA_NOPAD, false);
         sha256 = MessageDigest.getInstance(MessageDigest.ALG_SHA_256, false);
+        rsaSigner = new RsaSigner(rsaNoPad);
         byte found = 0;
         if (!canBuild(KeyBuilder.TYPE_RSA_CRT_PRIVATE, KeyBuilder.LENGTH_RSA_2048)) {
             // the card cannot hold the key the product is about: refuse to install
@@ -173,15 +177,33 @@ final class Crypto {
             setP256(priv);
             return new KeyPair(pub, priv);
         }
-        short bits = KeyBuilder.LENGTH_RSA_2048;
-        if (algorithm == Constants.ALG_RSA_3072) {
-            bits = (short) 3072;
-        } else if (algorithm == Constants.ALG_RSA_4096) {
-            bits = (short) 4096;
-        }
+        short bits = rsaBits(algorithm);
         PublicKey pub = (PublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_RSA_PUBLIC, bits, false);
         PrivateKey priv = (PrivateKey) KeyBuilder.buildKey(KeyBuilder.TYPE_RSA_CRT_PRIVATE, bits, false);
         return new KeyPair(pub, priv);
+    }
+
+    /** Whether pair holds key objects of the slot algorithm (type and size); false for null. */
+    boolean holds(KeyPair pair, byte algorithm) {
+        if (pair == null) {
+            return false;
+        }
+        PublicKey pub = pair.getPublic();
+        if (algorithm == Constants.ALG_EC_P256) {
+            return pub.getType() == KeyBuilder.TYPE_EC_FP_PUBLIC;
+        }
+        return pub.getType() == KeyBuilder.TYPE_RSA_PUBLIC && pub.getSize() == rsaBits(algorithm);
+    }
+
+    /** The modulus size in bits of an RSA slot algorithm. */
+    private static short rsaBits(byte algorithm) {
+        if (algorithm == Constants.ALG_RSA_3072) {
+            return (short) 3072;
+        }
+        if (algorithm == Constants.ALG_RSA_4096) {
+            return (short) 4096;
+        }
+        return KeyBuilder.LENGTH_RSA_2048;
     }
 
     /** Java Card 3.0.4 has no named curves: set NIST P-256 (FIPS 186-4 D.1.2.3) domain parameters. */
@@ -194,8 +216,29 @@ final class Crypto {
         key.setK((short) 1);
     }
 
-    /** The signature engine for a slot's transaction / possession signatures. */
-    Signature signatureFor(KeySlot slot) {
-        return slot.isRsa() ? rsaSha256 : ecdsaSha256;
+    /**
+     * A key's signature over magic || b[off .. off + len), written at out; returns its length
+     * (SIGN TRANSACTION, PROVE POSSESSION, ATTEST). RSA: SHA-256 here, then RsaSigner (needs
+     * b[out .. out + 2 * modulus + HASH_ROOM)); EC: SHA256withECDSA, DER, verified with the
+     * public key before it is returned (6581 if it does not verify).
+     */
+    short signMessage(KeyPair pair, boolean rsa, byte[] magic, byte[] b, short off, short len, short out) {
+        if (!rsa) {
+            ecdsaSha256.init(pair.getPrivate(), Signature.MODE_SIGN);
+            ecdsaSha256.update(magic, (short) 0, (short) magic.length);
+            short sigLen = ecdsaSha256.sign(b, off, len, b, out);
+            // the same check as RsaSigner's: a signature that does not verify never leaves
+            ecdsaSha256.init(pair.getPublic(), Signature.MODE_VERIFY);
+            ecdsaSha256.update(magic, (short) 0, (short) magic.length);
+            if (!ecdsaSha256.verify(b, off, len, b, out, sigLen)) {
+                Util.arrayFillNonAtomic(b, out, sigLen, (byte) 0);
+                ISOException.throwIt(Constants.SW_FAULT_DETECTED);
+            }
+            return sigLen;
+        }
+        short hashAt = (short) (out + pair.getPrivate().getSize() / 8);
+        sha256.update(magic, (short) 0, (short) magic.length);
+        sha256.doFinal(b, off, len, b, hashAt);
+        return rsaSigner.sign(pair, RsaSigner.PREFIX_SHA256, b, hashAt, Constants.SHA256_LENGTH, out);
     }
 }

@@ -47,6 +47,9 @@ final class Fci {
             flags |= Constants.FLAG_SERVER_KEY;
         }
         flags |= secureChannel.isActive() ? Constants.FLAG_PERSO_KEYS : Constants.FLAG_DEVELOPMENT;
+        if (secureChannel.isErased()) {
+            flags |= Constants.FLAG_PERSO_KEYS_ERASED;
+        }
         p = put1(b, p, (byte) 0x85, flags);
         p = put2(b, p, (byte) 0x86, Util.makeShort(state.pin.getTriesRemaining(), state.puk.getTriesRemaining()));
         b[p] = (byte) 0x87;

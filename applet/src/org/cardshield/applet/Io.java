@@ -1,6 +1,7 @@
 package org.cardshield.applet;
 
 import javacard.framework.APDU;
+import javacard.framework.APDUException;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.Util;
@@ -12,6 +13,10 @@ import javacard.framework.Util;
  * Ne are returned in parts with 61xx and GET RESPONSE (clause 11.7.1).
  */
 final class Io {
+    private static final short SHORT_MAX_NE = (short) 256;
+    /** ISO/IEC 7816-4 clause 5.1: CLA INS P1 P2 00 Lc1 Lc2 (javacardx.apdu's OFFSET_EXT_CDATA) */
+    private static final short OFFSET_EXTENDED_CDATA = (short) 7;
+
     private final Transients t;
 
     Io(Transients t) {
@@ -137,10 +142,39 @@ final class Io {
         apdu.sendBytesLong(src, off, now);
     }
 
-    /** Ne; an extended Le above 32767 (a negative short on some runtimes) counts as 32767. */
+    /**
+     * Ne. An extended Le above 32767 (a negative short on some runtimes) counts as 32767. A
+     * short command, and any command on T=0, gets at most 256 bytes (ISO/IEC 7816-4 clause
+     * 5.1: a one-byte Le of 00 means 256): the Java Card API lets setOutgoing() answer
+     * 32767 on T=0 to an applet that implements ExtendedLength, where the terminal sent a
+     * short Le and expects 61xx for the rest.
+     */
     private static short expectedLength(APDU apdu) {
+        boolean extended = extendedCommand(apdu); // before setOutgoing(), which ends getOffsetCdata()
         short ne = apdu.setOutgoing();
-        return ne < 0 ? Short.MAX_VALUE : ne;
+        if (ne < 0) {
+            ne = Short.MAX_VALUE;
+        }
+        if (ne > SHORT_MAX_NE && !extended) {
+            ne = SHORT_MAX_NE;
+        }
+        return ne;
+    }
+
+    /**
+     * Whether the command came as an extended APDU: never on T=0, else its data (or Le)
+     * starts at offset 7. The incoming side is always received on T=1 (receive() or
+     * requireNoData()), which getOffsetCdata() needs.
+     */
+    private static boolean extendedCommand(APDU apdu) {
+        if ((byte) (APDU.getProtocol() & APDU.PROTOCOL_TYPE_MASK) == APDU.PROTOCOL_T0) {
+            return false;
+        }
+        try {
+            return apdu.getOffsetCdata() == OFFSET_EXTENDED_CDATA;
+        } catch (APDUException e) {
+            return false; // incoming side not received: only short commands get here
+        }
     }
 
     /** GET RESPONSE: the next part of the pending response; 6985 if none. */

@@ -64,17 +64,26 @@ final class KeyHandler {
      * give SHA256withRSA signatures that never verify; a faulty RSA-CRT signature can also
      * reveal a prime factor, so a card must never release one. The slot stays empty (6985)
      * if MAX_GENERATIONS pairs in a row fail. Uses t.buffer[scratch .. scratch + 32 + modulus)
-     * (the attestation key is generated while the secure channel's counter is still there).
+     * (the attestation key is generated while the secure channel's counter is still there);
+     * an RSA pair needs scratch + 32 + 2 * modulus + RsaSigner.HASH_ROOM.
      */
     void generateConsistentPair(KeySlot slot, short scratch) {
-        Signature engine = crypto.signatureFor(slot);
+        Signature ecdsa = crypto.ecdsaSha256;
         short sigAt = (short) (scratch + TEST_MESSAGE_LENGTH);
         for (short attempt = 0; attempt < MAX_GENERATIONS; attempt++) {
             slot.keyPair.genKeyPair();
-            engine.init(slot.keyPair.getPrivate(), Signature.MODE_SIGN);
-            short sigLen = engine.sign(t.buffer, scratch, TEST_MESSAGE_LENGTH, t.buffer, sigAt);
-            engine.init(slot.keyPair.getPublic(), Signature.MODE_VERIFY);
-            if (engine.verify(t.buffer, scratch, TEST_MESSAGE_LENGTH, t.buffer, sigAt, sigLen)) {
+            if (slot.isRsa()) {
+                // the signing path itself, fault check included (RsaSigner)
+                if (crypto.rsaSigner.trySign(slot.keyPair, RsaSigner.PREFIX_SHA256, t.buffer, scratch,
+                        TEST_MESSAGE_LENGTH, sigAt) >= 0) {
+                    return;
+                }
+                continue;
+            }
+            ecdsa.init(slot.keyPair.getPrivate(), Signature.MODE_SIGN);
+            short sigLen = ecdsa.sign(t.buffer, scratch, TEST_MESSAGE_LENGTH, t.buffer, sigAt);
+            ecdsa.init(slot.keyPair.getPublic(), Signature.MODE_VERIFY);
+            if (ecdsa.verify(t.buffer, scratch, TEST_MESSAGE_LENGTH, t.buffer, sigAt, sigLen)) {
                 return;
             }
         }

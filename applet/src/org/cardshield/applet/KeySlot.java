@@ -14,6 +14,8 @@ final class KeySlot {
     /** Constants.ALG_*; ALG_NONE until the key objects exist. */
     byte algorithm;
     byte policy;
+    /** Set by PERSONALIZE P1=03: ISSUE then keeps the policy instead of the bank's default. */
+    boolean configured;
     boolean keyPresent;
     KeyPair keyPair;
     /** Committed certificate: certificate[0 .. certificateLength). Swapped with the staging area on commit. */

@@ -9,8 +9,9 @@ import javacard.security.RSAPublicKey;
 /**
  * State that lives as long as the applet instance (EEPROM/flash): lifecycle, PIN and PUK,
  * key slots and certificates, the signature counter, the server key, install parameters.
- * Everything is allocated in the constructor, at install, except the slots' key objects
- * (allocated once during personalization, see Personalization).
+ * Everything is allocated at install; the slots' RSA-2048 key objects right after this
+ * constructor (CardShieldCore), another algorithm's once during personalization, and the
+ * attestation key's at the first PERSONALIZE P1=05.
  */
 final class Persistent {
     /** The stored state; read it through lifecycle(), which also derives TERMINATED. */
@@ -129,6 +130,27 @@ final class Persistent {
     void terminateIfPukBlocked() {
         if (puk.getTriesRemaining() == (byte) 0) {
             lifecycleState = Constants.LIFECYCLE_TERMINATED;
+        }
+        eraseKeysIfTerminated();
+    }
+
+    /**
+     * TERMINATED ends every private key's use: the slot keys and the attestation key are
+     * cleared (Key.clearKey) rather than left in EEPROM. Called when the PUK blocks and
+     * again at each selection, which completes an erasure a tear interrupted.
+     */
+    void eraseKeysIfTerminated() {
+        if (lifecycle() != Constants.LIFECYCLE_TERMINATED) {
+            return;
+        }
+        erasePrivateKey(slot1);
+        erasePrivateKey(slot2);
+        erasePrivateKey(attestation);
+    }
+
+    private static void erasePrivateKey(KeySlot slot) {
+        if (slot.keyPair != null && slot.keyPair.getPrivate().isInitialized()) {
+            slot.keyPair.getPrivate().clearKey();
         }
     }
 

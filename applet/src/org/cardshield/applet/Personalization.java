@@ -2,6 +2,7 @@ package org.cardshield.applet;
 
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
+import javacard.framework.JCSystem;
 
 /**
  * PERSONALIZE and ISSUE (proprietary, patent's OTA module: the issuer sets PIN, PUK, slot
@@ -9,8 +10,16 @@ import javacard.framework.ISOException;
  * P1=05/06 are not here: they exist only behind the secure channel (Attestation). Works on data that is
  * already complete and unwrapped: from plain APDUs on a development card, or from the
  * personalization secure channel (SecureChannel, install tag C0); both call
- * {@link #personalize} and {@link #issue}. Both may run inside the secure channel's
- * transaction, so neither opens one.
+ * {@link #personalize} and {@link #issue}.
+ *
+ * Each step is split in two. {@link #prepare} checks the data and does the large writes
+ * that need no journal: allocating a slot's key objects, setting the server key's
+ * components (with the "loaded" flag cleared first). {@link #apply} and {@link #issue} then
+ * make the step count with a few small writes (a policy byte, a flag, the lifecycle): the
+ * secure channel runs them inside its transaction with its counter, so the commit buffer
+ * holds tens of bytes, not a 256-byte modulus (docs/applet.md, "Commit buffer per
+ * command"). A tear between the two leaves the step incomplete and its counter unused:
+ * the issuer sends the same command again and it completes.
  */
 final class Personalization {
     static final byte P1_SET_PIN = (byte) 0x01;
@@ -33,12 +42,46 @@ final class Personalization {
         }
     }
 
-    /** Entry point of every personalization step: data is buf[off .. off+len). */
+    /**
+     * A plain step on a development card: prepare, then apply in its own small transaction
+     * (a step's small writes, e.g. a slot's policy and its "configured" mark, are seen
+     * together or not at all, as in the secure channel's transaction).
+     */
     void personalize(byte p1, byte p2, byte[] buf, short off, short len) {
+        prepare(p1, p2, buf, off, len);
+        JCSystem.beginTransaction();
+        apply(p1, p2, buf, off, len);
+        JCSystem.commitTransaction(); // an exception leaves it to process(), which aborts
+    }
+
+    /** Plain ISSUE on a development card: the same split and transaction as personalize(). */
+    void issuePlain() {
+        prepareIssue();
+        JCSystem.beginTransaction();
+        issue();
+        JCSystem.commitTransaction();
+    }
+
+    /**
+     * The checks and the unjournalled work of a step (data buf[off .. off+len)), before the
+     * secure channel's transaction: key objects allocated, server key components set.
+     */
+    void prepare(byte p1, byte p2, byte[] buf, short off, short len) {
         requirePersonalizationState();
         if (p1 != P1_CONFIGURE_SLOT && p2 != 0) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
+        if (p1 == P1_CONFIGURE_SLOT) {
+            KeySlot slot = state.slot(p2);
+            allocate(slot, checkSlotConfiguration(slot, buf, off, len));
+        } else if (p1 == P1_SERVER_KEY) {
+            loadServerKey(buf, off, len);
+        }
+    }
+
+    /** The part of a step that must be atomic with the secure channel's counter: small writes. */
+    void apply(byte p1, byte p2, byte[] buf, short off, short len) {
+        requirePersonalizationState();
         switch (p1) {
             case P1_SET_PIN:
                 PinHandler.requireDigits(buf, off, len, Constants.PIN_MIN, Constants.PIN_MAX);
@@ -51,18 +94,23 @@ final class Personalization {
                 state.pukSet = true;
                 break;
             case P1_CONFIGURE_SLOT:
-                configureSlot(state.slot(p2), buf, off, len);
+                KeySlot slot = state.slot(p2);
+                checkSlotConfiguration(slot, buf, off, len); // allocated by prepare
+                slot.policy = buf[(short) (off + 1)];
+                slot.configured = true;
                 break;
             case P1_SERVER_KEY:
-                loadServerKey(buf, off, len);
+                if (!state.serverKeyLoaded) { // components set by prepare
+                    state.serverKeyLoaded = true;
+                }
                 break;
             default:
                 ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
     }
 
-    /** algorithm || policy. The key objects are built here, once in the slot's life. */
-    private void configureSlot(KeySlot slot, byte[] buf, short off, short len) {
+    /** Checks algorithm || policy for the slot; returns the algorithm. */
+    private byte checkSlotConfiguration(KeySlot slot, byte[] buf, short off, short len) {
         if (len != 2) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
@@ -78,15 +126,26 @@ final class Personalization {
         if (slot.algorithm != Constants.ALG_NONE && slot.algorithm != algorithm) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
-        allocate(slot, algorithm);
-        slot.policy = policy;
+        return algorithm;
     }
 
+    /**
+     * Fixes the slot's algorithm (outside any transaction). The RSA-2048 key objects exist
+     * since install (Persistent), so the default algorithm allocates nothing here; another
+     * one gets its objects once, reused if an earlier, torn step already built them, and
+     * the unused RSA-2048 objects are released where the card deletes objects.
+     */
     private void allocate(KeySlot slot, byte algorithm) {
-        if (slot.algorithm == Constants.ALG_NONE) {
-            slot.keyPair = crypto.buildKeyPair(algorithm);
-            slot.algorithm = algorithm;
+        if (slot.algorithm != Constants.ALG_NONE) {
+            return;
         }
+        if (!crypto.holds(slot.keyPair, algorithm)) {
+            slot.keyPair = crypto.buildKeyPair(algorithm);
+            if (JCSystem.isObjectDeletionSupported()) {
+                JCSystem.requestObjectDeletion();
+            }
+        }
+        slot.algorithm = algorithm;
     }
 
     /** 7F49 { 81 modulus (256 bytes), 82 exponent (1-4 bytes) }, exactly. */
@@ -111,10 +170,10 @@ final class Personalization {
         if (expLen < 1 || expLen > 4 || (short) (exp + expLen) != end) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
+        // not journalled: cleared flag first, so a tear leaves "no server key", never a mixture
         state.serverKeyLoaded = false;
         state.serverKey.setModulus(buf, mod, modLen);
         state.serverKey.setExponent(buf, exp, expLen);
-        state.serverKeyLoaded = true;
     }
 
     /**
@@ -124,19 +183,24 @@ final class Personalization {
      * An unconfigured slot 02 gets RSA-2048 without policy flags.
      */
     void issue() {
+        prepareIssue();
+        KeySlot payment = state.slot1;
+        if (!payment.configured) {
+            payment.policy = (byte) (Constants.POLICY_PIN_PER_SIGNATURE | Constants.POLICY_SERVER_SIGNED);
+        }
+        state.issue();
+    }
+
+    /** ISSUE's checks and the allocation of unconfigured slots, before any transaction. */
+    void prepareIssue() {
         requirePersonalizationState();
         if (!state.pinSet || !state.pukSet) {
             ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
-        KeySlot payment = state.slot1;
-        if (payment.algorithm == Constants.ALG_NONE) {
-            if (!state.serverKeyLoaded) {
-                ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
-            }
-            allocate(payment, Constants.ALG_RSA_2048);
-            payment.policy = (byte) (Constants.POLICY_PIN_PER_SIGNATURE | Constants.POLICY_SERVER_SIGNED);
+        if (!state.slot1.configured && !state.serverKeyLoaded) {
+            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
         }
+        allocate(state.slot1, Constants.ALG_RSA_2048);
         allocate(state.slot2, Constants.ALG_RSA_2048);
-        state.issue();
     }
 }

@@ -131,6 +131,26 @@ public final class SecureChannel {
         return cardIdLength;
     }
 
+    /**
+     * After ISSUE the key set has no use left: K-ENC and K-MAC are cleared (the card keeps
+     * its key version, card id and counter, so plain personalization stays refused and
+     * the FCI says what happened). Idempotent: also called at selection, to complete an
+     * erasure a tear interrupted right after ISSUE's transaction.
+     */
+    public void eraseKeySet() {
+        if (encKey.isInitialized()) {
+            encKey.clearKey();
+        }
+        if (macKey.isInitialized()) {
+            macKey.clearKey();
+        }
+    }
+
+    /** True when the installed key set was erased (eraseKeySet). */
+    public boolean isErased() {
+        return keysInstalled && !encKey.isInitialized();
+    }
+
     /** True when a key set was installed: plain personalization is then refused. */
     public boolean isActive() {
         return keysInstalled;
@@ -169,8 +189,8 @@ public final class SecureChannel {
         if (len < MIN_SECURED || (short) ((short) (len - MIN_SECURED) % BLOCK) != 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        // 2. key version (a development card has no key set)
-        if (!keysInstalled || buf[off] != keyVersion) {
+        // 2. key version (a development card has no key set; an issued card erased it)
+        if (!keysInstalled || isErased() || buf[off] != keyVersion) {
             ISOException.throwIt(SW_KEY_VERSION_NOT_FOUND);
         }
         short cntrOff = (short) (off + 1);

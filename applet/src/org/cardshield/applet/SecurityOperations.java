@@ -24,19 +24,7 @@ final class SecurityOperations {
     private static final byte PADDING_PKCS1 = (byte) 0x00;
     private static final byte PADDING_OAEP = (byte) 0x02;
     private static final short SHA256_LENGTH = (short) 32;
-    private static final short DIGEST_INFO_HEADER = (short) 19;
-
-    /** DigestInfo headers (RFC 8017 section 9.2, note 1) for SHA-256, SHA-384, SHA-512. */
-    private static final byte[] DIGEST_INFO_PREFIXES = {
-            (byte) 0x30, (byte) 0x31, (byte) 0x30, (byte) 0x0D, (byte) 0x06, (byte) 0x09, (byte) 0x60,
-            (byte) 0x86, (byte) 0x48, (byte) 0x01, (byte) 0x65, (byte) 0x03, (byte) 0x04, (byte) 0x02,
-            (byte) 0x01, (byte) 0x05, (byte) 0x00, (byte) 0x04, (byte) 0x20,
-            (byte) 0x30, (byte) 0x41, (byte) 0x30, (byte) 0x0D, (byte) 0x06, (byte) 0x09, (byte) 0x60,
-            (byte) 0x86, (byte) 0x48, (byte) 0x01, (byte) 0x65, (byte) 0x03, (byte) 0x04, (byte) 0x02,
-            (byte) 0x02, (byte) 0x05, (byte) 0x00, (byte) 0x04, (byte) 0x30,
-            (byte) 0x30, (byte) 0x51, (byte) 0x30, (byte) 0x0D, (byte) 0x06, (byte) 0x09, (byte) 0x60,
-            (byte) 0x86, (byte) 0x48, (byte) 0x01, (byte) 0x65, (byte) 0x03, (byte) 0x04, (byte) 0x02,
-            (byte) 0x03, (byte) 0x05, (byte) 0x00, (byte) 0x04, (byte) 0x40 };
+    private static final short DIGEST_INFO_HEADER = RsaSigner.DIGEST_INFO_HEADER;
 
     private final Persistent state;
     private final Transients t;
@@ -157,7 +145,10 @@ final class SecurityOperations {
         return (short) (key.getSize() / 8);
     }
 
-    /** The bare-hash or DigestInfo signature: PKCS#1 v1.5 block type 1 with the private key. */
+    /**
+     * The bare-hash or DigestInfo signature: RSASSA-PKCS1-v1_5 through RsaSigner (encoding
+     * built by the applet, checked with the public key before it leaves).
+     */
     private void computeDigitalSignature(APDU apdu, short len) {
         KeySlot slot = privateKeySlot(Transients.B_DST_PRIVATE, (byte) 1);
         if (slot.hasPolicy(Constants.POLICY_SERVER_SIGNED)) {
@@ -169,31 +160,30 @@ final class SecurityOperations {
             signHashEcdsa(apdu, slot, len);
             return;
         }
-        if (len == SHA256_LENGTH) {
-            Util.arrayCopyNonAtomic(b, (short) 0, b, DIGEST_INFO_HEADER, SHA256_LENGTH);
-            Util.arrayCopyNonAtomic(DIGEST_INFO_PREFIXES, (short) 0, b, (short) 0, DIGEST_INFO_HEADER);
-            len = (short) (DIGEST_INFO_HEADER + SHA256_LENGTH);
-        } else {
-            short prefix;
-            if (len == (short) 51) {
-                prefix = 0;
-            } else if (len == (short) 67) {
-                prefix = DIGEST_INFO_HEADER;
-            } else if (len == (short) 83) {
-                prefix = (short) (2 * DIGEST_INFO_HEADER);
+        // a bare SHA-256 hash, or a DigestInfo for SHA-256/384/512 (its header must be exact)
+        short prefix = RsaSigner.PREFIX_SHA256;
+        short hashOff = 0;
+        short hashLen = len;
+        if (len != SHA256_LENGTH) {
+            if (len == (short) (DIGEST_INFO_HEADER + 32)) {
+                prefix = RsaSigner.PREFIX_SHA256;
+            } else if (len == (short) (DIGEST_INFO_HEADER + 48)) {
+                prefix = RsaSigner.PREFIX_SHA384;
+            } else if (len == (short) (DIGEST_INFO_HEADER + 64)) {
+                prefix = RsaSigner.PREFIX_SHA512;
             } else {
                 ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
                 return;
             }
-            if (Util.arrayCompare(b, (short) 0, DIGEST_INFO_PREFIXES, prefix, DIGEST_INFO_HEADER) != 0) {
+            if (Util.arrayCompare(b, (short) 0, RsaSigner.DIGEST_INFO_PREFIXES, prefix, DIGEST_INFO_HEADER) != 0) {
                 ISOException.throwIt(ISO7816.SW_WRONG_DATA);
             }
+            hashOff = DIGEST_INFO_HEADER;
+            hashLen = (short) (len - DIGEST_INFO_HEADER);
         }
-        Cipher cipher = crypto.rsaPkcs1;
-        cipher.init(slot.keyPair.getPrivate(), Cipher.MODE_ENCRYPT);
-        short out = (short) 128;
+        short out = (short) 128; // after the longest DigestInfo (83 bytes)
         state.consumePinForPrivateKeyUse(slot);
-        short sigLen = cipher.doFinal(b, (short) 0, len, b, out);
+        short sigLen = crypto.rsaSigner.sign(slot.keyPair, prefix, b, hashOff, hashLen, out);
         io.send(apdu, out, sigLen);
     }
 
@@ -302,27 +292,7 @@ final class SecurityOperations {
         Cipher cipher = crypto.rsaNoPad;
         cipher.init(key, Cipher.MODE_DECRYPT);
         short emLen = cipher.doFinal(b, sigOff, modLen, b, out);
-        short end = (short) (out + emLen);
-        short start = (short) (end - modLen); // where the leading 00 is, or would be
-        if (emLen == modLen) {
-            if (b[out] != 0) {
-                return false;
-            }
-        } else if (emLen != (short) (modLen - 1)) {
-            return false;
-        }
-        short digestInfo = (short) (DIGEST_INFO_HEADER + SHA256_LENGTH);
-        short separator = (short) (end - digestInfo - 1);
-        if (b[(short) (start + 1)] != 1 || b[separator] != 0) {
-            return false;
-        }
-        for (short i = (short) (start + 2); i < separator; i++) {
-            if (b[i] != (byte) 0xFF) {
-                return false;
-            }
-        }
-        return Util.arrayCompare(b, (short) (separator + 1), DIGEST_INFO_PREFIXES, (short) 0, DIGEST_INFO_HEADER) == 0
-                && Util.arrayCompare(b, (short) (end - SHA256_LENGTH), b, (short) 2, SHA256_LENGTH) == 0;
+        return RsaSigner.emsaMatches(b, out, emLen, modLen, RsaSigner.PREFIX_SHA256, b, (short) 2, SHA256_LENGTH);
     }
 
     /** Whether b[a .. a+len) < b[m .. m+len) as big-endian unsigned numbers. */

@@ -68,12 +68,10 @@ final class TransactionSigner {
         b[out] = TAG_COUNTER;
         b[(short) (out + 1)] = 4;
         Util.arrayCopyNonAtomic(state.counter, (short) 0, b, (short) (out + 2), (short) 4);
-        Signature signer = crypto.signatureFor(slot);
-        signer.init(slot.keyPair.getPrivate(), Signature.MODE_SIGN);
-        signer.update(TRANSACTION_MAGIC, (short) 0, (short) TRANSACTION_MAGIC.length);
-        signer.update(b, (short) 0, fieldsEnd);
+        // signed: "CSTX1" || 81..85 || 86 04 counter, contiguous in b
         short sigAt = (short) (out + 10);
-        short sigLen = signer.sign(b, out, (short) 6, b, sigAt);
+        short sigLen = crypto.signMessage(slot.keyPair, slot.isRsa(), TRANSACTION_MAGIC, b, (short) 0,
+                (short) (out + 6), sigAt);
         io.send(apdu, out, wrapSignature(b, out, sigAt, sigLen));
     }
 
@@ -87,11 +85,8 @@ final class TransactionSigner {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
         state.consumePinForPrivateKeyUse(slot);
-        Signature signer = crypto.signatureFor(slot);
-        signer.init(slot.keyPair.getPrivate(), Signature.MODE_SIGN);
-        signer.update(POSSESSION_MAGIC, (short) 0, (short) POSSESSION_MAGIC.length);
         short out = Constants.CHALLENGE_MAX;
-        short sigLen = signer.sign(t.buffer, (short) 0, len, t.buffer, out);
+        short sigLen = crypto.signMessage(slot.keyPair, slot.isRsa(), POSSESSION_MAGIC, t.buffer, (short) 0, len, out);
         io.send(apdu, out, sigLen);
     }
 

@@ -102,13 +102,7 @@ public final class AppletRuntime implements ApduHandler {
      * a state that would take billions of APDUs (a signature counter at its end).
      */
     public void overwriteBytes(byte[] instanceAid, String fieldPath, byte[] value) {
-        Object target = runtime.instance(AIDUtil.create(instanceAid));
-        if (target == null) {
-            throw new IllegalArgumentException("no applet instance " + Hex.encode(instanceAid));
-        }
-        for (String name : fieldPath.split("\\.")) {
-            target = fieldValue(target, name, fieldPath);
-        }
+        Object target = field(instanceAid, fieldPath);
         if (!(target instanceof byte[])) {
             throw new IllegalArgumentException(fieldPath + " is not a byte array");
         }
@@ -119,22 +113,13 @@ public final class AppletRuntime implements ApduHandler {
         System.arraycopy(value, 0, bytes, 0, value.length);
     }
 
-    private static Object fieldValue(Object owner, String name, String fieldPath) {
-        if (owner == null) {
-            throw new IllegalArgumentException(fieldPath + ": null before field " + name);
+    /** Test facility (host controls only): the object at a field path of an applet instance. */
+    Object field(byte[] instanceAid, String fieldPath) {
+        Object instance = runtime.instance(AIDUtil.create(instanceAid));
+        if (instance == null) {
+            throw new IllegalArgumentException("no applet instance " + Hex.encode(instanceAid));
         }
-        for (Class<?> type = owner.getClass(); type != null; type = type.getSuperclass()) {
-            try {
-                java.lang.reflect.Field field = type.getDeclaredField(name);
-                field.setAccessible(true);
-                return field.get(owner);
-            } catch (NoSuchFieldException e) {
-                // declared further up the hierarchy, if at all
-            } catch (ReflectiveOperationException | RuntimeException e) {
-                throw new IllegalArgumentException(fieldPath + ": cannot read field " + name + ": " + e, e);
-            }
-        }
-        throw new IllegalArgumentException(fieldPath + ": " + owner.getClass().getName() + " has no field " + name);
+        return InstanceFields.resolve(instance, fieldPath);
     }
 
     /** Back to a card fresh from the factory: no instances, load files registered again. */

@@ -26,7 +26,9 @@ import java.nio.file.Path;
  *              -> TEST FACILITY, no counterpart on a real card: overwrite a byte array of an
  *                 applet instance's persistent state (AppletRuntime.overwriteBytes), to reach
  *                 states too far away by APDU, e.g. a signature counter at FF FF FF FF
- * Replies are "OK" or "ERROR <reason>".
+ *   FAULT-KEY instanceAID path, INSPECT instanceAID path
+ *              -> TEST FACILITIES about keys, see KeyProbe
+ * Replies are "OK" (INSPECT: "OK <what was found>") or "ERROR <reason>".
  */
 final class ControlServer {
     interface Commands {
@@ -37,6 +39,9 @@ final class ControlServer {
         void insert() throws Exception;
 
         void setBytes(byte[] instanceAid, String fieldPath, byte[] value);
+
+        /** KeyProbe's commands; returns the reply's data, "" for none. */
+        String probe(String[] words);
     }
 
     private final Path path;
@@ -77,6 +82,10 @@ final class ControlServer {
         String[] words = line.split("\\s+");
         String command = words[0];
         try {
+            if (KeyProbe.handles(command)) {
+                String data = commands.probe(words);
+                return data.isEmpty() ? "OK" : "OK " + data;
+            }
             if (!command.equals("SET-BYTES") && words.length != 1) {
                 return "ERROR " + command + " takes no arguments";
             }

@@ -110,6 +110,12 @@ public final class VirtualCardHost {
                     runtime.overwriteBytes(instanceAid, fieldPath, value);
                 }
             }
+
+            public String probe(String[] words) {
+                synchronized (cardLock) {
+                    return new KeyProbe(runtime).handle(words);
+                }
+            }
         }).start();
 
         boolean announced = false;

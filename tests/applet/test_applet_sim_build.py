@@ -1,0 +1,106 @@
+"""The SIM build of the applet (build/applet-sim, CAP build/cardshield-sim.cap: no
+javacardx.apdu, short APDUs only) installed on its own virtual card and driven through a
+short-APDU transport: everything longer than 255 bytes goes by command chaining, every
+answer longer than 256 bytes by 61xx and GET RESPONSE.
+
+The representative subset of the applet suite run here: development personalization
+(PIN, PUK, the 263-byte server key by chaining, slot configuration, ISSUE); key generation
+and READ PUBLIC KEY (265 bytes: GET RESPONSE); SIGN TRANSACTION with the server's 8E
+signature (chained) verified with pyca/cryptography, counter included; a 1.5 kB
+certificate written by chained PUT DATA and read back by READ BINARY; COMPUTE DIGITAL
+SIGNATURE and DECIPHER (257 bytes of data) on slot 02; and an extended APDU refused.
+Not covered: T=0 itself (the virtual card speaks T=1; the strict card's SIM profile adds
+T=0), and the rest of the applet suite, which runs on the default build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from applet_support import exchange, make_certificate
+from cardshield.card.client import CardShield
+from cardshield.card.transport import Transport
+from cardshield.protocol import Transaction, commands, encode_rsa_public_key, request_data, signed_transaction_data
+from cardshield.protocol.constants import Algorithm, SlotPolicy, Template
+
+pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
+
+PIN, PUK = "1234", "12345678"
+
+
+@pytest.fixture(scope="module")
+def sim_build_card(real_reader, tmp_path_factory):
+    """A virtual card holding only the SIM build, personalized, keys in both slots."""
+    if real_reader is not None:
+        pytest.skip("the SIM build is exercised on the virtual card")
+    from cardshield.build.variants import SIM
+    from cardshield.sim.applets import default_applets
+    from cardshield.sim.stack import VirtualCardStack
+
+    server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with VirtualCardStack(tmp_path_factory.mktemp("sim-build"), applets=default_applets(SIM)) as stack:
+        with Transport(stack.info.reader, extended_length=False) as transport:
+            card = CardShield(transport)
+            card.personalize_development_card(
+                PIN, PUK, server_key_7f49=encode_rsa_public_key(server_key.public_key()),
+                slots={1: (Algorithm.RSA_2048, SlotPolicy.SERVER_SIGNED_REQUESTS), 2: (Algorithm.RSA_2048, SlotPolicy(0))})
+            card.verify_pin(PIN)
+            keys = {slot: card.generate_key(slot) for slot in (1, 2)}
+            yield card, keys, server_key
+
+
+def test_the_sim_build_answers_long_keys_through_get_response(sim_build_card):
+    card, keys, _ = sim_build_card
+    card.select()
+    first = exchange(card.transport, "00 47 81 01 00")
+    assert len(first.data) == 256 and first.sw1 == 0x61  # 265 bytes: the rest by GET RESPONSE
+    assert card.read_public_key(1) == keys[1]
+
+
+def test_the_sim_build_signs_a_server_authorised_payment(sim_build_card):
+    card, keys, server_key = sim_build_card
+    card.select()
+    counter = card.select().counter
+    card.verify_pin(PIN)
+    tx = Transaction(amount=1999, currency="EUR", payee="SIM Shop", order_ref="SIM-1", nonce=os.urandom(16))
+    authorisation = server_key.sign(request_data(tx.tlvs()), padding.PKCS1v15(), hashes.SHA256())
+    signed = card.sign_transaction(1, tx, authorisation)  # 8E makes the data longer than 255: chained
+    assert signed.counter == counter + 1
+    keys[1].verify(signed.signature, signed_transaction_data(tx.tlvs(), signed.counter), padding.PKCS1v15(),
+                   hashes.SHA256())
+
+
+def test_the_sim_build_stores_a_certificate_written_by_chaining(sim_build_card):
+    card, keys, _ = sim_build_card
+    ca = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    der = make_certificate(keys[2], ca, filler=600)
+    card.select()
+    card.verify_pin(PIN)
+    card.write_certificate(2, der)
+    assert card.read_certificate(2) == der
+
+
+def test_the_sim_build_signs_hashes_and_deciphers_on_slot_02(sim_build_card):
+    card, keys, _ = sim_build_card
+    card.select()
+    card.verify_pin(PIN)
+    card.set_security_environment(Template.DIGITAL_SIGNATURE, private_slot=2)
+    digest = hashlib.sha256(b"SIM build document").digest()
+    signature = card.sign_hash(digest)
+    keys[2].verify(signature, b"SIM build document", padding.PKCS1v15(), hashes.SHA256())
+    secret = os.urandom(32)
+    cryptogram = keys[2].encrypt(secret, padding.PKCS1v15())
+    card.verify_pin(PIN)
+    assert card.decipher(cryptogram) == secret  # 00 || 256 bytes: chained
+
+
+def test_the_sim_build_refuses_an_extended_apdu(sim_build_card):
+    card, _, _ = sim_build_card
+    card.select()
+    answer = exchange(card.transport, "00 47 81 01 00 01 09")  # READ PUBLIC KEY, extended Le
+    assert answer.sw == 0x6700 and answer.data == b""

@@ -1,0 +1,67 @@
+"""Keys are erased where the card's lifecycle ends them (docs/apdu.md, "Lifecycle"):
+
+- ISSUE: the personalization key set (install tag C0, K-ENC and K-MAC) has no use left,
+  and a card that keeps it keeps a secret an attacker could extract to forge issuer
+  commands on a cloned key hierarchy; FCI flag 20 says it is gone.
+- TERMINATED (the PUK blocked): the slot private keys and the attestation key can never
+  be used again, so they are cleared instead of waiting in EEPROM for an attacker.
+
+What the card holds is read with the virtual card's host-only INSPECT control
+(KeyProbe.java: Key.isInitialized() of the applet's key objects, never reachable by APDU).
+Not covered: whether a real card's clearKey() overwrites the EEPROM cells (the Java Card
+API promises the key is uninitialised; physical remanence is the platform's matter).
+"""
+from __future__ import annotations
+
+import pytest
+
+from cardshield.card.client import CardShield
+from cardshield.protocol import commands
+from cardshield.protocol.constants import CardFlags, Lifecycle
+
+from .instance import KEYED_AID, PIN
+from .test_attestation_card import attested, issuer  # noqa: F401  (pytest fixtures)
+
+pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
+
+SECURE_CHANNEL_KEYS = ("secureChannel.encKey", "secureChannel.macKey")
+PRIVATE_KEYS = ("state.slot1.keyPair.private", "state.slot2.keyPair.private", "state.attestation.keyPair.private")
+
+
+def initialized(virtual_card, path: str) -> bool:
+    answer = virtual_card.inspect_applet(KEYED_AID, path)
+    assert answer in ("initialized=yes", "initialized=no"), answer
+    return answer == "initialized=yes"
+
+
+def test_issue_erases_the_personalization_key_set(issuer, virtual_card):
+    assert all(initialized(virtual_card, path) for path in SECURE_CHANNEL_KEYS)
+    card = CardShield(issuer.link, aid=KEYED_AID)
+    assert CardFlags.PERSONALIZATION_KEYS_ERASED not in card.select().flags
+
+    issuer.ok(commands.issue())
+
+    assert not any(initialized(virtual_card, path) for path in SECURE_CHANNEL_KEYS)
+    fci = card.select()
+    assert fci.lifecycle == Lifecycle.ISSUED
+    assert CardFlags.PERSONALIZATION_KEYS_ERASED in fci.flags
+    # a secured command now names a key version the card no longer has
+    assert issuer.send(commands.personalize_pin(PIN)).sw == 0x6A88
+
+
+def test_a_blocked_puk_erases_every_private_key(attested, virtual_card):
+    card, _attestation_key = attested  # issued, attestation key and certificate, key in slot 1
+    card.generate_key(2)
+    assert all(initialized(virtual_card, path) for path in PRIVATE_KEYS)
+
+    wrong_puk = "00000000"
+    while True:
+        answer = card.transmit(commands.unblock_pin(wrong_puk, PIN))
+        assert answer.sw & 0xFFF0 == 0x63C0, f"{answer.sw:04X}"
+        if answer.sw == 0x63C0:
+            break
+
+    assert card.select().lifecycle == Lifecycle.TERMINATED
+    assert not any(initialized(virtual_card, path) for path in PRIVATE_KEYS)
+    # the public keys stay readable (READ PUBLIC KEY works in every state)
+    assert card.read_public_key(1) is not None
