@@ -175,8 +175,8 @@ class ResilientTerminal:
 
     def pay(self, user: str, n: int) -> None:
         payment = self._call("POST", "/v1/payments", "merchant",
-                             {"user_id": user, "amount_minor": 100 + n, "currency": "EUR", "payee": "Load shop",
-                              "order_ref": f"{user}-{n}", "signing_mode": "transaction"})
+                             {"user_id": user, "amount_minor": 100 + n, "currency": "EUR",
+                              "order_ref": f"{user}-{n}"})
         pid = payment["payment_id"]
         path = f"/v1/payments/{pid}"
         try:

@@ -125,6 +125,19 @@ def make_card(key_pool, attestation_keys, attestation_ca, ctx):
 
 
 @pytest.fixture
+def enrolled(http, tokens, make_card, bank):
+    """enrolled(user, **SoftCard options): a terminal whose SoftCard completed enrollment
+    (with an activation code from the bank)."""
+    from cardshield.server.testing.flows import Terminal
+
+    def make(user="alice", **card_kwargs):
+        term = Terminal(http, tokens["terminal"], make_card(**card_kwargs), bank=bank)
+        assert term.enroll(user)["state"] == "completed"
+        return term
+    return make
+
+
+@pytest.fixture
 def bank(http, tokens):
     from cardshield.server.testing.flows import Bank
     return Bank(http, tokens["admin"])

@@ -12,8 +12,7 @@ from cardshield.server.errors import ApiError
 from cardshield.server.models import AuditEvent, Enrollment, Payment, User
 from cardshield.server.testing.flows import Terminal, call, create_payment
 
-GOOD_PAYMENT = {"user_id": "alice", "amount_minor": 100, "currency": "EUR", "payee": "Shop",
-                "order_ref": "o-1"}
+GOOD_PAYMENT = {"user_id": "alice", "amount_minor": 100, "currency": "EUR", "order_ref": "o-1"}
 
 
 def _rows(ctx) -> tuple[int, int, int]:
@@ -50,11 +49,13 @@ def test_wrong_role_is_forbidden(http, tokens):
     # above a signed 64-bit column: refused by the schema, never a driver overflow (500)
     ("/v1/payments", dict(GOOD_PAYMENT, amount_minor=1 << 63), 400, "invalid_request"),
     ("/v1/payments", dict(GOOD_PAYMENT, currency="eur"), 400, "invalid_request"),
-    ("/v1/payments", dict(GOOD_PAYMENT, payee="x" * 65), 400, "invalid_request"),
-    ("/v1/payments", dict(GOOD_PAYMENT, payee="é" * 33), 400, "invalid_request"),
-    ("/v1/payments", dict(GOOD_PAYMENT, payee="a\nb"), 400, "invalid_request"),
+    ("/v1/payments", dict(GOOD_PAYMENT, order_ref="x" * 65), 400, "invalid_request"),
+    ("/v1/payments", dict(GOOD_PAYMENT, order_ref="é" * 33), 400, "invalid_request"),
+    ("/v1/payments", dict(GOOD_PAYMENT, order_ref="a\nb"), 400, "invalid_request"),
     ("/v1/payments", dict(GOOD_PAYMENT, extra="field"), 400, "invalid_request"),
-    ("/v1/payments", dict(GOOD_PAYMENT, signing_mode="none"), 400, "invalid_request"),
+    # the payee and the signing mode are the bank's (display name, card policy)
+    ("/v1/payments", dict(GOOD_PAYMENT, payee="Shop"), 400, "invalid_request"),
+    ("/v1/payments", dict(GOOD_PAYMENT, signing_mode="transaction"), 400, "invalid_request"),
     ("/v1/payments", GOOD_PAYMENT, 404, "unknown_user"),
     ("/v1/enrollments", {"user_id": "../etc"}, 400, "invalid_request"),
     ("/v1/enrollments", {"user_id": "a", "slot": 3}, 400, "invalid_request"),

@@ -23,7 +23,7 @@ def test_register_use_list_and_disable_a_terminal(ctx, http, tokens):
     assert call(http, "POST", "/v1/enrollments", token, start)["state"] == "keygen_sent"
     with pytest.raises(FlowError) as refused:
         call(http, "POST", "/v1/payments", token, {"user_id": "zoe", "amount_minor": 1,
-                                                   "currency": "EUR", "payee": "x", "order_ref": "y"})
+                                                   "currency": "EUR", "order_ref": "y"})
     assert refused.value.code == "forbidden"
     # listed without any secret; stored as a hash only
     listed = call(http, "GET", "/v1/admin/clients", admin)["clients"]

@@ -65,7 +65,6 @@ def test_racing_posts_of_one_signature_authorize_once(ctx, tokens, live, many_ke
         term.enroll("racer")
         created = create_payment(http, tokens["merchant"], "racer")
         state = term.claim(created["payment_id"])
-        state = term.post_payment(created["payment_id"], state["batch"])
         responses = term.run(state["batch"])
     barrier = threading.Barrier(12)
 
@@ -80,8 +79,8 @@ def test_racing_posts_of_one_signature_authorize_once(ctx, tokens, live, many_ke
 
     with ThreadPoolExecutor(12) as pool:
         outcomes = list(pool.map(post, range(12)))
-    assert outcomes.count("authorized") == 1
-    assert set(outcomes) == {"authorized", "nonce_already_used"}
+    # every racer gets the one authorization (a retried post returns it); it happened once
+    assert outcomes == ["authorized"] * 12
     with ctx.db.transaction() as s:
         assert s.scalar(select(Card.last_counter)) == 1
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(
@@ -104,7 +103,6 @@ def test_cloned_card_racing_two_payments_with_one_counter_authorizes_once(
             payer = Terminal(http, tokens["terminal"], clone)
             created = create_payment(http, tokens["merchant"], "twin", order_ref=f"twin-{n}")
             state = payer.claim(created["payment_id"])
-            state = payer.post_payment(created["payment_id"], state["batch"])
             prepared.append((created["payment_id"], state["batch"], payer.run(state["batch"])))
     assert {bytes.fromhex(r[-1])[:6].hex() for _, _, r in prepared} == {"860400000001"}
     barrier = threading.Barrier(2)

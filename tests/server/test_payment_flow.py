@@ -1,5 +1,8 @@
 """Figure 6 end to end through the HTTP API with SoftCard: an authorization whose
-signature verifies, and every refusal (each recorded in the audit log)."""
+signature verifies, and every refusal (each recorded in the audit log). A payment is three
+requests: the merchant creates it, the terminal claims it and gets one batch (SELECT,
+SELECT certificate EF with its SHA-256 reference, SIGN TRANSACTION), the terminal posts
+the card's answers."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -10,19 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import select, update
 
 from cardshield.protocol import tlv
+from cardshield.protocol.constants import SlotPolicy
 from cardshield.protocol.transaction import signed_transaction_data
 from cardshield.server.clock import utcnow
 from cardshield.server.models import AuditEvent, Card, Payment, User
 from cardshield.server.testing.flows import FlowError, Terminal, call, create_payment
-
-
-@pytest.fixture
-def enrolled(http, tokens, make_card, bank):
-    def make(user="alice", **card_kwargs) -> Terminal:
-        term = Terminal(http, tokens["terminal"], make_card(**card_kwargs), bank=bank)
-        assert term.enroll(user)["state"] == "completed"
-        return term
-    return make
 
 
 def _refusals(ctx) -> list[str]:
@@ -32,8 +27,7 @@ def _refusals(ctx) -> list[str]:
 
 def _refuse(term, payment_id, expected_code, responses_fn=None):
     state = term.claim(payment_id)
-    while state["batch"] is not None and state["batch"]["step"] != "sign":
-        state = term.post_payment(payment_id, state["batch"])
+    assert state["batch"]["step"] == "authorize"
     responses = responses_fn(state["batch"]) if responses_fn else None
     with pytest.raises(FlowError) as err:
         term.post_payment(payment_id, state["batch"], responses)
@@ -43,10 +37,12 @@ def _refuse(term, payment_id, expected_code, responses_fn=None):
 
 def test_payment_is_authorized_with_a_verifiable_signature(ctx, http, tokens, enrolled):
     term = enrolled()
-    created = create_payment(http, tokens["merchant"], "alice", amount_minor=4999, payee="Bakery")
+    bakery = call(http, "POST", "/v1/admin/clients", tokens["admin"],
+                  {"name": "bakery", "role": "merchant", "display_name": "Bakery"})
+    created = create_payment(http, bakery["token"], "alice", amount_minor=4999)
     done = term.pay(created["payment_id"])
     assert done["state"] == "authorized" and done["card_counter"] == 1
-    assert done["weaker_signing"] is False
+    assert (done["signing_mode"], done["payee"]) == ("server_signed", "Bakery")
     with ctx.db.transaction() as s:
         p = s.get(Payment, created["payment_id"])
         card = s.get(Card, p.card_id)
@@ -57,12 +53,27 @@ def test_payment_is_authorized_with_a_verifiable_signature(ctx, http, tokens, en
     assert tlv.find(p.signed_fields, 0x81) == (4999).to_bytes(2, "big")
     assert tlv.find(p.signed_fields, 0x83) == b"Bakery"
     assert card.last_counter == 1
-    merchant_view = call(http, "GET", f"/v1/payments/{created['payment_id']}", tokens["merchant"])
+    merchant_view = call(http, "GET", f"/v1/payments/{created['payment_id']}", bakery["token"])
     assert merchant_view["state"] == "authorized"
 
 
-def test_changed_amount_or_payee_is_refused(ctx, http, tokens, enrolled):
-    term = enrolled()
+# A card personalized without the bank-signed policy: the card signs whatever reaches it,
+# so the server's own check of the signature is what refuses a change (with 8E, the card
+# refuses). The attestation reports the relaxed policy; a bank accepts it only by setting.
+NO_8E = {1: SlotPolicy(0), 2: SlotPolicy(0)}
+
+
+@pytest.fixture
+def relaxed_bank(ctx):
+    ctx.settings = ctx.settings.with_overrides(required_slot_policy={1: 0, 2: 0})
+
+
+def test_changed_amount_or_payee_is_refused(ctx, http, tokens, enrolled, relaxed_bank):
+    term = enrolled(slot_policy=NO_8E)
+
+    shop = call(http, "POST", "/v1/admin/clients", tokens["admin"],
+                {"name": "example", "role": "merchant", "display_name": "Example Shop"})
+    tokens = dict(tokens, merchant=shop["token"])
 
     def swap_payee(data: bytes) -> bytes:
         return data.replace(b"\x83\x0cExample Shop", b"\x83\x0cAttacker Ltd")
@@ -83,15 +94,11 @@ def test_changed_amount_or_payee_is_refused(ctx, http, tokens, enrolled):
 def test_replayed_signature_is_refused(ctx, http, tokens, enrolled):
     term = enrolled()
     first = create_payment(http, tokens["merchant"], "alice", order_ref="o-1")
-    state = term.claim(first["payment_id"])
-    state = term.post_payment(first["payment_id"], state["batch"])
-    sign_batch = state["batch"]
+    sign_batch = term.claim(first["payment_id"])["batch"]
     responses = term.run(sign_batch)
     assert term.post_payment(first["payment_id"], sign_batch, responses)["state"] == "authorized"
-    # the same response again to the same payment: its nonce is spent
-    with pytest.raises(FlowError) as err:
-        term.post_payment(first["payment_id"], sign_batch, responses)
-    assert err.value.code == "nonce_already_used"
+    # the same response again to the same payment: the one authorization, not a second
+    assert term.post_payment(first["payment_id"], sign_batch, responses)["card_counter"] == 1
     # ... and to a new payment with identical fields: another nonce, so it fails to verify
     second = create_payment(http, tokens["merchant"], "alice", order_ref="o-1")
     _refuse(term, second["payment_id"], "signature_mismatch", lambda batch: responses)
@@ -112,9 +119,12 @@ def test_non_increasing_counter_is_refused(ctx, http, tokens, enrolled):
         assert s.scalar(select(Card.last_counter)) == 2
 
 
-def test_another_cards_signature_is_refused(http, tokens, enrolled):
+def test_another_card_with_the_users_certificate_is_refused(http, tokens, enrolled):
+    """The certificate reference is bound to the key that signs: another card answering
+    with alice's certificate (public data) cannot sign for her."""
     alice = enrolled("alice")
     mallory = enrolled("mallory")
+    mallory.card.certificates[1] = alice.card.certificates[1]
     created = create_payment(http, tokens["merchant"], "alice")
 
     def mallory_signs(batch):
@@ -122,21 +132,20 @@ def test_another_cards_signature_is_refused(http, tokens, enrolled):
     _refuse(alice, created["payment_id"], "signature_mismatch", mallory_signs)
 
 
-def test_another_users_certificate_is_refused(http, tokens, enrolled):
+def test_another_users_card_is_refused(http, tokens, enrolled):
     enrolled("alice")
-    eve = enrolled("eve01")  # same length as "alice": the certificate reads back whole
+    eve = enrolled("eve01")
     created = create_payment(http, tokens["merchant"], "alice")
     state = eve.claim(created["payment_id"])
     with pytest.raises(FlowError) as err:
         eve.post_payment(created["payment_id"], state["batch"])
-    assert err.value.code == "certificate_wrong_user"
+    assert err.value.code == "certificate_mismatch"
 
 
 def test_expired_payment_is_refused(ctx, http, tokens, enrolled):
     term = enrolled()
     created = create_payment(http, tokens["merchant"], "alice")
     state = term.claim(created["payment_id"])
-    state = term.post_payment(created["payment_id"], state["batch"])
     with ctx.db.transaction() as s:
         s.execute(update(Payment).values(expires_at=utcnow() - timedelta(seconds=1)))
     with pytest.raises(FlowError) as err:
@@ -150,7 +159,6 @@ def test_expired_nonce_is_refused(ctx, http, tokens, enrolled):
     term = enrolled()
     created = create_payment(http, tokens["merchant"], "alice")
     state = term.claim(created["payment_id"])
-    state = term.post_payment(created["payment_id"], state["batch"])
     with ctx.db.transaction() as s:
         s.execute(update(Payment).values(nonce_expires_at=utcnow() - timedelta(seconds=1)))
     with pytest.raises(FlowError) as err:
@@ -164,50 +172,37 @@ def test_revoked_certificate_fails_every_later_payment(ctx, http, tokens, enroll
     # revoked while a payment is in flight: the final check refuses it
     in_flight = create_payment(http, tokens["merchant"], "alice")
     state = term.claim(in_flight["payment_id"])
-    state = term.post_payment(in_flight["payment_id"], state["batch"])
     call(http, "POST", "/v1/admin/revocations", tokens["admin"], {"user_id": "alice"})
     with pytest.raises(FlowError) as err:
         term.post_payment(in_flight["payment_id"], state["batch"])
     assert err.value.code == "certificate_revoked"
-    # and every later one fails at the certificate step... (no active certificate left)
-    later = create_payment(http, tokens["merchant"], "alice")
+    # and every later one is refused at once: no active certificate left
     with pytest.raises(FlowError) as err:
-        term.claim(later["payment_id"])
+        create_payment(http, tokens["merchant"], "alice")
     assert err.value.code == "no_active_certificate"
 
 
-def test_revoked_certificate_read_from_card_is_refused(ctx, http, tokens, enrolled):
-    term = enrolled()
+def test_signing_mode_is_the_cards_issuer_policy(ctx, http, tokens, enrolled, relaxed_bank):
+    """A card issued with the default policy gets the bank's 8E signature (a chained
+    command); a card personalized without it gets SIGN TRANSACTION alone."""
+    bank_signed = enrolled("alice")
     created = create_payment(http, tokens["merchant"], "alice")
-    state = term.claim(created["payment_id"])  # batch built while the certificate was active
-    call(http, "POST", "/v1/admin/revocations", tokens["admin"], {"user_id": "alice"})
-    with pytest.raises(FlowError) as err:
-        term.post_payment(created["payment_id"], state["batch"])
-    assert err.value.code == "certificate_revoked"
+    state = bank_signed.claim(created["payment_id"])
+    assert state["signing_mode"] == "server_signed"
+    assert sum(a["apdu"][2:4] == "54" for a in state["batch"]["apdus"]) > 1  # chained with 8E
+    assert bank_signed.post_payment(created["payment_id"], state["batch"])["state"] == "authorized"
+    relaxed = enrolled("bob01", slot_policy={1: SlotPolicy(0), 2: SlotPolicy(0)})
+    created = create_payment(http, tokens["merchant"], "bob01")
+    assert created["signing_mode"] == "transaction"
+    state = relaxed.claim(created["payment_id"])
+    assert [a["name"] for a in state["batch"]["apdus"]] == [
+        "SELECT applet", "SELECT certificate EF (reference)", "SIGN TRANSACTION"]
+    assert relaxed.post_payment(created["payment_id"], state["batch"])["state"] == "authorized"
 
 
-def test_server_signed_request_for_cards_that_require_it(ctx, http, tokens, enrolled):
-    term = enrolled()  # slot 1 as issued: PIN per signature + server-signed requests
-    created = create_payment(http, tokens["merchant"], "alice")
-    state = term.claim(created["payment_id"])
-    state = term.post_payment(created["payment_id"], state["batch"])
-    assert len(state["batch"]["apdus"]) > 1  # 8E makes it a chained command
-    assert term.post_payment(created["payment_id"], state["batch"])["state"] == "authorized"
-
-
-def test_bare_hash_mode_is_flagged_weaker_and_refused_by_the_card(ctx, http, tokens, enrolled):
-    """The payment slot refuses PSO COMPUTE DIGITAL SIGNATURE once issued (docs/apdu.md)."""
-    term = enrolled()
-    created = create_payment(http, tokens["merchant"], "alice", signing_mode="bare_hash")
-    assert created["weaker_signing"] is True
-    state = _refuse(term, created["payment_id"], "card_refused_signature")
-    assert any("WEAKER" in note for note in state["batch"]["notes"])
-    assert state["batch"]["apdus"][0]["apdu"].startswith("002A9E9A")
-
-
-def test_five_consecutive_failures_block_user_and_card(ctx, http, tokens, enrolled):
-    term = enrolled()
-    term.card.tamper = lambda data: data.replace(b"Example Shop", b"Example Shoq")
+def test_five_consecutive_failures_block_user_and_card(ctx, http, tokens, enrolled, relaxed_bank):
+    term = enrolled(slot_policy=NO_8E)
+    term.card.tamper = lambda data: data.replace(b"\x81\x02\x04\xe2", b"\x81\x02\x04\xe3")
     for i in range(5):
         created = create_payment(http, tokens["merchant"], "alice", order_ref=f"o{i}")
         _refuse(term, created["payment_id"], "signature_mismatch")
@@ -219,10 +214,10 @@ def test_five_consecutive_failures_block_user_and_card(ctx, http, tokens, enroll
         assert s.scalar(select(Card.blocked_at)) is not None
 
 
-def test_success_resets_the_failure_count(ctx, http, tokens, enrolled):
-    term = enrolled()
+def test_success_resets_the_failure_count(ctx, http, tokens, enrolled, relaxed_bank):
+    term = enrolled(slot_policy=NO_8E)
     for i in range(4):
-        term.card.tamper = lambda data: data.replace(b"Example Shop", b"Example Shoq")
+        term.card.tamper = lambda data: data.replace(b"\x81\x02\x04\xe2", b"\x81\x02\x04\xe3")
         _refuse(term, create_payment(http, tokens["merchant"], "alice", order_ref=f"o{i}")["payment_id"],
                 "signature_mismatch")
         term.card.tamper = None
@@ -247,16 +242,20 @@ def test_another_terminal_cannot_take_or_answer(ctx, http, tokens, enrolled, ban
     assert term.pay(created["payment_id"])["state"] == "authorized"
 
 
-def _card_refuses(batch) -> list[str]:
-    """What a terminal posts when the card answers the signing command 6982 (e.g. a relay
-    changed a command whose slot requires the bank's signature)."""
-    return ["9000"] * (len(batch["apdus"]) - 1) + ["6982"]
+def _card_refuses(term):
+    """What a terminal posts when the user's card (it answered its certificate reference)
+    refuses the signing command with 6982 (e.g. a relay changed a command whose slot
+    requires the bank's signature)."""
+    def responses(batch) -> list[str]:
+        answers = term.run(dict(batch, apdus=batch["apdus"][:2]))
+        return answers + ["9000"] * (len(batch["apdus"]) - 3) + ["6982"]
+    return responses
 
 
 def test_card_refusing_to_sign_counts_is_audited_and_may_be_retried(ctx, http, tokens, enrolled):
     term = enrolled()
     created = create_payment(http, tokens["merchant"], "alice")
-    state = _refuse(term, created["payment_id"], "card_refused_signature", _card_refuses)
+    state = _refuse(term, created["payment_id"], "card_refused_signature", _card_refuses(term))
     with ctx.db.transaction() as s:
         assert s.scalar(select(User.consecutive_failures)) == 1
         assert s.scalar(select(Card.consecutive_failures)) == 1
@@ -273,10 +272,10 @@ def test_card_refusing_to_sign_counts_is_audited_and_may_be_retried(ctx, http, t
 def test_repeated_card_refusals_block_the_card_and_end_the_payment(ctx, http, tokens, enrolled):
     term = enrolled()
     created = create_payment(http, tokens["merchant"], "alice")
-    state = _refuse(term, created["payment_id"], "card_refused_signature", _card_refuses)
+    state = _refuse(term, created["payment_id"], "card_refused_signature", _card_refuses(term))
     for _ in range(4):
         with pytest.raises(FlowError) as err:
-            term.post_payment(created["payment_id"], state["batch"], _card_refuses(state["batch"]))
+            term.post_payment(created["payment_id"], state["batch"], _card_refuses(term)(state["batch"]))
         assert err.value.code == "card_refused_signature"
     with ctx.db.transaction() as s:
         payment = s.get(Payment, created["payment_id"])
@@ -291,8 +290,7 @@ def test_an_abandoned_payment_is_swept_to_expired(ctx, http, tokens, enrolled):
     from cardshield.server.payment import sweep_expired_payments
     term = enrolled()
     created = create_payment(http, tokens["merchant"], "alice")
-    state = term.claim(created["payment_id"])
-    term.post_payment(created["payment_id"], state["batch"])  # now awaiting the signature
+    term.claim(created["payment_id"])  # now awaiting the signature
     with ctx.db.transaction() as s:
         s.execute(update(Payment).values(expires_at=utcnow() - timedelta(seconds=1)))
     with ctx.db.core_transaction() as c:

@@ -125,11 +125,11 @@ def test_enroll_and_pay_with_the_applet(ctx, http, tokens, applet_card, bank):
     # a relay that rewrites the payee: the applet checks the server signature (8E) over
     # the fields and refuses with 6982 before signing anything
     created = create_payment(http, tokens["merchant"], "alice", order_ref="o-3")
-    state = term.claim(created["payment_id"])
-    state = term.post_payment(created["payment_id"], state["batch"])
-    tampered = [dict(a, apdu=a["apdu"].replace(b"Example Shop".hex().upper(),
-                                               b"Attacker Ltd".hex().upper()))
+    state = term.claim(created["payment_id"])  # one batch: SELECT, SELECT EF (reference), SIGN
+    payee = created["payee"].encode()
+    tampered = [dict(a, apdu=a["apdu"].replace(payee.hex().upper(), (b"X" * len(payee)).hex().upper()))
                 for a in state["batch"]["apdus"]]
+    assert tampered != state["batch"]["apdus"]
     with pytest.raises(FlowError) as err:
         term.post_payment(created["payment_id"], state["batch"], term.run(dict(state["batch"], apdus=tampered)))
     assert err.value.code == "card_refused_signature" and "6982" in err.value.body["error"]["message"]

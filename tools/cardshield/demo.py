@@ -233,8 +233,13 @@ class Demo:
               f"'key generated on the card' policy", flush=True)
 
     def verify_payment(self, report, payment: dict) -> None:
-        """Check the payment without trusting the server: certificate from the card (603)
-        against the CA; signature (607) over the fields the terminal showed (606)."""
+        """Check the payment without trusting the server: the certificate read from the card
+        matches the reference the card returned (603) and chains to the CA; the signature
+        (607) verifies over the fields the terminal showed (606)."""
+        import hashlib
+
+        from cardshield.card.client import CardShield
+        from cardshield.card.transport import Transport
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding
@@ -245,7 +250,15 @@ class Demo:
 
         self.headline("verify the payment signature independently of the server")
         ca = x509.load_der_x509_certificate(self.server.get("/v1/ca/certificate"))
-        certificate = x509.load_der_x509_certificate(report.certificate_der)
+        with Transport.open(self.stack.info.reader) as transport:  # read outside the payment
+            shield = CardShield(transport)
+            shield.select()
+            der = shield.read_certificate(1)
+        if der is None or hashlib.sha256(der).digest() != report.certificate_reference:
+            raise UserError("the card's certificate does not match the reference it gave in the payment")
+        print(f"  certificate reference (603): SHA-256 {report.certificate_reference.hex()[:16]}... = the "
+              f"card's certificate ({len(der)} bytes, read once more for this check only)", flush=True)
+        certificate = x509.load_der_x509_certificate(der)
         transaction, _signed_by_bank = transaction_fields(report.signed_command_data)
         signed = parse_sign_transaction_response(report.signature_response)
         message = signed_transaction_data(transaction.tlvs(), signed.counter)
@@ -342,7 +355,7 @@ def _run(args) -> int:
             demo.show_attestation(demo.run_flow("enroll", DEMO_USER))
 
             demo.headline("figure 6: payment signature")
-            payment = demo.server.create_payment(DEMO_USER, 4250, "EUR", "Example Shop", "DEMO-0001")
+            payment = demo.server.create_payment(DEMO_USER, 4250, "EUR", "DEMO-0001")
             print(f"  merchant created payment {payment['payment_id']}: 42.50 EUR to 'Example Shop', "
                   "order DEMO-0001", flush=True)
             report = demo.run_flow("pay", payment["payment_id"])

@@ -43,7 +43,7 @@ from .tokens import disable_client, list_clients, register_client
 from .users import create_user, get_user, list_users
 
 log = logging.getLogger("cardshield.server")
-ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 410, 413, 422)}
+ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 410, 413, 422, 429)}
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -96,9 +96,7 @@ def _user_out(u) -> dict:
 
 
 def _payment_out(v: PaymentView) -> dict:
-    out = _fields(v)
-    out["weaker_signing"] = v.signing_mode == "bare_hash"
-    return out
+    return _fields(v)
 
 
 # -- the lean path of the payment endpoints ------------------------------------------------
@@ -251,20 +249,21 @@ def create_app(ctx: ServerContext) -> FastAPI:
         merchant_id = await authenticate(request.headers.get("authorization"), "merchant")
         body = await _parsed(request, PaymentCreateIn)
         view = await run(payments.create, merchant_id, body.user_id, body.amount_minor,
-                         body.currency, body.payee, body.order_ref, body.signing_mode)
+                         body.currency, body.order_ref)
         return _answer(PaymentOut, _payment_out(view), 201)
 
     @hot.get("/v1/payments/{payment_id}", tags=["payment"], response_model=PaymentOut,
              responses=ERRORS, openapi_extra=_documented())
     async def get_payment(request: Request, payment_id: str) -> Response:
         identity = await identify(request.headers.get("authorization"))
-        view = await run(payments.get, *identity, _id(payment_id))
+        view = await ctx.db.run_read(payments.get, *identity, _id(payment_id))  # never writes
         return _answer(PaymentOut, _payment_out(view))
 
     @hot.post("/v1/payments/{payment_id}/terminal", tags=["payment"], response_model=PaymentOut,
               responses=ERRORS, openapi_extra=_documented())
     async def claim_payment(request: Request, payment_id: str) -> Response:
-        """601-602: the terminal takes the payment; returns the read-certificate batch."""
+        """601 + 605: the terminal takes the payment; returns the one batch (SELECT, the
+        certificate reference, SIGN TRANSACTION)."""
         terminal_id = await authenticate(request.headers.get("authorization"), "terminal")
         view = await run(payments.claim, terminal_id, _id(payment_id))
         return _answer(PaymentOut, _payment_out(view))
@@ -272,7 +271,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
     @hot.post("/v1/payments/{payment_id}/responses", tags=["payment"], response_model=PaymentOut,
               responses=ERRORS, openapi_extra=_documented(CardResponsesIn))
     async def payment_responses(request: Request, payment_id: str) -> Response:
-        """604 / 608: the certificate read, then the signature."""
+        """603-608: the card's answers; the reference, the signature and both
+        compare-and-sets in one transaction."""
         terminal_id = await authenticate(request.headers.get("authorization"), "terminal")
         body = await _parsed(request, CardResponsesIn)
         view = await run(payments.post_responses, terminal_id, _id(payment_id), body.seq,
@@ -344,7 +344,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
               status_code=201, responses=ERRORS)
     def new_client(body: ClientIn, admin_id: int = Depends(admin)):
         """A terminal, merchant or admin client; its token is in this answer only."""
-        token, created = register_client(ctx.db, body.name, body.role, by=admin_id)
+        token, created = register_client(ctx.db, body.name, body.role,
+                                         display_name=body.display_name, by=admin_id)
         return {**_fields(created), "token": token}
 
     @app.get("/v1/admin/clients", tags=["admin"], response_model=ClientsOut, responses=ERRORS)

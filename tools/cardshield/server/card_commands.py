@@ -2,8 +2,8 @@
 
 Enrollment (figure 5): SELECT, GENERATE ASYMMETRIC KEY PAIR, READ PUBLIC KEY, PROVE
 POSSESSION, ATTEST, PUT DATA (chained), SELECT cert EF + READ BINARY for the read-back.
-Payment (figure 6): SELECT, SELECT cert EF + READ BINARY, SIGN TRANSACTION (or PSO
-COMPUTE DIGITAL SIGNATURE over a bare hash, the patent's weaker form).
+Payment (figure 6), one batch: SELECT, SELECT cert EF answering the certificate's
+SHA-256 (FCP tag 85: a reference instead of the whole certificate), SIGN TRANSACTION.
 """
 from __future__ import annotations
 
@@ -62,6 +62,13 @@ def read_certificate(slot: int, length: int) -> list[CardStep]:
     return steps
 
 
+def certificate_reference(slot: int) -> CardStep:
+    """SELECT the slot's certificate EF with P2=04: the FCP carries SHA-256 of the stored
+    certificate (tag 85), 45 bytes instead of the certificate (docs/apdu.md)."""
+    return CardStep("SELECT certificate EF (reference)",
+                    commands.select_certificate(slot, fcp=True).short())
+
+
 def sign_transaction(slot: int, transaction_tlvs: bytes,
                      server_signature: bytes | None) -> list[CardStep]:
     """With the 8E server signature the data exceeds 255 bytes: it goes chained."""
@@ -69,8 +76,3 @@ def sign_transaction(slot: int, transaction_tlvs: bytes,
     return [CardStep("SIGN TRANSACTION" if i == len(apdus) - 1 else
                      f"SIGN TRANSACTION part {i + 1}/{len(apdus)}", apdu,
                      pin_required=i == 0) for i, apdu in enumerate(apdus)]
-
-
-def sign_bare_hash(digest: bytes) -> CardStep:
-    return CardStep("PSO COMPUTE DIGITAL SIGNATURE", commands.compute_signature(digest).short(),
-                    pin_required=True)

@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     client = sub.add_parser("client", help="register an API client and print its token once")
     client.add_argument("name")
     client.add_argument("--role", choices=("terminal", "merchant", "admin"), required=True)
+    client.add_argument("--display-name", help="a merchant's name as card holders see it and "
+                                               "their cards sign it (default: NAME)")
     client.set_defaults(func=cmd_client)
 
     sub.add_parser("clients", help="list the API clients (never their tokens)").set_defaults(
@@ -177,7 +179,8 @@ def cmd_client(args: argparse.Namespace) -> int:
     from .errors import ApiError
     from .tokens import create_client
     try:
-        token = create_client(_context().db, args.name, args.role)
+        token = create_client(_context().db, args.name, args.role,
+                              display_name=args.display_name)
     except (ApiError, ValueError) as exc:
         print(f"cardshield server client: {exc}", file=sys.stderr)
         return 1
@@ -189,7 +192,8 @@ def cmd_clients(_args: argparse.Namespace) -> int:
     from .tokens import list_clients
     for c in list_clients(_context().db):
         state = f"disabled {c.disabled_at:%Y-%m-%d %H:%M} UTC" if c.disabled_at else "active"
-        print(f"{c.name:24} {c.role:9} created {c.created_at:%Y-%m-%d %H:%M} UTC  {state}")
+        shown = f"  payee {c.display_name!r}" if c.role == "merchant" else ""
+        print(f"{c.name:24} {c.role:9} created {c.created_at:%Y-%m-%d %H:%M} UTC  {state}{shown}")
     return 0
 
 

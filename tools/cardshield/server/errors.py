@@ -45,6 +45,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "no_active_certificate": 422,
     "signature_mismatch": 422,
     "counter_not_increasing": 422,
+    "counter_jump": 422,
+    "certificate_mismatch": 422,
+    "card_not_attested": 422,
+    "client_rate_limited": 429,
     # bank-authorized enrollment
     "activation_code_not_issued": 403,
     "activation_code_invalid": 403,

@@ -18,6 +18,7 @@ AUTHENTICATION_FAILURES = frozenset({
     "signature_mismatch", "counter_not_increasing", "proof_of_possession_failed",
     "public_key_mismatch", "certificate_wrong_user", "certificate_not_registered",
     "certificate_untrusted", "certificate_readback_mismatch", "card_refused_signature",
+    "counter_jump",
 })
 
 

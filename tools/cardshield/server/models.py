@@ -33,6 +33,13 @@ class ApiClient(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # A merchant's name as the card holder sees it on the terminal and the card signs it
+    # (SIGN TRANSACTION tag 83); NULL: the client's name.
+    display_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Refusals that are not evidence against a user (a certificate that is not the user's,
+    # a malformed answer) count here, per client, in a window starting at refusals_since.
+    refusals: Mapped[int] = mapped_column(Integer, default=0)
+    refusals_since: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class User(Base):
@@ -176,8 +183,8 @@ class Challenge(Base):
 
 
 class Payment(Base):
-    """Figure 6 session. state: created -> cert_requested -> sign_requested -> authorized,
-    or refused / expired. `signed_fields` is the exact TLV 81..85 block sent to the card,
+    """Figure 6 session. state: created -> sign_requested -> authorized, or refused /
+    expired (cert_requested: rows of the four-request path, before 0003). `signed_fields` is the exact TLV 81..85 block sent to the card,
     so the signature is verified over precisely what the server asked for."""
     __tablename__ = "payments"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -189,7 +196,9 @@ class Payment(Base):
     currency: Mapped[str] = mapped_column(String(3))
     payee: Mapped[str] = mapped_column(String(64))
     order_ref: Mapped[str] = mapped_column(String(64))
-    signing_mode: Mapped[str] = mapped_column(String(16))  # transaction | bare_hash
+    # The card's issuer policy when the payment was created / claimed:
+    # server_signed (8E) | transaction; bare_hash only in rows before 0003.
+    signing_mode: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16))
     seq: Mapped[int] = mapped_column(Integer, default=0)
     pending_batch: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints,
+                      model_validator)
+
+from .tokens import check_card_text
 
 UserId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
 CardLabel = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
@@ -73,25 +76,28 @@ class EnrollmentOut(BaseModel):
     failure_code: str | None = None
 
 
+CardText = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(check_card_text)]
+
+
 class PaymentCreateIn(Strict):
     user_id: UserId
     # The card takes 8 unsigned bytes; databases store a signed BIGINT, so 2^63 - 1 is the top.
     amount_minor: int = Field(ge=0, lt=1 << 63, description="amount in minor units (cents), "
                                                             "below 2^63")
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-    payee: str = Field(min_length=1, max_length=64)
-    order_ref: str = Field(min_length=1, max_length=64)
-    signing_mode: Literal["transaction", "bare_hash"] = Field(
-        "transaction", description="transaction: SIGN TRANSACTION with dynamic linking; "
-                                   "bare_hash: the patent's weaker hash signing")
+    order_ref: CardText = Field(description="the merchant's order reference, signed by the card")
 
-    @field_validator("payee", "order_ref")
+    @model_validator(mode="before")
     @classmethod
-    def _utf8_size(cls, value: str) -> str:
-        if len(value.encode("utf-8")) > 64:
-            raise ValueError("at most 64 bytes in UTF-8")
-        if any(ord(c) < 0x20 for c in value):
-            raise ValueError("control characters are not allowed")
+    def _bank_decides(cls, value):
+        """Fields of the four-request API that are not the merchant's to choose."""
+        if isinstance(value, dict):
+            if "signing_mode" in value:
+                raise ValueError("signing_mode is not a request field: the card issuer's policy "
+                                 "decides it (8E bank-signed requests by default); remove it")
+            if "payee" in value:
+                raise ValueError("payee is not a request field: the payee signed and shown is "
+                                 "the merchant's registered display name; remove it")
         return value
 
 
@@ -102,10 +108,11 @@ class PaymentOut(BaseModel):
     user_id: str
     amount_minor: int
     currency: str
-    payee: str
     order_ref: str
-    signing_mode: str
-    weaker_signing: bool = Field(description="true for bare_hash: amount/payee not bound on card")
+    payee: str = Field(description="the merchant's registered display name, as signed")
+    signing_mode: str = Field(description="the card issuer's policy: server_signed (SIGN "
+                                          "TRANSACTION carries the bank's 8E signature) or "
+                                          "transaction")
     expires_at: datetime
     batch: BatchOut | None = None
     card_counter: int | None = None
@@ -120,11 +127,15 @@ ClientName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._
 class ClientIn(Strict):
     name: ClientName = Field(description="unique: the terminal, shop or operator it stands for")
     role: Literal["terminal", "merchant", "admin"]
+    display_name: CardText | None = Field(
+        None, description="a merchant's name as card holders see it and their cards sign it "
+                          "(the payee); default: the name")
 
 
 class ClientOut(BaseModel):
     name: str
     role: str
+    display_name: str
     created_at: datetime
     disabled_at: datetime | None
 

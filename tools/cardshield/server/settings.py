@@ -51,6 +51,16 @@ class Settings:
     payment_ttl_seconds: int = 300
     max_body_bytes: int = 64 * 1024
     max_consecutive_failures: int = 5
+    # Refusals that are no evidence against a user (a certificate that is not the user's,
+    # a malformed card answer) are not counted against the user; a terminal that makes
+    # more than this many within the window is refused (429) until the window ends.
+    client_refusal_limit: int = 20
+    client_refusal_window_seconds: int = 600
+    # EMV-style bound on the card's signature counter: a signature whose counter is more
+    # than this above the last accepted one is refused and audited as suspicious.
+    max_counter_jump: int = 1 << 16
+    # Payments only from keys whose card attestation was verified at enrollment.
+    payments_require_attested_card: bool = False
     # Seconds an authenticated API token stays cached in a replica; 0 disables the cache.
     token_cache_seconds: float = 5.0
     # The server's public base URL (https://ca.bank.example). When set, issued certificates
@@ -140,6 +150,8 @@ def load_settings() -> Settings:
         payment_ttl_seconds=_int_env("CARDSHIELD_PAYMENT_TTL", base.payment_ttl_seconds),
         max_body_bytes=_int_env("CARDSHIELD_MAX_BODY_BYTES", base.max_body_bytes),
         public_url=os.environ.get("CARDSHIELD_PUBLIC_URL", base.public_url),
+        payments_require_attested_card=_bool_env("CARDSHIELD_PAYMENTS_REQUIRE_ATTESTED_CARD",
+                                                 base.payments_require_attested_card),
         token_cache_seconds=_float_env("CARDSHIELD_TOKEN_CACHE_SECONDS", base.token_cache_seconds),
         allow_unattested_enrollment=_bool_env("CARDSHIELD_ALLOW_UNATTESTED_ENROLLMENT",
                                               base.allow_unattested_enrollment),

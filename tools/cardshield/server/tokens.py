@@ -30,6 +30,16 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def check_card_text(value: str) -> str:
+    """A text field SIGN TRANSACTION carries (payee 83, order ref 84): 1-64 bytes of UTF-8
+    without control characters (docs/apdu.md), so the terminal can show it as signed."""
+    if not 1 <= len(value.encode("utf-8")) <= 64:
+        raise ValueError("at most 64 bytes in UTF-8, at least one")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
 CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -40,31 +50,40 @@ class ClientInfo:
     role: str
     created_at: datetime
     disabled_at: datetime | None
+    display_name: str  # a merchant's payee name: the registered one, else the name
 
 
 def _info(client: ApiClient) -> ClientInfo:
-    return ClientInfo(client.name, client.role, client.created_at, client.disabled_at)
+    return ClientInfo(client.name, client.role, client.created_at, client.disabled_at,
+                      client.display_name or client.name)
 
 
-def create_client(db: Database, name: str, role: str) -> str:
+def create_client(db: Database, name: str, role: str, *, display_name: str | None = None) -> str:
     """Register a client and return its token (shown once, never stored)."""
-    return register_client(db, name, role)[0]
+    return register_client(db, name, role, display_name=display_name)[0]
 
 
-def register_client(db: Database, name: str, role: str, *,
+def register_client(db: Database, name: str, role: str, *, display_name: str | None = None,
                     by: int | None = None) -> tuple[str, ClientInfo]:
     """The new client's token and record; `by` is the admin client who asked, for the
-    audit log. A name already taken is a 409 conflict."""
+    audit log. A name already taken is a 409 conflict. `display_name` is the payee a
+    merchant's payments show and sign (default: the name)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if not CLIENT_NAME.fullmatch(name):
         raise ValueError("a client name is 1-64 letters, digits and . _ - (starting with a "
                          "letter or digit)")
+    if display_name is not None:
+        try:
+            check_card_text(display_name)
+        except ValueError as exc:
+            raise ValueError(f"display name {display_name!r}: {exc} (the card signs it as the "
+                             "payee)") from None
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     try:
         with db.transaction() as s:
             client = ApiClient(name=name, role=role, token_sha256=token_digest(token),
-                               created_at=utcnow())
+                               created_at=utcnow(), display_name=display_name, refusals=0)
             s.add(client)
             s.flush()  # a taken name fails here, before the audit row
             audit.record(s, "client.create", "ok", client_id=by, detail=f"{name} ({role})")

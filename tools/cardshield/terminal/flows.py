@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from cardshield.card.apdu import CommandAPDU
+from cardshield.protocol.fci import parse_certificate_fcp
+from cardshield.protocol.tlv import TLVError
 
 from .relay import Relay, RelayResult
 from .server_client import ServerClient, ServerRefused
@@ -39,20 +41,29 @@ PATENT_STEPS: dict[str, list[tuple[str, str, str]]] = {
         ("received", "511", "server sends the certificate (PUT DATA) and asks for a read-back"),
         ("posted", "512", "terminal stores the certificate in the card; the read-back matches: certificate active"),
     ],
-    "read_certificate": [
-        ("received", "601", "server asks the terminal for the card's certificate"),
-        ("relayed", "602", "terminal passes the read-certificate commands to the card"),
-        ("relayed", "603", "card returns its certificate"),
-        ("posted", "604", "terminal sends the certificate; the server validates chain, validity, revocation, owner"),
-    ],
-    "sign": [
-        ("received", "605", "server sends the signing command: amount, currency, payee, order and a fresh nonce"),
-        ("relayed", "606", "terminal shows the payment, the card holder approves with the PIN, the command goes "
-                           "to the card"),
+    # One batch for the whole payment (three requests: create, claim, post): the server
+    # sends 601 and 605 together and checks 604 and 608 in one transaction.
+    "authorize": [
+        ("received", "601", "server asks for the card's certificate (by reference: SELECT of the certificate EF, "
+                            "whose FCP carries its SHA-256)"),
+        ("received", "605", "server sends the signing command in the same batch: amount, currency, payee, order "
+                            "and a fresh nonce, with the bank's signature (8E) when the card requires it"),
+        ("relayed", "602", "terminal passes the certificate selection to the card"),
+        ("relayed", "603", "card returns its certificate reference (SHA-256 of the stored certificate)"),
+        ("relayed", "606", "terminal shows the payment, the card holder approves with the PIN, the signing "
+                           "command goes to the card"),
         ("relayed", "607", "card returns its signature and signature counter"),
-        ("posted", "608", "terminal uploads the signature; the server verifies it and authorizes the payment"),
+        ("posted", "604", "terminal uploads the answers; the server matches the reference to the user's "
+                          "registered certificate: valid, not revoked, the user's"),
+        ("posted", "608", "the server verifies the signature with that certificate's key and authorizes the "
+                          "payment (counter and nonce, once)"),
     ],
 }
+
+
+# Which relayed steps take the terminal's time (the card holder reading and typing the PIN
+# included) and the card's time; by default the first and the second relayed step.
+TIMED_STEPS: dict[str, tuple[str, str]] = {"authorize": ("606", "607")}
 
 
 @dataclass(frozen=True)
@@ -85,17 +96,21 @@ class FlowReport:
     seconds: float = 0.0
     events: list[Progress] = field(default_factory=list)
     # What the terminal itself saw, for checks that do not trust the server: the
-    # certificate the card returned (603) and the signed payment (606-607).
-    certificate_der: bytes | None = None
+    # certificate reference the card returned (603: SHA-256 of its stored certificate) and
+    # the signed payment (606-607).
+    certificate_reference: bytes | None = None
     signed_command_data: bytes | None = None
     signature_response: bytes | None = None
 
     def collect(self, batch: dict, result: RelayResult) -> None:
         commands = [bytes.fromhex(item["apdu"]) for item in batch["apdus"]][:len(result.responses)]
         answers = [bytes.fromhex(response)[:-2] for response in result.responses]
-        reads = [answer for command, answer in zip(commands, answers) if command[1] == 0xB0]
-        if batch["step"] == "read_certificate" and reads:
-            self.certificate_der = b"".join(reads)
+        for command, answer in zip(commands, answers):
+            if command[1:4] == bytes([0xA4, 0x02, 0x04]) and answer:  # SELECT EF answering its FCP
+                try:
+                    self.certificate_reference = parse_certificate_fcp(answer).sha256
+                except (TLVError, ValueError):
+                    pass  # the server refuses it; the report keeps None
         signing = [(CommandAPDU.decode(command).data, answer) for command, answer in zip(commands, answers)
                    if command[1] == 0x54]
         if signing:
@@ -120,13 +135,13 @@ class FlowRunner:
     def _steps(self, batch_step: str, when: str, result: RelayResult | None = None) -> None:
         steps = [(number, text) for moment, number, text in PATENT_STEPS.get(batch_step, []) if moment == when]
         if when == "relayed" and result is not None and steps:
-            # The first relayed step takes the terminal's time (the card holder reading and
-            # typing the PIN included); the card's step (the second) takes the card's time.
             elapsed = time.perf_counter() - self._mark
             card = min(result.card_seconds, elapsed)
-            for index, (number, text) in enumerate(steps):
-                seconds = elapsed - card if index == 0 else card if index == 1 else 0.0
-                self._emit(number, text, result if index == 1 or len(steps) == 1 else None, seconds)
+            numbers = [number for number, _text in steps]
+            terminal_step, card_step = TIMED_STEPS.get(batch_step, (numbers[0], numbers[1 % len(numbers)]))
+            for number, text in steps:
+                seconds = (elapsed - card if number == terminal_step else 0.0) + (card if number == card_step else 0.0)
+                self._emit(number, text, result if number == card_step else None, seconds)
             return
         for number, text in steps:
             self._emit(number, text)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cardshield.errors import UserError
 from cardshield.server.testing.live import free_loopback_port
+from cardshield.web.catalog import SHOP_NAME
 
 MERCHANT_TOKEN_ENV = "CARDSHIELD_WEB_MERCHANT_TOKEN"
 
@@ -62,7 +63,8 @@ class LocalServer:
         for certificate in self.attestation_cas:
             self._cli("trust-attestation-ca", str(certificate))
         self.terminal_token = self._cli("client", "terminal-1", "--role", "terminal").splitlines()[-1]
-        self.merchant_token = self._cli("client", "web-shop", "--role", "merchant").splitlines()[-1]
+        self.merchant_token = self._cli("client", "web-shop", "--role", "merchant",
+                                        "--display-name", SHOP_NAME).splitlines()[-1]
         self.admin_token = self._cli("client", "bank-office", "--role", "admin").splitlines()[-1]
         self.port = self.port or free_loopback_port()
         env = self._env()
@@ -114,11 +116,10 @@ class LocalServer:
         return self._cli("user", "code", user_id, "--slot", str(slot),
                          *(["--replace"] if replace else [])).splitlines()[0]
 
-    def create_payment(self, user_id: str, amount_minor: int, currency: str, payee: str, order_ref: str,
-                       signing_mode: str = "transaction") -> dict:
+    def create_payment(self, user_id: str, amount_minor: int, currency: str, order_ref: str) -> dict:
+        """The payee is the shop's registered display name; the signing mode the card's policy."""
         return self.merchant_request("POST", "/v1/payments", {
-            "user_id": user_id, "amount_minor": amount_minor, "currency": currency, "payee": payee,
-            "order_ref": order_ref, "signing_mode": signing_mode})
+            "user_id": user_id, "amount_minor": amount_minor, "currency": currency, "order_ref": order_ref})
 
     def request_key_pem(self) -> bytes:
         """The server's request-signing public key (PEM), as the issuer writes it on a card."""

@@ -80,7 +80,7 @@ def _merchant(request: Request) -> int:
     token = os.environ.get(MERCHANT_TOKEN_ENV, "")
     if not token:
         raise ApiError("forbidden", f"the shop is not configured: set {MERCHANT_TOKEN_ENV} to a merchant token "
-                                    "(`cardshield server client web-shop --role merchant`)")
+                                    f"(`cardshield server client web-shop --role merchant --display-name '{SHOP_NAME}'`)")
     return request.app.state.ctx.auth.authenticate(f"Bearer {token}", "merchant")
 
 
@@ -96,9 +96,10 @@ def create_order(body: OrderIn, request: Request) -> dict:
         raise ApiError("invalid_request", str(error)) from None
     order_ref = "ORD-" + secrets.token_hex(4).upper()
     view = PaymentService(request.app.state.ctx).create(_merchant(request), body.user_id, amount, CURRENCY,
-                                                       SHOP_NAME, order_ref, "transaction")
+                                                       order_ref)
+    # the payee is the merchant client's registered display name
     return {"payment_id": view.payment_id, "order_ref": order_ref, "amount_minor": amount,
-            "amount": format_amount(amount, CURRENCY), "payee": SHOP_NAME}
+            "amount": format_amount(amount, CURRENCY), "payee": view.payee}
 
 
 @router.get("/web/payments/{payment_id}")

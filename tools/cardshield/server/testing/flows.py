@@ -105,8 +105,8 @@ class Terminal:
 
 
 def create_payment(http, merchant_token: str, user_id: str, amount_minor: int = 1250,
-                   currency: str = "EUR", payee: str = "Example Shop", order_ref: str = "order-1",
-                   signing_mode: str = "transaction") -> dict:
+                   currency: str = "EUR", order_ref: str = "order-1") -> dict:
+    """The payee is the merchant's registered display name: not the request's to say."""
     return call(http, "POST", "/v1/payments", merchant_token,
                 {"user_id": user_id, "amount_minor": amount_minor, "currency": currency,
-                 "payee": payee, "order_ref": order_ref, "signing_mode": signing_mode})
+                 "order_ref": order_ref})

@@ -16,6 +16,7 @@ personalization channel that authenticates the attestation key on a real card.
 """
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Callable
@@ -107,9 +108,18 @@ class SoftCard:
             for slot in (1, 2):
                 if data == certificate_fid(slot):
                     self._selected_ef = slot
-                    return OK
+                    return self._certificate_fcp(slot) + OK if p2 == 0x04 else OK
             return SW["not_found"]
         return SW["p1p2"]
+
+    def _certificate_fcp(self, slot: int) -> bytes:
+        """62 {80 size, 82 01 01, 83 FID, 85 SHA-256 of the certificate} (docs/apdu.md)."""
+        cert = self.certificates.get(slot, b"")
+        fcp = (tlv.encode(0x80, len(cert).to_bytes(2, "big")) + tlv.encode(0x82, b"\x01")
+               + tlv.encode(0x83, certificate_fid(slot)))
+        if cert:
+            fcp += tlv.encode(0x85, hashlib.sha256(cert).digest())
+        return tlv.encode(0x62, fcp)
 
     def _keys(self, p1, p2, data):
         if p1 == 0x80:

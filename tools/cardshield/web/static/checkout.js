@@ -2,14 +2,16 @@
 // the bank for a payment; the card agent then has the card sign it.
 "use strict";
 
+// In the order they happen: the bank sends 601 and 605 in one batch and checks 604 and
+// 608 in one step when the card's answers arrive.
 const PAY_STEPS = [
-  ["601", "Bank asks for your card's certificate"],
-  ["602", "Terminal passes the read-certificate commands to the card"],
-  ["603", "Card returns its certificate"],
-  ["604", "Bank validates the certificate"],
+  ["601", "Bank asks for your card's certificate (its fingerprint)"],
   ["605", "Bank sends the payment to sign (amount, shop, one-time nonce)"],
+  ["602", "Terminal passes the request to the card"],
+  ["603", "Card returns its certificate's fingerprint"],
   ["606", "You confirm the payment with your PIN in the CardShield window"],
   ["607", "Card signs and returns the signature"],
+  ["604", "Bank checks the certificate is yours, valid and not revoked"],
   ["608", "Bank verifies the signature and authorizes the payment"],
 ];
 
