@@ -51,7 +51,9 @@ def deployment(issuer, tmp_path_factory):
 
     agent_port = free_loopback_port()
     server = LocalServer(tmp_path_factory.mktemp("e2e-server"), attestation_cas=issuer.trust_roots,
-                         extra_env={"CARDSHIELD_AGENT_URL": f"ws://127.0.0.1:{agent_port}/ws"}).start()
+                         extra_env={"CARDSHIELD_AGENT_URL": f"ws://127.0.0.1:{agent_port}/ws",
+                                    # payments too only from attested cards
+                                    "CARDSHIELD_PAYMENTS_REQUIRE_ATTESTED_CARD": "1"}).start()
     holder: dict = {}
 
     def open_transport(reader):

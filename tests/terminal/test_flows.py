@@ -42,7 +42,9 @@ def issuer(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(issuer, tmp_path_factory):
     pytest.importorskip("cardshield.server.api", reason="the authentication server is not in this tree")
-    with LocalServer(tmp_path_factory.mktemp("server"), attestation_cas=issuer.trust_roots) as running:
+    # payments too only from attested cards: the strictest bank setting
+    with LocalServer(tmp_path_factory.mktemp("server"), attestation_cas=issuer.trust_roots,
+                     extra_env={"CARDSHIELD_PAYMENTS_REQUIRE_ATTESTED_CARD": "1"}) as running:
         yield running
 
 
