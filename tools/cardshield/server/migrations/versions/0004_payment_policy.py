@@ -1,5 +1,5 @@
-"""payment policy: the merchant's display name is the payee, per-client refusal window,
-the card's attestation flag (if the attested enrollment has not added it)
+"""payment policy: the merchant's display name is the payee, per-client refusal window
+(the card's attestation flag comes with 0002_trust_enrollment)
 
 Revision ID: 0004_payment_policy
 Revises: 0003_published_crl
@@ -14,21 +14,12 @@ branch_labels = None
 depends_on = None
 
 
-def _has_column(table: str, column: str) -> bool:
-    return column in {c["name"] for c in sa.inspect(op.get_bind()).get_columns(table)}
-
-
 def upgrade() -> None:
     with op.batch_alter_table('api_clients', schema=None) as batch_op:
         batch_op.add_column(sa.Column('display_name', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('refusals', sa.Integer(), nullable=False,
                                       server_default='0'))
         batch_op.add_column(sa.Column('refusals_since', sa.DateTime(), nullable=True))
-    # The attested enrollment adds `attested` too; whichever runs first creates it.
-    if not _has_column('cards', 'attested'):
-        with op.batch_alter_table('cards', schema=None) as batch_op:
-            batch_op.add_column(sa.Column('attested', sa.Boolean(), nullable=False,
-                                          server_default=sa.false()))
 
 
 def downgrade() -> None:
