@@ -26,6 +26,9 @@ def pytest_addoption(parser):
     group = parser.getgroup("cardshield")
     group.addoption("--reader", default=None, help="exact PC/SC reader name (or index) of a real card to test")
     group.addoption("--card-trace", action="store_true", help="print the APDU trace of card tests (secrets masked)")
+    group.addoption("--card-profile", default="lenient",
+                    help="virtual card profile of the session's card: lenient (default), jcop4, sim "
+                         "(tools/cardshield/sim/profiles)")
 
 
 def pytest_configure(config):
@@ -63,8 +66,8 @@ def probe_applet():
 
 
 @pytest.fixture(scope="session")
-def card_stack(real_reader, tmp_path_factory, probe_applet):
-    """The session's private virtual card stack (None with --reader)."""
+def card_stack(request, real_reader, tmp_path_factory, probe_applet):
+    """The session's private virtual card stack (None with --reader), of profile --card-profile."""
     if real_reader is not None:
         yield None
         return
@@ -76,7 +79,8 @@ def card_stack(real_reader, tmp_path_factory, probe_applet):
 
     applets = default_applets()
     stack = VirtualCardStack(tmp_path_factory.mktemp("sim"), applets=[
-        *applets, *keyed_instances(applets), *parameterized_instances(applets), probe_applet])
+        *applets, *keyed_instances(applets), *parameterized_instances(applets), probe_applet],
+        profile=request.config.getoption("--card-profile"))
     stack.start()
     try:
         yield stack

@@ -1,6 +1,8 @@
-"""End-to-end fixtures: the authentication server (own process, with the pages), the
-relay agent on 127.0.0.1, the virtual card, and Debian's Chromium driven by Playwright.
-Screenshots go to test-artifacts/e2e/ (git-ignored)."""
+"""End-to-end fixtures: the authentication server (own process, with the pages, default
+settings: enrollment verifies the card's attestation), the relay agent on 127.0.0.1, an
+issued card with an attestation key on its own virtual card stack (tests/attested_card.py),
+and Debian's Chromium driven by Playwright. Screenshots go to test-artifacts/e2e/
+(git-ignored)."""
 from __future__ import annotations
 
 import pytest
@@ -11,30 +13,18 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = paths.ROOT / "test-artifacts" / "e2e"
-PIN, PUK = "7531", "86420975"
 
 
-@pytest.fixture(scope="session")
-def e2e_card(card_stack, reader_name):
-    """A development card issued with PIN-per-signature on slot 1 (no server-signed
-    requests, so a tampered amount reaches the card and the bank must catch it)."""
-    if card_stack is None:
-        pytest.skip("the browser tests personalize a card: virtual card only")
-    from cardshield.card.client import CardShield
-    from cardshield.card.transport import Transport
-    from cardshield.protocol.constants import Algorithm, SlotPolicy
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory):
+    from attested_card import CardIssuer
 
-    card_stack.pristine()
-    with Transport(reader_name) as transport:
-        transport.reconnect("reset")
-        CardShield(transport).personalize_development_card(
-            PIN, PUK, slots={1: (Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE)})
-    return reader_name
+    return CardIssuer(tmp_path_factory.mktemp("issuer"))
 
 
 class Deployment:
-    def __init__(self, server, agent):
-        self.server, self.agent = server, agent
+    def __init__(self, server, agent, card):
+        self.server, self.agent, self.card = server, agent, card  # card: AttestedCard
         self.wrapper = None  # set by a test: what sits between the agent and the card
         self._users: set[str] = set()
 
@@ -51,8 +41,8 @@ class Deployment:
         return self.server.activation_code(user, replace=True)
 
 
-@pytest.fixture(scope="session")
-def deployment(e2e_card, tmp_path_factory):
+@pytest.fixture(scope="module")  # the card's stack must not outlive the module (tests/attested_card.py)
+def deployment(issuer, tmp_path_factory):
     pytest.importorskip("cardshield.server.api", reason="the authentication server is not in this tree")
     from cardshield.card.transport import Transport
     from cardshield.terminal.agent import AgentConfig, AgentServer, default_origins
@@ -60,12 +50,10 @@ def deployment(e2e_card, tmp_path_factory):
     from cardshield.terminal.server_client import ServerClient
 
     agent_port = free_loopback_port()
-    # The session's development card cannot get an attestation key (that needs the issuer's
-    # secure channel), so this server enrolls unattested keys, as its setting allows, marked
-    # so; the attested path runs in tests/server/test_virtual_card.py and `cardshield demo`.
-    server = LocalServer(tmp_path_factory.mktemp("e2e-server"),
+    server = LocalServer(tmp_path_factory.mktemp("e2e-server"), attestation_cas=issuer.trust_roots,
                          extra_env={"CARDSHIELD_AGENT_URL": f"ws://127.0.0.1:{agent_port}/ws",
-                                    "CARDSHIELD_ALLOW_UNATTESTED_ENROLLMENT": "1"}).start()
+                                    # payments too only from attested cards
+                                    "CARDSHIELD_PAYMENTS_REQUIRE_ATTESTED_CARD": "1"}).start()
     holder: dict = {}
 
     def open_transport(reader):
@@ -75,11 +63,13 @@ def deployment(e2e_card, tmp_path_factory):
         return wrapper(transport) if wrapper else transport
 
     try:
-        agent = AgentServer(AgentConfig(ServerClient(server.url, server.terminal_token), default_origins(server.url),
-                                        reader=e2e_card, port=agent_port, open_transport=open_transport)).start()
-        holder["deployment"] = Deployment(server, agent)
-        yield holder["deployment"]
-        agent.stop()
+        with issuer.issued_card(server) as card:
+            agent = AgentServer(AgentConfig(ServerClient(server.url, server.terminal_token),
+                                            default_origins(server.url), reader=card.reader, port=agent_port,
+                                            open_transport=open_transport)).start()
+            holder["deployment"] = Deployment(server, agent, card)
+            yield holder["deployment"]
+            agent.stop()
     finally:
         server.stop()
 

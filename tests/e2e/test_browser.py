@@ -9,7 +9,9 @@ import pytest
 
 from terminal.tampering import Tamper, insert_card_and_wait, remove_card_before_keygen
 
-from .conftest import ARTIFACTS, PIN
+from perso.instance import PIN
+
+from .conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
 
@@ -46,6 +48,9 @@ def test_1_enroll(page, deployment):
     assert page.locator("ol.steps li.done").count() == 12
     assert page.get_attribute("#notice a", "href") == "/status"  # no user id in the link
     assert page.input_value("#activation-code") == ""  # single use: not kept on the page
+    # the bank verified the card's attestation: the registered card is now alice's
+    card = deployment.server.admin_request("GET", f"/v1/admin/cards/{deployment.card.card_id_hex}")
+    assert card["bound_user"] == USER
     shot(page, "enroll")
 
 
@@ -92,7 +97,10 @@ def test_4_tampered_amount_is_refused_on_screen(page, deployment):
         page.wait_for_selector(".notice.failure")
     finally:
         deployment.wrapper = None
-    assert "does not match the payment the bank sent" in page.inner_text("#notice")
+    # The card checks the bank's signature (8E) over the fields and refuses to sign what
+    # the malware changed: nothing signed, nothing paid.
+    notice = page.inner_text("#notice")
+    assert notice.startswith("Payment not made") and "SIGN TRANSACTION with 6982" in notice
     shot(page, "checkout-tampered")
 
 
@@ -106,7 +114,7 @@ def test_5_status_shows_what_this_browser_did_and_forgets_it(page, deployment):
     certificates = page.inner_text("#certificates")
     assert "active" in certificates and re.search(r"[0-9a-f]{17,}", certificates)
     payments = page.inner_text("#payments")
-    assert payments.count("authorized") == 2 and "signature mismatch" in payments
+    assert payments.count("authorized") == 2 and "not signed" in payments  # the tampered one
     shot(page, "status")
     page.click("#forget-button")
     page.wait_for_selector("#certificates-card[hidden]", state="attached")
@@ -128,8 +136,8 @@ def test_without_the_agent_the_page_says_how_to_start_it(browser_context, deploy
     page.close()
 
 
-def test_6_card_removed_during_enrollment_is_explained_on_screen(page, deployment, card_stack, e2e_card):
-    deployment.wrapper = remove_card_before_keygen(card_stack)
+def test_6_card_removed_during_enrollment_is_explained_on_screen(page, deployment):
+    deployment.wrapper = remove_card_before_keygen(deployment.card.stack)
     try:
         dialog = start(page, deployment, "/enroll", "#enroll-button")
         dialog.fill("#pin", PIN)
@@ -137,7 +145,7 @@ def test_6_card_removed_during_enrollment_is_explained_on_screen(page, deploymen
         page.wait_for_selector(".notice.failure")
     finally:
         deployment.wrapper = None
-        insert_card_and_wait(card_stack, e2e_card)
+        insert_card_and_wait(deployment.card.stack, deployment.card.reader)
     assert "The card was removed during the operation: insert it and start again." in page.inner_text("#notice")
     assert page.locator("ol.steps li.failed").count() == 1
     shot(page, "enroll-card-removed")

@@ -19,8 +19,10 @@ def card_keys() -> keys.PersoKeySet:
     return keys.diversify(keys.software_master(v.MASTER_KEY), v.KEY_VERSION, v.CARD_ID)
 
 
-def keyed_instances(applets) -> list:
-    """For the session stack: the project applet again, keyed (none if it is not built)."""
+def keyed_instances(applets, instance_aid: bytes = KEYED_AID) -> list:
+    """For the session stack: the project applet again, keyed (none if it is not built).
+    With instance_aid=APPLET_AID: a card whose only CardShield instance is keyed, as an
+    issuer delivers it (tests/attested_card.py)."""
     params = keys.install_parameters(card_keys(), v.CARD_ID)
-    return [dataclasses.replace(a, instance_aid=KEYED_AID, parameters=params)
+    return [dataclasses.replace(a, instance_aid=instance_aid, parameters=params)
             for a in applets if a.instance_aid == APPLET_AID]

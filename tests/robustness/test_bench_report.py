@@ -20,3 +20,23 @@ def test_minimum_and_table():
     text = render([operation], (1.5, 1.2, 2.0), 1280, [])
     assert "| SIGN TRANSACTION (+VERIFY) | 2 / 3 / 3 | 368 / 372 / 372 | 1.01 | 5.0 ms (4.0-9.0) |" in text
     assert "3.3×" in text  # ratio to the OpenSSL floor of the same run
+
+
+def test_modeled_card_time_per_profile():
+    """Payment on a SIM-like card: one RSA-2048 signature (213 ms), 4 short APDUs x 10 ms, and
+    1,000 bytes at 9,600 bit/s (10 bits a byte: 1,042 ms); the JCOP-4-like card uses the
+    extended-reader counts at 115,200 bit/s."""
+    from cardshield.bench.card import PAYMENT_FLOW
+    from cardshield.bench.modeled import modeled_flows
+
+    payment = Operation(PAYMENT_FLOW, Wire(3, 900), Wire(4, 1000), Wire(3, 960), [20.0])
+    rows = {row.profile: row for row in modeled_flows([payment])}
+    assert set(rows) == {"jcop4", "sim"}  # the lenient profile has no card figures
+    sim = rows["sim"]
+    assert (sim.apdus, sim.bytes) == (4, 1000)
+    assert round(sim.transport_ms) == 1042 and sim.card_ms == 213 + 4 * 10
+    jcop = rows["jcop4"]
+    assert (jcop.apdus, jcop.bytes) == (3, 960) and round(jcop.transport_ms) == 83
+    assert jcop.card_ms == 60.7 + 3 * 5
+    text = render([payment], (1.5, 1.2, 2.0), None, [])
+    assert "| sim | payment | 4 | 1,000 | 1,042 ms | 253 ms | 1.29 s | 20 ms |" in text

@@ -1,7 +1,10 @@
 """Both patent flows through the real relay path: the authentication server in its own
-process over HTTP, the relay, the virtual card over PC/SC. Outcomes checked without
-trusting the server: the certificate chains to the CA, the payment signature verifies
-over exactly the fields the terminal showed."""
+process over HTTP, the relay, the virtual card over PC/SC. The card is issued as a bank's
+card is (tests/attested_card.py: secured personalization with an attestation key, its record
+in the server's card registry) and the server runs its default settings: enrollment verifies
+the card's attestation. Outcomes checked without trusting the server: the certificate chains
+to the CA and names the attested card, the payment signature verifies over exactly the
+fields the terminal showed."""
 from __future__ import annotations
 
 import hashlib
@@ -10,11 +13,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.x509.oid import NameOID
 
 from cardshield.card.client import CardShield
 from cardshield.card.transport import Transport
-from cardshield.protocol.constants import Algorithm, SlotPolicy
 from cardshield.protocol.transaction import parse_sign_transaction_response, signed_transaction_data
+from cardshield.server.settings import DEFAULT_KEY_ON_CARD_POLICY_OID
 from cardshield.terminal.display import decode_sign_transaction, transaction_fields
 from cardshield.terminal.flows import FlowFailed
 from cardshield.terminal.localserver import LocalServer
@@ -22,20 +26,25 @@ from cardshield.terminal.server_client import ServerClient
 from cardshield.terminal.session import run_flow
 from cardshield.terminal.ui import ScriptedInterface
 
-from .conftest import PIN, PUK
+from attested_card import CardIssuer
+from perso.instance import PIN
+
 from .tampering import Tamper, insert_card_and_wait, open_with, remove_card_before_keygen
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def issuer(tmp_path_factory):
+    return CardIssuer(tmp_path_factory.mktemp("issuer"))
+
+
+@pytest.fixture(scope="module")
+def server(issuer, tmp_path_factory):
     pytest.importorskip("cardshield.server.api", reason="the authentication server is not in this tree")
-    # A development card cannot get an attestation key (PERSONALIZE P1=05 needs the issuer's
-    # secure channel): this server enrolls unattested keys, as its setting allows, marked
-    # so (tests/server/test_virtual_card.py runs the attested path on the applet).
-    with LocalServer(tmp_path_factory.mktemp("server"),
-                     extra_env={"CARDSHIELD_ALLOW_UNATTESTED_ENROLLMENT": "1"}) as running:
+    # payments too only from attested cards: the strictest bank setting
+    with LocalServer(tmp_path_factory.mktemp("server"), attestation_cas=issuer.trust_roots,
+                     extra_env={"CARDSHIELD_PAYMENTS_REQUIRE_ATTESTED_CARD": "1"}) as running:
         yield running
 
 
@@ -49,20 +58,17 @@ def code_for(server, user: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def card(card_stack, reader_name, server):
-    """Issued with the server's request key; slot 1 needs the bank's signature (8E) on every
-    payment request and the PIN for every signature."""
-    if card_stack is None:
-        pytest.skip("virtual card only")
-    import json
+def attested_card(issuer, server):
+    """Issued with the server's request key and an attestation key; slot 1 needs the bank's
+    signature (8E) on every payment request and the PIN for every signature. (virtual_only:
+    --reader skips this module.)"""
+    with issuer.issued_card(server) as card:
+        yield card
 
-    server_key = bytes.fromhex(json.loads(server.get("/v1/server-key"))["public_key_7f49_hex"])
-    card_stack.pristine()
-    with Transport(reader_name) as transport:
-        transport.reconnect("reset")
-        CardShield(transport).personalize_development_card(PIN, PUK, server_key_7f49=server_key, slots={
-            1: (Algorithm.RSA_2048, SlotPolicy.SERVER_SIGNED_REQUESTS | SlotPolicy.PIN_PER_SIGNATURE)})
-    return reader_name
+
+@pytest.fixture(scope="module")
+def card(attested_card):
+    return attested_card.reader
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +85,14 @@ def enrolled(card, client, server):
     return runner, ui, events
 
 
-def test_enrollment_stores_a_certificate_issued_by_the_ca_for_the_card_key(enrolled, card, server):
+def test_enrollment_stores_a_certificate_issued_by_the_ca_for_the_card_key(enrolled, card, server,
+                                                                          attested_card):
     runner, ui, events = enrolled
     assert runner.report.state["state"] == "completed"
+    # the server verified the card's attestation: the card is bound to alice, the
+    # certificate names it and asserts "key generated on the card"
+    registered = server.admin_request("GET", f"/v1/admin/cards/{attested_card.card_id_hex}")
+    assert registered["bound_user"] == "alice"
     assert [event.step for event in events] == [str(n) for n in range(501, 513)]
     assert len(ui.requests) == 1 and ui.requests[0].pin_needed  # one PIN entry for the enrollment
     ca = x509.load_der_x509_certificate(server.get("/v1/ca/certificate"))
@@ -91,6 +102,9 @@ def test_enrollment_stores_a_certificate_issued_by_the_ca_for_the_card_key(enrol
         certificate = x509.load_der_x509_certificate(shield.read_certificate(1))
         certificate.verify_directly_issued_by(ca)
         assert certificate.public_key().public_numbers() == shield.read_public_key(1).public_numbers()
+    assert certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == attested_card.card_id_hex
+    policies = certificate.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    assert [p.policy_identifier.dotted_string for p in policies] == [DEFAULT_KEY_ON_CARD_POLICY_OID]
 
 
 def test_payment_is_authorized_and_the_signature_verifies_with_the_certificate(enrolled, card, client, server):
@@ -146,16 +160,16 @@ def test_wrong_pin_then_cancel_signs_nothing(enrolled, card, client, server):
         shield.verify_pin(PIN)  # restores the try counter for the next tests
 
 
-def test_card_removed_during_keygen_gives_a_clear_message(card, client, card_stack, server):
+def test_card_removed_during_keygen_gives_a_clear_message(card, client, attested_card, server):
     try:
         with pytest.raises(FlowFailed) as failure:
             run_flow("enroll", "bob", server=client, ui=ScriptedInterface([PIN]), reader=card,
-                     open_transport=open_with(remove_card_before_keygen(card_stack)),
+                     open_transport=open_with(remove_card_before_keygen(attested_card.stack)),
                      activation_code=code_for(server, "bob"))
         assert failure.value.code == "card_removed"
         assert "removed during the operation" in str(failure.value)
     finally:
-        insert_card_and_wait(card_stack, card)
+        insert_card_and_wait(attested_card.stack, card)
 
 
 def test_no_server_gives_a_clear_message(card):

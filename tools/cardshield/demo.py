@@ -56,6 +56,33 @@ PERSONALIZATION_STEPS = (
 ATTESTATION_CA_DIR = "attestation-ca"  # next to the script, as the script names it
 
 
+
+def personalize_card(transport, directory: Path, card_id: bytes, store, server_key_pem: bytes,
+                     progress=None) -> Path:
+    """The issuer's secured personalization (PERSONALIZATION_STEPS, secrets from `store`)
+    of the card instance at the default AID: the server's request key and the attestation
+    CA (`directory`/attestation-ca) as the script names them, the attestation key certified
+    by that CA, ISSUE. Returns the card records file (`directory`/cards.json) for the
+    server's card registry."""
+    from cardshield.perso.cli import compile_file, write_record
+    from cardshield.perso.runner import Runner
+    from cardshield.perso.script import issuance_script
+
+    (directory / "server.pem").write_bytes(server_key_pem)
+    script = directory / "card.yaml"
+    script.write_text(issuance_script(*PERSONALIZATION_STEPS))
+    bundle = compile_file(script, card_id, store)
+    started = time.monotonic()
+    report = Runner(transport, bundle, store=store, progress=progress or (lambda line: None)).run()
+    if not report.succeeded:
+        raise UserError("personalization failed (see the steps above)")
+    if progress:
+        progress(f"personalized: {len(bundle.steps)} secured steps, {time.monotonic() - started:.2f} s")
+    records = directory / "cards.json"
+    if write_record(transport, bundle, report, records) != 0:
+        raise UserError("the card has no attestation certificate after personalization")
+    return records
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="build, start the virtual card, install, personalize, enroll, pay")
     parser.add_argument("--browser", action="store_true",
@@ -133,12 +160,8 @@ class Demo:
         from cardshield.console import warn
         from cardshield.gp.project import install_project_applet
         from cardshield.perso import keys as perso_keys
-        from cardshield.perso.cli import compile_file
         from cardshield.perso.keystore import MappingKeyStore
         from cardshield.attestation.record import load_records
-        from cardshield.perso.cli import write_record
-        from cardshield.perso.runner import Runner
-        from cardshield.perso.script import issuance_script
 
         key_set = perso_keys.diversify(perso_keys.software_master(self.master_key), 1, self.card_id)
         with Transport.open(self.stack.info.reader) as transport:
@@ -149,20 +172,10 @@ class Demo:
                   f"{result.load_blocks} LOAD blocks, {result.apdus} APDUs, {result.seconds:.2f} s", flush=True)
 
             self.headline(f"personalize: secured script for card {self.card_id.hex().upper()} (cardshield.perso)")
-            (self.directory / "server.pem").write_bytes(self._server_request_key_pem())
-            script = self.directory / "card.yaml"
-            script.write_text(issuance_script(*PERSONALIZATION_STEPS))
             store = MappingKeyStore({"ISSUER_MK": self.master_key.hex(), "CARD_PIN": self.pin, "CARD_PUK": self.puk},
                                     "the demo's generated secrets", "the demo generates {name}")
-            bundle = compile_file(script, self.card_id, store)
-            started = time.monotonic()
-            report = Runner(transport, bundle, store=store, progress=lambda line: print(f"  {line}", flush=True)).run()
-            if not report.succeeded:
-                raise UserError("personalization failed (see the steps above)")
-            print(f"  personalized: {len(bundle.steps)} secured steps, {time.monotonic() - started:.2f} s", flush=True)
-            records = self.directory / "cards.json"
-            if write_record(transport, bundle, report, records) != 0:
-                raise UserError("the card has no attestation certificate after personalization")
+            records = personalize_card(transport, self.directory, self.card_id, store, self.server.request_key_pem(),
+                                       progress=lambda line: print(f"  {line}", flush=True))
             self.attestation_certificate = load_records(records)[0].attestation_certificate_der
         self.bank(records)
 
@@ -176,15 +189,6 @@ class Demo:
         self.activation_code = self.server.activation_code(DEMO_USER)
         print(f"  $ cardshield server user code {DEMO_USER}\n    (a one-time code, handed to the card holder "
               "out of band; not printed here)", flush=True)
-
-    def _server_request_key_pem(self) -> bytes:
-        import json
-
-        from cryptography.hazmat.primitives import serialization
-
-        der = bytes.fromhex(json.loads(self.server.get("/v1/server-key"))["public_key_spki_der_hex"])
-        key = serialization.load_der_public_key(der)
-        return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     # -- the patent's flows ---------------------------------------------------------------
     def run_flow(self, kind: str, subject: str):

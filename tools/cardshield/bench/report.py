@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .card import PAYMENT_BYTES_GOAL, PAYMENT_FLOW, Exchange, Operation
+from .modeled import render_modeled
 
 # What each INS of the payment batch is, for the byte breakdown.
 INS_NAMES = {0xA4: "SELECT (applet FCI, then certificate EF FCP with the SHA-256 reference)",
@@ -104,6 +105,9 @@ def render(operations: list[Operation], floor: tuple[float, float, float], buffe
     payment = next((op for op in operations if op.name == PAYMENT_FLOW), None)
     if payment is not None:
         lines += payment_breakdown(payment, operations)
+    modeled = render_modeled(operations, {op.name: op.median for op in operations})
+    if modeled:
+        lines += [*modeled, ""]
     for plot in plots:
         lines += [f"![{Path(plot).stem}]({plot})", ""]
     return "\n".join(lines)

@@ -11,7 +11,7 @@ def build_virtualcard() -> None:
     compile_tree(
         paths.VIRTUALCARD_SRC,
         paths.VIRTUALCARD_CLASSES,
-        classpath=maven.classpath(maven.JCARDSIM),
+        classpath=maven.classpath(maven.JCARDSIM, maven.ASM),
         release="17",
         extra=["-Xlint:all,-serial"],  # warnings shown, not fatal: the host is test tooling
     )

@@ -75,6 +75,8 @@ class CardModel:
     resync_slots: bool = False
     #: slots whose key was regenerated during the case: re-read, compare nothing
     regenerated: set[int] = field(default_factory=set)
+    #: the card speaks T=0 (a T=0 card profile): it carries no extended APDU
+    t0: bool = False
     _chain: tuple[int, int, int, bytes] | None = None  # (ins, p1, p2, data so far)
 
     # -- one answer ---------------------------------------------------------------------
@@ -86,6 +88,8 @@ class CardModel:
         """Check one answer against the doc and move the model by what it says happened."""
         if apdu.malformed and sw == 0x6700:
             return  # refused before any command ran (ISO 7816-3 12.1.3)
+        if self.t0 and sw == 0x6700 and len(apdu.raw) > 5 and apdu.raw[4] == 0:
+            return  # an extended APDU on T=0: refused by the transport, no command ran (7816-3 12.2)
         if sw == 0x6F00 or not spec.allowed(apdu.cla, apdu.ins, apdu.p1, apdu.p2, sw):
             name = spec.command_name(apdu.cla, apdu.ins, apdu.p1, apdu.p2) or "unknown INS"
             findings.append(Finding(f"SW {sw:04X} is not a status word docs/apdu.md allows for {name}", step))

@@ -153,7 +153,8 @@ class Campaign:
         certificates = {1: self.reference_certificate if profile != "personalization" else b"", 2: b""}
         keys = {s: self.card.read_public_key(s) for s, info in fci.slots.items() if info.has_key}
         self.model = CardModel(Expected.from_fci(fci, certificates), PIN if profile != "personalization" else "",
-                               PUK if profile != "personalization" else "", keys)
+                               PUK if profile != "personalization" else "", keys,
+                               t0=self.transport.protocol_name == "T0")
         self.profile = profile
 
     def _prepare(self, profile: str, variant: str, rng: random.Random) -> None:

@@ -56,7 +56,17 @@ JCARDSIM = Artifact(
     ),
 )
 
-ARTIFACTS: tuple[Artifact, ...] = (JCARDSIM,)
+# ASM (OW2): the strict virtual card rewrites the applet's classes at load time so that its
+# persistent writes go through the card's journal and tear points (docs/virtual-card.md).
+ASM = Artifact(
+    "org.ow2.asm",
+    "asm",
+    "9.7.1",
+    "8cadd43ac5eb6d09de05faecca38b917a040bb9139c7edeb4cc81c740b713281",
+    required_entries=("org/objectweb/asm/ClassReader.class", "org/objectweb/asm/ClassWriter.class"),
+)
+
+ARTIFACTS: tuple[Artifact, ...] = (JCARDSIM, ASM)
 
 
 def _sha256(path: Path) -> str:

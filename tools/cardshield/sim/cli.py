@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cardshield import paths
 from cardshield.sim import ISD_PROFILES
+from cardshield.sim.profiles import profile_argument
 
 
 def register(subparsers) -> None:
@@ -19,6 +20,9 @@ def register(subparsers) -> None:
         parser.add_argument(f"--{action}", dest="action_flag", action="store_const", const=action,
                             help=f"the same as `sim {action}`")
     parser.add_argument("--dir", type=Path, default=paths.SIM_STATE_DIR, help="state directory (default var/sim)")
+    parser.add_argument("--profile", default=None, metavar="NAME", type=profile_argument,
+                        help="card profile for start: lenient (default, fast), jcop4, sim "
+                             "(tools/cardshield/sim/profiles; strict ones journal and tear inside commands)")
     parser.add_argument("--pcscd-debug", action="store_true", help="pcscd -d (no APDU contents) into pcscd.log")
     parser.add_argument("--isd", choices=ISD_PROFILES, default="plain",
                         help="behaviour of the card's GlobalPlatform security domain: plain (GP 2.3, SCP02+SCP03),"
@@ -36,15 +40,20 @@ def _run(args) -> int:
     args.action = args.action or args.action_flag or "start"
     from cardshield.sim.applets import default_applets
     from cardshield.sim.control import send_control
+    from cardshield.sim.profiles import DEFAULT_PROFILE, load_profile
     from cardshield.sim.stack import (SimError, VirtualCardStack, live_group_members, load_state, owns_process,
                                       stop_group)
 
     state = load_state(args.dir)
+    if args.profile is not None and args.action != "start":
+        raise SimError(f"--profile applies to start; the running card keeps its profile ({args.action} takes none)")
     if args.action == "start":
+        profile = load_profile(args.profile or DEFAULT_PROFILE)
         stack = VirtualCardStack(args.dir, applets=default_applets(), pcscd_debug=args.pcscd_debug, detached=True,
-                                 isd_profile=args.isd)
+                                 isd_profile=args.isd, profile=profile.name)
         info = stack.start()
-        print(f"virtual card ready in {info.started_in_seconds} s, reader {info.reader!r}, ISD profile {args.isd}")
+        print(f"virtual card ready in {info.started_in_seconds} s, reader {info.reader!r}, ISD profile {args.isd}, "
+              f"card profile {profile.name}: {profile.description}")
         print(f"export PCSCLITE_CSOCK_NAME={info.pcsc_socket}")
         print(f"export CARDSHIELD_READER='{info.reader}'")
         print(f"logs: {args.dir}/pcscd.log {args.dir}/virtualcard.log; stop with: ./cardshield sim --stop")
@@ -66,7 +75,8 @@ def _run(args) -> int:
         return 0
     if args.action == "status":
         alive = live_group_members(state.pid)
-        print(f"{'running' if alive else 'DEAD'}: reader {state.reader!r}, PCSCLITE_CSOCK_NAME={state.pcsc_socket}")
+        print(f"{'running' if alive else 'DEAD'}: reader {state.reader!r}, PCSCLITE_CSOCK_NAME={state.pcsc_socket}, "
+              f"profile {state.profile}")
         return 0 if alive else 1
     if args.action == "pristine":
         send_control(Path(state.control_socket), "PRISTINE")

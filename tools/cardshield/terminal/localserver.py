@@ -121,6 +121,14 @@ class LocalServer:
         return self.merchant_request("POST", "/v1/payments", {
             "user_id": user_id, "amount_minor": amount_minor, "currency": currency, "order_ref": order_ref})
 
+    def request_key_pem(self) -> bytes:
+        """The server's request-signing public key (PEM), as the issuer writes it on a card."""
+        from cryptography.hazmat.primitives import serialization
+
+        der = bytes.fromhex(json.loads(self.get("/v1/server-key"))["public_key_spki_der_hex"])
+        return serialization.load_der_public_key(der).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
     def get(self, path: str) -> bytes:
         with urllib.request.urlopen(self.url + path, timeout=30) as response:
             return response.read()

@@ -8,6 +8,9 @@ import javacard.framework.AID;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.SystemException;
+import org.cardshield.virtualcard.strict.CardProfile;
+import org.cardshield.virtualcard.strict.InstrumentingClassLoader;
+import org.cardshield.virtualcard.strict.StrictCard;
 
 /**
  * The Java Card runtime of the virtual card: jcardsim's Simulator holding the load files of
@@ -16,11 +19,18 @@ import javacard.framework.SystemException;
  * jcardsim semantics relied on (checked in its SimulatorRuntime): reset() clears
  * CLEAR_ON_RESET/DESELECT transient arrays and the selection but keeps applet instances
  * (persistent state); resetRuntime() deletes every instance and load file.
+ *
+ * On a strict profile the applet classes are loaded through an
+ * {@link InstrumentingClassLoader}: their persistent writes, transactions and allocations go
+ * through {@link StrictCard} (journal, commit capacity, memory budget, tear points); see
+ * docs/virtual-card.md. The lenient profile loads them unmodified.
  */
 public final class AppletRuntime implements ApduHandler {
     private final AppletRegistry registry;
     private final Runtime runtime = new Runtime();
     private final Simulator simulator = new Simulator(runtime);
+    private final CardProfile profile;
+    private final ClassLoader appletLoader;
 
     /** Exposes the protected load-file API of jcardsim's runtime. */
     private static final class Runtime extends SimulatorRuntime {
@@ -38,19 +48,48 @@ public final class AppletRuntime implements ApduHandler {
     }
 
     public AppletRuntime(AppletRegistry registry) {
+        this(registry, CardProfile.lenient(), false);
+    }
+
+    public AppletRuntime(AppletRegistry registry, CardProfile profile, boolean strict) {
         this.registry = registry;
-        // the ATR announces T=1 and vpcd carries extended APDUs, a T=1 feature: make
-        // APDU.getProtocol() say so too (jcardsim's default is T=0, where an applet must
-        // not read incoming data of a case-2 command because P3 is Le there)
-        simulator.changeProtocol("T=1");
+        this.profile = profile;
+        StrictCard.configure(profile);
+        StrictCard.wipe();
+        ClassLoader host = AppletRuntime.class.getClassLoader();
+        this.appletLoader = strict ? new InstrumentingClassLoader(host, appletPackages(registry)) : null;
+        // APDU.getProtocol() says what the ATR announces: T=1 with extended APDUs, or T=0 on a
+        // T=0 profile (where an applet must not read incoming data of a case-2 command,
+        // P3 being Le there, and a case-4 command reaches it without Le: T0Card)
+        simulator.changeProtocol(profile.t0 ? "T=0" : "T=1");
         loadAll();
+    }
+
+    /** The packages of the registered applet classes: what the strict card instruments. */
+    private static java.util.List<String> appletPackages(AppletRegistry registry) {
+        java.util.List<String> packages = new java.util.ArrayList<>();
+        for (AppletRegistry.LoadFile file : registry.all()) {
+            int dot = file.appletClass.lastIndexOf('.');
+            packages.add(dot < 0 ? "" : file.appletClass.substring(0, dot));
+        }
+        return packages;
+    }
+
+    public boolean strict() {
+        return appletLoader != null;
+    }
+
+    public CardProfile profile() {
+        return profile;
     }
 
     private void loadAll() {
         for (AppletRegistry.LoadFile file : registry.all()) {
             Class<? extends javacard.framework.Applet> appletClass;
             try {
-                appletClass = Class.forName(file.appletClass).asSubclass(javacard.framework.Applet.class);
+                Class<?> type = appletLoader == null ? Class.forName(file.appletClass)
+                        : Class.forName(file.appletClass, true, appletLoader);
+                appletClass = type.asSubclass(javacard.framework.Applet.class);
             } catch (ClassNotFoundException | ClassCastException e) {
                 throw new IllegalStateException("applet class " + file.appletClass + " not on the classpath "
                         + "or not a javacard.framework.Applet: build the applet first", e);
@@ -125,6 +164,7 @@ public final class AppletRuntime implements ApduHandler {
     /** Back to a card fresh from the factory: no instances, load files registered again. */
     public void wipe() {
         simulator.resetRuntime();
+        StrictCard.wipe();
         loadAll();
     }
 
@@ -136,14 +176,23 @@ public final class AppletRuntime implements ApduHandler {
             // card's I/O layer answers "wrong length" (ISO 7816-3 12.1.3).
             return sw(ISO7816.SW_WRONG_LENGTH);
         }
+        StrictCard.beginCommand();
         try {
-            byte[] response = simulator.transmitCommand(fitSimulatorBuffer(command));
+            byte[] response = transmit(command);
+            if (StrictCard.powerWasLost()) {
+                return powerLossAnswer();
+            }
             // jcardsim answers 6999 to a SELECT naming no applet; a card answers 6A82 (ISO 7816-4 11.2.2).
             if (response.length == 2 && response[0] == 0x69 && response[1] == (byte) 0x99
                     && isSelectByName(command) && !instanceExists(command)) {
                 return sw(ISO7816.SW_FILE_NOT_FOUND);
             }
             return response;
+        } catch (org.cardshield.virtualcard.strict.PowerLoss e) {
+            if (StrictCard.powerWasLost()) { // torn outside jcardsim's own catch (e.g. in install)
+                return powerLossAnswer();
+            }
+            throw e; // already answered by powerLossAnswer
         } catch (ISOException e) {
             return sw(e.getReason());
         } catch (SystemException e) {
@@ -161,6 +210,30 @@ public final class AppletRuntime implements ApduHandler {
         } catch (RuntimeException e) {
             return unexpected(e);
         }
+    }
+
+    /** One command through jcardsim; whatever happens, the JCRE's end-of-command rules apply after it. */
+    private byte[] transmit(byte[] command) {
+        try {
+            return simulator.transmitCommand(fitSimulatorBuffer(command));
+        } finally {
+            StrictCard.endCommand();
+        }
+    }
+
+    /**
+     * The power went at a tear point (host control TEAR-AT): the card answers nothing and
+     * comes back as after a power cycle: its open transaction rolled back, RAM cleared, no
+     * applet selected. The PowerLoss thrown on tells the reader link to drop the card
+     * (VpcdLink): the reader's transmit gets no answer, as with a card pulled out, and the
+     * card stays out until the control INSERT.
+     */
+    private byte[] powerLossAnswer() {
+        String where = StrictCard.lastCommand().tornAt;
+        System.err.println("virtualcard: power lost at tear point " + where);
+        simulator.reset();
+        StrictCard.powerOn();
+        throw new org.cardshield.virtualcard.strict.PowerLoss(where);
     }
 
     /** A simulator fault must not end the host (the reader would lose its card): 6F00, logged. */
@@ -224,6 +297,7 @@ public final class AppletRuntime implements ApduHandler {
     @Override
     public void reset() {
         simulator.reset();
+        StrictCard.powerOn();
     }
 
     public byte[] atr() {

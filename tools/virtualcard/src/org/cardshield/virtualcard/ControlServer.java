@@ -26,9 +26,17 @@ import java.nio.file.Path;
  *              -> TEST FACILITY, no counterpart on a real card: overwrite a byte array of an
  *                 applet instance's persistent state (AppletRuntime.overwriteBytes), to reach
  *                 states too far away by APDU, e.g. a signature counter at FF FF FF FF
+ *   TEAR-AT N  -> STRICT PROFILES ONLY: the power goes at tear point N (1 = before the first
+ *                 persistent write) of the next command; the card answers nothing to it,
+ *                 leaves the reader and comes back at INSERT as after a power cycle
+ *                 (docs/virtual-card.md)
+ *   TEAR-RANDOM SEED -> the same at tear points drawn with SEED (each point 1 in 8)
+ *   REPORT     -> "OK points=P torn=yes|no unreached=yes|no journal=J [at=N:what]" about the last
+ *                 command: its tear points, whether it was torn, whether an armed tear
+ *                 was beyond its last point, the peak commit-buffer use (bytes)
  *   FAULT-KEY instanceAID path, INSPECT instanceAID path
  *              -> TEST FACILITIES about keys, see KeyProbe
- * Replies are "OK" (INSPECT: "OK <what was found>") or "ERROR <reason>".
+ * Replies are "OK" (REPORT, INSPECT: "OK <data>") or "ERROR <reason>".
  */
 final class ControlServer {
     interface Commands {
@@ -39,6 +47,12 @@ final class ControlServer {
         void insert() throws Exception;
 
         void setBytes(byte[] instanceAid, String fieldPath, byte[] value);
+
+        void tearAt(int point);
+
+        void tearRandom(long seed);
+
+        String report();
 
         /** KeyProbe's commands; returns the reply's data, "" for none. */
         String probe(String[] words);
@@ -82,6 +96,20 @@ final class ControlServer {
         String[] words = line.split("\\s+");
         String command = words[0];
         try {
+            if (command.equals("TEAR-AT") || command.equals("TEAR-RANDOM")) {
+                if (words.length != 2 || !words[1].matches("[0-9]{1,9}")) {
+                    return "ERROR usage: " + command + (command.equals("TEAR-AT") ? " N (tear point, from 1)" : " SEED");
+                }
+                if (command.equals("TEAR-AT")) {
+                    commands.tearAt(Integer.parseInt(words[1]));
+                } else {
+                    commands.tearRandom(Long.parseLong(words[1]));
+                }
+                return "OK";
+            }
+            if (command.equals("REPORT") && words.length == 1) {
+                return "OK " + commands.report();
+            }
             if (KeyProbe.handles(command)) {
                 String data = commands.probe(words);
                 return data.isEmpty() ? "OK" : "OK " + data;

@@ -6,6 +6,8 @@ import java.io.InputStream;
 import java.lang.reflect.Constructor;
 import java.nio.file.Path;
 import java.util.Properties;
+import org.cardshield.virtualcard.strict.CardProfile;
+import org.cardshield.virtualcard.strict.StrictCard;
 
 /**
  * The CardShield virtual card: jcardsim's Java Card runtime behind vpcd, so that pcscd
@@ -18,6 +20,8 @@ import java.util.Properties;
  *   vpcd.host, vpcd.port          where vpcd listens (inside the harness's network namespace)
  *   atr                           hex; must offer T=1
  *   control.socket                Unix socket path for the host-only controls (ControlServer)
+ *   profile.name, profile.strict, profile.*   the card profile (CardProfile; strict=true loads
+ *                                 the applets instrumented: journal, limits, tear points)
  *   loadfile.N.package / .module / .class      executable load files (AppletRegistry)
  *   install.N.package / .module / .instance / .privileges / .parameters
  *                                 instances created at start and by PRISTINE
@@ -45,9 +49,12 @@ public final class VirtualCardHost {
         System.clearProperty("com.licel.jcardsim.randomdata.seed");
         System.setProperty("com.licel.jcardsim.randomdata.secure", "1");
         System.setProperty("com.licel.jcardsim.card.ATR", required("atr"));
-        runtime = new AppletRuntime(registry);
+        runtime = new AppletRuntime(registry, CardProfile.from(config),
+                Boolean.parseBoolean(config.getProperty("profile.strict", "false").trim()));
         installConfigured();
-        front = frontEnd(runtime);
+        ApduHandler card = frontEnd(runtime);
+        // a T=0 card profile: the T=0 transport (no extended APDUs, case 4 by 61xx/GET RESPONSE)
+        front = runtime.profile().t0 ? new T0Card(card) : card;
         link = new VpcdLink(required("vpcd.host"), Integer.parseInt(required("vpcd.port")),
                 Hex.decode(required("atr")), cardLock);
     }
@@ -111,6 +118,34 @@ public final class VirtualCardHost {
                 }
             }
 
+            public void tearAt(int point) {
+                synchronized (cardLock) {
+                    requireStrict();
+                    StrictCard.arm(point);
+                }
+            }
+
+            public void tearRandom(long seed) {
+                synchronized (cardLock) {
+                    requireStrict();
+                    StrictCard.armRandom(seed);
+                }
+            }
+
+            public String report() {
+                synchronized (cardLock) {
+                    requireStrict();
+                    return StrictCard.lastCommand().toString();
+                }
+            }
+
+            private void requireStrict() {
+                if (!runtime.strict()) {
+                    throw new IllegalStateException("tearing inside a command needs a strict card profile; this card runs "
+                            + "profile " + runtime.profile().name + " (start it with --profile jcop4 or --profile sim)");
+                }
+            }
+
             public String probe(String[] words) {
                 synchronized (cardLock) {
                     return new KeyProbe(runtime).handle(words);
@@ -131,7 +166,12 @@ public final class VirtualCardHost {
                         + required("vpcd.port"));
                 announced = true;
             }
-            link.serve(front);
+            if (link.serve(front)) {
+                // power lost inside a command (TEAR-AT): the card is out of the reader, as
+                // a phone's card losing power, until the control INSERT puts it back
+                removed = true;
+                continue;
+            }
             if (!removed) {
                 System.err.println("virtualcard: vpcd closed the connection (pcscd stopped?); exiting");
                 System.exit(3);

@@ -71,11 +71,16 @@ final class VpcdLink {
         return socket != null;
     }
 
-    /** Serve reader requests until the socket closes. Returns normally on card removal. */
-    void serve(ApduHandler card) throws IOException {
+    /**
+     * Serve reader requests until the socket closes. Returns false on card removal, true
+     * when the card lost power inside a command (strict profiles' tear control): the link
+     * is dropped with no answer (vpcd gives the reader an empty frame and sees the card
+     * leave), and the card stays out until the control INSERT.
+     */
+    boolean serve(ApduHandler card) throws IOException {
         Socket current = socket;
         if (current == null) {
-            return;
+            return false;
         }
         try {
             DataInputStream in = new DataInputStream(current.getInputStream());
@@ -103,13 +108,18 @@ final class VpcdLink {
                 } else if (length > 1) {
                     byte[] response;
                     synchronized (cardLock) {
-                        response = card.process(payload);
+                        try {
+                            response = card.process(payload);
+                        } catch (org.cardshield.virtualcard.strict.PowerLoss e) {
+                            return true;
+                        }
                     }
                     send(out, response);
                 }
             }
         } catch (EOFException | java.net.SocketException e) {
             // vpcd closed the connection or the card was "removed" by the control socket
+            return false;
         } finally {
             if (socket == current) {
                 disconnect();

@@ -1,0 +1,102 @@
+"""Card profiles of the virtual card: the limits of a real card class, each value with its
+source (tools/cardshield/sim/profiles/NAME.toml). `./cardshield sim --profile NAME` picks one;
+the strict ones load the applet instrumented (journal, limits, tear points: docs/virtual-card.md)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cardshield.errors import UserError
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+DEFAULT_PROFILE = "lenient"
+
+
+class ProfileError(UserError):
+    pass
+
+
+@dataclass(frozen=True)
+class CardTiming:
+    """Public per-operation figures of the card class and its transport rate (bench modeling)."""
+
+    sign_rsa2048_ms: float
+    keygen_rsa2048_ms: float
+    apdu_overhead_ms: float
+    transport_bit_per_s: int
+
+
+@dataclass(frozen=True)
+class CardProfile:
+    name: str
+    description: str
+    strict: bool
+    eeprom_bytes: int
+    transient_bytes: int
+    commit_capacity: int
+    commit_entry_overhead: int
+    eeprom_page_bytes: int
+    object_header_bytes: int
+    apdu_buffer_bytes: int
+    protocol: str
+    extended_length: bool
+    javacardx_apdu: bool
+    algorithms: tuple[str, ...]
+    sources: dict[str, str] = field(default_factory=dict)
+    timing: CardTiming | None = None
+
+    def card_properties(self) -> list[str]:
+        """The profile.* lines of card.properties the host reads (CardProfile.java)."""
+        return [
+            f"profile.name={self.name}",
+            f"profile.strict={'true' if self.strict else 'false'}",
+            f"profile.eeprom.bytes={self.eeprom_bytes}",
+            f"profile.transient.bytes={self.transient_bytes}",
+            f"profile.commit.capacity={self.commit_capacity}",
+            f"profile.commit.entry.overhead={self.commit_entry_overhead}",
+            f"profile.eeprom.page.bytes={self.eeprom_page_bytes}",
+            f"profile.object.header.bytes={self.object_header_bytes}",
+            f"profile.protocol={self.protocol}",
+        ]
+
+
+def profile_argument(name: str) -> str:
+    """argparse type of --profile: an unknown name is a usage error (exit 2) naming the choices."""
+    import argparse
+
+    try:
+        load_profile(name)
+    except ProfileError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return name
+
+
+def available_profiles() -> list[str]:
+    return sorted(path.stem for path in PROFILE_DIR.glob("*.toml"))
+
+
+def load_profile(name: str) -> CardProfile:
+    path = PROFILE_DIR / f"{name}.toml"
+    if not name or "/" in name or not path.is_file():
+        raise ProfileError(f"unknown card profile {name!r}; choose one of: {', '.join(available_profiles())}")
+    data = tomllib.loads(path.read_text())
+    try:
+        profile = CardProfile(
+            name=data["name"], description=data["description"], strict=bool(data["strict"]),
+            eeprom_bytes=int(data["eeprom_bytes"]), transient_bytes=int(data["transient_bytes"]),
+            commit_capacity=int(data["commit_capacity"]), commit_entry_overhead=int(data["commit_entry_overhead"]),
+            eeprom_page_bytes=int(data["eeprom_page_bytes"]), object_header_bytes=int(data["object_header_bytes"]),
+            apdu_buffer_bytes=int(data["apdu_buffer_bytes"]), protocol=data["protocol"],
+            extended_length=bool(data["extended_length"]), javacardx_apdu=bool(data["javacardx_apdu"]),
+            algorithms=tuple(data["algorithms"]), sources=dict(data.get("sources", {})),
+            timing=CardTiming(**data["timing"]) if "timing" in data else None,
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ProfileError(f"{path}: missing or malformed value ({error}); compare with lenient.toml") from None
+    if profile.name != name:
+        raise ProfileError(f"{path} names itself {profile.name!r}; the file name and its name must agree")
+    if profile.protocol not in ("T=0", "T=1"):
+        raise ProfileError(f"{path}: protocol must be T=0 or T=1, not {profile.protocol!r}")
+    return profile

@@ -1,0 +1,703 @@
+package org.cardshield.virtualcard.strict;
+
+import java.lang.reflect.Field;
+import java.lang.reflect.Method;
+import java.lang.reflect.Modifier;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import javacard.framework.APDU;
+import javacard.framework.JCSystem;
+import javacard.framework.OwnerPIN;
+import javacard.framework.SystemException;
+import javacard.framework.TransactionException;
+import javacard.framework.Util;
+import javacard.security.Key;
+import javacard.security.KeyBuilder;
+import javacard.security.KeyPair;
+
+/**
+ * The persistent memory of the strict virtual card. The applet's classes are rewritten at
+ * load time ({@link Instrumenter}) so that every persistent write they cause comes here
+ * first: field stores, array stores, Util copies, fills and setShort, OwnerPIN updates,
+ * key setters and key generation; so do the JCSystem transaction, transient-array and
+ * memory calls. Here each write
+ * <ul>
+ * <li>is a tear point: the host may cut the power just before it ({@link #arm});</li>
+ * <li>inside a transaction, first saves what it overwrites in the {@link Journal}, bounded by
+ * the profile's commit capacity (TransactionException BUFFER_FULL beyond it);</li>
+ * <li>outside one, is atomic per field or element, and Util.arrayCopy as a whole, while the
+ * NonAtomic copy and fill write page by page, a tear point before each page (JCRE 7.4).</li>
+ * </ul>
+ * Allocations are counted against the profile's EEPROM and RAM (SystemException NO_RESOURCE),
+ * so JCSystem.getAvailableMemory tells the truth.
+ *
+ * One card per JVM, one APDU at a time (the host holds its card lock): static state.
+ */
+public final class StrictCard {
+    private StrictCard() {
+    }
+
+    private static CardProfile profile = CardProfile.lenient();
+    private static final Set<Object> TRANSIENTS = Collections.newSetFromMap(new IdentityHashMap<>());
+    private static final Journal JOURNAL = new Journal();
+    private static boolean inTransaction;
+
+    // tearing
+    private static int points;
+    private static int armedAt;
+    private static Random randomTear;
+    private static boolean powerLost;
+    private static String tornAt;
+    private static CommandReport last = new CommandReport(0, null, false, 0);
+    private static int journalPeak;
+
+    // memory
+    private static long persistentUsed;
+    private static long transientUsed;
+
+    /** What the previous command did, for the host control REPORT. */
+    public static final class CommandReport {
+        public final int tearPoints;
+        public final String tornAt;
+        public final boolean armedButNotReached;
+        /** The most commit buffer the command's transactions used, overhead included (bytes). */
+        public final int journalPeak;
+
+        CommandReport(int tearPoints, String tornAt, boolean armedButNotReached, int journalPeak) {
+            this.tearPoints = tearPoints;
+            this.tornAt = tornAt;
+            this.armedButNotReached = armedButNotReached;
+            this.journalPeak = journalPeak;
+        }
+
+        @Override
+        public String toString() {
+            return "points=" + tearPoints + " torn=" + (tornAt == null ? "no" : "yes") + " unreached="
+                    + (armedButNotReached ? "yes" : "no") + " journal=" + journalPeak + (tornAt == null ? "" : " at=" + tornAt.replace(' ', '_'));
+        }
+    }
+
+    // ---------------------------------------------------------------- host side
+
+    public static synchronized void configure(CardProfile chosen) {
+        profile = chosen;
+    }
+
+    public static CardProfile profile() {
+        return profile;
+    }
+
+    /** A card fresh from the factory: nothing allocated, nothing journalled. */
+    public static void wipe() {
+        TRANSIENTS.clear();
+        JOURNAL.clear();
+        inTransaction = false;
+        persistentUsed = 0;
+        transientUsed = 0;
+        powerLost = false;
+    }
+
+    /** Cut the power at tear point n (1 = before the first persistent write) of the next command. */
+    public static void arm(int n) {
+        if (n < 1) {
+            throw new IllegalArgumentException("tear point numbers start at 1");
+        }
+        armedAt = n;
+        randomTear = null;
+    }
+
+    /** Cut the power at a tear point of the next command drawn with this seed (each point 1 in 8). */
+    public static void armRandom(long seed) {
+        armedAt = 0;
+        randomTear = new Random(seed);
+    }
+
+    public static CommandReport lastCommand() {
+        return last;
+    }
+
+    public static void beginCommand() {
+        points = 0;
+        journalPeak = 0;
+        tornAt = null;
+    }
+
+    /**
+     * After the applet's process(): a transaction still open is aborted (JCRE 7.6.2: the
+     * runtime aborts it when process() ends, normally or by an exception).
+     */
+    public static void endCommand() {
+        boolean armed = armedAt != 0 || randomTear != null;
+        if (inTransaction) {
+            rollBack();
+        }
+        last = new CommandReport(points, tornAt, armed && tornAt == null, journalPeak);
+        armedAt = 0;
+        randomTear = null;
+    }
+
+    public static boolean powerWasLost() {
+        return powerLost;
+    }
+
+    /** Power comes back: the open transaction is rolled back (JCRE 7.6.3), RAM is cleared by jcardsim. */
+    public static void powerOn() {
+        if (inTransaction) {
+            rollBack();
+        }
+        powerLost = false;
+    }
+
+    public static boolean isTransientArray(Object array) {
+        return TRANSIENTS.contains(array);
+    }
+
+    // ---------------------------------------------------------------- tear points
+
+    /** A persistent write is about to happen: the power may go now. */
+    private static void point(String what) {
+        if (powerLost) {
+            throw new PowerLoss("a write after the tear (" + what + ")");
+        }
+        points++;
+        boolean tear = points == armedAt || (randomTear != null && randomTear.nextInt(8) == 0);
+        if (tear) {
+            powerLost = true;
+            tornAt = points + ":" + what;
+            armedAt = 0;
+            randomTear = null;
+            throw new PowerLoss(tornAt);
+        }
+    }
+
+    /** Whether the next point is the armed one (to apply the partial effect a tear leaves there). */
+    private static boolean nextPointTears() {
+        return points + 1 == armedAt;
+    }
+
+    private static void journalRoom(int dataBytes) {
+        if (!JOURNAL.fits(dataBytes, profile)) {
+            TransactionException.throwIt(TransactionException.BUFFER_FULL);
+        }
+    }
+
+    private static void notePeak() {
+        journalPeak = Math.max(journalPeak, JOURNAL.used());
+    }
+
+    private static void rollBack() {
+        notePeak();
+        JOURNAL.rollBack();
+        inTransaction = false;
+    }
+
+    // ---------------------------------------------------------------- JCSystem
+
+    public static void beginTransaction() {
+        if (inTransaction) {
+            TransactionException.throwIt(TransactionException.IN_PROGRESS);
+        }
+        inTransaction = true;
+    }
+
+    public static void commitTransaction() {
+        if (!inTransaction) {
+            TransactionException.throwIt(TransactionException.NOT_IN_PROGRESS);
+        }
+        point("commitTransaction");
+        notePeak();
+        JOURNAL.clear();
+        inTransaction = false;
+    }
+
+    public static void abortTransaction() {
+        if (!inTransaction) {
+            TransactionException.throwIt(TransactionException.NOT_IN_PROGRESS);
+        }
+        rollBack();
+    }
+
+    public static byte getTransactionDepth() {
+        return (byte) (inTransaction ? 1 : 0);
+    }
+
+    public static short getMaxCommitCapacity() {
+        return (short) Math.min(profile.commitCapacity, Short.MAX_VALUE);
+    }
+
+    public static short getUnusedCommitCapacity() {
+        return (short) Math.min(profile.commitCapacity - JOURNAL.used(), Short.MAX_VALUE);
+    }
+
+    public static byte[] makeTransientByteArray(short length, byte event) {
+        reserveRam(length);
+        return registered(JCSystem.makeTransientByteArray(length, event));
+    }
+
+    public static short[] makeTransientShortArray(short length, byte event) {
+        reserveRam(2L * length);
+        return registered(JCSystem.makeTransientShortArray(length, event));
+    }
+
+    public static boolean[] makeTransientBooleanArray(short length, byte event) {
+        reserveRam(length);
+        return registered(JCSystem.makeTransientBooleanArray(length, event));
+    }
+
+    public static Object[] makeTransientObjectArray(short length, byte event) {
+        reserveRam(2L * length);
+        return registered(JCSystem.makeTransientObjectArray(length, event));
+    }
+
+    private static <T> T registered(T array) {
+        TRANSIENTS.add(array);
+        return array;
+    }
+
+    private static void reserveRam(long bytes) {
+        if (bytes >= 0 && transientUsed + bytes + profile.objectHeaderBytes > profile.transientBytes) {
+            refuse("transient RAM", bytes + profile.objectHeaderBytes, profile.transientBytes - transientUsed,
+                    profile.transientBytes);
+        }
+        transientUsed += Math.max(0, bytes) + profile.objectHeaderBytes;
+    }
+
+    public static short getAvailableMemory(byte memoryType) {
+        return (short) Math.min(available(memoryType), Short.MAX_VALUE);
+    }
+
+    /** Java Card 3.0.4: the available memory as an int in two shorts (high, low). */
+    public static void getAvailableMemory(short[] buffer, short offset, byte memoryType) {
+        long value = Math.min(available(memoryType), Integer.MAX_VALUE);
+        buffer[offset] = (short) (value >>> 16);
+        buffer[(short) (offset + 1)] = (short) value;
+    }
+
+    private static long available(byte memoryType) {
+        switch (memoryType) {
+            case JCSystem.MEMORY_TYPE_PERSISTENT:
+                return Math.max(0, profile.eepromBytes - persistentUsed);
+            case JCSystem.MEMORY_TYPE_TRANSIENT_RESET:
+            case JCSystem.MEMORY_TYPE_TRANSIENT_DESELECT:
+                return Math.max(0, profile.transientBytes - transientUsed);
+            default:
+                SystemException.throwIt(SystemException.ILLEGAL_VALUE);
+                return 0;
+        }
+    }
+
+    // ---------------------------------------------------------------- allocation
+
+    /** After NEWARRAY / ANEWARRAY in applet code: persistent memory (Java Card has no heap). */
+    public static void allocatedArray(Object array) {
+        int length = java.lang.reflect.Array.getLength(array);
+        Class<?> component = array.getClass().getComponentType();
+        reservePersistent((long) length * (component.isPrimitive() ? ObjectImage.elementBytes(component) : 2));
+    }
+
+    /** Before NEW in applet code: the instance's fields in persistent memory. */
+    public static void allocatingObject(Class<?> type) {
+        reservePersistent(instanceBytes(type));
+    }
+
+    private static final Map<Class<?>, Integer> INSTANCE_BYTES = new ConcurrentHashMap<>();
+
+    private static int instanceBytes(Class<?> type) {
+        return INSTANCE_BYTES.computeIfAbsent(type, t -> {
+            int bytes = 0;
+            for (Class<?> c = t; c != null && c != Object.class; c = c.getSuperclass()) {
+                for (Field field : c.getDeclaredFields()) {
+                    if (!Modifier.isStatic(field.getModifiers())) {
+                        bytes += ObjectImage.fieldBytes(field.getType());
+                    }
+                }
+            }
+            return bytes;
+        });
+    }
+
+    public static Key buildKey(byte type, short bits, boolean externalAccess) {
+        Key key = KeyBuilder.buildKey(type, bits, externalAccess);
+        reservePersistent(keyBytes(type, bits));
+        return key;
+    }
+
+    /** The persistent bytes a key of this type keeps: its components. */
+    static long keyBytes(byte type, short bits) {
+        long unit = ((bits & 0xFFFF) + 7) / 8;
+        switch (type) {
+            case KeyBuilder.TYPE_RSA_PUBLIC:
+                return unit + 4; // modulus, public exponent
+            case KeyBuilder.TYPE_RSA_PRIVATE:
+                return 2 * unit;
+            case KeyBuilder.TYPE_RSA_CRT_PRIVATE:
+                return 5 * (unit / 2); // P, Q, DP1, DQ1, PQ
+            case KeyBuilder.TYPE_EC_FP_PUBLIC:
+            case KeyBuilder.TYPE_EC_F2M_PUBLIC:
+                return 7 * unit; // field, A, B, G (2), R, W (compressed ignored)
+            case KeyBuilder.TYPE_EC_FP_PRIVATE:
+            case KeyBuilder.TYPE_EC_F2M_PRIVATE:
+                return 6 * unit;
+            default:
+                return unit;
+        }
+    }
+
+    private static void reservePersistent(long bytes) {
+        long total = bytes + profile.objectHeaderBytes;
+        if (persistentUsed + total > profile.eepromBytes) {
+            refuse("persistent memory", total, profile.eepromBytes - persistentUsed, profile.eepromBytes);
+        }
+        persistentUsed += total;
+    }
+
+    /** SystemException NO_RESOURCE, and the log line that says which memory ran out. */
+    private static void refuse(String memory, long asked, long left, long total) {
+        System.err.println("virtualcard: NO_RESOURCE: " + memory + ": " + asked + " bytes asked, " + left + " left of "
+                + total + " (profile " + profile.name + ")");
+        SystemException.throwIt(SystemException.NO_RESOURCE);
+    }
+
+    // ---------------------------------------------------------------- field and array stores
+
+    private static final Map<String, Field> FIELDS = new ConcurrentHashMap<>();
+
+    /** Before PUTFIELD / PUTSTATIC (owner null) in applet code. */
+    public static void beforeFieldStore(Object owner, Class<?> declaring, String name) {
+        Field field = FIELDS.computeIfAbsent(declaring.getName() + "." + name, key -> {
+            try {
+                Field f = declaring.getDeclaredField(name);
+                f.setAccessible(true);
+                return f;
+            } catch (NoSuchFieldException e) {
+                return inherited(declaring, name);
+            }
+        });
+        if (inTransaction) {
+            journalRoom(ObjectImage.fieldBytes(field.getType()));
+        }
+        point("field " + field.getDeclaringClass().getSimpleName() + "." + name);
+        if (inTransaction) {
+            JOURNAL.field(owner, field, profile);
+        }
+    }
+
+    private static Field inherited(Class<?> type, String name) {
+        for (Class<?> c = type.getSuperclass(); c != null; c = c.getSuperclass()) {
+            try {
+                Field f = c.getDeclaredField(name);
+                f.setAccessible(true);
+                return f;
+            } catch (NoSuchFieldException e) {
+                // further up
+            }
+        }
+        throw new IllegalStateException("instrumentation: no field " + name + " in " + type.getName());
+    }
+
+    /** Before a write of count elements at offset of a persistent array, inside or outside a transaction. */
+    private static void atomicWrite(Object array, int offset, int count, String what) {
+        int dataBytes = count * ObjectImage.elementBytes(array.getClass().getComponentType());
+        if (inTransaction) {
+            journalRoom(dataBytes);
+        }
+        point(what);
+        if (inTransaction) {
+            JOURNAL.array(array, offset, count, dataBytes, profile);
+        }
+    }
+
+    private static boolean persistent(Object array) {
+        return array != null && !TRANSIENTS.contains(array);
+    }
+
+    private static void checkIndex(Object array, int index) {
+        if (array == null) {
+            throw new NullPointerException();
+        }
+        if (index < 0 || index >= java.lang.reflect.Array.getLength(array)) {
+            throw new ArrayIndexOutOfBoundsException(index);
+        }
+    }
+
+    /** BASTORE: byte[] and boolean[] alike. */
+    public static void bastore(Object array, int index, int value) {
+        checkIndex(array, index);
+        if (persistent(array)) {
+            atomicWrite(array, index, 1, "array element");
+        }
+        if (array instanceof boolean[]) {
+            ((boolean[]) array)[index] = (value & 1) != 0;
+        } else {
+            ((byte[]) array)[index] = (byte) value;
+        }
+    }
+
+    public static void sastore(short[] array, int index, int value) {
+        checkIndex(array, index);
+        if (persistent(array)) {
+            atomicWrite(array, index, 1, "array element");
+        }
+        array[index] = (short) value;
+    }
+
+    public static void castore(char[] array, int index, int value) {
+        checkIndex(array, index);
+        if (persistent(array)) {
+            atomicWrite(array, index, 1, "array element");
+        }
+        array[index] = (char) value;
+    }
+
+    public static void iastore(int[] array, int index, int value) {
+        checkIndex(array, index);
+        if (persistent(array)) {
+            atomicWrite(array, index, 1, "array element");
+        }
+        array[index] = value;
+    }
+
+    public static void aastore(Object[] array, int index, Object value) {
+        checkIndex(array, index);
+        if (persistent(array)) {
+            atomicWrite(array, index, 1, "array element");
+        }
+        array[index] = value;
+    }
+
+    // ---------------------------------------------------------------- Util
+
+    private static void checkRange(byte[] array, short offset, short length) {
+        if (array == null) {
+            throw new NullPointerException();
+        }
+        if (offset < 0 || length < 0 || offset + length > array.length) {
+            throw new ArrayIndexOutOfBoundsException();
+        }
+    }
+
+    /** Atomic as a whole outside a transaction, journalled inside one (Util.arrayCopy). */
+    public static short arrayCopy(byte[] src, short srcOff, byte[] dest, short destOff, short length) {
+        checkRange(src, srcOff, length);
+        checkRange(dest, destOff, length);
+        if (persistent(dest) && length > 0) {
+            atomicWrite(dest, destOff, length, "Util.arrayCopy " + length + " bytes");
+        }
+        System.arraycopy(src, srcOff, dest, destOff, length);
+        return (short) (destOff + length);
+    }
+
+    /** Not journalled even inside a transaction; a tear can land between two pages. */
+    public static short arrayCopyNonAtomic(byte[] src, short srcOff, byte[] dest, short destOff, short length) {
+        checkRange(src, srcOff, length);
+        checkRange(dest, destOff, length);
+        if (!persistent(dest)) {
+            System.arraycopy(src, srcOff, dest, destOff, length);
+            return (short) (destOff + length);
+        }
+        // a copy within one array reads its source before the pages overwrite it
+        byte[] source = src == dest ? java.util.Arrays.copyOfRange(src, srcOff, srcOff + length) : src;
+        int from = source == src ? srcOff : 0;
+        for (int done = 0; done < length; ) {
+            int page = Math.min(profile.pageBytes - (destOff + done) % profile.pageBytes, length - done);
+            point("Util.arrayCopyNonAtomic page at " + (destOff + done));
+            System.arraycopy(source, from + done, dest, destOff + done, page);
+            done += page;
+        }
+        return (short) (destOff + length);
+    }
+
+    public static short arrayFillNonAtomic(byte[] array, short offset, short length, byte value) {
+        checkRange(array, offset, length);
+        if (!persistent(array)) {
+            java.util.Arrays.fill(array, offset, offset + length, value);
+            return (short) (offset + length);
+        }
+        for (int done = 0; done < length; ) {
+            int page = Math.min(profile.pageBytes - (offset + done) % profile.pageBytes, length - done);
+            point("Util.arrayFillNonAtomic page at " + (offset + done));
+            java.util.Arrays.fill(array, offset + done, offset + done + page, value);
+            done += page;
+        }
+        return (short) (offset + length);
+    }
+
+    public static short setShort(byte[] array, short offset, short value) {
+        checkRange(array, offset, (short) 2);
+        if (persistent(array)) {
+            atomicWrite(array, offset, 2, "Util.setShort");
+        }
+        return Util.setShort(array, offset, value);
+    }
+
+    // ---------------------------------------------------------------- APDU buffer
+
+    /** The APDU buffer is a global transient array: writes to it are neither tears nor journalled. */
+    public static byte[] apduBuffer(APDU apdu) {
+        return registered(apdu.getBuffer());
+    }
+
+    /**
+     * On a T=0 card one response carries at most 256 bytes: APDU.setOutgoingLength above
+     * that throws APDUException BAD_LENGTH (Java Card 3.0.4 API, APDU.setOutgoingLength).
+     */
+    public static void setOutgoingLength(APDU apdu, short length) {
+        if (profile.t0 && length > 256) {
+            javacard.framework.APDUException.throwIt(javacard.framework.APDUException.BAD_LENGTH);
+        }
+        apdu.setOutgoingLength(length);
+    }
+
+    // ---------------------------------------------------------------- OwnerPIN
+
+    private static Field triesLeft;
+
+    /**
+     * OwnerPIN.check: the try is spent before the comparison (as jcardsim's OwnerPIN and a
+     * real card do), and neither is part of a transaction (Java Card API, OwnerPIN.check).
+     * Two tear points: before anything, and with the try spent but no result yet.
+     */
+    public static boolean pinCheck(OwnerPIN pin, byte[] candidate, short offset, byte length) {
+        point("OwnerPIN.check before the try is spent");
+        if (nextPointTears() && pin.getTriesRemaining() > 0) {
+            byte[] tries = (byte[]) read(pinTriesField(), pin);
+            tries[0]--;
+        }
+        point("OwnerPIN.check with the try spent, before the comparison");
+        return pin.check(candidate, offset, length);
+    }
+
+    private static Field pinTriesField() {
+        if (triesLeft == null) {
+            try {
+                triesLeft = OwnerPIN.class.getDeclaredField("triesLeft");
+                triesLeft.setAccessible(true);
+            } catch (NoSuchFieldException e) {
+                throw new IllegalStateException("this jcardsim's OwnerPIN has no triesLeft field: update StrictCard", e);
+            }
+        }
+        return triesLeft;
+    }
+
+    public static void pinUpdate(OwnerPIN pin, byte[] value, short offset, byte length) {
+        framework(pin, "OwnerPIN.update", length + 2); // value, size, try counter
+        pin.update(value, offset, length);
+    }
+
+    public static void pinResetAndUnblock(OwnerPIN pin) {
+        framework(pin, "OwnerPIN.resetAndUnblock", 2);
+        pin.resetAndUnblock();
+    }
+
+    /**
+     * A write of `written` bytes inside a framework object: one tear point; in a transaction
+     * the object's image is journalled (how the host undoes it) and charged the bytes written
+     * (what a card journals: the old value of the component it overwrites, whatever
+     * jcardsim holds before).
+     */
+    private static void framework(Object target, String what, int written) {
+        ObjectImage image = inTransaction ? ObjectImage.capture(target, TRANSIENTS) : null;
+        int charge = written;
+        if (image != null) {
+            journalRoom(charge);
+        }
+        point(what);
+        if (image != null) {
+            JOURNAL.image(image, charge, profile);
+        }
+    }
+
+    // ---------------------------------------------------------------- keys
+
+    private static final Map<String, Method> METHODS = new ConcurrentHashMap<>();
+
+    private static Object invoke(Object target, String owner, String name, Class<?>[] types, Object... args) {
+        Method method = METHODS.computeIfAbsent(owner + "." + name + java.util.Arrays.toString(types), key -> {
+            try {
+                return Class.forName(owner.replace('/', '.')).getMethod(name, types);
+            } catch (ReflectiveOperationException e) {
+                throw new IllegalStateException("instrumentation: no method " + owner + "." + name, e);
+            }
+        });
+        try {
+            return method.invoke(target, args);
+        } catch (java.lang.reflect.InvocationTargetException e) {
+            Throwable cause = e.getCause();
+            if (cause instanceof RuntimeException) {
+                throw (RuntimeException) cause;
+            }
+            if (cause instanceof Error) {
+                throw (Error) cause;
+            }
+            throw new IllegalStateException(cause);
+        } catch (IllegalAccessException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** A key setter taking (byte[], short, short), e.g. RSAPublicKey.setModulus. */
+    public static void keySet(Object key, byte[] value, short offset, short length, String owner, String name) {
+        framework(key, owner + "." + name, length);
+        invoke(key, owner, name, new Class<?>[] {byte[].class, short.class, short.class}, value, offset, length);
+    }
+
+    /** A key setter taking (byte[], short), e.g. AESKey.setKey. */
+    public static void keySet(Object key, byte[] value, short offset, String owner, String name) {
+        framework(key, owner + "." + name, keyBytes(key));
+        invoke(key, owner, name, new Class<?>[] {byte[].class, short.class}, value, offset);
+    }
+
+    /** A key setter taking a short, e.g. ECKey.setK. */
+    public static void keySet(Object key, short value, String owner, String name) {
+        framework(key, owner + "." + name, 2);
+        invoke(key, owner, name, new Class<?>[] {short.class}, value);
+    }
+
+    /** Key.clearKey. */
+    public static void keySet(Object key, String owner, String name) {
+        framework(key, owner + "." + name, keyBytes(key));
+        invoke(key, owner, name, new Class<?>[0]);
+    }
+
+    /**
+     * KeyPair.genKeyPair writes two keys. Inside a transaction both are journalled. Outside,
+     * a tear can come before it, or after the public key is written and before the private
+     * key is (the mixture an applet must guard against), or not at all.
+     */
+    public static void genKeyPair(KeyPair pair) {
+        if (inTransaction) {
+            framework(pair, "KeyPair.genKeyPair", keyBytes(pair.getPublic()) + keyBytes(pair.getPrivate()));
+            pair.genKeyPair();
+            return;
+        }
+        point("KeyPair.genKeyPair before any key is written");
+        if (nextPointTears()) {
+            ObjectImage oldPrivate = ObjectImage.capture(pair.getPrivate(), TRANSIENTS);
+            pair.genKeyPair();
+            oldPrivate.restore();
+        }
+        point("KeyPair.genKeyPair with the public key written, the private key not");
+        pair.genKeyPair();
+    }
+
+    /** The bytes a key's components take (KeyBuilder sizes). */
+    private static int keyBytes(Object key) {
+        if (!(key instanceof Key)) {
+            return 0;
+        }
+        Key k = (Key) key;
+        return (int) keyBytes(k.getType(), k.getSize());
+    }
+
+    private static Object read(Field field, Object owner) {
+        try {
+            return field.get(owner);
+        } catch (IllegalAccessException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+}
