@@ -94,3 +94,26 @@ def test_reads_do_not_wait_for_the_writer(sqlite_ctx):
 
     asyncio.run(scenario())
     assert read_during_write == [len(_names(db)) - 1]  # the snapshot before the write
+
+
+def test_read_endpoints_answer_while_a_writer_holds_the_lock(sqlite_ctx, http, tokens):
+    """A burst of anonymous status polls or admin listings must not queue behind (or take)
+    the writer lock that payments commit under: they read a snapshot."""
+    from cardshield.server.users import create_user
+    create_user(sqlite_ctx.db, "reader-check")
+    admin = {"Authorization": "Bearer " + tokens["admin"]}
+    paths = ["/web/status?serial=" + "ab" * 8, "/v1/admin/users", "/v1/admin/users/reader-check",
+             "/v1/admin/clients", "/v1/admin/cards", "/v1/admin/cards/" + "0" * 20]
+    http.get("/v1/admin/clients", headers=admin)  # the admin token is cached before the hold
+    statuses: list[int] = []
+
+    def read_all() -> None:
+        statuses.extend(http.get(path, headers=admin).status_code for path in paths)
+
+    with sqlite_ctx.db.writer_lock:  # an open write transaction elsewhere
+        reader = threading.Thread(target=read_all, daemon=True)
+        reader.start()
+        reader.join(30)  # a read that took the writer lock would still be waiting here
+        answered = list(statuses)
+    reader.join(30)
+    assert answered == [200, 200, 200, 200, 200, 404], answered

@@ -146,7 +146,7 @@ def status(request: Request) -> JSONResponse:
     are the shop's own (its merchant client created them)."""
     wanted = _status_query(request)
     merchant_id = _merchant(request) if wanted["payment"] else None
-    with request.app.state.ctx.db.transaction() as session:
+    with request.app.state.ctx.db.read_session() as session:  # a read: never the writer lock
         certificates = session.scalars(select(Certificate).where(Certificate.serial_hex.in_(wanted["serial"]))
                                        .order_by(Certificate.issued_at.desc())).all() if wanted["serial"] else []
         payments = session.scalars(select(Payment).where(Payment.id.in_(wanted["payment"]),
