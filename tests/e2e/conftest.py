@@ -74,7 +74,9 @@ def deployment(issuer, tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an asyncio loop running in this thread while it
+# is open, and a later test's asyncio.run() would refuse to start under it.
+@pytest.fixture(scope="module")
 def browser_context(tmp_path_factory):
     sync_api = pytest.importorskip("playwright.sync_api")
     import os

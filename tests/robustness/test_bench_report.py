@@ -40,3 +40,48 @@ def test_modeled_card_time_per_profile():
     assert jcop.card_ms == 60.7 + 3 * 5
     text = render([payment], (1.5, 1.2, 2.0), None, [])
     assert "| sim | payment | 4 | 1,000 | 1,042 ms | 253 ms | 1.29 s | 20 ms |" in text
+
+
+def test_apdu_budgets_stated():
+    from cardshield.bench.card import ENROLLMENT_FLOW, PAYMENT_FLOW
+
+    flows = [Operation(ENROLLMENT_FLOW, Wire(11, 3500), Wire(21, 3600), Wire(11, 3500), [150.0]),
+             Operation(PAYMENT_FLOW, Wire(4, 774), Wire(6, 785), Wire(4, 774), [2.0])]
+    text = render(flows, (1.5, 1.2, 2.0), None, [])
+    assert "Budgets met. Enrollment: before attestation 9 APDUs, now **11** (at most 11 allowed)" in text
+    assert "Payment: before 4 APDUs, now **4** (not grown)" in text
+    flows[0] = Operation(ENROLLMENT_FLOW, Wire(12, 3500), Wire(22, 3600), Wire(12, 3500), [150.0])
+    assert "Budgets NOT met" in render(flows, (1.5, 1.2, 2.0), None, [])
+
+
+def test_attested_enrollment_and_payment_apdus_within_budget(tmp_path):
+    """Issue 12's budgets on an issued card with an attestation key, extended-length reader:
+    the enrollment the server drives (with ATTEST) needs at most 9 + 2 APDUs, a payment no
+    more than its 4. Counted once per flow on a virtual card of its own (no timed runs)."""
+    import dataclasses
+
+    import pytest
+
+    from cardshield.bench.card import (ENROLLMENT_APDUS_ALLOWED, ENROLLMENT_APDUS_BEFORE, ENROLLMENT_FLOW,
+                                       PAYMENT_APDUS_BEFORE, PAYMENT_FLOW, BenchIssuer, CardBench)
+    from cardshield.sim.applets import default_applets
+    from cardshield.sim.stack import VirtualCardStack
+
+    applets = default_applets()
+    if not applets:
+        pytest.skip("the CardShield applet is not built: no card to issue")
+    issuer = BenchIssuer(tmp_path / "issuer")
+    issuer.directory.mkdir()
+    with VirtualCardStack(tmp_path / "card", applets=issuer.applets(applets)) as stack:
+        bench = CardBench(stack.info.reader, stack.pristine, issuer, progress=lambda line: None)
+        try:
+            bench.prepare()
+            flows = {s.name: s for s in bench.scenarios() if s.name in (ENROLLMENT_FLOW, PAYMENT_FLOW)}
+            # the enrollment flow itself checks the ATTEST answer: signed by the card's
+            # attestation key, about slot 01, over the flow's challenge
+            enrollment, payment = (bench.measure(dataclasses.replace(flows[name], repeat=0))
+                                   for name in (ENROLLMENT_FLOW, PAYMENT_FLOW))
+        finally:
+            bench.close()
+    assert enrollment.extended.apdus <= ENROLLMENT_APDUS_BEFORE + ENROLLMENT_APDUS_ALLOWED
+    assert payment.extended.apdus <= PAYMENT_APDUS_BEFORE

@@ -58,8 +58,8 @@ ATTESTATION_CA_DIR = "attestation-ca"  # next to the script, as the script names
 
 
 def personalize_card(transport, directory: Path, card_id: bytes, store, server_key_pem: bytes,
-                     progress=None) -> Path:
-    """The issuer's secured personalization (PERSONALIZATION_STEPS, secrets from `store`)
+                     progress=None, steps: tuple[dict, ...] = PERSONALIZATION_STEPS) -> Path:
+    """The issuer's secured personalization (`steps`, by default PERSONALIZATION_STEPS, secrets from `store`)
     of the card instance at the default AID: the server's request key and the attestation
     CA (`directory`/attestation-ca) as the script names them, the attestation key certified
     by that CA, ISSUE. Returns the card records file (`directory`/cards.json) for the
@@ -70,7 +70,7 @@ def personalize_card(transport, directory: Path, card_id: bytes, store, server_k
 
     (directory / "server.pem").write_bytes(server_key_pem)
     script = directory / "card.yaml"
-    script.write_text(issuance_script(*PERSONALIZATION_STEPS))
+    script.write_text(issuance_script(*steps))
     bundle = compile_file(script, card_id, store)
     started = time.monotonic()
     report = Runner(transport, bundle, store=store, progress=progress or (lambda line: None)).run()

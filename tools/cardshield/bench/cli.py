@@ -29,14 +29,16 @@ def run_card_bench(output: Path, plots: bool = True) -> str:
     from cardshield.sim.applets import default_applets
     from cardshield.sim.stack import VirtualCardStack
 
-    from .card import CardBench
+    from .card import BenchIssuer, CardBench
     from .report import plot, render, rsa_sign_floor_ms, write_section
 
     paths.VAR_DIR.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-", dir=paths.VAR_DIR) as directory:
         _progress("bench card: starting a private virtual card")
-        with VirtualCardStack(Path(directory), applets=default_applets()) as stack:
-            bench = CardBench(stack.info.reader, stack.pristine, _progress)
+        issuer = BenchIssuer(Path(directory) / "issuer")
+        issuer.directory.mkdir()
+        with VirtualCardStack(Path(directory) / "card", applets=issuer.applets(default_applets())) as stack:
+            bench = CardBench(stack.info.reader, stack.pristine, issuer, _progress)
             try:
                 operations = bench.run()
                 buffer_size = _buffer_size(CardShield(bench.extended))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from cardshield.sim.profiles import CardProfile, available_profiles, load_profile
 
-from .card import PAYMENT_FLOW
+from .card import ENROLLMENT_FLOW, PAYMENT_FLOW
 
 BITS_PER_BYTE = 10  # ISO/IEC 7816-3 character: start bit, 8 data bits, parity; ~1 etu guard time
 
@@ -29,11 +29,11 @@ class FlowCost:
     signatures: int
 
 
-# Patent figure 5 on the card: one key generation; the pairwise consistency signature and the
-# proof of possession. Figure 6: one transaction signature (verifying the server's signature is
+# Patent figure 5 on the card: one key generation; the pairwise consistency signature, the
+# proof of possession and the attestation statement. Figure 6: one transaction signature (verifying the server's signature is
 # a public-key operation, counted in the per-APDU overhead).
 FLOWS = {
-    "flow: enrollment, card side (figure 5)": FlowCost("enrollment", keygens=1, signatures=2),
+    ENROLLMENT_FLOW: FlowCost("enrollment", keygens=1, signatures=3),
     PAYMENT_FLOW: FlowCost("payment", keygens=0, signatures=1),
 }
 

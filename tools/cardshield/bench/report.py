@@ -16,7 +16,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .card import PAYMENT_BYTES_GOAL, PAYMENT_FLOW, Exchange, Operation
+from .card import (ENROLLMENT_APDUS_ALLOWED, ENROLLMENT_APDUS_BEFORE, ENROLLMENT_FLOW, PAYMENT_APDUS_BEFORE,
+                   PAYMENT_BYTES_GOAL, PAYMENT_FLOW, Exchange, Operation)
 from .modeled import render_modeled
 
 # What each INS of the payment batch is, for the byte breakdown.
@@ -102,6 +103,7 @@ def render(operations: list[Operation], floor: tuple[float, float, float], buffe
            if buffer_size else "."),
         "",
     ]
+    lines += apdu_budgets(operations)
     payment = next((op for op in operations if op.name == PAYMENT_FLOW), None)
     if payment is not None:
         lines += payment_breakdown(payment, operations)
@@ -111,6 +113,31 @@ def render(operations: list[Operation], floor: tuple[float, float, float], buffe
     for plot in plots:
         lines += [f"![{Path(plot).stem}]({plot})", ""]
     return "\n".join(lines)
+
+
+def apdu_budgets(operations: list[Operation]) -> list[str]:
+    """Issue 12's APDU budgets for card attestation, extended-length reader."""
+    named = {o.name: o for o in operations}
+    enrollment, payment = named.get(ENROLLMENT_FLOW), named.get(PAYMENT_FLOW)
+    if enrollment is None or payment is None:
+        return []
+    allowed = ENROLLMENT_APDUS_BEFORE + ENROLLMENT_APDUS_ALLOWED
+    met = enrollment.extended.apdus <= allowed and payment.extended.apdus <= PAYMENT_APDUS_BEFORE
+    return [
+        "### APDU budgets of card attestation (extended-length reader)",
+        "",
+        f"Budgets {'met' if met else 'NOT met'}. Enrollment: before attestation {ENROLLMENT_APDUS_BEFORE} "
+        f"APDUs, now **{enrollment.extended.apdus}** (at most {allowed} allowed): the server's three batches "
+        "on a card with an attestation key, SELECT applet, VERIFY, GENERATE | READ PUBLIC KEY, VERIFY, "
+        "PROVE POSSESSION, ATTEST over the same 32-byte challenge | VERIFY, PUT DATA, SELECT EF, READ "
+        "BINARY; of the new ones, ATTEST is the attestation's and SELECT applet opens the server's first "
+        "batch (the count before left it out). "
+        f"Payment: before {PAYMENT_APDUS_BEFORE} APDUs, now **{payment.extended.apdus}** "
+        f"({'not grown' if payment.extended.apdus <= PAYMENT_APDUS_BEFORE else 'grown'}). "
+        "The terminal's PIN is counted as one VERIFY per command that needs it "
+        "(tests/robustness/test_bench_report.py checks both counts on an issued card).",
+        "",
+    ]
 
 
 def payment_breakdown(op: Operation, operations: list[Operation]) -> list[str]:

@@ -14,6 +14,7 @@ from cardshield.card.apdu import ResponseAPDU
 from cardshield.card.errors import CardError
 from cardshield.card.transport import Transport
 from cardshield.protocol import commands, keys, tlv
+from cardshield.protocol.attestation import attest_command
 from cardshield.protocol.command import Command
 from cardshield.protocol.constants import (APPLET_AID, Algorithm, AlgorithmSupport, CardFlags, Padding, SlotPolicy,
                                            Template)
@@ -128,6 +129,11 @@ class CardShield:
 
     def prove_possession(self, slot: int, challenge: bytes) -> bytes:
         return self._send(commands.prove_possession(slot, challenge))
+
+    def attest(self, slot: int, challenge: bytes) -> bytes:
+        """ATTEST: the statement about the slot's key signed by the card's attestation key,
+        statement || 9E signature (cardshield.protocol.attestation parses it)."""
+        return self._send(attest_command(slot, challenge))
 
     def decipher(self, cryptogram: bytes, padding: Padding = Padding.PKCS1_V15) -> bytes:
         return self._send(commands.decipher(cryptogram, padding))
