@@ -77,7 +77,10 @@ def card_stack(request, real_reader, tmp_path_factory, probe_applet):
     from applet_instances import parameterized_instances  # the applet again, with install tag 80
     from perso.instance import keyed_instances  # the applet again, with a personalization key set
 
-    applets = default_applets()
+    from cardshield.sim.profiles import load_profile
+
+    profile = load_profile(request.config.getoption("--card-profile"))
+    applets = default_applets(profile.applet_variant)  # a profile without javacardx.apdu takes the SIM build
     stack = VirtualCardStack(tmp_path_factory.mktemp("sim"), applets=[
         *applets, *keyed_instances(applets), *parameterized_instances(applets), probe_applet],
         profile=request.config.getoption("--card-profile"))

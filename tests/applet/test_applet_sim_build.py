@@ -9,8 +9,11 @@ and READ PUBLIC KEY (265 bytes: GET RESPONSE); SIGN TRANSACTION with the server'
 signature (chained) verified with pyca/cryptography, counter included; a 1.5 kB
 certificate written by chained PUT DATA and read back by READ BINARY; COMPUTE DIGITAL
 SIGNATURE and DECIPHER (257 bytes of data) on slot 02; and an extended APDU refused.
-Not covered: T=0 itself (the virtual card speaks T=1; the strict card's SIM profile adds
-T=0), and the rest of the applet suite, which runs on the default build.
+The card is the strict SIM profile (tools/cardshield/sim/profiles/sim.toml): T=0, short
+APDUs only, no javacardx.apdu for the applet's classes, a 512-byte commit buffer, 32 kB of
+persistent memory; so the SIM build is shown to link and work where the default build is
+refused at load (test_the_default_build_is_refused_on_a_card_without_javacardx_apdu).
+Not covered: the rest of the applet suite, which runs on the default build.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def sim_build_card(real_reader, tmp_path_factory):
     from cardshield.sim.stack import VirtualCardStack
 
     server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    with VirtualCardStack(tmp_path_factory.mktemp("sim-build"), applets=default_applets(SIM)) as stack:
+    with VirtualCardStack(tmp_path_factory.mktemp("sim-build"), applets=default_applets(SIM), profile="sim") as stack:
         with Transport(stack.info.reader, extended_length=False) as transport:
             card = CardShield(transport)
             card.personalize_development_card(
@@ -102,5 +105,30 @@ def test_the_sim_build_signs_hashes_and_deciphers_on_slot_02(sim_build_card):
 def test_the_sim_build_refuses_an_extended_apdu(sim_build_card):
     card, _, _ = sim_build_card
     card.select()
-    answer = exchange(card.transport, "00 47 81 01 00 01 09")  # READ PUBLIC KEY, extended Le
+    # READ PUBLIC KEY with an extended Le, sent as is (the client would refuse to on T=0)
+    answer = card.transport.exchange_raw(bytes.fromhex("00 47 81 01 00 01 09"))
     assert answer.sw == 0x6700 and answer.data == b""
+
+
+def test_the_default_build_is_refused_on_a_card_without_javacardx_apdu(real_reader, tmp_path):
+    """Like a SIM card's link-time failure: the default build (ExtendedLength) does not load."""
+    if real_reader is not None:
+        pytest.skip("the profiles are the virtual card's")
+    from cardshield.build.variants import DEFAULT
+    from cardshield.sim.applets import default_applets
+    from cardshield.sim.stack import SimError, VirtualCardStack
+
+    stack = VirtualCardStack(tmp_path / "default-on-sim", applets=default_applets(DEFAULT), profile="sim")
+    with pytest.raises(SimError) as refused:
+        stack.start()
+    message = str(refused.value)
+    assert "javacardx.apdu.ExtendedLength" in message and "has no javacardx.apdu" in message
+    assert "applet/variants/sim" in message
+
+
+def test_the_sim_profile_takes_the_sim_build():
+    from cardshield.build.variants import DEFAULT, SIM
+    from cardshield.sim.profiles import load_profile
+
+    assert load_profile("sim").applet_variant == SIM
+    assert load_profile("jcop4").applet_variant == DEFAULT and load_profile("lenient").applet_variant == DEFAULT

@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from cardshield.build.variants import SIM
 from cardshield.card.apdu import CommandAPDU
 from cardshield.card.client import CardShield
 from cardshield.card.transport import Transport
@@ -50,7 +51,9 @@ def _stack(tmp_path, profile, applets=None):
     from cardshield.sim.applets import default_applets
     from cardshield.sim.stack import VirtualCardStack
 
-    return VirtualCardStack(tmp_path, applets=applets if applets is not None else default_applets(), profile=profile)
+    if applets is None:  # the build the profile links: the SIM build where javacardx.apdu is absent
+        applets = default_applets(load_profile(profile).applet_variant)
+    return VirtualCardStack(tmp_path, applets=applets, profile=profile)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +100,7 @@ def test_allocation_beyond_the_eeprom_is_refused(tmp_path, real_reader):
     if real_reader is not None:
         pytest.skip("profiles are the virtual card's")
     applets = [dataclasses.replace(a, parameters=tlv.encode(0x80, (16384).to_bytes(2, "big")))
-               for a in default_applets()]
+               for a in default_applets(SIM)]
     with pytest.raises(SimError, match="NO_RESOURCE: persistent memory: .* bytes asked") as refused:
         with _stack(tmp_path, "sim", applets):
             pass
@@ -161,7 +164,7 @@ def test_secured_personalization_fits_a_small_commit_buffer(tmp_path, real_reade
     if real_reader is not None:
         pytest.skip("profiles are the virtual card's")
     server = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    applets = default_applets()
+    applets = default_applets(SIM)
     with _stack(tmp_path, "sim", keyed_instances(applets)) as stack:  # two instances exceed its 32 kB
         with Transport(stack.info.reader, extended_length=False) as transport:
             card = CardShield(transport, aid=KEYED_AID)

@@ -490,6 +490,125 @@ def test_secured_personalization(strict_card, server_key):
         card.transport.close()
 
 
+def read_attestation_certificate(card: CardShield) -> bytes | None:
+    """EF C1 0A whole, checked against its FCP (size and the SHA-256 the card keeps with it);
+    None if the card holds none."""
+    import hashlib
+
+    from cardshield.protocol import parse_certificate_fcp
+
+    selected = card.transport.transmit(commands.select_attestation_certificate(fcp=True).apdu())
+    if selected.sw == 0x6A82:
+        return None
+    assert selected.sw == 0x9000, f"SELECT C1 0A: {selected.sw:04X}"
+    fcp = parse_certificate_fcp(selected.data)
+    content = b""
+    while len(content) < fcp.size:
+        answer = card.transport.transmit(commands.read_binary(len(content)).apdu())
+        assert answer.sw == 0x9000 and answer.data, f"READ BINARY at {len(content)}: {answer.sw:04X}"
+        content += answer.data
+    assert fcp.sha256 == hashlib.sha256(content).digest(), "the certificate's SHA-256 is not its content's"
+    return content
+
+
+def test_attestation_certificate_write(strict_card, server_key):
+    """PERSONALIZE P1=06 replacing the attestation certificate (old one written whole, the new
+    one in secured parts), torn at every point of every part: the card holds the old
+    certificate or the new one, never a mixture, its channel counter agrees, and resuming
+    (the new certificate written again, ISSUE) gives a card that pays and whose ATTEST
+    signature verifies with the key of the certificate it holds."""
+    from cryptography import x509
+
+    from cardshield.perso import secure_messaging as sm
+    from cardshield.perso.runner import read_card_state
+    from cardshield.protocol.attestation import attest_command, parse_attest_response
+    from cardshield.protocol.keys import parse_public_key
+    from perso.instance import KEYED_AID, card_keys
+
+    transport = Transport(strict_card.info.reader, extended_length=False)
+    transport.connect()
+    _STACKS[id(transport)] = strict_card
+    card = CardShield(transport, aid=KEYED_AID)
+    ca = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    steps = perso_steps(server_key, wrap=lambda command, counter: sm.wrap(card_keys(), command, counter))
+    before_key, key_step = steps[:4], steps[4]  # PIN, PUK, server key, slot 1 | attestation key (counter 5)
+    report = REPORTS.setdefault("attestation certificate", TearReport("attestation certificate"))
+
+    def secured(parts, first_counter: int) -> list[list[CommandAPDU]]:
+        return [short_apdus(sm.wrap(card_keys(), part, first_counter + n).apdu()) for n, part in enumerate(parts)]
+
+    def fresh():
+        """A card personalized up to its attestation key, holding the old certificate; the
+        new certificate's secured parts (counters after the old one's); the last counter used."""
+        strict_card.pristine()
+        card.transport.reconnect("reset")
+        card.select()
+        for step in before_key:
+            send_all(card, step.apdus)
+        answer = card.transport.transmit(key_step.apdus[0])
+        assert answer.sw == 0x9000 and len(key_step.apdus) == 1, f"attestation key: {answer.sw:04X}"
+        attestation_key = parse_public_key(answer.data[:-8])  # 7F49 || receipt
+        old = certificate(attestation_key, ca, 1)  # 678 bytes; the new one 741: four parts each
+        new = certificate(attestation_key, ca, 2, size_hint=40)
+        old_parts = commands.personalize_attestation_certificate(old)
+        for part in secured(old_parts, 6):
+            send_all(card, part)
+        new_counter = 6 + len(old_parts)
+        return old, new, secured(commands.personalize_attestation_certificate(new), new_counter), new_counter - 1
+
+    def check(old: bytes, new: bytes, part: int, parts: int, counter_before: int) -> None:
+        """counter_before: the channel's counter before the torn part."""
+        stored = read_attestation_certificate(card)
+        assert stored in (old, new), "the attestation certificate is neither the old nor the new one"
+        assert stored == old or part == parts - 1, "the certificate changed before its last part"
+        counter = read_card_state(card.transport, KEYED_AID).counter
+        assert counter in (counter_before, counter_before + 1), f"counter {counter_before} -> {counter}"
+        if part == parts - 1:  # the swap and the counter move in one transaction
+            assert counter == counter_before + (stored == new), f"counter {counter}, new certificate: {stored == new}"
+        if stored != new:  # resume: the whole new certificate again (P2=00 restarts the write)
+            for apdus in secured(commands.personalize_attestation_certificate(new), counter + 1):
+                send_all(card, apdus)
+                counter += 1
+            assert read_attestation_certificate(card) == new
+        send_all(card, secured([commands.issue()], counter + 1)[0])
+        card.select()
+        card.verify_pin(PIN)
+        card.generate_key(1)
+        pay(card)
+        challenge = os.urandom(32)
+        answer = card.transport.transmit(attest_command(1, challenge).apdu())
+        assert answer.sw == 0x9000, f"ATTEST: {answer.sw:04X}"
+        statement, signature = parse_attest_response(answer.data)
+        assert statement.challenge == challenge
+        certified = x509.load_der_x509_certificate(new).public_key()
+        certified.verify(signature, statement.signed_data(), padding.PKCS1v15(), hashes.SHA256())
+
+    started = time.monotonic()
+    try:
+        _, _, new_parts, counter = fresh()
+        counts = [send_all(card, apdus, report) for apdus in new_parts]
+        report.tear_points += sum(map(sum, counts))
+        for part, piece_counts in enumerate(counts):
+            for piece, count in enumerate(piece_counts):
+                for point in range(1, count + 1):
+                    old, new, new_parts, counter = fresh()
+                    for apdus in new_parts[:part]:
+                        send_all(card, apdus)
+                    send_all(card, new_parts[part][:piece])
+                    where = f"part {part + 1}/{len(new_parts)} APDU {piece + 1} point {point}/{count}"
+                    try:
+                        torn_transmit(card, new_parts[part][piece], point)
+                        check(old, new, part, len(new_parts), counter + part)
+                        report.covered += 1
+                    except (AssertionError, CardError) as failure:
+                        report.failures.append(f"{where}: {failure}")
+    finally:
+        report.seconds += time.monotonic() - started
+        card.transport.close()
+    assert len(counts) > 1, "the new certificate must take several parts"
+    assert_clean(report)
+
+
 # -- the control itself -------------------------------------------------------------------
 
 def test_an_armed_tear_beyond_the_command_is_reported_not_carried_over(plain_card, strict_card):

@@ -30,13 +30,15 @@ def run_campaign(cases: int, seed: int, only: int | None = None, sign_every: int
     """Start a private virtual card stack, run the campaign, stop the stack; the Report."""
     from cardshield.card.transport import Transport
     from cardshield.sim.applets import default_applets
+    from cardshield.sim.profiles import load_profile
     from cardshield.sim.stack import VirtualCardStack
 
     from .runner import Campaign
 
     paths.VAR_DIR.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="fuzz-", dir=paths.VAR_DIR) as directory:
-        with VirtualCardStack(Path(directory), applets=default_applets(), profile=profile) as stack:
+        with VirtualCardStack(Path(directory), applets=default_applets(load_profile(profile).applet_variant),
+                               profile=profile) as stack:
             with Transport(stack.info.reader) as transport:
                 campaign = Campaign(transport, stack.pristine, seed, progress=progress, sign_every=sign_every)
                 return campaign.run(cases, only)

@@ -49,7 +49,7 @@ def _run(args) -> int:
         raise SimError(f"--profile applies to start; the running card keeps its profile ({args.action} takes none)")
     if args.action == "start":
         profile = load_profile(args.profile or DEFAULT_PROFILE)
-        stack = VirtualCardStack(args.dir, applets=default_applets(), pcscd_debug=args.pcscd_debug, detached=True,
+        stack = VirtualCardStack(args.dir, applets=default_applets(profile.applet_variant), pcscd_debug=args.pcscd_debug, detached=True,
                                  isd_profile=args.isd, profile=profile.name)
         info = stack.start()
         print(f"virtual card ready in {info.started_in_seconds} s, reader {info.reader!r}, ISD profile {args.isd}, "

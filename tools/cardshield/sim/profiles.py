@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cardshield.build.variants import DEFAULT, SIM, AppletVariant
 from cardshield.errors import UserError
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
@@ -47,6 +48,11 @@ class CardProfile:
     sources: dict[str, str] = field(default_factory=dict)
     timing: CardTiming | None = None
 
+    @property
+    def applet_variant(self) -> AppletVariant:
+        """The applet build this card takes: without javacardx.apdu only the SIM build links."""
+        return DEFAULT if self.javacardx_apdu else SIM
+
     def card_properties(self) -> list[str]:
         """The profile.* lines of card.properties the host reads (CardProfile.java)."""
         return [
@@ -59,6 +65,7 @@ class CardProfile:
             f"profile.eeprom.page.bytes={self.eeprom_page_bytes}",
             f"profile.object.header.bytes={self.object_header_bytes}",
             f"profile.protocol={self.protocol}",
+            f"profile.javacardx.apdu={'true' if self.javacardx_apdu else 'false'}",
         ]
 
 

@@ -57,7 +57,7 @@ public final class AppletRuntime implements ApduHandler {
         StrictCard.configure(profile);
         StrictCard.wipe();
         ClassLoader host = AppletRuntime.class.getClassLoader();
-        this.appletLoader = strict ? new InstrumentingClassLoader(host, appletPackages(registry)) : null;
+        this.appletLoader = strict ? new InstrumentingClassLoader(host, appletPackages(registry), profile) : null;
         // APDU.getProtocol() says what the ATR announces: T=1 with extended APDUs, or T=0 on a
         // T=0 profile (where an applet must not read incoming data of a case-2 command,
         // P3 being Le there, and a case-4 command reaches it without Le: T0Card)

@@ -24,6 +24,8 @@ public final class CardProfile {
     public final int objectHeaderBytes;
     /** The card speaks T=0 only: short APDUs, case 4 by 61xx and GET RESPONSE, getProtocol T=0. */
     public final boolean t0;
+    /** The optional package javacardx.apdu (ExtendedLength) is on the card; many SIM cards lack it. */
+    public final boolean javacardxApdu;
 
     private CardProfile(Properties p) {
         name = p.getProperty("profile.name", "lenient").trim();
@@ -34,6 +36,7 @@ public final class CardProfile {
         pageBytes = Math.max(1, number(p, "profile.eeprom.page.bytes", 64));
         objectHeaderBytes = number(p, "profile.object.header.bytes", 0);
         t0 = "T=0".equals(p.getProperty("profile.protocol", "T=1").trim());
+        javacardxApdu = !"false".equals(p.getProperty("profile.javacardx.apdu", "true").trim());
     }
 
     public static CardProfile from(Properties config) {
