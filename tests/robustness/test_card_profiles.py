@@ -18,7 +18,8 @@ from cardshield.card.apdu import CommandAPDU
 from cardshield.card.client import CardShield
 from cardshield.card.transport import Transport
 from cardshield.protocol import commands, encode_rsa_public_key, tlv
-from cardshield.protocol.constants import Algorithm, SlotPolicy
+from cardshield.card.errors import CardError
+from cardshield.protocol.constants import Algorithm, AlgorithmSupport, SlotPolicy
 from cardshield.sim.profiles import ProfileError, available_profiles, load_profile
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
@@ -80,15 +81,37 @@ def test_available_memory_is_truthful_no_growth_after_100_key_regenerations(sim_
     assert before_perso < 32767, "the SIM profile's EEPROM must keep getAvailableMemory exact"
     server = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(server.public_key()),
-                                      slots={2: (Algorithm.EC_P256, SlotPolicy(0))})
+                                      slots={2: (Algorithm.RSA_2048, SlotPolicy(0))})
     configured = card.select().memory.persistent
     assert configured < before_perso, "configuring a slot allocates its key objects: the card must say so"
-    for _ in range(100):  # P-256 keys: fast; the applet allocates key objects once per slot life
+    for _ in range(100):  # RSA-2048 (the SIM profile has no EC): the applet allocates key objects once per slot life
         card.verify_pin(PIN)
         card.generate_key(2)
     card.verify_pin(PIN)
     card.generate_key(1)
     assert card.select().memory.persistent == configured, "key regeneration grew the EEPROM use"
+
+
+def test_the_applet_sees_exactly_the_sim_profiles_algorithms(sim_card):
+    """The install-time probe (FCI tag 82) reports what the profile lists, no more: jcardsim
+    implements EC, OAEP and RSA-4096, the SIM-like card does not."""
+    stack, card = sim_card
+    _fresh(stack, card)
+    profile = load_profile("sim")
+    expected = AlgorithmSupport.RSA_2048
+    assert not profile.has("KeyBuilder.TYPE_EC_FP_PRIVATE") and not profile.has("Cipher.ALG_RSA_PKCS1_OAEP")
+    assert not profile.has("KeyBuilder.TYPE_RSA_CRT_PRIVATE", 3072)
+    assert card.select().algorithms == expected
+
+
+def test_an_algorithm_the_profile_lacks_is_refused_at_slot_configuration(sim_card):
+    stack, card = sim_card
+    _fresh(stack, card)
+    server = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(CardError) as refused:
+        card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(server.public_key()),
+                                          slots={2: (Algorithm.EC_P256, SlotPolicy(0))})
+    assert refused.value.sw == 0x6A81, f"{refused.value.sw:04X}"
 
 
 def test_allocation_beyond_the_eeprom_is_refused(tmp_path, real_reader):

@@ -30,6 +30,19 @@ class CardTiming:
 
 
 @dataclass(frozen=True)
+class ProfileAlgorithm:
+    """One algorithm the card has, as its Java Card API constant ("Cipher.ALG_RSA_NOPAD",
+    "KeyBuilder.TYPE_RSA_CRT_PRIVATE" with its key sizes), and the public source saying so."""
+
+    api: str
+    source: str
+    bits: tuple[int, ...] = ()
+
+    def property_entry(self) -> str:
+        return f"{self.api}/{'+'.join(map(str, self.bits))}" if self.bits else self.api
+
+
+@dataclass(frozen=True)
 class CardProfile:
     name: str
     description: str
@@ -44,7 +57,7 @@ class CardProfile:
     protocol: str
     extended_length: bool
     javacardx_apdu: bool
-    algorithms: tuple[str, ...]
+    algorithms: tuple[ProfileAlgorithm, ...]
     sources: dict[str, str] = field(default_factory=dict)
     timing: CardTiming | None = None
 
@@ -66,7 +79,13 @@ class CardProfile:
             f"profile.object.header.bytes={self.object_header_bytes}",
             f"profile.protocol={self.protocol}",
             f"profile.javacardx.apdu={'true' if self.javacardx_apdu else 'false'}",
+            f"profile.apdu.buffer.bytes={self.apdu_buffer_bytes}",
+            "profile.algorithms=" + ",".join(a.property_entry() for a in self.algorithms),
         ]
+
+    def has(self, api: str, bits: int | None = None) -> bool:
+        """Whether the card has this API constant (and key size): "Signature.ALG_ECDSA_SHA_256"."""
+        return any(a.api == api and (bits is None or bits in a.bits) for a in self.algorithms)
 
 
 def profile_argument(name: str) -> str:
@@ -97,13 +116,19 @@ def load_profile(name: str) -> CardProfile:
             eeprom_page_bytes=int(data["eeprom_page_bytes"]), object_header_bytes=int(data["object_header_bytes"]),
             apdu_buffer_bytes=int(data["apdu_buffer_bytes"]), protocol=data["protocol"],
             extended_length=bool(data["extended_length"]), javacardx_apdu=bool(data["javacardx_apdu"]),
-            algorithms=tuple(data["algorithms"]), sources=dict(data.get("sources", {})),
+            algorithms=tuple(ProfileAlgorithm(api=a["api"], source=a["source"], bits=tuple(a.get("bits", ())))
+                             for a in data["algorithms"]),
+            sources=dict(data.get("sources", {})),
             timing=CardTiming(**data["timing"]) if "timing" in data else None,
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ProfileError(f"{path}: missing or malformed value ({error}); compare with lenient.toml") from None
     if profile.name != name:
         raise ProfileError(f"{path} names itself {profile.name!r}; the file name and its name must agree")
+    for algorithm in profile.algorithms:
+        if algorithm.api.startswith("KeyBuilder.") != bool(algorithm.bits):
+            raise ProfileError(f"{path}: algorithm {algorithm.api}: key types (KeyBuilder.TYPE_*) take bits, "
+                               "engines (Signature., Cipher., MessageDigest., RandomData.) do not")
     if profile.protocol not in ("T=0", "T=1"):
         raise ProfileError(f"{path}: protocol must be T=0 or T=1, not {profile.protocol!r}")
     return profile

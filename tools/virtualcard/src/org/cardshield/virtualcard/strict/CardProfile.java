@@ -5,8 +5,7 @@ import java.util.Properties;
 /**
  * The limits of the emulated card, from the profile file the harness chose
  * (tools/cardshield/sim/profiles/NAME.toml, copied into card.properties as profile.*).
- * Only what the host enforces is here; the profile file names the rest (protocol,
- * algorithms) and says where every value comes from.
+ * Only what the host enforces is here; the profile file says where every value comes from.
  */
 public final class CardProfile {
     public final String name;
@@ -26,6 +25,10 @@ public final class CardProfile {
     public final boolean t0;
     /** The optional package javacardx.apdu (ExtendedLength) is on the card; many SIM cards lack it. */
     public final boolean javacardxApdu;
+    /** The algorithms and key sizes the card has (profile.algorithms); the rest is NO_SUCH_ALGORITHM. */
+    final CardAlgorithms algorithms;
+    /** APDU.getBuffer()'s length: applet writes past it fail as on the card. */
+    public final int apduBufferBytes;
 
     private CardProfile(Properties p) {
         name = p.getProperty("profile.name", "lenient").trim();
@@ -37,6 +40,8 @@ public final class CardProfile {
         objectHeaderBytes = number(p, "profile.object.header.bytes", 0);
         t0 = "T=0".equals(p.getProperty("profile.protocol", "T=1").trim());
         javacardxApdu = !"false".equals(p.getProperty("profile.javacardx.apdu", "true").trim());
+        algorithms = CardAlgorithms.parse(p.getProperty("profile.algorithms"));
+        apduBufferBytes = number(p, "profile.apdu.buffer.bytes", Integer.MAX_VALUE);
     }
 
     public static CardProfile from(Properties config) {

@@ -1,7 +1,9 @@
 package org.cardshield.virtualcard.strict;
 
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.HashSet;
+import java.util.Map;
 import java.util.Set;
 import org.objectweb.asm.ClassReader;
 import org.objectweb.asm.ClassVisitor;
@@ -23,7 +25,9 @@ import org.objectweb.asm.Type;
  * <li>BASTORE, SASTORE, CASTORE, IASTORE, AASTORE (not in static initializers):
  * StrictCard.bastore ... aastore, which store;</li>
  * <li>Util.arrayCopy, arrayCopyNonAtomic, arrayFillNonAtomic, setShort; JCSystem transaction,
- * commit capacity, transient array and available memory calls; KeyBuilder.buildKey;
+ * commit capacity, transient array and available memory calls; KeyBuilder.buildKey and the
+ * getInstance(byte[, boolean]) of Signature, Cipher, MessageDigest and RandomData (the
+ * profile's algorithms); new KeyPair(byte, short) checked before its constructor;
  * APDU.getBuffer and setOutgoingLength; OwnerPIN.check, update, resetAndUnblock; KeyPair.genKeyPair; the set* and
  * clearKey methods of the javacard.security and javacardx.crypto key interfaces:
  * the StrictCard method of the same purpose;</li>
@@ -39,6 +43,16 @@ final class Instrumenter {
             "makeTransientObjectArray", "getAvailableMemory"));
     private static final Set<String> UTIL = new HashSet<>(Arrays.asList("arrayCopy", "arrayCopyNonAtomic",
             "arrayFillNonAtomic", "setShort"));
+
+    /** getInstance(byte, boolean) / getInstance(byte) of the crypto engines: StrictCard's method checking the profile. */
+    private static final Map<String, String> INSTANCES = new HashMap<>();
+
+    static {
+        INSTANCES.put("javacard/security/Signature", "signatureInstance");
+        INSTANCES.put("javacardx/crypto/Cipher", "cipherInstance");
+        INSTANCES.put("javacard/security/MessageDigest", "messageDigestInstance");
+        INSTANCES.put("javacard/security/RandomData", "randomDataInstance");
+    }
 
     private Instrumenter() {
     }
@@ -159,6 +173,17 @@ final class Instrumenter {
                             && name.equals("buildKey") && descriptor.equals("(BSZ)Ljavacard/security/Key;")) {
                 super.visitMethodInsn(Opcodes.INVOKESTATIC, RUNTIME, name, descriptor, false);
                 return;
+            }
+            String instance = opcode == Opcodes.INVOKESTATIC && name.equals("getInstance") ? INSTANCES.get(owner) : null;
+            if (instance != null && (descriptor.startsWith("(BZ)") || descriptor.startsWith("(B)"))) {
+                super.visitMethodInsn(Opcodes.INVOKESTATIC, RUNTIME, instance, descriptor, false);
+                return;
+            }
+            if (opcode == Opcodes.INVOKESPECIAL && owner.equals("javacard/security/KeyPair") && name.equals("<init>")
+                    && descriptor.equals("(BS)V")) {
+                // [.., pair, pair, alg, bits] -> check (alg, bits) -> the constructor
+                super.visitInsn(Opcodes.DUP2);
+                super.visitMethodInsn(Opcodes.INVOKESTATIC, RUNTIME, "keyPairAlgorithm", "(BS)V", false);
             }
             if (opcode == Opcodes.INVOKEVIRTUAL && receiverCall(owner, name, descriptor)) {
                 return;

@@ -320,10 +320,38 @@ public final class StrictCard {
         });
     }
 
+    // ---------------------------------------------------------------- algorithms of the profile
+
     public static Key buildKey(byte type, short bits, boolean externalAccess) {
+        profile.algorithms.requireKey(type, bits);
         Key key = KeyBuilder.buildKey(type, bits, externalAccess);
         reservePersistent(keyBytes(type, bits));
         return key;
+    }
+
+    public static javacard.security.Signature signatureInstance(byte algorithm, boolean externalAccess) {
+        profile.algorithms.requireInstance(javacard.security.Signature.class, algorithm);
+        return javacard.security.Signature.getInstance(algorithm, externalAccess);
+    }
+
+    public static javacardx.crypto.Cipher cipherInstance(byte algorithm, boolean externalAccess) {
+        profile.algorithms.requireInstance(javacardx.crypto.Cipher.class, algorithm);
+        return javacardx.crypto.Cipher.getInstance(algorithm, externalAccess);
+    }
+
+    public static javacard.security.MessageDigest messageDigestInstance(byte algorithm, boolean externalAccess) {
+        profile.algorithms.requireInstance(javacard.security.MessageDigest.class, algorithm);
+        return javacard.security.MessageDigest.getInstance(algorithm, externalAccess);
+    }
+
+    public static javacard.security.RandomData randomDataInstance(byte algorithm) {
+        profile.algorithms.requireInstance(javacard.security.RandomData.class, algorithm);
+        return javacard.security.RandomData.getInstance(algorithm);
+    }
+
+    /** Before the constructor new KeyPair(algorithm, bits) runs: the card must have its key types. */
+    public static void keyPairAlgorithm(byte algorithm, short bits) {
+        profile.algorithms.requireKeyPair(algorithm, bits);
     }
 
     /** The persistent bytes a key of this type keeps: its components. */
