@@ -447,7 +447,7 @@ public final class StrictCard {
         if (array == null) {
             throw new NullPointerException();
         }
-        if (index < 0 || index >= java.lang.reflect.Array.getLength(array)) {
+        if (index < 0 || index >= length(array)) {
             throw new ArrayIndexOutOfBoundsException(index);
         }
     }
@@ -503,9 +503,20 @@ public final class StrictCard {
         if (array == null) {
             throw new NullPointerException();
         }
-        if (offset < 0 || length < 0 || offset + length > array.length) {
+        if (offset < 0 || length < 0 || offset + length > length(array)) {
             throw new ArrayIndexOutOfBoundsException();
         }
+    }
+
+    /**
+     * An array's length as the card sees it: the APDU buffer is the profile's size (jcardsim's
+     * is larger), so an applet that reads or writes past it fails as on the card.
+     */
+    private static int length(Object array) {
+        if (array == apduBufferArray) {
+            return Math.min(profile.apduBufferBytes, apduBufferArray.length);
+        }
+        return java.lang.reflect.Array.getLength(array);
     }
 
     /** Atomic as a whole outside a transaction, journalled inside one (Util.arrayCopy). */
@@ -564,9 +575,18 @@ public final class StrictCard {
 
     // ---------------------------------------------------------------- APDU buffer
 
-    /** The APDU buffer is a global transient array: writes to it are neither tears nor journalled. */
+    /** jcardsim's APDU buffer, as getBuffer last returned it (its length is not the card's). */
+    private static byte[] apduBufferArray;
+
+    /**
+     * The APDU buffer is a global transient array: writes to it are neither tears nor
+     * journalled. Its size is the profile's (apdu_buffer_bytes): instrumented stores, copies
+     * and fills past it throw ArrayIndexOutOfBoundsException. Plain reads (BALOAD) and .length
+     * still see jcardsim's larger array.
+     */
     public static byte[] apduBuffer(APDU apdu) {
-        return registered(apdu.getBuffer());
+        apduBufferArray = registered(apdu.getBuffer());
+        return apduBufferArray;
     }
 
     /**
