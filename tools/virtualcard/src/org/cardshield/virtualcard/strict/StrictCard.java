@@ -503,14 +503,22 @@ public final class StrictCard {
         if (array == null) {
             throw new NullPointerException();
         }
-        if (offset < 0 || length < 0 || offset + length > length(array)) {
+        if (offset < 0 || length < 0 || offset + length > array.length) {
+            throw new ArrayIndexOutOfBoundsException();
+        }
+    }
+
+    /** checkRange for a write: into the APDU buffer, only within the profile's size. */
+    private static void checkWriteRange(byte[] array, short offset, short length) {
+        checkRange(array, offset, length);
+        if (offset + length > length(array)) {
             throw new ArrayIndexOutOfBoundsException();
         }
     }
 
     /**
-     * An array's length as the card sees it: the APDU buffer is the profile's size (jcardsim's
-     * is larger), so an applet that reads or writes past it fails as on the card.
+     * An array's length as the card's stores see it: the APDU buffer is the profile's size
+     * (jcardsim's is larger), so an applet that writes past it fails as on the card.
      */
     private static int length(Object array) {
         if (array == apduBufferArray) {
@@ -522,7 +530,7 @@ public final class StrictCard {
     /** Atomic as a whole outside a transaction, journalled inside one (Util.arrayCopy). */
     public static short arrayCopy(byte[] src, short srcOff, byte[] dest, short destOff, short length) {
         checkRange(src, srcOff, length);
-        checkRange(dest, destOff, length);
+        checkWriteRange(dest, destOff, length);
         if (persistent(dest) && length > 0) {
             atomicWrite(dest, destOff, length, "Util.arrayCopy " + length + " bytes");
         }
@@ -533,7 +541,7 @@ public final class StrictCard {
     /** Not journalled even inside a transaction; a tear can land between two pages. */
     public static short arrayCopyNonAtomic(byte[] src, short srcOff, byte[] dest, short destOff, short length) {
         checkRange(src, srcOff, length);
-        checkRange(dest, destOff, length);
+        checkWriteRange(dest, destOff, length);
         if (!persistent(dest)) {
             System.arraycopy(src, srcOff, dest, destOff, length);
             return (short) (destOff + length);
@@ -551,7 +559,7 @@ public final class StrictCard {
     }
 
     public static short arrayFillNonAtomic(byte[] array, short offset, short length, byte value) {
-        checkRange(array, offset, length);
+        checkWriteRange(array, offset, length);
         if (!persistent(array)) {
             java.util.Arrays.fill(array, offset, offset + length, value);
             return (short) (offset + length);
@@ -566,7 +574,7 @@ public final class StrictCard {
     }
 
     public static short setShort(byte[] array, short offset, short value) {
-        checkRange(array, offset, (short) 2);
+        checkWriteRange(array, offset, (short) 2);
         if (persistent(array)) {
             atomicWrite(array, offset, 2, "Util.setShort");
         }
@@ -581,8 +589,9 @@ public final class StrictCard {
     /**
      * The APDU buffer is a global transient array: writes to it are neither tears nor
      * journalled. Its size is the profile's (apdu_buffer_bytes): instrumented stores, copies
-     * and fills past it throw ArrayIndexOutOfBoundsException. Plain reads (BALOAD) and .length
-     * still see jcardsim's larger array.
+     * and fills into it past that throw ArrayIndexOutOfBoundsException. Reads and .length
+     * still see jcardsim's larger array, which also receives an extended command whole
+     * (a card may deliver it in buffer-sized parts through receiveBytes).
      */
     public static byte[] apduBuffer(APDU apdu) {
         apduBufferArray = registered(apdu.getBuffer());
