@@ -33,6 +33,14 @@ def test_every_profile_names_its_limits_and_sources():
     for name in available_profiles():
         profile = load_profile(name)
         assert profile.protocol in ("T=0", "T=1") and profile.algorithms
+        for algorithm in profile.algorithms:  # Java Card API constants, each with its source
+            assert algorithm.api.split(".")[0] in ("Signature", "Cipher", "MessageDigest", "RandomData", "KeyBuilder")
+            assert algorithm.source, (name, algorithm.api)
+        # what the applet cannot do without (docs/applet.md): raw RSA to sign, PKCS#1, SHA-256, AES-128
+        for api in ("Cipher.ALG_RSA_NOPAD", "Cipher.ALG_RSA_PKCS1", "MessageDigest.ALG_SHA_256",
+                    "Cipher.ALG_AES_BLOCK_128_CBC_NOPAD", "Signature.ALG_RSA_SHA_256_PKCS1"):
+            assert profile.has(api), (name, api)
+        assert profile.has("KeyBuilder.TYPE_RSA_CRT_PRIVATE", 2048) and profile.has("KeyBuilder.TYPE_AES", 128)
         if profile.strict:  # every value a strict card enforces says where it comes from
             for value in ("eeprom_bytes", "transient_bytes", "commit_capacity", "protocol", "javacardx_apdu"):
                 assert value in profile.sources or name == "jcop4" and value == "javacardx_apdu", (name, value)
