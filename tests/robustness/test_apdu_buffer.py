@@ -7,44 +7,25 @@ maps to 6985 as CardShield's process() does."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from cardshield.card.apdu import CommandAPDU
-from cardshield.card.transport import Transport
+from probe_applets import probe_applet, probe_transport
 from cardshield.sim.profiles import load_profile
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
 PACKAGE_AID = bytes.fromhex("F0435342554650")
-PROBE_AID = PACKAGE_AID + b"\x01"
 ARRAY_STORE, FILL = 0x20, 0x22
-
-
-def probe_applet():
-    from cardshield import paths
-    from cardshield.build.javac import compile_tree
-    from cardshield.setup import maven
-    from cardshield.sim.applets import VirtualApplet
-
-    classes = paths.BUILD_DIR / "test-apdu-buffer-probe" / "classes"
-    compile_tree(Path(__file__).with_name("apdu_buffer_probe"), classes, classpath=maven.classpath(maven.JCARDSIM),
-                 release="7", extra=["-g", "-Xlint:-options"])
-    return VirtualApplet(PACKAGE_AID, PROBE_AID, "org.cardshield.bufprobe.ApduBufferProbe", classes, PROBE_AID)
 
 
 @pytest.fixture(scope="module", params=["jcop4", "lenient"])
 def probe(request, tmp_path_factory, real_reader):
-    from cardshield.sim.stack import VirtualCardStack
-
     if real_reader is not None:
         pytest.skip("the virtual card's APDU buffer emulation")
-    with VirtualCardStack(tmp_path_factory.mktemp("apdubuf"), applets=[probe_applet()], frontend_class=None,
-                          profile=request.param) as stack:
-        with Transport(stack.info.reader) as transport:
-            assert transport.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, PROBE_AID)).sw == 0x9000
-            yield request.param, transport
+    applet = probe_applet("apdu_buffer_probe", PACKAGE_AID, "org.cardshield.bufprobe.ApduBufferProbe")
+    with probe_transport(tmp_path_factory.mktemp("apdubuf"), applet, request.param) as transport:
+        yield request.param, transport
 
 
 @pytest.mark.parametrize("how", [ARRAY_STORE, FILL])

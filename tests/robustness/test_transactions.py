@@ -9,45 +9,26 @@ is why the strict profiles exist."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from cardshield.card.apdu import CommandAPDU
-from cardshield.card.transport import Transport
+from probe_applets import probe_applet, probe_transport
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
 PACKAGE_AID = bytes.fromhex("F0435354585052")
-PROBE_AID = PACKAGE_AID + b"\x01"
 COMMIT, ABORT, EXCEPTION, LEFT_OPEN = range(4)
 ELEMENTS, ARRAY_COPY, NON_ATOMIC_COPY = range(3)
 BUFFER_FULL = 3  # javacard.framework.TransactionException.BUFFER_FULL
 
 
-def probe_applet():
-    from cardshield import paths
-    from cardshield.build.javac import compile_tree
-    from cardshield.setup import maven
-    from cardshield.sim.applets import VirtualApplet
-
-    classes = paths.BUILD_DIR / "test-transaction-probe" / "classes"
-    compile_tree(Path(__file__).with_name("transaction_probe"), classes, classpath=maven.classpath(maven.JCARDSIM),
-                 release="7", extra=["-g", "-Xlint:-options"])
-    return VirtualApplet(PACKAGE_AID, PROBE_AID, "org.cardshield.txprobe.TransactionProbe", classes, PROBE_AID)
-
-
 @pytest.fixture(scope="module", params=["jcop4", "lenient"])
 def probe(request, tmp_path_factory, real_reader):
-    from cardshield.sim.stack import VirtualCardStack
-
     if real_reader is not None:
         pytest.skip("the virtual card's transaction emulation")
-    with VirtualCardStack(tmp_path_factory.mktemp("tx"), applets=[probe_applet()], frontend_class=None,
-                          profile=request.param) as stack:
-        with Transport(stack.info.reader) as transport:
-            assert transport.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, PROBE_AID)).sw == 0x9000
-            yield request.param, transport
+    applet = probe_applet("transaction_probe", PACKAGE_AID, "org.cardshield.txprobe.TransactionProbe")
+    with probe_transport(tmp_path_factory.mktemp("tx"), applet, request.param) as transport:
+        yield request.param, transport
 
 
 def write(transport, ending: int, how: int, count: int, value: int):

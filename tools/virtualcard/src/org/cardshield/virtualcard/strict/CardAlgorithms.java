@@ -101,30 +101,27 @@ final class CardAlgorithms {
         require("KeyBuilder:" + type + "/" + (bits & 0xFFFF));
     }
 
+    /** KeyPair.ALG_* -> its public and private key types (Java Card 3.0.4 API, KeyPair). */
+    private static final Map<Byte, byte[]> KEY_PAIR_TYPES = new HashMap<>();
+
+    static {
+        KEY_PAIR_TYPES.put(KeyPair.ALG_RSA, new byte[] {KeyBuilder.TYPE_RSA_PUBLIC, KeyBuilder.TYPE_RSA_PRIVATE});
+        KEY_PAIR_TYPES.put(KeyPair.ALG_RSA_CRT, new byte[] {KeyBuilder.TYPE_RSA_PUBLIC, KeyBuilder.TYPE_RSA_CRT_PRIVATE});
+        KEY_PAIR_TYPES.put(KeyPair.ALG_EC_FP, new byte[] {KeyBuilder.TYPE_EC_FP_PUBLIC, KeyBuilder.TYPE_EC_FP_PRIVATE});
+        KEY_PAIR_TYPES.put(KeyPair.ALG_EC_F2M, new byte[] {KeyBuilder.TYPE_EC_F2M_PUBLIC, KeyBuilder.TYPE_EC_F2M_PRIVATE});
+    }
+
     /** new KeyPair(algorithm, bits): the card builds its public and private key types. */
     void requireKeyPair(byte algorithm, short bits) {
-        switch (algorithm) {
-            case KeyPair.ALG_RSA:
-                requireKey(KeyBuilder.TYPE_RSA_PUBLIC, bits);
-                requireKey(KeyBuilder.TYPE_RSA_PRIVATE, bits);
-                return;
-            case KeyPair.ALG_RSA_CRT:
-                requireKey(KeyBuilder.TYPE_RSA_PUBLIC, bits);
-                requireKey(KeyBuilder.TYPE_RSA_CRT_PRIVATE, bits);
-                return;
-            case KeyPair.ALG_EC_FP:
-                requireKey(KeyBuilder.TYPE_EC_FP_PUBLIC, bits);
-                requireKey(KeyBuilder.TYPE_EC_FP_PRIVATE, bits);
-                return;
-            case KeyPair.ALG_EC_F2M:
-                requireKey(KeyBuilder.TYPE_EC_F2M_PUBLIC, bits);
-                requireKey(KeyBuilder.TYPE_EC_F2M_PRIVATE, bits);
-                return;
-            default:
-                // DSA and the rest: listed by their key types like the others
-                if (present != null) {
-                    CryptoException.throwIt(CryptoException.NO_SUCH_ALGORITHM);
-                }
+        if (present == null) {
+            return;
+        }
+        byte[] types = KEY_PAIR_TYPES.get(algorithm);
+        if (types == null) { // DSA and the rest: no CardShield profile lists them
+            CryptoException.throwIt(CryptoException.NO_SUCH_ALGORITHM);
+        }
+        for (byte type : types) {
+            requireKey(type, bits);
         }
     }
 
