@@ -46,6 +46,16 @@ def test_every_profile_names_its_limits_and_sources():
                 assert value in profile.sources or name == "jcop4" and value == "javacardx_apdu", (name, value)
 
 
+def test_an_algorithm_that_is_no_api_constant_is_refused_naming_the_form(tmp_path, monkeypatch):
+    from cardshield.sim import profiles
+
+    text = (profiles.PROFILE_DIR / "sim.toml").read_text().replace('"Cipher.ALG_RSA_NOPAD"', '"RSA NOPAD"')
+    (tmp_path / "sim.toml").write_text(text)
+    monkeypatch.setattr(profiles, "PROFILE_DIR", tmp_path)
+    with pytest.raises(ProfileError, match="'RSA NOPAD' is not a Java Card API constant; write it as Signature.ALG_"):
+        load_profile("sim")
+
+
 def test_unknown_profile_is_a_usage_error_naming_the_choices():
     with pytest.raises(ProfileError, match="choose one of: jcop4, lenient, sim"):
         load_profile("nosuch")

@@ -4,6 +4,7 @@ the strict ones load the applet instrumented (journal, limits, tear points: docs
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,8 @@ from cardshield.build.variants import DEFAULT, SIM, AppletVariant
 from cardshield.errors import UserError
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
+#: how an algorithm entry names its Java Card API constant (strict/CardAlgorithms.java resolves it)
+API_CONSTANT = re.compile(r"(Signature|Cipher|MessageDigest|RandomData)\.ALG_[A-Z0-9_]+|KeyBuilder\.TYPE_[A-Z0-9_]+")
 DEFAULT_PROFILE = "lenient"
 
 
@@ -126,6 +129,10 @@ def load_profile(name: str) -> CardProfile:
     if profile.name != name:
         raise ProfileError(f"{path} names itself {profile.name!r}; the file name and its name must agree")
     for algorithm in profile.algorithms:
+        if not API_CONSTANT.fullmatch(algorithm.api):
+            raise ProfileError(f"{path}: algorithm {algorithm.api!r} is not a Java Card API constant; write it as "
+                               "Signature.ALG_..., Cipher.ALG_..., MessageDigest.ALG_..., RandomData.ALG_... "
+                               "or KeyBuilder.TYPE_... (the host resolves the name against the API)")
         if algorithm.api.startswith("KeyBuilder.") != bool(algorithm.bits):
             raise ProfileError(f"{path}: algorithm {algorithm.api}: key types (KeyBuilder.TYPE_*) take bits, "
                                "engines (Signature., Cipher., MessageDigest., RandomData.) do not")
