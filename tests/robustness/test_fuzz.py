@@ -21,6 +21,10 @@ from cardshield.protocol.constants import Ins
 
 CI_CASES = 20000
 CI_SEED = 20261125
+# The strict card profiles (real transactions, memory and algorithm limits; T=0 and the SIM
+# build on `sim`) get a shorter campaign each: same generator and oracle, other seeds.
+STRICT_CASES = 2000
+STRICT_SEEDS = {"jcop4": 20261204, "sim": 20261205}
 
 
 def _apdu(header: str, data: bytes = b"", ne=None, malformed=False) -> Apdu:
@@ -123,3 +127,21 @@ def test_fuzz_campaign(real_reader):
     assert not report.failures, "\n".join(f.describe(seed, cases) for f in report.failures)
     assert report.payments >= 4  # normal payments completed between and after the cases
     assert len({name for name, _ in report.status_words}) >= 20  # every command was reached
+
+
+@pytest.mark.card
+@pytest.mark.virtual_only
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", sorted(STRICT_SEEDS))
+def test_fuzz_campaign_on_strict_profiles(real_reader, profile):
+    """The campaign on the JCOP-4-like and the SIM-like card (docs/virtual-card.md)."""
+    if real_reader is not None:
+        pytest.skip("the campaign wipes the card: virtual card only")
+    from cardshield.fuzz.cli import run_campaign
+
+    seed = STRICT_SEEDS[profile]
+    report = run_campaign(STRICT_CASES, seed, profile=profile)
+    print(report.summary())
+    assert report.cases == STRICT_CASES
+    assert not report.failures, "\n".join(f.describe(seed, STRICT_CASES, profile) for f in report.failures)
+    assert report.payments >= 4

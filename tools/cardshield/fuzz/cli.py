@@ -53,5 +53,6 @@ def _run(args) -> int:
     report = run_campaign(args.cases, seed, args.case, args.sign_every, print_progress, args.profile)
     print(report.summary())
     for failure in report.failures:
-        print(failure.describe(seed, args.cases))
+        print(failure.describe(seed, args.cases,
+                               None if args.profile == DEFAULT_PROFILE else args.profile))
     return 1 if report.failures else 0

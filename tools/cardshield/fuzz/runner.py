@@ -56,11 +56,13 @@ class Failure:
     findings: list[Finding]
     trace: list[str]
 
-    def describe(self, seed: int, total: int) -> str:
+    def describe(self, seed: int, total: int, card_profile: str | None = None) -> str:
         """The findings and the case's APDUs; the profile of a case depends on the campaign
-        size, so the command to reproduce it names both."""
+        size, so the command to reproduce it names both (and the card profile, if not the
+        default)."""
+        on_card = f" --profile {card_profile}" if card_profile else ""
         lines = [f"case {self.index} (profile {self.profile}, PIN {self.variant}), reproduce with "
-                 f"`cardshield fuzz --cases {total} --seed {seed} --case {self.index}`"]
+                 f"`./cardshield fuzz --cases {total} --seed {seed} --case {self.index}{on_card}`"]
         lines += [f"  ! {f.what}" + (f" (step {f.step})" if f.step is not None else "") for f in self.findings]
         lines += [f"    {line}" for line in self.trace]
         return "\n".join(lines)
