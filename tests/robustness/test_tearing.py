@@ -20,8 +20,9 @@ from cardshield.card.apdu import CommandAPDU
 from cardshield.card.client import CardShield
 from cardshield.card.transport import Transport
 from cardshield.protocol import Transaction, encode_rsa_public_key, tlv
-from cardshield.protocol.constants import Algorithm, CardFlags, Lifecycle, SlotPolicy
+from cardshield.protocol.constants import CardFlags, Lifecycle
 from cardshield.protocol.transaction import signed_transaction_data
+from tearing_support import issued_card, short_apdus
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
 
@@ -49,24 +50,7 @@ def server_key() -> rsa.RSAPrivateKey:
 @pytest.fixture(scope="module")
 def issued(private_card, server_key):
     """An issued card: keys in both slots, a certificate in slot 1. Tests leave it usable."""
-    transport = Transport(private_card.info.reader, extended_length=False)  # short APDUs: more boundaries
-    transport.connect()
-    private_card.pristine()
-    transport.reconnect("reset")
-    card = CardShield(transport)
-    # slot 01 relaxed explicitly (no 8E in these payments; ISSUE alone would require it)
-    card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(server_key.public_key()),
-                                      slots={1: (Algorithm.RSA_2048, SlotPolicy(0))})
-    for slot in (1, 2):
-        card.verify_pin(PIN)
-        card.generate_key(slot)
-    yield card
-    transport.close()
-
-
-def apdus(command: CommandAPDU) -> list[CommandAPDU]:
-    """The short APDUs one command becomes: its chain pieces (Ne on the last)."""
-    return command.with_ne(min(command.ne, 256) if command.ne else None).chain()
+    yield from issued_card(private_card, server_key, PIN, PUK)
 
 
 def run_torn(card: CardShield, steps: list[CommandAPDU], cut: int, disposition: str) -> list:
@@ -132,7 +116,7 @@ def test_certificate_update_is_old_or_new(issued, server_key, disposition):
     new = certificate(key, server_key, 2000, size_hint=2100)
     card.verify_pin(PIN)
     card.write_certificate(1, old)
-    steps = [verify_pin(), *apdus(CommandAPDU(0x00, 0xDA, 0xC1, 0x01, new))]
+    steps = [verify_pin(), *short_apdus(CommandAPDU(0x00, 0xDA, 0xC1, 0x01, new))]
     assert len(steps) >= 12
     for cut in range(len(steps)):  # cut == len(steps) would be the completed write
         run_torn(card, steps, cut, disposition)

@@ -35,6 +35,7 @@ from cardshield.card.transport import Transport
 from cardshield.protocol import Transaction, commands, encode_rsa_public_key
 from cardshield.protocol.constants import Algorithm, CardFlags, Lifecycle, SlotPolicy
 from cardshield.protocol.transaction import signed_transaction_data
+from tearing_support import issued_card, short_apdus
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
 
@@ -87,27 +88,10 @@ def server_key() -> rsa.RSAPrivateKey:
 @pytest.fixture(scope="module")
 def card(strict_card, server_key):
     """An issued development card with keys in slots 1 and 2."""
-    transport = Transport(strict_card.info.reader, extended_length=False)
-    transport.connect()
-    strict_card.pristine()
-    transport.reconnect("reset")
-    card = CardShield(transport)
-    # slot 01 without the bank's default server-signed policy: payments need the PIN only
-    card.personalize_development_card(PIN, PUK, server_key_7f49=encode_rsa_public_key(server_key.public_key()),
-                                      slots={1: (Algorithm.RSA_2048, SlotPolicy(0))})
-    for slot in (1, 2):
-        card.verify_pin(PIN)
-        card.generate_key(slot)
-    yield card
-    transport.close()
+    yield from issued_card(strict_card, server_key, PIN, PUK)
 
 
 # -- the harness --------------------------------------------------------------------------
-
-def short_apdus(command: CommandAPDU) -> list[CommandAPDU]:
-    """The short APDUs one command becomes (chain pieces, Ne on the last)."""
-    return command.with_ne(min(command.ne, 256) if command.ne else None).chain()
-
 
 def send_all(card: CardShield, steps: list[CommandAPDU], report: TearReport | None = None) -> list[int]:
     """Send the steps; GET RESPONSE for a 61xx answer. Returns the tear points of each step
