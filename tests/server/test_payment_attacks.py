@@ -5,6 +5,7 @@ user without the user's card, a GET racing an authorization on PostgreSQL, a swa
 certificate. Each one was seen to succeed against the four-request payment path."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
@@ -281,8 +282,14 @@ def test_a_get_crossing_expiry_does_not_overwrite_an_authorization(ctx, http, to
         raise AssertionError(f"timed out waiting for {what}")
 
     def run(name, work):
+        """`work()`, a coroutine of the (async) payment service, on this thread's own loop."""
+        async def call():
+            try:
+                return await work()
+            finally:
+                await ctx.payment_store.close()  # this loop's connections
         try:
-            results[name] = work()
+            results[name] = asyncio.run(call())
         except Exception as exc:  # noqa: BLE001 - reported below
             results[name] = exc
 

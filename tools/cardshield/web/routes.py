@@ -7,6 +7,7 @@ import re
 import secrets
 from importlib import resources
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -95,8 +96,10 @@ def create_order(body: OrderIn, request: Request) -> dict:
     except ValueError as error:
         raise ApiError("invalid_request", str(error)) from None
     order_ref = "ORD-" + secrets.token_hex(4).upper()
-    view = PaymentService(request.app.state.ctx).create(_merchant(request), body.user_id, amount, CURRENCY,
-                                                       order_ref)
+    # the payment service is async (its store runs on the event loop): called from this
+    # threadpool handler through the loop
+    view = anyio.from_thread.run(PaymentService(request.app.state.ctx).create, _merchant(request),
+                                 body.user_id, amount, CURRENCY, order_ref)
     # the payee is the merchant client's registered display name
     return {"payment_id": view.payment_id, "order_ref": order_ref, "amount_minor": amount,
             "amount": format_amount(amount, CURRENCY), "payee": view.payee}
@@ -104,7 +107,8 @@ def create_order(body: OrderIn, request: Request) -> dict:
 
 @router.get("/web/payments/{payment_id}")
 def payment_state(payment_id: str, request: Request) -> dict:
-    view = PaymentService(request.app.state.ctx).get(_merchant(request), "merchant", payment_id)
+    view = anyio.from_thread.run(PaymentService(request.app.state.ctx).get, _merchant(request),
+                                 "merchant", payment_id)
     return {"payment_id": view.payment_id, "state": view.state, "refusal_code": view.refusal_code,
             "amount": format_amount(view.amount_minor, view.currency), "payee": view.payee,
             "card_counter": view.card_counter}
