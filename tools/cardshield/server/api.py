@@ -232,6 +232,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
                       # the payment store on PostgreSQL (asyncpg): a database that went away
                       # or restarts is a 503 (nothing was written), a unique race a 409
                       asyncpg.PostgresConnectionError: _db_busy, asyncpg.InterfaceError: _db_busy,
+                      asyncpg.InternalClientError: _db_busy,
                       asyncpg.OperatorInterventionError: _db_busy, ConnectionError: _db_busy,
                       asyncpg.SerializationError: _db_busy, asyncpg.DeadlockDetectedError: _db_busy,
                       asyncpg.UniqueViolationError: _raced}

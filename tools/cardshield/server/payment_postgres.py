@@ -17,6 +17,7 @@ listens to nothing, and asyncpg still rolls back a transaction left open.
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import asyncpg
 
@@ -27,6 +28,9 @@ from .payment_store import (CLAIM, CLIENT_BY_TOKEN, CREATE, CREATE_SNAPSHOT, EXP
 
 # cs_authorize_payment raises this SQLSTATE when a compare-and-set matched nothing.
 LOST_RACE = "CS001"
+# SQLSTATE classes after which a connection is not used again: connection exception,
+# operator intervention (shutdown, crash of another backend), system error.
+_CONNECTION_CLASSES = ("08", "57", "58")
 AUTHORIZE = ("SELECT cs_authorize_payment($1::text, $2::integer, $3::integer, $4::integer, "
              "$5::text, $6::integer, $7::text, $8::bigint, $9::bytea, $10::bigint, "
              "$11::timestamp, $12::text)")
@@ -61,9 +65,33 @@ class PostgresPaymentStore:
                     self._pools[loop] = pool
         return pool
 
+    @asynccontextmanager
+    async def _connection(self):
+        """A pooled connection; one that may be in doubt is closed, not pooled again.
+
+        Without a reset query on release nothing else would notice a connection whose
+        server went away mid-statement (a killed or restarting PostgreSQL), and the next
+        request would get it. A statement's own error (a constraint, CS001) leaves the
+        connection ready and it goes back to the pool."""
+        async with (await self._pool()).acquire() as connection:
+            try:
+                yield connection
+            except asyncpg.PostgresError as exc:
+                if (exc.sqlstate or "")[:2] in _CONNECTION_CLASSES:
+                    connection.terminate()
+                raise
+            except BaseException:  # the driver, the socket, a cancelled request
+                connection.terminate()
+                raise
+
     async def _row(self, statement: str, *args) -> dict | None:
-        row = await (await self._pool()).fetchrow(statement, *args)
+        async with self._connection() as connection:
+            row = await connection.fetchrow(statement, *args)
         return None if row is None else dict(row.items())
+
+    async def _execute(self, statement: str, *args) -> str:
+        async with self._connection() as connection:
+            return await connection.execute(statement, *args)
 
     async def client_by_token(self, digest: str):
         row = await self._row(CLIENT_BY_TOKEN, digest)
@@ -85,18 +113,18 @@ class PostgresPaymentStore:
         return None if row is None else payment_snapshot(row)
 
     async def claim(self, claim: Claim) -> bool:
-        status = await (await self._pool()).execute(
+        status = await self._execute(
             CLAIM, claim.payment_id, claim.terminal_client_id, claim.card_id,
             claim.certificate_serial_hex, claim.nonce, claim.signed_fields, claim.signing_mode,
             claim.nonce_expires_at, claim.pending_batch, claim.now)
         return status == "UPDATE 1"
 
     async def expire(self, payment_id: str) -> None:
-        await (await self._pool()).execute(EXPIRE, payment_id)
+        await self._execute(EXPIRE, payment_id)
 
     async def authorize(self, a: Authorization) -> Authorized:
         try:
-            await (await self._pool()).execute(AUTHORIZE, *authorization_args(a))
+            await self._execute(AUTHORIZE, *authorization_args(a))
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == LOST_RACE:
                 raise LostRace() from None
@@ -104,7 +132,7 @@ class PostgresPaymentStore:
         return Authorized(a.payment_id, a.counter)
 
     async def refused(self, r: Refusal) -> None:
-        async with (await self._pool()).acquire() as connection, connection.transaction():
+        async with self._connection() as connection, connection.transaction():
             for statement, args in refusal_statements(r):
                 await connection.execute(statement, *args)
 
