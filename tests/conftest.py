@@ -74,16 +74,18 @@ def card_stack(request, real_reader, tmp_path_factory, probe_applet):
     from cardshield.sim.applets import default_applets
     from cardshield.sim.stack import VirtualCardStack
 
-    from applet_instances import parameterized_instances  # the applet again, with install tag 80
     from perso.instance import keyed_instances  # the applet again, with a personalization key set
 
     from cardshield.sim.profiles import load_profile
 
     profile = load_profile(request.config.getoption("--card-profile"))
     applets = default_applets(profile.applet_variant)  # a profile without javacardx.apdu takes the SIM build
-    stack = VirtualCardStack(tmp_path_factory.mktemp("sim"), applets=[
-        *applets, *keyed_instances(applets), *parameterized_instances(applets), probe_applet],
-        profile=request.config.getoption("--card-profile"))
+    # Two CardShield instances fit a 32 kB SIM; further ones are installed by the tests that need
+    # them, through GlobalPlatform (tests/applet_instances.py). The probe applet (ExtendedLength,
+    # a 1 kB transient buffer) is a test tool for cards with javacardx.apdu only.
+    probes = [probe_applet] if profile.javacardx_apdu else []
+    stack = VirtualCardStack(tmp_path_factory.mktemp("sim"), applets=[*applets, *keyed_instances(applets), *probes],
+                             profile=profile.name)
     stack.start()
     try:
         yield stack
