@@ -237,7 +237,7 @@ def test_secured_personalization_fits_a_small_commit_buffer(tmp_path, real_reade
         pytest.skip("profiles are the virtual card's")
     server = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     applets = default_applets(SIM)
-    with _stack(tmp_path, "sim", keyed_instances(applets)) as stack:  # two instances exceed its 32 kB
+    with _stack(tmp_path, "sim", keyed_instances(applets)) as stack:  # the keyed instance alone
         with Transport(stack.info.reader, extended_length=False) as transport:
             card = CardShield(transport, aid=KEYED_AID)
             card.select()
