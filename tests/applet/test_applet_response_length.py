@@ -107,7 +107,7 @@ def test_a_short_le_of_00_gets_at_most_256_bytes_then_61xx(card, transport):
     """A short APDU's Le 00 means 256 (ISO/IEC 7816-4 clause 5.1), also for an applet that
     implements ExtendedLength. Io caps Ne at 256 for short commands and for every command
     on T=0, where the Java Card API lets setOutgoing() answer 32767 to such an applet.
-    Exercised here on T=1 (the virtual card's protocol); T=0 itself needs a T=0 host."""
+    READ PUBLIC KEY is case 2, so the same two APDUs on T=1 and on the T=0 sim profile."""
     from applet_support import exchange
 
     whole = card.read_public_key(1)  # the 7F49 DO of an RSA-2048 key: 265 bytes
