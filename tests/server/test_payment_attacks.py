@@ -23,7 +23,7 @@ from cardshield.protocol import tlv
 from cardshield.protocol.transaction import signed_transaction_data
 from cardshield.server.clock import utcnow
 from cardshield.server.db import normalize_url
-from cardshield.server.models import ApiClient, AuditEvent, Card, Payment, User
+from cardshield.server.models import ApiClient, AuditEvent, Card, Certificate, Payment, User
 from cardshield.server.payment import PaymentService
 from cardshield.server.testing.flows import FlowError, Terminal, call, create_payment
 
@@ -226,6 +226,43 @@ def test_a_block_after_the_claim_stops_the_final_post(ctx, http, tokens, enrolle
     with ctx.db.transaction() as s:
         assert s.get(Payment, created["payment_id"]).state != "authorized"
         assert s.scalar(select(Card.last_counter)) == counter_before
+
+
+# The final post checks a snapshot and only then writes: a block or revocation committed by
+# another replica in between must still stop it (the compare-and-sets carry the checks).
+CHANGES = {"certificate_revoked": lambda: update(Certificate).values(
+               status="revoked", revoked_at=utcnow(), revocation_reason="key_compromise"),
+           "user_blocked": lambda: update(User).values(blocked_at=utcnow()),
+           "card_blocked": lambda: update(Card).values(blocked_at=utcnow())}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_change_between_the_checks_and_the_write_stops_the_final_post(ctx, http, tokens,
+                                                                         enrolled, change):
+    term = enrolled()
+    created = create_payment(http, tokens["merchant"], "alice")
+    batch = _to_signing_batch(term, created["payment_id"])
+    responses = term.run(batch)
+    with ctx.db.transaction() as s:
+        counter_before = s.scalar(select(Card.last_counter))
+    store = ctx.payment_store
+    authorize = store.authorize
+
+    async def after_a_concurrent_commit(authorization):
+        store.authorize = authorize  # once
+        with ctx.db.transaction() as s:  # another replica's transaction, committed now
+            s.execute(CHANGES[change]())
+        return await authorize(authorization)
+    store.authorize = after_a_concurrent_commit
+    with pytest.raises(FlowError) as err:
+        term.post_payment(created["payment_id"], batch, responses)
+    assert store.authorize is authorize, "the write was not reached"
+    assert err.value.code == change, err.value.body
+    with ctx.db.transaction() as s:
+        assert s.get(Payment, created["payment_id"]).state == "refused"
+        assert s.scalar(select(Card.last_counter)) == counter_before
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "payment.authorize", AuditEvent.outcome == "ok")) == 0
 
 
 # -- the certificate reference is bound to the key that signs --------------------------------
