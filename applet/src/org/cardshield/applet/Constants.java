@@ -82,6 +82,8 @@ final class Constants {
     static final byte FLAG_DEVELOPMENT = (byte) 0x10;
     /** the personalization key set was erased at ISSUE */
     static final byte FLAG_PERSO_KEYS_ERASED = (byte) 0x20;
+    /** the server key (flag 04) is EC P-256: 8E is ECDSA; without this flag it is RSA-2048 */
+    static final byte FLAG_SERVER_KEY_EC = (byte) 0x40;
 
     // PIN / PUK formats
     static final byte PIN_MIN = (byte) 4;
@@ -95,6 +97,10 @@ final class Constants {
     static final short MIN_MAX_CERT = (short) 3072;
     static final short MAX_MAX_CERT = (short) 16384;
     static final short RSA_2048_BYTES = (short) 256;
+    /** Uncompressed P-256 point 04 || X || Y (SEC 1 2.3.3) */
+    static final short EC_P256_POINT_BYTES = (short) 65;
+    /** Longest DER ECDSA P-256 signature: 30 46 02 21 r 02 21 s (SEC 1 C.8) */
+    static final short ECDSA_P256_DER_MAX = (short) 72;
     static final short CHALLENGE_MIN = (short) 16;
     static final short CHALLENGE_MAX = (short) 64;
     static final short SHA256_LENGTH = (short) 32;

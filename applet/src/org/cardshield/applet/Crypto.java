@@ -206,8 +206,11 @@ final class Crypto {
         return KeyBuilder.LENGTH_RSA_2048;
     }
 
-    /** Java Card 3.0.4 has no named curves: set NIST P-256 (FIPS 186-4 D.1.2.3) domain parameters. */
-    private static void setP256(ECKey key) {
+    /**
+     * Java Card 3.0.4 has no named curves: set NIST P-256 (FIPS 186-4 D.1.2.3) domain
+     * parameters (slot keys; the server's EC key at each PERSONALIZE P1=04).
+     */
+    static void setP256(ECKey key) {
         key.setFieldFP(P256_P, (short) 0, (short) P256_P.length);
         key.setA(P256_A, (short) 0, (short) P256_A.length);
         key.setB(P256_B, (short) 0, (short) P256_B.length);

@@ -118,7 +118,12 @@ final class TransactionSigner {
         return p;
     }
 
-    /** 8E must be the only object after 85 and a valid server signature; 6982 if it is not. */
+    /**
+     * 8E must be the only object after 85 and a valid server signature, by the key loaded
+     * with PERSONALIZE P1=04: RSA-2048 PKCS#1 v1.5 (exactly the modulus length) or ECDSA
+     * P-256 (DER). A signature of the wrong form or size for that key is 6A80, one that
+     * does not verify 6982.
+     */
     private void verifyServerSignature(byte[] b, short fieldsEnd, short len) {
         if (b[fieldsEnd] != TAG_SERVER_SIGNATURE) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
@@ -131,15 +136,49 @@ final class TransactionSigner {
         if (!state.serverKeyLoaded) {
             ISOException.throwIt(Constants.SW_REFERENCE_NOT_FOUND);
         }
-        if (sigLen != Constants.RSA_2048_BYTES) {
-            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        Signature verifier;
+        if (state.serverKeyAlgorithm == Constants.ALG_EC_P256) {
+            if (!isEcdsaDer(b, sigOff, sigLen)) {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+            verifier = crypto.ecdsaSha256; // present: P1=04 takes an EC key only on a card with ECDSA
+            verifier.init(state.serverKeyEc, Signature.MODE_VERIFY);
+        } else {
+            if (sigLen != Constants.RSA_2048_BYTES) {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+            verifier = crypto.rsaSha256;
+            verifier.init(state.serverKey, Signature.MODE_VERIFY);
         }
-        Signature verifier = crypto.rsaSha256;
-        verifier.init(state.serverKey, Signature.MODE_VERIFY);
         verifier.update(REQUEST_MAGIC, (short) 0, (short) REQUEST_MAGIC.length);
         if (!verifier.verify(b, (short) 0, fieldsEnd, b, sigOff, sigLen)) {
             ISOException.throwIt(ISO7816.SW_SECURITY_STATUS_NOT_SATISFIED);
         }
+    }
+
+    /**
+     * Whether b[off .. off+len) is an ECDSA P-256 signature's DER form, exactly:
+     * 30 L { 02 lr r, 02 ls s } with 1..33-byte integers, short lengths (SEC 1 C.8).
+     * Only the structure: the values are the verification's business.
+     */
+    private static boolean isEcdsaDer(byte[] b, short off, short len) {
+        if (len < (short) 8 || len > Constants.ECDSA_P256_DER_MAX || b[off] != (byte) 0x30
+                || b[(short) (off + 1)] != (byte) (len - 2)) {
+            return false;
+        }
+        short p = (short) (off + 2);
+        short end = (short) (off + len);
+        for (short i = 0; i < (short) 2; i++) {
+            if ((short) (p + 2) > end || b[p] != (byte) 0x02) {
+                return false;
+            }
+            short intLen = b[(short) (p + 1)];
+            if (intLen < 1 || intLen > (short) 33) {
+                return false;
+            }
+            p = (short) (p + 2 + intLen);
+        }
+        return p == end;
     }
 
     /** Puts the 9E header right before the signature written at sigAt; returns the response length. */
