@@ -137,10 +137,18 @@ def test_crl_lists_revoked_serials(authority):
         x509.ReasonFlags.key_compromise
 
 
-def test_request_signature_verifies_with_public_half(authority):
-    sig = authority.sign_request(b"CSRQ1" + b"\x81\x01\x05")
-    authority.request_key.public_key().verify(sig, b"CSRQ1" + b"\x81\x01\x05",
-                                              padding.PKCS1v15(), hashes.SHA256())
+@pytest.mark.parametrize("algorithm", [None, 0x01, 0x11])
+def test_request_signature_verifies_with_public_half_of_the_cards_type(authority, algorithm):
+    from cardshield.protocol.bank_key import BankKeyType, verify_request
+    from cardshield.server.bank_signature import card_bank_key_type, sign_for_card
+
+    sig = sign_for_card(authority, algorithm, b"\x81\x01\x05")
+    key_type = card_bank_key_type(algorithm)
+    assert key_type is (BankKeyType.EC_P256 if algorithm == 0x11 else BankKeyType.RSA_2048)
+    assert len(sig) == 256 if key_type is BankKeyType.RSA_2048 else len(sig) <= 72
+    assert verify_request(authority.request_keys[key_type].public_key(), b"\x81\x01\x05", sig)
+    other = BankKeyType.RSA_2048 if key_type is BankKeyType.EC_P256 else BankKeyType.EC_P256
+    assert not verify_request(authority.request_keys[other].public_key(), b"\x81\x01\x05", sig)
 
 
 def test_cli_init_and_key_permission_check(tmp_path):

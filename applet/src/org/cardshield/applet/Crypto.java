@@ -183,6 +183,14 @@ final class Crypto {
         return new KeyPair(pub, priv);
     }
 
+    /**
+     * An EC P-256 public key object without values: the server's EC key, built once in the
+     * card's life (its first PERSONALIZE P1=04 with an EC key), which sets the values.
+     */
+    static ECPublicKey buildEcPublicKey() {
+        return (ECPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PUBLIC, KeyBuilder.LENGTH_EC_FP_256, false);
+    }
+
     /** Whether pair holds key objects of the slot algorithm (type and size); false for null. */
     boolean holds(KeyPair pair, byte algorithm) {
         if (pair == null) {

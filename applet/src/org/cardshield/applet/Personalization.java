@@ -3,8 +3,6 @@ package org.cardshield.applet;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.JCSystem;
-import javacard.security.ECPublicKey;
-import javacard.security.KeyBuilder;
 
 /**
  * PERSONALIZE and ISSUE (proprietary, patent's OTA module: the issuer sets PIN, PUK, slot
@@ -203,8 +201,7 @@ final class Personalization {
         if (state.serverKeyEc == null) {
             // once in the card's life, stored at once: the domain parameters are set below
             // on every load, so a tear after this store leaves a usable object, not an orphan
-            state.serverKeyEc = (ECPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PUBLIC,
-                    KeyBuilder.LENGTH_EC_FP_256, false);
+            state.serverKeyEc = Crypto.buildEcPublicKey();
         }
         state.serverKeyLoaded = false;
         Crypto.setP256(state.serverKeyEc);
