@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from applet_support import PIN, PUK
 from cardshield.card.client import CardShield
 from cardshield.card.errors import CardError
-from cardshield.protocol import Command, Transaction, commands, signed_transaction_data, tlv
+from cardshield.protocol import Command, Transaction, commands, request_data, signed_transaction_data, tlv
 from cardshield.protocol.bank_key import encode_bank_public_key, sign_request
 from cardshield.protocol.commands import ALL_EXTENDED
 from cardshield.protocol.constants import CLA_PROPRIETARY, Algorithm, CardFlags, Ins, SlotPolicy, Template
@@ -66,7 +66,7 @@ def test_a_bank_signed_payment_verifies_with_openssl(ec_bank_card, bank_key, tmp
     card, public_key = ec_bank_card
     tx = payment()
     server_signature = sign_request(bank_key, tx.tlvs())
-    assert len(server_signature) <= 72
+    assert len(server_signature) == 64  # r || s
     card.verify_pin(PIN)
     signed = card.sign_transaction(1, tx, server_signature)
     (tmp_path / "card.pem").write_bytes(public_key.public_bytes(
@@ -94,9 +94,9 @@ def test_a_forged_bank_signature_is_refused(ec_bank_card):
     attacker = ec.generate_private_key(ec.SECP256R1())
     before = card.select().counter
     assert sign_raw(card, tx.tlvs() + tlv.encode(0x8E, sign_request(attacker, tx.tlvs()))) == 0x6982
-    # a well-formed DER signature with arbitrary values
-    arbitrary = tlv.encode(0x30, tlv.encode(0x02, b"\x01" + os.urandom(31)) + tlv.encode(0x02, b"\x01" + os.urandom(31)))
-    assert sign_raw(card, tx.tlvs() + tlv.encode(0x8E, arbitrary)) == 0x6982
+    # arbitrary values of the right size, zeros (r = s = 0, outside 1..n-1) and all ones (above n)
+    for values in (os.urandom(64), bytes(64), b"\xff" * 64, b"\x00" * 31 + b"\x01" + b"\x00" * 31 + b"\x01"):
+        assert sign_raw(card, tx.tlvs() + tlv.encode(0x8E, values)) == 0x6982
     assert card.select().counter == before
 
 
@@ -123,19 +123,19 @@ def test_an_unsigned_request_is_refused(ec_bank_card):
 
 @pytest.mark.parametrize("signature", [
     bytes(256),                                                   # an RSA-2048-sized 8E
-    os.urandom(64),                                               # raw r || s, not DER
-    b"\x30\x06\x02\x01\x01\x02\x02\x01",                          # truncated
-    b"\x31\x06\x02\x01\x01\x02\x01\x01",                          # not a SEQUENCE
-    b"\x30\x07\x02\x01\x01\x02\x01\x01\x00",                      # trailing byte inside
-    b"\x30\x06\x02\x01\x01\x04\x01\x01",                          # s not an INTEGER
-    b"\x30\x46\x02\x22" + bytes(34) + b"\x02\x20" + bytes(32),    # r of 34 bytes
-    b"\x30\x49" + b"\x02\x21" + bytes(33) + b"\x02\x24" + bytes(36),  # above 72 bytes
-], ids=["rsa-size", "raw-r-s", "truncated", "not-sequence", "extra-byte", "s-not-integer", "r-too-long",
-        "too-long"])
-def test_a_signature_of_the_wrong_form_is_6a80(ec_bank_card, signature):
+    None,                                                         # the DER form of a genuine signature
+    os.urandom(63),
+    os.urandom(65),
+    b"",
+], ids=["rsa-size", "der", "63-bytes", "65-bytes", "empty"])
+def test_a_signature_of_the_wrong_form_is_6a80(ec_bank_card, bank_key, signature):
+    """8E with the EC bank key is r || s, exactly 64 bytes."""
     card, _ = ec_bank_card
+    tx = payment()
+    if signature is None:
+        signature = bank_key.sign(request_data(tx.tlvs()), ec.ECDSA(hashes.SHA256()))
     before = card.select().counter
-    assert sign_raw(card, payment().tlvs() + tlv.encode(0x8E, signature)) == 0x6A80
+    assert sign_raw(card, tx.tlvs() + tlv.encode(0x8E, signature)) == 0x6A80
     assert card.select().counter == before
 
 
@@ -162,7 +162,7 @@ def test_an_rsa_bank_signature_on_an_ec_card_and_the_reverse(fresh_card, bank_ke
     card.verify_pin(PIN)
     card.generate_key(1)
     tx = payment()
-    # the EC signature is the wrong form for the RSA key now installed
+    # the EC signature is the wrong size for the RSA key now installed
     assert sign_raw(card, tx.tlvs() + tlv.encode(0x8E, sign_request(bank_key, tx.tlvs()))) == 0x6A80
     card.verify_pin(PIN)
     assert card.sign_transaction(1, tx, sign_request(rsa_key, tx.tlvs())).counter == 1
@@ -180,3 +180,27 @@ def test_a_malformed_ec_bank_key_is_refused(fresh_card, key_data):
     response = card.transmit(commands.personalize_server_key(bytes.fromhex(key_data)))
     assert response.sw == 0x6A80
     assert CardFlags.SERVER_KEY_LOADED not in card.select().flags
+
+
+@pytest.mark.parametrize("which", ["r", "s"])
+def test_signatures_with_a_leading_zero_byte_verify(ec_bank_card, bank_key, which):
+    """The card rebuilds DER from r || s with minimal INTEGERs: a value whose first byte is
+    00 (1 signature in 256) must still verify, as must one with the high bit set (half)."""
+    card, _ = ec_bank_card
+    offset = 0 if which == "r" else 32
+    for _ in range(5000):
+        tx = payment()
+        signature = sign_request(bank_key, tx.tlvs())
+        if signature[offset] == 0:
+            break
+    else:
+        pytest.fail("no signature with a leading zero byte in 5000")
+    card.verify_pin(PIN)
+    assert card.sign_transaction(1, tx, signature).counter >= 1
+    while True:
+        tx = payment()
+        signature = sign_request(bank_key, tx.tlvs())
+        if signature[offset] & 0x80:
+            break
+    card.verify_pin(PIN)
+    assert card.sign_transaction(1, tx, signature).counter >= 2

@@ -136,7 +136,7 @@ def test_enroll_and_pay_with_the_applet(ctx, http, tokens, applet_card, bank, ba
     created = create_payment(http, tokens["merchant"], "alice", order_ref="o-3")
     state = term.claim(created["payment_id"])  # one batch: SELECT, SELECT EF (reference), SIGN
     signing = [a for a in state["batch"]["apdus"] if a["name"].startswith("SIGN TRANSACTION")]
-    # an EC 8E (at most 72 bytes) keeps SIGN TRANSACTION in one short APDU; RSA's needs a chain
+    # an EC 8E (64 bytes) keeps SIGN TRANSACTION in one short APDU; RSA's needs a chain
     assert len(signing) == (1 if bank_key_type is BankKeyType.EC_P256 else 2)
     payee = created["payee"].encode()
     tampered = [dict(a, apdu=a["apdu"].replace(payee.hex().upper(), (b"X" * len(payee)).hex().upper()))

@@ -24,6 +24,6 @@ def card_bank_key_type(bank_key_algorithm: int | None) -> BankKeyType:
 
 def sign_for_card(ca: CertificateAuthority, bank_key_algorithm: int | None, transaction_tlvs: bytes) -> bytes:
     """The 8E value for a card whose bank key has `bank_key_algorithm`: RSA-2048 PKCS#1 v1.5
-    (256 bytes) or ECDSA P-256 DER (at most 72 bytes)."""
+    (256 bytes) or ECDSA P-256 r || s (64 bytes)."""
     key_type = card_bank_key_type(bank_key_algorithm)
     return sign_request(ca.request_keys[key_type], transaction_tlvs)

@@ -99,8 +99,8 @@ final class Constants {
     static final short RSA_2048_BYTES = (short) 256;
     /** Uncompressed P-256 point 04 || X || Y (SEC 1 2.3.3) */
     static final short EC_P256_POINT_BYTES = (short) 65;
-    /** Longest DER ECDSA P-256 signature: 30 46 02 21 r 02 21 s (SEC 1 C.8) */
-    static final short ECDSA_P256_DER_MAX = (short) 72;
+    /** ECDSA P-256 signature in the plain format r || s (BSI TR-03111 5.2.1): 2 x 32 bytes */
+    static final short ECDSA_P256_PLAIN_BYTES = (short) 64;
     static final short CHALLENGE_MIN = (short) 16;
     static final short CHALLENGE_MAX = (short) 64;
     static final short SHA256_LENGTH = (short) 32;

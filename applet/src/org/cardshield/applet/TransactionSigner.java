@@ -121,8 +121,9 @@ final class TransactionSigner {
     /**
      * 8E must be the only object after 85 and a valid server signature, by the key loaded
      * with PERSONALIZE P1=04: RSA-2048 PKCS#1 v1.5 (exactly the modulus length) or ECDSA
-     * P-256 (DER). A signature of the wrong form or size for that key is 6A80, one that
-     * does not verify 6982.
+     * P-256 in the plain format r || s (exactly 64 bytes; 6-8 bytes shorter on the wire
+     * than DER, which the card rebuilds for Java Card 3.0.4's verifier). A signature of the
+     * wrong size for that key is 6A80, one that does not verify 6982.
      */
     private void verifyServerSignature(byte[] b, short fieldsEnd, short len) {
         if (b[fieldsEnd] != TAG_SERVER_SIGNATURE) {
@@ -138,9 +139,13 @@ final class TransactionSigner {
         }
         Signature verifier;
         if (state.serverKeyAlgorithm == Constants.ALG_EC_P256) {
-            if (!isEcdsaDer(b, sigOff, sigLen)) {
+            if (sigLen != Constants.ECDSA_P256_PLAIN_BYTES) {
                 ISOException.throwIt(ISO7816.SW_WRONG_DATA);
             }
+            // the DER form goes after the command data: fields and r || s end at len, and
+            // the buffer holds 2 x modulus + 320 bytes, far more than 247 + 72
+            sigLen = plainToDer(b, sigOff, len);
+            sigOff = len;
             verifier = crypto.ecdsaSha256; // present: P1=04 takes an EC key only on a card with ECDSA
             verifier.init(state.serverKeyEc, Signature.MODE_VERIFY);
         } else {
@@ -157,28 +162,34 @@ final class TransactionSigner {
     }
 
     /**
-     * Whether b[off .. off+len) is an ECDSA P-256 signature's DER form, exactly:
-     * 30 L { 02 lr r, 02 ls s } with 1..33-byte integers, short lengths (SEC 1 C.8).
-     * Only the structure: the values are the verification's business.
+     * ECDSA r || s (32 bytes each) at b[sig..] as DER SEQUENCE { INTEGER r, INTEGER s }
+     * (SEC 1 C.8, minimal unsigned encodings) at b[out..]; returns the DER length (8-72).
      */
-    private static boolean isEcdsaDer(byte[] b, short off, short len) {
-        if (len < (short) 8 || len > Constants.ECDSA_P256_DER_MAX || b[off] != (byte) 0x30
-                || b[(short) (off + 1)] != (byte) (len - 2)) {
-            return false;
+    private static short plainToDer(byte[] b, short sig, short out) {
+        short p = derInteger(b, sig, (short) (out + 2));
+        p = derInteger(b, (short) (sig + 32), p);
+        b[out] = (byte) 0x30;
+        b[(short) (out + 1)] = (byte) (p - out - 2);
+        return (short) (p - out);
+    }
+
+    /** The 32-byte unsigned big-endian b[v..v+32) as a DER INTEGER at b[p..]; returns its end. */
+    private static short derInteger(byte[] b, short v, short p) {
+        short end = (short) (v + 32);
+        short start = v;
+        while (start < (short) (end - 1) && b[start] == 0) {
+            start++;
         }
-        short p = (short) (off + 2);
-        short end = (short) (off + len);
-        for (short i = 0; i < (short) 2; i++) {
-            if ((short) (p + 2) > end || b[p] != (byte) 0x02) {
-                return false;
-            }
-            short intLen = b[(short) (p + 1)];
-            if (intLen < 1 || intLen > (short) 33) {
-                return false;
-            }
-            p = (short) (p + 2 + intLen);
+        short valueLen = (short) (end - start);
+        boolean pad = b[start] < 0; // high bit set: a 00 keeps the INTEGER positive
+        b[p] = (byte) 0x02;
+        b[(short) (p + 1)] = (byte) (pad ? valueLen + 1 : valueLen);
+        p = (short) (p + 2);
+        if (pad) {
+            b[p] = 0;
+            p++;
         }
-        return p == end;
+        return Util.arrayCopyNonAtomic(b, start, b, p, valueLen);
     }
 
     /** Puts the 9E header right before the signature written at sigAt; returns the response length. */
