@@ -9,7 +9,7 @@ final class Constants {
     }
 
     static final byte VERSION_MAJOR = (byte) 0x01;
-    static final byte VERSION_MINOR = (byte) 0x01;
+    static final byte VERSION_MINOR = (byte) 0x02;
 
     // Class bytes (ISO/IEC 7816-4 clause 5.4.1)
     static final byte CLA_ISO = (byte) 0x00;
