@@ -191,7 +191,15 @@ def payment_breakdown(operations: list[Operation]) -> list[str]:
         "whole certificate (1-3 KB). "
         + (f"Without 8E (a card personalized without the bank-signed policy) the same payment is "
            f"{without_8e:,} bytes at the minimum. " if without_8e is not None else "")
-        + "A card without EC (the sim profile's algorithm list) keeps the RSA-2048 bank key.",
+        + "A card without EC (the sim profile's algorithm list) keeps the RSA-2048 bank key. "
+        "The 266-byte answer (counter and RSA-2048 signature) exceeds a short Le: a short-APDU "
+        f"reader adds one GET RESPONSE ({op.short.bytes:,} bytes with the {key.label} bank key), "
+        "the extended-length one reaches the minimum; a card with EC (JCOP-4-like) has extended "
+        "length. Bytes are not time: the card's ECDSA verification of 8E costs more than an "
+        "RSA-2048 public-key verification (here "
+        + (f"{signed[BankKeyType.EC_P256].median:.1f} against {signed[BankKeyType.RSA_2048].median:.1f} ms "
+           "for the bank-signed SIGN TRANSACTION on jcardsim" if all(signed.values()) else "not measured")
+        + "), and the profiles' timing has no ECDSA figure to model it on a real card.",
         "",
     ]
     return lines
