@@ -204,3 +204,28 @@ def test_signatures_with_a_leading_zero_byte_verify(ec_bank_card, bank_key, whic
             break
     card.verify_pin(PIN)
     assert card.sign_transaction(1, tx, signature).counter >= 2
+
+
+def test_a_card_without_ec_keeps_the_rsa_bank_key(real_reader, tmp_path, bank_key):
+    """The strict sim profile (no ECDSA, SIM build): its FCI lists no EC, so an issuer gives it
+    the RSA-2048 bank key (bank_key_type_for); an EC key is refused with 6A81 and leaves no
+    server key loaded."""
+    if real_reader is not None:
+        pytest.skip("the sim profile is the virtual card's")
+    from cardshield.build.variants import SIM
+    from cardshield.card.transport import Transport
+    from cardshield.protocol.bank_key import BankKeyType, bank_key_type_for
+    from cardshield.sim.applets import default_applets
+    from cardshield.sim.stack import VirtualCardStack
+
+    with VirtualCardStack(tmp_path / "sim", applets=default_applets(SIM), profile="sim") as stack:
+        with Transport(stack.info.reader, extended_length=False) as transport:
+            card = CardShield(transport)
+            fci = card.select()
+            assert bank_key_type_for(fci.algorithms) is BankKeyType.RSA_2048
+            refused = card.transmit(commands.personalize_server_key(encode_bank_public_key(bank_key.public_key())))
+            assert refused.sw == 0x6A81
+            assert card.select().server_key_algorithm == Algorithm.NONE
+            rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            card.load_server_key(encode_bank_public_key(rsa_key.public_key()))
+            assert card.select().server_key_algorithm == Algorithm.RSA_2048
