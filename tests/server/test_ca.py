@@ -178,6 +178,31 @@ def test_cli_init_and_key_permission_check(tmp_path):
     assert refused.returncode == 1 and "chmod 600" in refused.stderr
 
 
+def test_a_ca_directory_without_the_ec_request_key_is_completed_by_init(tmp_path):
+    """A CA directory from before EC bank keys: the server names the missing file and how
+    to add it; `init` then adds the EC key only, overwriting nothing."""
+    settings = Settings(state_dir=tmp_path)
+    init_ca(settings)
+    before = {p: p.read_bytes() for p in (settings.ca_key_path, settings.request_key_path)}
+    settings.request_key_ec_path.unlink()
+    with pytest.raises(CaSetupError, match="request-signing-ec.key.pem is missing; run `cardshield server init`"):
+        CertificateAuthority.load(settings)
+    assert init_ca(settings) == [settings.request_key_ec_path]
+    assert {p: p.read_bytes() for p in before} == before
+    assert settings.request_key_ec_path.stat().st_mode & 0o777 == 0o600
+    loaded = CertificateAuthority.load(settings)
+    from cardshield.protocol.bank_key import BankKeyType
+    assert set(loaded.request_keys) == set(BankKeyType)
+
+
+def test_a_request_key_file_of_the_wrong_type_is_refused(tmp_path):
+    settings = Settings(state_dir=tmp_path)
+    init_ca(settings)
+    settings.request_key_ec_path.write_bytes(settings.request_key_path.read_bytes())
+    with pytest.raises(CaSetupError, match="holds an rsa-2048 key, expected ec-p256"):
+        CertificateAuthority.load(settings)
+
+
 def test_public_url_names_the_crl_and_the_ca_certificate(tmp_path, card_key, authority):
     settings = Settings(state_dir=tmp_path, public_url="https://ca.bank.example/")
     init_ca(settings)
