@@ -17,13 +17,14 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from applet_support import PIN, PUK
+from applet_support import PIN, PUK, SW_ALGORITHM_NOT_AVAILABLE, card_has
 from cardshield.card.client import CardShield
 from cardshield.card.errors import CardError
 from cardshield.protocol import Command, Transaction, commands, request_data, signed_transaction_data, tlv
 from cardshield.protocol.bank_key import encode_bank_public_key, sign_request
 from cardshield.protocol.commands import ALL_EXTENDED
-from cardshield.protocol.constants import CLA_PROPRIETARY, Algorithm, CardFlags, Ins, SlotPolicy, Template
+from cardshield.protocol.constants import (CLA_PROPRIETARY, Algorithm, AlgorithmSupport, CardFlags, Ins, SlotPolicy,
+                                           Template)
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
@@ -35,7 +36,13 @@ def bank_key() -> ec.EllipticCurvePrivateKey:
 
 @pytest.fixture
 def ec_bank_card(fresh_card, bank_key) -> tuple[CardShield, rsa.RSAPublicKey]:
-    """Issued with the bank's EC key and the default payment slot; slot 01 key generated."""
+    """Issued with the bank's EC key and the default payment slot; slot 01 key generated.
+    A card without EC (the sim profile) refuses the key instead: 6A81, and the test is skipped
+    (test_a_card_without_ec_keeps_the_rsa_bank_key)."""
+    if not card_has(fresh_card, AlgorithmSupport.EC_P256):
+        refused = fresh_card.transmit(commands.personalize_server_key(encode_bank_public_key(bank_key.public_key())))
+        assert refused.sw == SW_ALGORITHM_NOT_AVAILABLE
+        pytest.skip("the card has no EC: an issuer gives it the RSA-2048 bank key (6A81 to the EC one, checked)")
     fci = fresh_card.personalize_development_card(
         PIN, PUK, server_key_7f49=encode_bank_public_key(bank_key.public_key()))
     assert fci.slots[1].policy == SlotPolicy.PIN_PER_SIGNATURE | SlotPolicy.SERVER_SIGNED_REQUESTS
@@ -151,6 +158,8 @@ def test_an_rsa_bank_signature_on_an_ec_card_and_the_reverse(fresh_card, bank_ke
     """Replacing the bank key during personalization: only the last one loaded counts."""
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     card = fresh_card
+    if not card_has(card, AlgorithmSupport.EC_P256):
+        pytest.skip("the card has no EC (test_a_card_without_ec_keeps_the_rsa_bank_key)")
     card.personalize_pin(PIN)
     card.personalize_puk(PUK)
     card.load_server_key(encode_bank_public_key(rsa_key.public_key()))
