@@ -46,9 +46,9 @@ from sqlalchemy import Connection, or_, select, update
 from cardshield.protocol.fci import parse_certificate_fcp
 from cardshield.protocol.tlv import TLVError
 from cardshield.protocol.transaction import (Transaction, parse_sign_transaction_response,
-                                             request_data, signed_transaction_data)
+                                             signed_transaction_data)
 
-from . import audit, card_commands, limits
+from . import audit, bank_signature, card_commands, limits
 from .batches import SW_OK, Batch, card_data, stored_json
 from .ca import PAYMENT_SLOT
 from .clock import utcnow
@@ -164,10 +164,10 @@ class PaymentService:
         self.ctx = ctx
         self.store = ctx.payment_store
 
-    def _bank_signature(self, tlvs: bytes) -> bytes:
+    def _bank_signature(self, card: CardKey, tlvs: bytes) -> bytes:
         """Tag 8E: the bank's signature over the request the card will sign (docs/apdu.md
-        SIGN TRANSACTION). The one place the request-signing key is used."""
-        return self.ctx.ca.sign_request(request_data(tlvs))
+        SIGN TRANSACTION), with the request key of the type the card holds."""
+        return bank_signature.sign_for_card(self.ctx.ca, card.bank_key_algorithm, tlvs)
 
     def _usable_card(self, key: CardKey | None, user_external_id: str) -> CardKey:
         """The user's payment card, checked against the bank's policy: it exists, is not
@@ -291,7 +291,7 @@ class PaymentService:
         nonce = secrets.token_bytes(NONCE_BYTES)
         tlvs = Transaction(p.amount_minor, p.currency, p.payee, p.order_ref, nonce).tlvs()
         mode = _signing_mode(card)
-        server_sig = self._bank_signature(tlvs) if mode == SERVER_SIGNED else None
+        server_sig = self._bank_signature(card, tlvs) if mode == SERVER_SIGNED else None
         steps = ([card_commands.select_applet(), card_commands.certificate_reference(PAYMENT_SLOT)]
                  + card_commands.sign_transaction(PAYMENT_SLOT, tlvs, server_sig))
         notes = ["PIN required: the user confirms amount and payee at the terminal"]

@@ -102,6 +102,7 @@ class CardKey:
     blocked_at: datetime | None
     requires_server_signature: bool
     attested: bool
+    bank_key_algorithm: int | None  # the bank key the card checks 8E with (bank_signature.py)
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,8 @@ _KEY_COLUMNS = ", ".join(
         ("ce", "not_after", None), ("ce", "revocation_reason", None), ("k", "id", "card_id"),
         ("k", "public_key_der", None), ("k", "last_counter", None),
         ("k", "consecutive_failures", "card_failures"), ("k", "blocked_at", None),
-        ("k", "requires_server_signature", None), ("k", "attested", None)))
+        ("k", "requires_server_signature", None), ("k", "attested", None),
+        ("k", "bank_key_algorithm", None)))
 
 
 def _active_certificate(user: str) -> str:

@@ -3,14 +3,14 @@ row's counter compare-and-set, the payment row's nonce compare-and-set, failure 
 reset and the audit row, in the caller's one transaction. SQLite gets no function: its
 store runs the same statements in one short transaction (server/payment_store.py).
 
-Revision ID: 0005_authorize_function
-Revises: 0004_payment_policy
+Revision ID: 0006_authorize_function
+Revises: 0005_bank_key_algorithm
 """
 from alembic import op
 
 
-revision = '0005_authorize_function'
-down_revision = '0004_payment_policy'
+revision = '0006_authorize_function'
+down_revision = '0005_bank_key_algorithm'
 branch_labels = None
 depends_on = None
 
