@@ -209,36 +209,18 @@ def test_a_merchant_probing_user_ids_is_rate_limited(ctx, http, tokens):
     assert err.value.status == 429 and err.value.code == "client_rate_limited"
 
 
-# -- blocks are checked at every step ---------------------------------------------------------
-@pytest.mark.parametrize("blocked", ["user", "card"])
-def test_a_block_after_the_claim_stops_the_final_post(ctx, http, tokens, enrolled, blocked):
-    term = enrolled()
-    created = create_payment(http, tokens["merchant"], "alice")
-    batch = _to_signing_batch(term, created["payment_id"])
-    responses = term.run(batch)
-    with ctx.db.transaction() as s:
-        counter_before = s.scalar(select(Card.last_counter))
-        model = User if blocked == "user" else Card
-        s.execute(update(model).values(blocked_at=utcnow()))
-    with pytest.raises(FlowError) as err:
-        term.post_payment(created["payment_id"], batch, responses)
-    assert err.value.code == f"{blocked}_blocked", err.value.body
-    with ctx.db.transaction() as s:
-        assert s.get(Payment, created["payment_id"]).state != "authorized"
-        assert s.scalar(select(Card.last_counter)) == counter_before
-
-
-# The final post checks a snapshot and only then writes: a block or revocation committed by
-# another replica in between must still stop it (the compare-and-sets carry the checks).
+# -- blocks and revocations are checked at every step -----------------------------------------
 CHANGES = {"certificate_revoked": lambda: update(Certificate).values(
                status="revoked", revoked_at=utcnow(), revocation_reason="key_compromise"),
            "user_blocked": lambda: update(User).values(blocked_at=utcnow()),
            "card_blocked": lambda: update(Card).values(blocked_at=utcnow())}
 
 
+@pytest.mark.parametrize("moment", ["after_the_claim", "between_the_checks_and_the_write"])
 @pytest.mark.parametrize("change", sorted(CHANGES))
-def test_a_change_between_the_checks_and_the_write_stops_the_final_post(ctx, http, tokens,
-                                                                         enrolled, change):
+def test_a_block_or_revocation_stops_the_final_post(ctx, http, tokens, enrolled, change, moment):
+    """After the claim, or committed by another replica between the final post's checks (on a
+    snapshot) and its write: the compare-and-sets carry the checks, so it is never missed."""
     term = enrolled()
     created = create_payment(http, tokens["merchant"], "alice")
     batch = _to_signing_batch(term, created["payment_id"])
@@ -246,17 +228,24 @@ def test_a_change_between_the_checks_and_the_write_stops_the_final_post(ctx, htt
     with ctx.db.transaction() as s:
         counter_before = s.scalar(select(Card.last_counter))
     store = ctx.payment_store
-    authorize = store.authorize
+    authorize, reached = store.authorize, []
+
+    def commit_the_change():
+        with ctx.db.transaction() as s:  # another transaction, committed now
+            s.execute(CHANGES[change]())
 
     async def after_a_concurrent_commit(authorization):
         store.authorize = authorize  # once
-        with ctx.db.transaction() as s:  # another replica's transaction, committed now
-            s.execute(CHANGES[change]())
+        reached.append(authorization)
+        commit_the_change()
         return await authorize(authorization)
-    store.authorize = after_a_concurrent_commit
+    if moment == "after_the_claim":
+        commit_the_change()
+    else:
+        store.authorize = after_a_concurrent_commit
     with pytest.raises(FlowError) as err:
         term.post_payment(created["payment_id"], batch, responses)
-    assert store.authorize is authorize, "the write was not reached"
+    assert bool(reached) == (moment != "after_the_claim"), "the write was (not) reached"
     assert err.value.code == change, err.value.body
     with ctx.db.transaction() as s:
         assert s.get(Payment, created["payment_id"]).state == "refused"
