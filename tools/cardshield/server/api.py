@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Literal, TypeVar
@@ -221,7 +222,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
                             status_code=409)
 
     async def _raced(_request: Request, err: Exception):
-        # the payment store's driver (asyncpg): a racing insert of the same unique value
+        # the payment store's drivers: a racing insert of the same unique value
         log.info("integrity conflict: %s", err)
         return JSONResponse(ApiError("conflict", "a concurrent request changed the same data; "
                                                  "nothing was written, retry").as_json(),
@@ -235,7 +236,9 @@ def create_app(ctx: ServerContext) -> FastAPI:
                       asyncpg.InternalClientError: _db_busy,
                       asyncpg.OperatorInterventionError: _db_busy, ConnectionError: _db_busy,
                       asyncpg.SerializationError: _db_busy, asyncpg.DeadlockDetectedError: _db_busy,
-                      asyncpg.UniqueViolationError: _raced}
+                      asyncpg.UniqueViolationError: _raced,
+                      # ... and on SQLite (the DB-API connection): busy past the timeout, a race
+                      sqlite3.OperationalError: _db_busy, sqlite3.IntegrityError: _raced}
     for kind, handler in error_handlers.items():
         app.add_exception_handler(kind, handler)
 
