@@ -221,11 +221,22 @@ final class Io {
      * Zeroes the data field of the command in the APDU buffer, a global array (PIN, PUK,
      * personalization data in clear on a development card). At most a short APDU's 255 bytes:
      * what any card's buffer holds at once (a longer command arrives in parts, each one
-     * overwriting the last); secrets are far shorter. Data refused before it was read stay
-     * until the runtime zeroes the buffer for the next command (Java Card API, class APDU).
+     * overwriting the last); secrets are far shorter. Data a command refused before reading
+     * them are read now on T=1, where they are in the buffer already; on T=0 they never
+     * entered it. After sending has begun nothing is touched: the runtime may still be
+     * sending from the buffer, and it zeroes the buffer before the next command (Java Card
+     * API, class APDU).
      */
     void wipeIncoming(APDU apdu) {
         short cdata = incomingOffset(apdu);
+        if (cdata < 0 && !isT0()) {
+            try {
+                apdu.setIncomingAndReceive();
+            } catch (APDUException e) {
+                return; // sending has begun
+            }
+            cdata = incomingOffset(apdu);
+        }
         if (cdata < 0) {
             return;
         }
