@@ -160,7 +160,9 @@ final class Io {
         short ne = expectedLength(apdu);
         short now = len < ne ? len : ne;
         apdu.setOutgoingLength(now);
-        apdu.sendBytesLong(src, off, now);
+        if (now > 0) { // Ne = 0: a case-3 command, all of it announced by 61xx
+            apdu.sendBytesLong(src, off, now);
+        }
         short rest = (short) (len - now);
         if (rest == 0 || source != null) {
             return ISO7816.SW_NO_ERROR;
