@@ -20,8 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from applet_support import PIN, exchange
 from cardshield.card.apdu import CommandAPDU
 from cardshield.protocol.constants import APPLET_AID
-from cardshield.protocol.keys import parse_public_key
-from test_applet_sim_build import sim_build_card  # noqa: F401  (pytest fixture: the SIM build on T=0)
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
@@ -152,11 +150,11 @@ def test_an_extended_ne_above_the_response_gets_it_whole_and_a_short_one_at_most
     assert short.sw == 0x610E and short.data == whole.data[:256]
 
 
-def test_on_t0_ne_is_p3_and_get_response_returns_the_exact_rest(sim_build_card):
-    """The SIM build on the strict SIM profile, a T=0 card (ISO/IEC 7816-3 clause 12.2): a
-    case-2 command's P3 is its Le, 00 meaning 256; what Ne leaves comes by GET RESPONSE."""
-    card, keys, _ = sim_build_card
-    card.select()
-    for first_ne, nes in ((16, [32, 256]), (256, [14])):
-        raw = fetch_in_parts(card.transport, first_ne, nes, False, PUBLIC_KEY_DO)
-        assert parse_public_key(raw) == keys[1]
+def test_a_command_without_le_gets_its_answer_announced_and_fetched_whole(card, transport):
+    """No Le field: Ne = 0 (ISO/IEC 7816-4 clause 5.1), so nothing comes with the status word
+    but 61xx, and GET RESPONSE brings the whole answer."""
+    whole = transport.exchange(CommandAPDU(0x00, 0x47, 0x81, 0x01, ne=0xFFFF, extended=True)).data
+    announced = exchange(transport, "00 47 81 01")
+    assert announced.sw == 0x6100 and announced.data == b""
+    rest = transport.exchange(CommandAPDU(0x00, 0xC0, 0x00, 0x00, ne=0xFFFF, extended=True))
+    assert rest.sw == 0x9000 and rest.data == whole
