@@ -100,7 +100,7 @@ def test_server_report_splits_enrollment_cpu_and_the_p99():
     enrollment = bench.EnrollmentLevel(16, enrollments=100, seconds=2.0, latency_ms=[150.0, 300.0],
                                        server_cpu_s=1.0, client_cpu_s=0.15)
     run = bench.DatabaseRun(
-        "sqlite", bench.ServiceFloor(2.5, 0.0, None), bench.EnrollmentFloor(5.0, 0.0), enrollment,
+        "sqlite", bench.ServiceFloor(2.5, 0.0, None), bench.EnrollmentFloor(5.0, 0.0, 2.5), enrollment,
         [level(1), level(16, authorize=[30.0] * 99 + [90.0]),
          level(64, authorize=[60.0] * 90 + [200.0] * 10, rate_payments=250),
          level(64, paced=125.0, authorize=[3.0] * 99 + [12.0], rate_payments=124)])
@@ -109,7 +109,8 @@ def test_server_report_splits_enrollment_cpu_and_the_p99():
     assert "| sqlite | 50.0 | 16 | 300 ms | 300 ms | 10.00 ms | in-process | 5.00 ms | 1.50 ms |" in text
     assert "50.0 certificates issued per second (goal 100: not met)" in text
     assert "the server alone could issue at most 200/s" in text  # 2 cores / 10 ms
-    assert "cap it at 200/s whatever the cores" in text  # one writer, 5 ms of services
+    assert "2.50 ms of the services' CPU per enrollment" in text
+    assert "caps it at 400/s whatever the cores" in text  # one writer, 2.5 ms of writes
     assert "100/s needs 1.0 cores of server CPU" in text
     assert "| sqlite | 64, paced at 125/s | 124.0 |" in text
     assert "authorize p99 at 64 clients flat out: 200 ms (goal 50 ms: not met)" in text

@@ -197,8 +197,12 @@ _ADVANCE = _advance()
 
 
 @dataclass
-class _Progress:
-    """What a post's refusal handler needs to know of how far the checks went."""
+class Post:
+    """The card's answers to a batch, and how far their checks went (for the refusal)."""
+    terminal_id: int
+    enrollment_id: str
+    seq: int
+    responses: list[bytes]
     user_id: int | None = None
     expired: bool = False
     fatal_possible: bool = False
@@ -319,77 +323,73 @@ class EnrollmentService:
     def post_responses(self, terminal_id: int, enrollment_id: str, seq: int,
                        responses: list[bytes]) -> EnrollmentView:
         """The card's answers to the pending batch: checked, then written (see the class)."""
-        progress = _Progress()
-        on_refusal = self._post_refusal(progress, terminal_id, enrollment_id)
+        post = Post(terminal_id, enrollment_id, seq, responses)
         try:
-            checked = self.check(progress, terminal_id, enrollment_id, seq, responses)
+            checked = self.check(post)
         except ApiError as refusal:
-            self._record_refusal(on_refusal, refusal)
+            self.record_refusal(post, refusal)
             raise
-        return self.ctx.run(partial(self._write, checked), on_refusal)
+        return self.write(post, checked)
 
     async def post_responses_async(self, terminal_id: int, enrollment_id: str, seq: int,
                                    responses: list[bytes]) -> EnrollmentView:
         """post_responses for the event loop: the checks on a read snapshot (never the
         writer), the writes through Database.run (SQLite: the writer's group commit)."""
-        db, progress = self.ctx.db, _Progress()
-        on_refusal = self._post_refusal(progress, terminal_id, enrollment_id)
+        db, post = self.ctx.db, Post(terminal_id, enrollment_id, seq, responses)
         try:
-            checked = await db.run_read(self.check, progress, terminal_id, enrollment_id, seq,
-                                        responses)
+            checked = await db.run_read(self.check, post)
         except ApiError as refusal:
-            await db.run(self._record_refusal, on_refusal, refusal)
+            await db.run(self.record_refusal, post, refusal)
             raise
-        return await db.run(self.ctx.run, partial(self._write, checked), on_refusal)
+        return await db.run(self.write, post, checked)
 
-    def check(self, progress: _Progress, terminal_id: int, enrollment_id: str, seq: int,
-              responses: list[bytes]) -> _Checked:
-        """Every check of the post on a read snapshot, in the order the API documents."""
+    def check(self, post: Post) -> _Checked:
+        """Every check of the post on a read snapshot, in the order the API documents;
+        nothing written."""
         with self.ctx.db.read() as c:
-            e = c.execute(_SESSION, {"enrollment_id": enrollment_id}).first()
+            e = c.execute(_SESSION, {"enrollment_id": post.enrollment_id}).first()
             if e is None:
-                raise ApiError("not_found", f"no enrollment {enrollment_id}")
-            if e.terminal_client_id != terminal_id:
+                raise ApiError("not_found", f"no enrollment {post.enrollment_id}")
+            if e.terminal_client_id != post.terminal_id:
                 raise ApiError("wrong_terminal", "this enrollment belongs to another terminal")
-            progress.user_id = e.user_id
+            post.user_id = e.user_id
             if e.state in OPEN_STATES and e.expires_at <= utcnow():
-                progress.expired = True
+                post.expired = True
                 raise ApiError("enrollment_expired", "the enrollment session expired; start again")
             if e.state not in OPEN_STATES:
                 raise ApiError("session_closed", f"the enrollment is {e.state}; start a new one")
-            if seq != e.seq:
-                raise ApiError("stale_step", f"these responses answer batch {seq}, but batch "
-                                             f"{e.seq} is pending")
+            if post.seq != e.seq:
+                raise ApiError("stale_step", f"these responses answer batch {post.seq}, but "
+                                             f"batch {e.seq} is pending")
             batch = Batch.loads(e.pending_batch)
-            data = self._card_data(e.state, batch, responses)
-            progress.fatal_possible = True
+            data = self._card_data(e.state, batch, post.responses)
+            post.fatal_possible = True
             step = {"keygen_sent": self._check_keygen, "pop_sent": self._check_possession,
                     "cert_sent": self._check_readback}[e.state]
             return step(c, e, batch, data)
 
-    def _post_refusal(self, progress: _Progress, terminal_id: int, enrollment_id: str):
-        def on_refusal(s: Session, err: ApiError) -> None:
-            if progress.expired or (progress.fatal_possible and err.code in FATAL_CODES):
-                e = s.get(Enrollment, enrollment_id)
-                if e is not None and e.state in OPEN_STATES:
-                    e.state = "expired" if progress.expired else "failed"
-                    e.failure_code, e.pending_batch, e.updated_at = err.code, None, utcnow()
-                    _revoke_pending(s, e, "cessation_of_operation")
-            if progress.user_id is not None:
-                limits.register_failure(s, err.code, self.ctx.settings.max_consecutive_failures,
-                                        user_id=progress.user_id, card_id=None)
-            audit.record(s, "enrollment.step", "refused", code=err.code, client_id=terminal_id,
-                         enrollment_id=enrollment_id, detail=err.message)
-        return on_refusal
+    def write(self, post: Post, checked: _Checked) -> EnrollmentView:
+        """The checked post's one transaction (a refusal in it is recorded like the checks')."""
+        return self.ctx.run(lambda session: checked.write(session.connection(), checked),
+                            partial(self._on_refusal, post))
 
-    def _record_refusal(self, on_refusal, refusal: ApiError) -> None:
+    def record_refusal(self, post: Post, refusal: ApiError) -> None:
         """A refusal found by the checks, recorded in its own transaction (as ctx.run does)."""
         with self.ctx.db.transaction() as s:
-            on_refusal(s, refusal)
+            self._on_refusal(post, s, refusal)
 
-    @staticmethod
-    def _write(checked: _Checked, session: Session) -> EnrollmentView:
-        return checked.write(session.connection(), checked)
+    def _on_refusal(self, post: Post, s: Session, err: ApiError) -> None:
+        if post.expired or (post.fatal_possible and err.code in FATAL_CODES):
+            e = s.get(Enrollment, post.enrollment_id)
+            if e is not None and e.state in OPEN_STATES:
+                e.state = "expired" if post.expired else "failed"
+                e.failure_code, e.pending_batch, e.updated_at = err.code, None, utcnow()
+                _revoke_pending(s, e, "cessation_of_operation")
+        if post.user_id is not None:
+            limits.register_failure(s, err.code, self.ctx.settings.max_consecutive_failures,
+                                    user_id=post.user_id, card_id=None)
+        audit.record(s, "enrollment.step", "refused", code=err.code, client_id=post.terminal_id,
+                     enrollment_id=post.enrollment_id, detail=err.message)
 
     @staticmethod
     def _advance(s: Connection, statement, checked: _Checked, to_state: str, now: datetime,
