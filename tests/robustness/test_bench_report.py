@@ -111,8 +111,16 @@ def test_server_report_splits_enrollment_cpu_and_the_p99():
     assert "the server alone could issue at most 200/s" in text  # 2 cores / 10 ms
     assert "2.50 ms of the services' CPU per enrollment" in text
     assert "caps it at 400/s whatever the cores" in text  # one writer, 2.5 ms of writes
-    assert "100/s needs 1.0 cores of server CPU" in text
+    assert "16 terminals the rate is the terminals over the time one enrollment takes (16 / 225 ms = 71/s)" in text
+    assert "The CPU of 100/s (1.0 cores for the server, 0.1 for this load generator) fits in these 2 cores" in text
     assert "| sqlite | 64, paced at 125/s | 124.0 |" in text
     assert "authorize p99 at 64 clients flat out: 200 ms (goal 50 ms: not met)" in text
     assert "Its service time is 2.0 ms" in text and "198 ms of that p99 are waiting" in text
     assert "see an authorize p99 of 12 ms (goal met)" in text
+    heavy = bench.EnrollmentLevel(16, enrollments=100, seconds=2.0, latency_ms=[150.0, 300.0],
+                                  server_cpu_s=3.0, client_cpu_s=0.15)
+    text = bench._report(bench.Floor(3000, 40000, 0.3, 0.03), (20000, 0.03), (10000, 0.1),
+                         [bench.DatabaseRun("postgresql", run.services, run.enrollment_services, heavy,
+                                            run.levels)], 2, None, 0.15, 1.0)
+    assert "100/s needs 3.0 cores of server CPU at this cost per enrollment and 0.1 for this load " \
+           "generator: more than these 2 cores" in text

@@ -910,10 +910,22 @@ def _enrollment_report(runs: list[DatabaseRun], floor: Floor, attestation_ms: fl
                      f"enrollment (each of its {ENROLLMENT_REQUESTS} transactions committing alone "
                      f"here; the checks, the signature included, run outside it), which caps it at "
                      f"{1000 / writes:,.0f}/s whatever the cores.")
+        mean = sum(e.latency_ms) / len(e.latency_ms) if e.latency_ms else float("nan")
+        text += (f" At {e.concurrency} terminals the rate is the terminals over the time one "
+                 f"enrollment takes ({e.concurrency} / {mean:.0f} ms = "
+                 f"{e.concurrency * 1000 / mean:,.0f}/s): its {ENROLLMENT_REQUESTS} round trips "
+                 "each wait behind the others' CPU.")
         if not met:
-            text += (f" {ENROLLMENT_GOAL:.0f}/s needs {ENROLLMENT_GOAL * server / 1000:.1f} cores "
-                     "of server CPU at this cost per enrollment, with the load generator on "
-                     "other cores.")
+            need_server, need_client = ENROLLMENT_GOAL * server / 1000, ENROLLMENT_GOAL * client / 1000
+            if need_server + need_client <= cores:
+                text += (f" The CPU of {ENROLLMENT_GOAL:.0f}/s ({need_server:.1f} cores for the server, "
+                         f"{need_client:.1f} for this load generator) fits in these {cores} cores: "
+                         "what this run lacked is the CPU that other work on the machine took "
+                         f"(load average {_loadavg()} at the end), not the server's cost.")
+            else:
+                text += (f" {ENROLLMENT_GOAL:.0f}/s needs {need_server:.1f} cores of server CPU at "
+                         f"this cost per enrollment and {need_client:.1f} for this load generator: "
+                         f"more than these {cores} cores.")
         lines.append(text)
     lines.append("")
     return lines

@@ -181,11 +181,13 @@ _USE_CHALLENGE = (update(CHALLENGES).where(CHALLENGES.c.id == bindparam("challen
 
 def _advance(*columns: str):
     """The step's compare-and-set: from the state and batch the checks saw to the next,
-    setting `columns` too; a post that lost a race to another finds no row."""
+    setting `columns` too, while the session is unexpired; a post that lost a race to
+    another (or to the clock) finds no row."""
     return (update(ENROLLMENTS)
             .where(ENROLLMENTS.c.id == bindparam("enrollment_id"),
                    ENROLLMENTS.c.state == bindparam("from_state"),
-                   ENROLLMENTS.c.seq == bindparam("from_seq"))
+                   ENROLLMENTS.c.seq == bindparam("from_seq"),
+                   ENROLLMENTS.c.expires_at > bindparam("now"))
             .values(state=bindparam("to_state"), seq=bindparam("to_seq"),
                     pending_batch=bindparam("to_batch"), updated_at=bindparam("now"),
                     **{c: bindparam("to_" + c) for c in columns}))
@@ -399,8 +401,9 @@ class EnrollmentService:
             "enrollment_id": e.id, "from_state": e.state, "from_seq": e.seq, "to_state": to_state,
             "to_seq": batch.seq if batch else e.seq, "to_batch": batch.dumps() if batch else None,
             "now": now, **{"to_" + name: value for name, value in columns.items()}}).rowcount
-        if moved != 1:  # another post of the same batch committed first
-            raise ApiError("stale_step", f"batch {e.seq} was answered meanwhile")
+        if moved != 1:  # another post of the same batch committed first, or time ran out
+            raise ApiError("stale_step", f"batch {e.seq} was answered meanwhile or the session "
+                                         "expired; fetch the enrollment's state")
 
     def _card_data(self, state: str, batch: Batch, responses: list[bytes]) -> list:
         """card_data, except that in the attestation step an ATTEST the card cannot answer

@@ -218,5 +218,9 @@ def bind_card(s: Session | Connection, card_id: str, user_id: int) -> None:
     succeeds only for an active card that is unbound or already this user's."""
     bound = s.execute(_BIND, {"card_id": card_id, "user_id": user_id}).rowcount
     if bound != 1:
+        status = s.execute(select(RegisteredCard.status)
+                           .where(RegisteredCard.card_id_hex == card_id)).scalar()
+        if status != "active":
+            raise ApiError("card_revoked", f"card {card_id} is revoked in the card registry")
         raise ApiError("card_bound_to_another_user",
-                       f"card {card_id} is revoked or registered to another user")
+                       f"card {card_id} is registered to another user")
