@@ -4,11 +4,13 @@ import java.lang.reflect.Field;
 import java.lang.reflect.Method;
 import java.lang.reflect.Modifier;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.IdentityHashMap;
 import java.util.Map;
 import java.util.Random;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Supplier;
 import javacard.framework.APDU;
 import javacard.framework.JCSystem;
 import javacard.framework.OwnerPIN;
@@ -55,9 +57,13 @@ public final class StrictCard {
     private static CommandReport last = new CommandReport(0, null, false, 0);
     private static int journalPeak;
 
-    // memory
+    // memory: the card's totals, and per owner (the applet instance in whose context an object
+    // was allocated, JCRE 3.0.4 chapter 6) what deleting that instance gives back (chapter 11)
     private static long persistentUsed;
     private static long transientUsed;
+    private static final Map<String, long[]> OWNED = new HashMap<>(); // owner -> {persistent, transient}
+    private static long memoryRefusals;
+    private static Supplier<String> context = () -> "";
 
     /** What the previous command did, for the host control REPORT. */
     public static final class CommandReport {
@@ -91,6 +97,31 @@ public final class StrictCard {
         return profile;
     }
 
+    /**
+     * Who owns what is allocated now: the host's answer (the instance being installed, else
+     * the selected applet instance), as an AID in hex; "" for the card itself.
+     */
+    public static synchronized void context(Supplier<String> currentOwner) {
+        context = currentOwner;
+    }
+
+    /**
+     * An applet instance is gone (GlobalPlatform DELETE, or an install() that failed): the
+     * memory of every object it owned is free again, as the applet deletion manager frees it
+     * and as a failed installation is undone (JCRE 3.0.4 chapter 11). The card's own objects stay.
+     */
+    public static void release(String owner) {
+        long[] owned = owner.isEmpty() ? null : OWNED.remove(owner);
+        if (owned != null) {
+            persistentUsed -= owned[0];
+            transientUsed -= owned[1];
+        }
+    }
+
+    private static long[] ownedByContext() {
+        return OWNED.computeIfAbsent(context.get(), key -> new long[2]);
+    }
+
     /** A card fresh from the factory: nothing allocated, nothing journalled. */
     public static void wipe() {
         TRANSIENTS.clear();
@@ -98,6 +129,7 @@ public final class StrictCard {
         inTransaction = false;
         persistentUsed = 0;
         transientUsed = 0;
+        OWNED.clear();
         powerLost = false;
     }
 
@@ -263,7 +295,9 @@ public final class StrictCard {
             refuse("transient RAM", bytes + profile.objectHeaderBytes, profile.transientBytes - transientUsed,
                     profile.transientBytes);
         }
-        transientUsed += Math.max(0, bytes) + profile.objectHeaderBytes;
+        long total = Math.max(0, bytes) + profile.objectHeaderBytes;
+        transientUsed += total;
+        ownedByContext()[1] += total;
     }
 
     public static short getAvailableMemory(byte memoryType) {
@@ -381,10 +415,17 @@ public final class StrictCard {
             refuse("persistent memory", total, profile.eepromBytes - persistentUsed, profile.eepromBytes);
         }
         persistentUsed += total;
+        ownedByContext()[0] += total;
+    }
+
+    /** How many allocations were refused so far (the host tells a failed install's cause by it). */
+    public static long memoryRefusals() {
+        return memoryRefusals;
     }
 
     /** SystemException NO_RESOURCE, and the log line that says which memory ran out. */
     private static void refuse(String memory, long asked, long left, long total) {
+        memoryRefusals++;
         System.err.println("virtualcard: NO_RESOURCE: " + memory + ": " + asked + " bytes asked, " + left + " left of "
                 + total + " (profile " + profile.name + ")");
         SystemException.throwIt(SystemException.NO_RESOURCE);
