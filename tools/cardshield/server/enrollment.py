@@ -19,9 +19,13 @@ Only users the bank created can enroll, each time with a fresh activation code; 
 issued without `replace` cannot supersede an active certificate (activation.py).
 
 Each post must come from the terminal that started the session and carry the pending
-batch's `seq`. Every issued certificate is in the certificates table from the moment it
-is signed (pending_store); an enrollment that is restarted, expires or fails revokes its
-pending certificate, so nothing issued is ever unaccounted for.
+batch's `seq`. A post is checked on a read snapshot (the CPU: parsing, key checks, proof
+of possession, attestation, the CA signature, the next batch), then written in one short
+transaction that re-checks by compare-and-set what may have changed since (EnrollmentService).
+Every certificate sent to a card is in the certificates table (pending_store) from the
+transaction whose answer carries it; a post refused after the signature discards its
+certificate unsent. An enrollment that is restarted, expires or fails revokes its pending
+certificate, so nothing issued is ever unaccounted for.
 """
 from __future__ import annotations
 
