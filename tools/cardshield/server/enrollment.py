@@ -197,7 +197,8 @@ def _advance(*columns: str):
                     **{c: bindparam("to_" + c) for c in columns}))
 
 
-_ADVANCE_AFTER_KEYGEN = _advance("public_key_der", "requires_server_signature")
+_ADVANCE_AFTER_KEYGEN = _advance("public_key_der", "requires_server_signature",
+                                 "bank_key_algorithm")
 _ADVANCE_AFTER_ISSUE = _advance("certificate_serial_hex")
 _ADVANCE = _advance()
 
@@ -282,7 +283,8 @@ class EnrollmentService:
             s.execute(_INSERT_ENROLLMENT, dict(
                 id=enrollment_id, user_id=user.id, terminal_client_id=terminal_id, slot=slot,
                 card_label=card_label, state="keygen_sent", seq=1, pending_batch=first_batch.dumps(),
-                public_key_der=None, requires_server_signature=False, activation_code_id=code.id,
+                public_key_der=None, requires_server_signature=False, bank_key_algorithm=None,
+                activation_code_id=code.id,
                 replace_authorized=code.replace, certificate_serial_hex=None, failure_code=None,
                 created_at=now, updated_at=now, expires_at=expires_at))
             audit.record(s, "enrollment.start", "ok", client_id=terminal_id,
@@ -440,13 +442,16 @@ class EnrollmentService:
              "ATTEST: the card's signed statement that it generated this key"]), dict(
             challenge=challenge, public_key_der=_public_key_der(public_key),
             requires_server_signature=bool(
-                slot_info and SlotPolicy.SERVER_SIGNED_REQUESTS in slot_info.policy)))
+                slot_info and SlotPolicy.SERVER_SIGNED_REQUESTS in slot_info.policy),
+            # which of the bank's request keys signs this card's 8E (server/bank_signature.py)
+            bank_key_algorithm=int(card.server_key_algorithm) or None))
 
     def _write_keygen(self, s: Connection, checked: _Checked) -> EnrollmentView:
         now, values = utcnow(), checked.values
         self._advance(s, _ADVANCE_AFTER_KEYGEN, checked, "pop_sent", now,
                       public_key_der=values["public_key_der"],
-                      requires_server_signature=values["requires_server_signature"])
+                      requires_server_signature=values["requires_server_signature"],
+                      bank_key_algorithm=values["bank_key_algorithm"])
         s.execute(_INSERT_CHALLENGE, dict(
             enrollment_id=checked.enrollment.id, value=values["challenge"], used_at=None,
             expires_at=now + timedelta(seconds=self.ctx.settings.challenge_ttl_seconds)))
@@ -508,6 +513,7 @@ class EnrollmentService:
             requires_server_signature=evidence.requires_server_signature,
             registry_card_id=evidence.registry_card_id, attested=evidence.attested,
             attested_policy=evidence.policy, attestation=evidence.attestation,
+            bank_key_algorithm=e.bank_key_algorithm,
             last_counter=evidence.counter, consecutive_failures=0, blocked_at=None,
             created_at=now)).inserted_primary_key[0]
         s.execute(_INSERT_CERTIFICATE, dict(
