@@ -5,7 +5,7 @@ Cases are split into contiguous blocks, one per card profile (lifecycle and poli
   personalization  a fresh instance (pristine), PIN/PUK/server key set or not
   terminated       an issued card whose PUK was blocked
   policy           issued, slot 1 PIN-per-signature + server-signed requests, slot 2 PIN-per-signature,
-                   the bank's EC P-256 request key (8E as r || s)
+                   the bank's EC P-256 request key (8E as r || s) where the card has EC, else RSA-2048
   issued           issued, no policy flags, keys in both slots, a certificate in slot 1, the
                    bank's RSA-2048 request key
 
@@ -38,8 +38,10 @@ from cardshield.card.client import CardShield
 from cardshield.card.errors import CardShieldCardError
 from cardshield.card.transport import Transport
 from cardshield.protocol import Transaction, encode_rsa_public_key, tlv
-from cardshield.protocol.bank_key import BankKeyType, encode_bank_public_key, generate_bank_key, sign_request
+from cardshield.protocol.bank_key import (BankKeyType, bank_key_type_for, encode_bank_public_key, generate_bank_key,
+                                          sign_request)
 from cardshield.protocol.constants import Algorithm, Lifecycle, SlotPolicy
+from cardshield.protocol.fci import FCI
 from cardshield.protocol.transaction import signed_transaction_data
 
 from . import spec
@@ -132,14 +134,14 @@ class Campaign:
         self.reference_certificate = b""
 
     # -- card profiles ---------------------------------------------------------------
-    def _fresh(self) -> None:
+    def _fresh(self) -> FCI:
         self.pristine()
         self.transport.reconnect("reset")
-        self.card.select()
+        return self.card.select()
 
     def _build(self, profile: str) -> None:
         """Bring the card into `profile` (key generation: the slow part, once per block)."""
-        self._fresh()
+        fci = self._fresh()
         if profile != "personalization":
             # slot 01 relaxed explicitly (ISSUE alone would give it PIN per signature + server-signed,
             # which the "policy" profile covers): SIGN TRANSACTION without 8E stays reachable
@@ -147,7 +149,9 @@ class Campaign:
             if profile == "policy":
                 slots = {1: (Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE | SlotPolicy.SERVER_SIGNED_REQUESTS),
                          2: (Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE)}
-            self.bank_key = self.bank_keys[BankKeyType.EC_P256 if profile == "policy" else BankKeyType.RSA_2048]
+            # the "policy" card gets what an issuer gives it: EC where the card has it (not on sim)
+            policy_key_type = bank_key_type_for(fci.algorithms)
+            self.bank_key = self.bank_keys[policy_key_type if profile == "policy" else BankKeyType.RSA_2048]
             self.card.personalize_development_card(
                 PIN, PUK, server_key_7f49=encode_bank_public_key(self.bank_key.public_key()), slots=slots)
             keys = {}
