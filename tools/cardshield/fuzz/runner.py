@@ -273,7 +273,7 @@ class Campaign:
             self.report.status_words[(name, sw)] += 1
             trace.append(f"{action} -> {'%d bytes ' % len(data) if data else ''}{sw:04X}")
             model.apply(action, data, sw, step, findings)
-            if action.ins == 0xA4 and action.p1 == 0x04 and sw == 0x9000 and self.card.aid not in data:
+            if action.ins == 0xA4 and action.p1 == 0x04 and _succeeded(sw) and not self._selects_applet(action, data):
                 self.card.select()  # another application took the selection: back to the applet
                 trace.append("SELECT applet again (another application was selected)")
             slot = leaked_factor(data, model.public_keys)
@@ -287,6 +287,11 @@ class Campaign:
         if findings:
             self._resync()  # report a divergence once, not again in every later case
             self.report.failures.append(Failure(profile, index, variant, findings, trace + ["mutations: " + ", ".join(case.mutations)]))
+
+    def _selects_applet(self, select: Apdu, response: bytes) -> bool:
+        """Whether a successful SELECT by name chose the applet: its FCI names it, or (on T=0,
+        where the FCI waits behind 61xx) the name sent is the applet's AID or a prefix of it."""
+        return self.card.aid in response or (bool(select.data) and self.card.aid.startswith(select.data))
 
     def _send_raw(self, apdu: Apdu) -> tuple[bytes, int | None]:
         try:
@@ -410,3 +415,8 @@ def _certificate(public_key, issuer_key) -> bytes:
 
 def print_progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def _succeeded(sw: int) -> bool:
+    """9000, or 61xx: success with the answer waiting for GET RESPONSE (T=0; ISO/IEC 7816-4 status bytes)."""
+    return sw == 0x9000 or sw >> 8 == 0x61
