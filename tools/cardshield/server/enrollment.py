@@ -21,7 +21,8 @@ issued without `replace` cannot supersede an active certificate (activation.py).
 Each post must come from the terminal that started the session and carry the pending
 batch's `seq`. A post is checked on a read snapshot (the CPU: parsing, key checks, proof
 of possession, attestation, the CA signature, the next batch), then written in one short
-transaction that re-checks by compare-and-set what may have changed since (EnrollmentService).
+transaction that re-checks by compare-and-set what may have changed since (EnrollmentService;
+on PostgreSQL both in one transaction: check_and_write).
 Every certificate sent to a card is in the certificates table (pending_store) from the
 transaction whose answer carries it; a post refused after the signature discards its
 certificate unsent. An enrollment that is restarted, expires or fails revokes its pending
