@@ -125,6 +125,12 @@ def _revoke_pending(session: Session, enrollment: Enrollment, reason: str) -> No
                         .values(status="revoked", revoked_at=utcnow(), revocation_reason=reason))
 
 
+def _replacement_refused(slot: int) -> ApiError:
+    return ApiError("replacement_not_authorized",
+                    f"the user has an active certificate for slot {slot}; replacing it needs an "
+                    "activation code the bank issued for a replacement")
+
+
 def sweep_expired(s: Session, limit: int = 500) -> list[str]:
     """Expire overdue open enrollments and revoke their unconfirmed certificates, so a
     session abandoned after issuance leaves a revoked (and listed) certificate, not a
@@ -598,9 +604,7 @@ class EnrollmentService:
     @staticmethod
     def _ensure_replacement_authorized(s: Connection, e) -> None:
         if not e.replace_authorized and activation.has_active_certificate(s, e.user_id, e.slot):
-            raise ApiError("replacement_not_authorized",
-                           f"the user has an active certificate for slot {e.slot}; replacing it "
-                           "needs an activation code the bank issued for a replacement")
+            raise _replacement_refused(e.slot)
 
     # cert_sent: 512
     def _check_readback(self, c: Connection, e, batch: Batch, data: list[bytes]) -> _Checked:
@@ -615,11 +619,12 @@ class EnrollmentService:
     def _write_readback(self, s: Connection, checked: _Checked) -> EnrollmentView:
         e, cert, now = checked.enrollment, checked.values["certificate"], utcnow()
         self._advance(s, _ADVANCE, checked, "completed", now)
-        # A concurrent enrollment may have completed since this one was issued.
-        self._ensure_replacement_authorized(s, e)
-        # The new certificate replaces the user's previous one for this slot (authorized
-        # by the activation code).
+        # The new certificate replaces the user's previous one for this slot, if the
+        # activation code authorized a replacement (a concurrent enrollment may have
+        # completed since this one was issued): one read for both.
         superseded = s.scalars(_SUPERSEDED, {"user_id": e.user_id, "slot": e.slot}).all()
+        if superseded and not e.replace_authorized:
+            raise _replacement_refused(e.slot)
         if superseded:
             s.execute(_REVOKE_SUPERSEDED, {"owner_id": e.user_id, "slot_number": e.slot, "now": now})
         for serial in superseded:
