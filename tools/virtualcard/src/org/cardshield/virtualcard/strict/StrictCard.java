@@ -52,12 +52,25 @@ public final class StrictCard {
     private static Random randomTear;
     private static boolean powerLost;
     private static String tornAt;
-    private static CommandReport last = new CommandReport(0, null, false, 0);
+    private static CommandReport last = new CommandReport(0, null, false, 0, 0);
     private static int journalPeak;
 
     // memory
     private static long persistentUsed;
-    private static long transientUsed;
+    private static long deselectRamUsed;
+    private static long resetRamUsed;
+
+    /** The memories a card budgets separately (JCSystem.MEMORY_TYPE_*). */
+    private enum Memory { PERSISTENT, DESELECT, RESET }
+
+    /**
+     * What the open transaction allocated (bytes per Memory) and the objects themselves: if it
+     * aborts, the memory is returned and the references the journal does not restore are
+     * cleared (JCRE 3.0.4 7.6.3: a reference to an object created during an aborted
+     * transaction is equivalent to a null reference).
+     */
+    private static final long[] ALLOCATED_IN_TRANSACTION = new long[Memory.values().length];
+    private static final Set<Object> CREATED_IN_TRANSACTION = Collections.newSetFromMap(new IdentityHashMap<>());
 
     /** What the previous command did, for the host control REPORT. */
     public static final class CommandReport {
@@ -66,18 +79,21 @@ public final class StrictCard {
         public final boolean armedButNotReached;
         /** The most commit buffer the command's transactions used, overhead included (bytes). */
         public final int journalPeak;
+        /** The parts in which the command data reached the applet (1 when the APDU buffer held it all). */
+        public final int incomingParts;
 
-        CommandReport(int tearPoints, String tornAt, boolean armedButNotReached, int journalPeak) {
+        CommandReport(int tearPoints, String tornAt, boolean armedButNotReached, int journalPeak, int incomingParts) {
             this.tearPoints = tearPoints;
             this.tornAt = tornAt;
             this.armedButNotReached = armedButNotReached;
             this.journalPeak = journalPeak;
+            this.incomingParts = incomingParts;
         }
 
         @Override
         public String toString() {
             return "points=" + tearPoints + " torn=" + (tornAt == null ? "no" : "yes") + " unreached="
-                    + (armedButNotReached ? "yes" : "no") + " journal=" + journalPeak + (tornAt == null ? "" : " at=" + tornAt.replace(' ', '_'));
+                    + (armedButNotReached ? "yes" : "no") + " journal=" + journalPeak + " incoming=" + incomingParts + (tornAt == null ? "" : " at=" + tornAt.replace(' ', '_'));
         }
     }
 
@@ -97,7 +113,9 @@ public final class StrictCard {
         JOURNAL.clear();
         inTransaction = false;
         persistentUsed = 0;
-        transientUsed = 0;
+        deselectRamUsed = 0;
+        resetRamUsed = 0;
+        forgetTransactionAllocations();
         powerLost = false;
     }
 
@@ -124,6 +142,8 @@ public final class StrictCard {
         points = 0;
         journalPeak = 0;
         tornAt = null;
+        incomingParts = 0;
+        pendingIncoming = null;
     }
 
     /**
@@ -135,7 +155,8 @@ public final class StrictCard {
         if (inTransaction) {
             rollBack();
         }
-        last = new CommandReport(points, tornAt, armed && tornAt == null, journalPeak);
+        last = new CommandReport(points, tornAt, armed && tornAt == null, journalPeak, incomingParts);
+        pendingIncoming = null;
         armedAt = 0;
         randomTear = null;
     }
@@ -193,6 +214,54 @@ public final class StrictCard {
         notePeak();
         JOURNAL.rollBack();
         inTransaction = false;
+        reclaimTransactionAllocations();
+    }
+
+    /**
+     * The aborted transaction's objects are gone: their memory comes back, and transient
+     * object arrays (not journalled, so not restored) no longer refer to them. Persistent
+     * fields and arrays that referred to them were restored by the journal.
+     */
+    private static void reclaimTransactionAllocations() {
+        persistentUsed -= ALLOCATED_IN_TRANSACTION[Memory.PERSISTENT.ordinal()];
+        deselectRamUsed -= ALLOCATED_IN_TRANSACTION[Memory.DESELECT.ordinal()];
+        resetRamUsed -= ALLOCATED_IN_TRANSACTION[Memory.RESET.ordinal()];
+        if (!CREATED_IN_TRANSACTION.isEmpty()) {
+            for (Object array : TRANSIENTS) {
+                if (array instanceof Object[]) {
+                    Object[] references = (Object[]) array;
+                    for (int i = 0; i < references.length; i++) {
+                        if (references[i] != null && CREATED_IN_TRANSACTION.contains(references[i])) {
+                            references[i] = null;
+                        }
+                    }
+                }
+            }
+            TRANSIENTS.removeAll(CREATED_IN_TRANSACTION);
+        }
+        forgetTransactionAllocations();
+    }
+
+    private static void forgetTransactionAllocations() {
+        java.util.Arrays.fill(ALLOCATED_IN_TRANSACTION, 0);
+        CREATED_IN_TRANSACTION.clear();
+    }
+
+    /** Memory taken (object null: the object follows in {@link #created}); counted for the open transaction. */
+    private static void allocatedInTransaction(Object object, Memory memory, long bytes) {
+        if (inTransaction) {
+            ALLOCATED_IN_TRANSACTION[memory.ordinal()] += bytes;
+            if (object != null) {
+                CREATED_IN_TRANSACTION.add(object);
+            }
+        }
+    }
+
+    /** After a constructor returned, in applet code: the new object, if a transaction is open. */
+    public static void created(Object object) {
+        if (inTransaction) {
+            CREATED_IN_TRANSACTION.add(object);
+        }
     }
 
     // ---------------------------------------------------------------- JCSystem
@@ -212,6 +281,7 @@ public final class StrictCard {
         notePeak();
         JOURNAL.clear();
         inTransaction = false;
+        forgetTransactionAllocations();
     }
 
     public static void abortTransaction() {
@@ -234,23 +304,23 @@ public final class StrictCard {
     }
 
     public static byte[] makeTransientByteArray(short length, byte event) {
-        reserveRam(length);
-        return registered(JCSystem.makeTransientByteArray(length, event));
+        reserveRam(length, event);
+        return madeTransient(JCSystem.makeTransientByteArray(length, event));
     }
 
     public static short[] makeTransientShortArray(short length, byte event) {
-        reserveRam(2L * length);
-        return registered(JCSystem.makeTransientShortArray(length, event));
+        reserveRam(2L * length, event);
+        return madeTransient(JCSystem.makeTransientShortArray(length, event));
     }
 
     public static boolean[] makeTransientBooleanArray(short length, byte event) {
-        reserveRam(length);
-        return registered(JCSystem.makeTransientBooleanArray(length, event));
+        reserveRam(length, event);
+        return madeTransient(JCSystem.makeTransientBooleanArray(length, event));
     }
 
     public static Object[] makeTransientObjectArray(short length, byte event) {
-        reserveRam(2L * length);
-        return registered(JCSystem.makeTransientObjectArray(length, event));
+        reserveRam(2L * length, event);
+        return madeTransient(JCSystem.makeTransientObjectArray(length, event));
     }
 
     private static <T> T registered(T array) {
@@ -258,12 +328,35 @@ public final class StrictCard {
         return array;
     }
 
-    private static void reserveRam(long bytes) {
-        if (bytes >= 0 && transientUsed + bytes + profile.objectHeaderBytes > profile.transientBytes) {
-            refuse("transient RAM", bytes + profile.objectHeaderBytes, profile.transientBytes - transientUsed,
-                    profile.transientBytes);
+    /** A transient array just made: registered, and the open transaction's if one is. */
+    private static <T> T madeTransient(T array) {
+        created(array);
+        return registered(array);
+    }
+
+    /**
+     * RAM for a transient array, from the budget of its kind: CLEAR_ON_DESELECT and
+     * CLEAR_ON_RESET arrays each have the profile's own size (an unknown event is left to
+     * jcardsim, which throws SystemException ILLEGAL_VALUE).
+     */
+    private static void reserveRam(long bytes, byte event) {
+        boolean deselect = event == JCSystem.CLEAR_ON_DESELECT;
+        if (!deselect && event != JCSystem.CLEAR_ON_RESET || bytes < 0) {
+            return;
         }
-        transientUsed += Math.max(0, bytes) + profile.objectHeaderBytes;
+        long total = bytes + profile.objectHeaderBytes;
+        long budget = deselect ? profile.transientDeselectBytes : profile.transientResetBytes;
+        long used = deselect ? deselectRamUsed : resetRamUsed;
+        if (used + total > budget) {
+            refuse(deselect ? "transient RAM (CLEAR_ON_DESELECT)" : "transient RAM (CLEAR_ON_RESET)", total,
+                    budget - used, budget);
+        }
+        if (deselect) {
+            deselectRamUsed += total;
+        } else {
+            resetRamUsed += total;
+        }
+        allocatedInTransaction(null, deselect ? Memory.DESELECT : Memory.RESET, total);
     }
 
     public static short getAvailableMemory(byte memoryType) {
@@ -282,8 +375,9 @@ public final class StrictCard {
             case JCSystem.MEMORY_TYPE_PERSISTENT:
                 return Math.max(0, profile.eepromBytes - persistentUsed);
             case JCSystem.MEMORY_TYPE_TRANSIENT_RESET:
+                return Math.max(0, profile.transientResetBytes - resetRamUsed);
             case JCSystem.MEMORY_TYPE_TRANSIENT_DESELECT:
-                return Math.max(0, profile.transientBytes - transientUsed);
+                return Math.max(0, profile.transientDeselectBytes - deselectRamUsed);
             default:
                 SystemException.throwIt(SystemException.ILLEGAL_VALUE);
                 return 0;
@@ -297,6 +391,7 @@ public final class StrictCard {
         int length = java.lang.reflect.Array.getLength(array);
         Class<?> component = array.getClass().getComponentType();
         reservePersistent((long) length * (component.isPrimitive() ? ObjectImage.elementBytes(component) : 2));
+        created(array);
     }
 
     /** Before NEW in applet code: the instance's fields in persistent memory. */
@@ -326,6 +421,7 @@ public final class StrictCard {
         profile.algorithms.requireKey(type, bits);
         Key key = KeyBuilder.buildKey(type, bits, externalAccess);
         reservePersistent(keyBytes(type, bits));
+        created(key);
         return key;
     }
 
@@ -381,6 +477,7 @@ public final class StrictCard {
             refuse("persistent memory", total, profile.eepromBytes - persistentUsed, profile.eepromBytes);
         }
         persistentUsed += total;
+        allocatedInTransaction(null, Memory.PERSISTENT, total);
     }
 
     /** SystemException NO_RESOURCE, and the log line that says which memory ran out. */
@@ -596,6 +693,53 @@ public final class StrictCard {
     public static byte[] apduBuffer(APDU apdu) {
         apduBufferArray = registered(apdu.getBuffer());
         return apduBufferArray;
+    }
+
+    /** Command data jcardsim received whole that the card's buffer could not hold yet: receiveBytes hands it over. */
+    private static byte[] pendingIncoming;
+    private static int pendingAt;
+    /** In how many parts the last command's data reached the applet (setIncomingAndReceive, then receiveBytes). */
+    private static int incomingParts;
+
+    /**
+     * APDU.setIncomingAndReceive on a card whose APDU buffer is smaller than the command:
+     * only what fits behind the header comes now (Java Card 3.0.4 API, APDU: "the number of
+     * bytes read is limited by the buffer size"), the rest through receiveBytes. jcardsim
+     * receives the whole command into its larger buffer; the bytes past the profile's size
+     * are taken out of it (zeroed), so an applet that skips receiveBytes sees none of them,
+     * as on the card.
+     */
+    public static short setIncomingAndReceive(APDU apdu) {
+        short received = apdu.setIncomingAndReceive();
+        pendingIncoming = null;
+        incomingParts = received > 0 ? 1 : 0;
+        byte[] buffer = apdu.getBuffer();
+        int cdata = apdu.getOffsetCdata();
+        int fits = Math.min(profile.apduBufferBytes, buffer.length) - cdata;
+        if (received > fits && fits > 0) {
+            pendingIncoming = java.util.Arrays.copyOfRange(buffer, cdata + fits, cdata + received);
+            pendingAt = 0;
+            java.util.Arrays.fill(buffer, cdata + fits, cdata + received, (byte) 0);
+            return (short) fits;
+        }
+        return received;
+    }
+
+    /** APDU.receiveBytes: the next part of the command data that fits at bOff, 0 when all came. */
+    public static short receiveBytes(APDU apdu, short bOff) {
+        if (pendingIncoming == null || pendingAt >= pendingIncoming.length) {
+            pendingIncoming = null;
+            return apdu.receiveBytes(bOff);
+        }
+        int size = Math.min(profile.apduBufferBytes, apdu.getBuffer().length);
+        if (bOff < 0 || bOff >= size) {
+            javacard.framework.APDUException.throwIt(javacard.framework.APDUException.BUFFER_BOUNDS);
+        }
+        int part = Math.min(size - bOff, pendingIncoming.length - pendingAt);
+        System.arraycopy(pendingIncoming, pendingAt, apdu.getBuffer(), bOff, part);
+        pendingAt += part;
+        incomingParts++;
+        return (short) part;
     }
 
     /**
