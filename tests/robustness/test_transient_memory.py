@@ -69,14 +69,18 @@ def test_each_kind_of_transient_ram_has_its_own_budget_and_truthful_availability
     _, deselect, reset = available(transport)
     assert (deselect, reset) == (profile.transient_deselect_bytes - 2 * DESELECT_AT_INSTALL,
                                  profile.transient_reset_bytes - 2 * RESET_AT_INSTALL)
-    # one array more than CLEAR_ON_RESET RAM is left: refused; the same size CLEAR_ON_DESELECT fits
-    too_big = reset - HEADER + 1
-    assert make(transport, too_big, CLEAR_ON_RESET) == 0x6A84
+    # an array one byte larger than the smaller kind has left: refused there, taken by the other kind
+    left = {CLEAR_ON_DESELECT: deselect, CLEAR_ON_RESET: reset}
+    small, large = sorted(left, key=left.get)
+    too_big = left[small] - HEADER + 1
+    assert make(transport, too_big, small) == 0x6A84
     assert available(transport)[1:] == (deselect, reset), "a refused array took RAM"
-    assert make(transport, too_big, CLEAR_ON_DESELECT) == 0x9000
-    assert available(transport)[1:] == (deselect - too_big - HEADER, reset)
-    assert make(transport, reset - HEADER, CLEAR_ON_RESET) == 0x9000
-    assert available(transport)[1:] == (deselect - too_big - HEADER, 0)
+    assert make(transport, too_big, large) == 0x9000
+    left[large] -= too_big + HEADER
+    assert available(transport)[1:] == (left[CLEAR_ON_DESELECT], left[CLEAR_ON_RESET])
+    assert make(transport, left[small] - HEADER, small) == 0x9000
+    left[small] = 0
+    assert available(transport)[1:] == (left[CLEAR_ON_DESELECT], left[CLEAR_ON_RESET])
 
 
 def test_clear_on_deselect_at_another_selection_clear_on_reset_at_reset_and_tear(probe):

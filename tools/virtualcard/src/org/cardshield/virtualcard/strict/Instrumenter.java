@@ -28,7 +28,8 @@ import org.objectweb.asm.Type;
  * commit capacity, transient array and available memory calls; KeyBuilder.buildKey and the
  * getInstance(byte[, boolean]) of Signature, Cipher, MessageDigest and RandomData (the
  * profile's algorithms); new KeyPair(byte, short) checked before its constructor;
- * APDU.getBuffer, setOutgoingLength, setIncomingAndReceive and receiveBytes (command data in parts
+ * Signature.sign, Cipher.doFinal and update, MessageDigest.doFinal, RandomData.generateData (a
+ * persistent output: tear points, journal); APDU.getBuffer, setOutgoingLength, setIncomingAndReceive and receiveBytes (command data in parts
  * of the profile's buffer size); OwnerPIN.check, update, resetAndUnblock; KeyPair.genKeyPair; the set* and
  * clearKey methods of the javacard.security and javacardx.crypto key interfaces:
  * the StrictCard method of the same purpose;</li>
@@ -45,6 +46,12 @@ final class Instrumenter {
             "makeTransientObjectArray", "getAvailableMemory"));
     private static final Set<String> UTIL = new HashSet<>(Arrays.asList("arrayCopy", "arrayCopyNonAtomic",
             "arrayFillNonAtomic", "setShort"));
+
+    /** Crypto operations writing an output array (persistent: tear points, journal). */
+    private static final Set<String> CRYPTO_OUTPUT = new HashSet<>(Arrays.asList(
+            "javacard/security/Signature.sign([BSS[BS)S", "javacardx/crypto/Cipher.doFinal([BSS[BS)S",
+            "javacardx/crypto/Cipher.update([BSS[BS)S", "javacard/security/MessageDigest.doFinal([BSS[BS)S",
+            "javacard/security/RandomData.generateData([BSS)V"));
 
     /** getInstance(byte, boolean) / getInstance(byte) of the crypto engines: StrictCard's method checking the profile. */
     private static final Map<String, String> INSTANCES = new HashMap<>();
@@ -234,6 +241,8 @@ final class Instrumenter {
                 }
             } else if (owner.equals("javacard/security/KeyPair") && name.equals("genKeyPair")) {
                 target = "genKeyPair";
+            } else if (CRYPTO_OUTPUT.contains(owner + "." + name + descriptor)) {
+                target = name; // StrictCard.sign, doFinal, update, generateData: the output's tear points
             }
             if (target == null) {
                 return false;

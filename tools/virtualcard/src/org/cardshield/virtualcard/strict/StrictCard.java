@@ -753,6 +753,84 @@ public final class StrictCard {
         apdu.setOutgoingLength(length);
     }
 
+    // ---------------------------------------------------------------- crypto output
+
+    /*
+     * A crypto operation whose output array is persistent (Signature.sign, Cipher.doFinal and
+     * update, MessageDigest.doFinal, RandomData.generateData into an EEPROM array) writes its
+     * result there as the card's crypto library does, after computing it: outside a
+     * transaction page by page, a tear point before each page (the output partly written);
+     * inside one journalled as one write (modelled as Util.arrayCopy). Output into RAM or the
+     * APDU buffer is no tear point. The engine computes into a copy of the output array, so
+     * an operation in place (input and output the same array) still reads its input whole.
+     */
+
+    public static short sign(javacard.security.Signature engine, byte[] in, short inOff, short inLen, byte[] out,
+            short outOff) {
+        if (!persistent(out)) {
+            return engine.sign(in, inOff, inLen, out, outOff);
+        }
+        byte[] result = out.clone();
+        return cryptoResult(engine.sign(in, inOff, inLen, result, outOff), result, out, outOff, "Signature.sign");
+    }
+
+    public static short doFinal(javacardx.crypto.Cipher engine, byte[] in, short inOff, short inLen, byte[] out,
+            short outOff) {
+        if (!persistent(out)) {
+            return engine.doFinal(in, inOff, inLen, out, outOff);
+        }
+        byte[] result = out.clone();
+        return cryptoResult(engine.doFinal(in, inOff, inLen, result, outOff), result, out, outOff, "Cipher.doFinal");
+    }
+
+    public static short update(javacardx.crypto.Cipher engine, byte[] in, short inOff, short inLen, byte[] out,
+            short outOff) {
+        if (!persistent(out)) {
+            return engine.update(in, inOff, inLen, out, outOff);
+        }
+        byte[] result = out.clone();
+        return cryptoResult(engine.update(in, inOff, inLen, result, outOff), result, out, outOff, "Cipher.update");
+    }
+
+    public static short doFinal(javacard.security.MessageDigest engine, byte[] in, short inOff, short inLen,
+            byte[] out, short outOff) {
+        if (!persistent(out)) {
+            return engine.doFinal(in, inOff, inLen, out, outOff);
+        }
+        byte[] result = out.clone();
+        return cryptoResult(engine.doFinal(in, inOff, inLen, result, outOff), result, out, outOff,
+                "MessageDigest.doFinal");
+    }
+
+    public static void generateData(javacard.security.RandomData engine, byte[] out, short offset, short length) {
+        if (!persistent(out)) {
+            engine.generateData(out, offset, length);
+            return;
+        }
+        byte[] result = out.clone();
+        engine.generateData(result, offset, length);
+        cryptoResult(length, result, out, offset, "RandomData.generateData");
+    }
+
+    /** Writes result[off .. off+length) into the persistent out: journalled, or page by page. */
+    private static short cryptoResult(short length, byte[] result, byte[] out, short off, String what) {
+        if (length <= 0) {
+            return length;
+        }
+        if (inTransaction) {
+            atomicWrite(out, off, length, what + " output");
+            System.arraycopy(result, off, out, off, length);
+            return length;
+        }
+        for (int done = 0; done < length; ) {
+            int page = Math.min(profile.pageBytes - (off + done) % profile.pageBytes, length - done);
+            point(what + " output page at " + (off + done));
+            System.arraycopy(result, off + done, out, off + done, page);
+            done += page;
+        }
+        return length;
+    }
+
     // ---------------------------------------------------------------- OwnerPIN
 
     private static Field triesLeft;
@@ -840,9 +918,27 @@ public final class StrictCard {
         }
     }
 
-    /** A key setter taking (byte[], short, short), e.g. RSAPublicKey.setModulus. */
+    /**
+     * A key setter taking (byte[], short, short), e.g. RSAPublicKey.setModulus. Inside a
+     * transaction the key's image is journalled. Outside one a component longer than a page
+     * is not written at once: a tear point before each further page, where the power leaves
+     * the component partly written (the new value's first pages, the old value's rest), as a
+     * card's key store outside a transaction does (the Java Card API makes key setters no
+     * promise of atomicity).
+     */
     public static void keySet(Object key, byte[] value, short offset, short length, String owner, String name) {
         framework(key, owner + "." + name, length);
+        if (!inTransaction && length > profile.pageBytes && name.startsWith("set")) {
+            String component = name.substring(3);
+            byte[] newValue = java.util.Arrays.copyOfRange(value, offset, offset + length);
+            for (int written = profile.pageBytes; written < length; written += profile.pageBytes) {
+                if (nextPointTears()) {
+                    KeyComponents.write(key, component, KeyComponents.partlyWritten(newValue,
+                            KeyComponents.read(key, component), written));
+                }
+                point(owner + "." + name + " with " + written + " of " + length + " bytes written");
+            }
+        }
         invoke(key, owner, name, new Class<?>[] {byte[].class, short.class, short.class}, value, offset, length);
     }
 
@@ -866,8 +962,11 @@ public final class StrictCard {
 
     /**
      * KeyPair.genKeyPair writes two keys. Inside a transaction both are journalled. Outside,
-     * a tear can come before it, or after the public key is written and before the private
-     * key is (the mixture an applet must guard against), or not at all.
+     * the card writes the generated components one after the other, public key first (RSA:
+     * modulus, exponent, then P, Q, DP1, DQ1, PQ; EC: W, then S): a tear point before each,
+     * where the power leaves the components before it new and the rest as they were (the
+     * old key's, or none). An applet must not trust a key whose generation was torn
+     * (CardShield: keyPresent, the empty slot).
      */
     public static void genKeyPair(KeyPair pair) {
         if (inTransaction) {
@@ -876,13 +975,47 @@ public final class StrictCard {
             return;
         }
         point("KeyPair.genKeyPair before any key is written");
-        if (nextPointTears()) {
-            ObjectImage oldPrivate = ObjectImage.capture(pair.getPrivate(), TRANSIENTS);
-            pair.genKeyPair();
-            oldPrivate.restore();
-        }
-        point("KeyPair.genKeyPair with the public key written, the private key not");
+        writtenInParts(pair, pair.getPublic(), "public", false);
+        writtenInParts(pair, pair.getPrivate(), "private", true);
         pair.genKeyPair();
+    }
+
+    /**
+     * The tear points between the components of one key of a pair being generated (the
+     * first component's point is the one before it: before any key for the public key, "the
+     * public key written, the private key not" for the private one).
+     */
+    private static void writtenInParts(KeyPair pair, Object key, String which, boolean publicWritten) {
+        String[] components = KeyComponents.of(key);
+        for (int done = 0; done < Math.max(1, components.length); done++) {
+            if (done == 0 && !publicWritten) {
+                continue; // the point before any key is written, passed already
+            }
+            if (nextPointTears()) {
+                tornGeneration(pair, key, components, done);
+            }
+            point(done == 0 ? "KeyPair.genKeyPair with the public key written, the private key not"
+                    : "KeyPair.genKeyPair with " + done + " of " + components.length + " " + which + " key components written");
+        }
+    }
+
+    /** The pair as a tear leaves it: the other key as it was or new, `done` components of `key` new. */
+    private static void tornGeneration(KeyPair pair, Object key, String[] components, int done) {
+        boolean privateKey = key == pair.getPrivate();
+        ObjectImage oldPublic = ObjectImage.capture(pair.getPublic(), TRANSIENTS);
+        ObjectImage oldPrivate = ObjectImage.capture(pair.getPrivate(), TRANSIENTS);
+        pair.genKeyPair();
+        byte[][] fresh = new byte[done][];
+        for (int i = 0; i < done; i++) {
+            fresh[i] = KeyComponents.read(key, components[i]);
+        }
+        oldPrivate.restore();
+        if (!privateKey) {
+            oldPublic.restore();
+        }
+        for (int i = 0; i < done; i++) {
+            KeyComponents.write(key, components[i], fresh[i]);
+        }
     }
 
     /** The bytes a key's components take (KeyBuilder sizes). */
