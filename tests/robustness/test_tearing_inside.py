@@ -30,12 +30,11 @@ from smartcard import scard
 
 from cardshield.card.apdu import CommandAPDU
 from cardshield.card.client import CardError, CardShield
-from cardshield.card.errors import NoCardError
 from cardshield.card.transport import Transport
 from cardshield.protocol import Transaction, commands, encode_rsa_public_key
 from cardshield.protocol.constants import Algorithm, CardFlags, Lifecycle, SlotPolicy
 from cardshield.protocol.transaction import signed_transaction_data
-from tearing_support import issued_card, short_apdus
+from tearing_support import REPLUGS, issued_card, reinsert_after_tear, short_apdus
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
 
@@ -76,8 +75,10 @@ def strict_card(tmp_path_factory, real_reader):
         yield stack
     if REPORTS:
         ARTIFACT.parent.mkdir(exist_ok=True)
-        ARTIFACT.write_text(json.dumps([asdict(r) for r in REPORTS.values()], indent=2))
+        ARTIFACT.write_text(json.dumps({"commands": [asdict(r) for r in REPORTS.values()], "replugs": REPLUGS},
+                                       indent=2))
         print("\n" + "\n".join(r.line() for r in REPORTS.values()))
+        print(f"torn card plugged in again: {len(REPLUGS)} time(s)", *REPLUGS, sep="\n")
 
 
 @pytest.fixture(scope="module")
@@ -128,32 +129,11 @@ def torn_transmit(card: CardShield, step: CommandAPDU, point: int) -> None:
     power_up(card)
 
 
-def power_up(card: CardShield, timeout: float = 10.0) -> None:
-    """The card went out with the power: wait until pcscd has seen it leave (it polls the
-    reader), INSERT it again, and connect anew on the same context (the old card handle
-    died with the removal)."""
-    stack, transport = _stack(card), card.transport
-    deadline = time.monotonic() + timeout
-    state = scard.SCARD_STATE_UNAWARE
-    while not state & scard.SCARD_STATE_EMPTY:
-        assert time.monotonic() < deadline, "pcscd never saw the torn card leave"
-        hresult, readers = scard.SCardGetStatusChange(transport._context, 100, [(transport.reader, state)])
-        if hresult == scard.SCARD_S_SUCCESS:
-            state = readers[0][1] & ~scard.SCARD_STATE_CHANGED
-    transport._card = None  # pyscard fails SCardDisconnect on a handle of a removed card
-    for _ in range(3):  # pcscd now and then misses the re-inserted card: plug it in again
-        stack.insert_card()
-        settle = time.monotonic() + timeout / 2
-        while time.monotonic() < settle:
-            try:
-                transport.connect()
-                card.select()
-                return
-            except NoCardError:
-                time.sleep(0.02)
-        stack.remove_card()
-        time.sleep(0.5)
-    raise AssertionError("the card did not come back after INSERT (three tries)")
+def power_up(card: CardShield) -> None:
+    """The card went out with the power: put it back (tearing_support.reinsert_after_tear)
+    and select the applet."""
+    reinsert_after_tear(_stack(card), card.transport)
+    card.select()
 
 
 def tear_everywhere(card: CardShield, name: str, prepare: Callable[[], object], steps: list[CommandAPDU],

@@ -15,7 +15,7 @@ from smartcard import scard
 
 from cardshield.card.apdu import CommandAPDU
 from probe_applets import probe_applet
-from test_transient_memory import _reinsert
+from tearing_support import reinsert_after_tear
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
@@ -48,7 +48,7 @@ def torn(stack, transport, aid: bytes, command: CommandAPDU, point: int) -> str:
     hresult, response = scard.SCardTransmit(transport._card, transport.protocol, list(command.encode()))
     report = stack.last_command()
     assert report.torn and len(response) < 2, report
-    _reinsert(stack, transport)
+    reinsert_after_tear(stack, transport)
     select(transport, aid)
     return report.torn_at
 

@@ -9,7 +9,6 @@ aborts gives its memory back and no transient reference to it survives."""
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 from smartcard import scard
@@ -17,6 +16,7 @@ from smartcard import scard
 from cardshield.card.apdu import CommandAPDU
 from cardshield.sim.profiles import load_profile
 from probe_applets import probe_applet
+from tearing_support import reinsert_after_tear
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
@@ -102,29 +102,9 @@ def test_clear_on_deselect_at_another_selection_clear_on_reset_at_reset_and_tear
     stack.tear_at(1)
     hresult, response = scard.SCardTransmit(transport._card, transport.protocol, [0x80, 0x34, 0x11, 0x00])
     assert stack.last_command().torn and len(response) < 2
-    _reinsert(stack, transport)
+    reinsert_after_tear(stack, transport)
     select(transport, first)
     assert marks(transport) == (0, 0, 0x77), "after the tear: RAM cleared, the persistent field old"
-
-
-def _reinsert(stack, transport, timeout: float = 10.0) -> None:
-    """The torn card left the reader: wait until pcscd saw it go, put it back, connect."""
-    deadline = time.monotonic() + timeout
-    state = scard.SCARD_STATE_UNAWARE
-    while not state & scard.SCARD_STATE_EMPTY:
-        assert time.monotonic() < deadline, "pcscd never saw the torn card leave"
-        hresult, readers = scard.SCardGetStatusChange(transport._context, 100, [(transport.reader, state)])
-        if hresult == scard.SCARD_S_SUCCESS:
-            state = readers[0][1] & ~scard.SCARD_STATE_CHANGED
-    transport._card = None
-    stack.insert_card()
-    while True:
-        try:
-            transport.connect()
-            return
-        except Exception:
-            assert time.monotonic() < deadline, "the card did not come back after INSERT"
-            time.sleep(0.02)
 
 
 def test_objects_of_an_aborted_transaction_are_reclaimed(probe):

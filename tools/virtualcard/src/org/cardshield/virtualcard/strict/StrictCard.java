@@ -765,51 +765,49 @@ public final class StrictCard {
      * an operation in place (input and output the same array) still reads its input whole.
      */
 
+    /** One crypto operation writing its output into the array it is given. */
+    private interface CryptoOperation {
+        short run(byte[] output);
+    }
+
     public static short sign(javacard.security.Signature engine, byte[] in, short inOff, short inLen, byte[] out,
             short outOff) {
-        if (!persistent(out)) {
-            return engine.sign(in, inOff, inLen, out, outOff);
-        }
-        byte[] result = out.clone();
-        return cryptoResult(engine.sign(in, inOff, inLen, result, outOff), result, out, outOff, "Signature.sign");
+        return cryptoOutput(out, outOff, "Signature.sign", target -> engine.sign(in, inOff, inLen, target, outOff));
     }
 
     public static short doFinal(javacardx.crypto.Cipher engine, byte[] in, short inOff, short inLen, byte[] out,
             short outOff) {
-        if (!persistent(out)) {
-            return engine.doFinal(in, inOff, inLen, out, outOff);
-        }
-        byte[] result = out.clone();
-        return cryptoResult(engine.doFinal(in, inOff, inLen, result, outOff), result, out, outOff, "Cipher.doFinal");
+        return cryptoOutput(out, outOff, "Cipher.doFinal", target -> engine.doFinal(in, inOff, inLen, target, outOff));
     }
 
     public static short update(javacardx.crypto.Cipher engine, byte[] in, short inOff, short inLen, byte[] out,
             short outOff) {
-        if (!persistent(out)) {
-            return engine.update(in, inOff, inLen, out, outOff);
-        }
-        byte[] result = out.clone();
-        return cryptoResult(engine.update(in, inOff, inLen, result, outOff), result, out, outOff, "Cipher.update");
+        return cryptoOutput(out, outOff, "Cipher.update", target -> engine.update(in, inOff, inLen, target, outOff));
     }
 
     public static short doFinal(javacard.security.MessageDigest engine, byte[] in, short inOff, short inLen,
             byte[] out, short outOff) {
-        if (!persistent(out)) {
-            return engine.doFinal(in, inOff, inLen, out, outOff);
-        }
-        byte[] result = out.clone();
-        return cryptoResult(engine.doFinal(in, inOff, inLen, result, outOff), result, out, outOff,
-                "MessageDigest.doFinal");
+        return cryptoOutput(out, outOff, "MessageDigest.doFinal",
+                target -> engine.doFinal(in, inOff, inLen, target, outOff));
     }
 
     public static void generateData(javacard.security.RandomData engine, byte[] out, short offset, short length) {
+        cryptoOutput(out, offset, "RandomData.generateData", target -> {
+            engine.generateData(target, offset, length);
+            return length;
+        });
+    }
+
+    /**
+     * Runs the operation; an output into a persistent array is computed into a copy of it
+     * and then written as the card writes EEPROM (cryptoResult).
+     */
+    private static short cryptoOutput(byte[] out, short outOff, String what, CryptoOperation operation) {
         if (!persistent(out)) {
-            engine.generateData(out, offset, length);
-            return;
+            return operation.run(out);
         }
         byte[] result = out.clone();
-        engine.generateData(result, offset, length);
-        cryptoResult(length, result, out, offset, "RandomData.generateData");
+        return cryptoResult(operation.run(result), result, out, outOff, what);
     }
 
     /** Writes result[off .. off+length) into the persistent out: journalled, or page by page. */
