@@ -39,18 +39,12 @@ def short_apdus(command: CommandAPDU) -> list[CommandAPDU]:
     return command.with_short_le().chain()
 
 
-#: how many times a torn card had to be plugged in again because pcscd did not take it back
-#: at the first INSERT (reported by the tearing suite; 0 in every run measured so far)
-REPLUGS: list[str] = []
-
-
 def reinsert_after_tear(stack, transport: Transport, timeout: float = 10.0) -> None:
     """The card lost its power inside a command and left the reader: wait until pcscd has
     seen it leave (it polls the reader), release the dead card handle (pcscd keeps a removed
-    card's handle until it is disconnected, at most 200 per reader: a suite that only dropped
+    card's handle until it is disconnected, at most 200 per reader: helpers that only dropped
     it failed after 200 tears with SCARD_F_INTERNAL_ERROR), INSERT the card and connect again
-    on the same context. A card pcscd does not take back at the first INSERT is plugged in
-    again (at most twice more) and counted in REPLUGS with the reader's state."""
+    on the same context."""
     deadline = time.monotonic() + timeout
     state = scard.SCARD_STATE_UNAWARE
     while not state & scard.SCARD_STATE_EMPTY:
@@ -59,19 +53,17 @@ def reinsert_after_tear(stack, transport: Transport, timeout: float = 10.0) -> N
         if hresult == scard.SCARD_S_SUCCESS:
             state = readers[0][1] & ~scard.SCARD_STATE_CHANGED
     transport.disconnect()
-    for attempt in range(3):
-        stack.insert_card()
-        settle = time.monotonic() + timeout / 2
-        while time.monotonic() < settle:
-            try:
-                transport.connect()
-                return
-            except NoCardError:
-                time.sleep(0.02)
-        hresult, readers = scard.SCardGetStatusChange(transport._context, 0,
-                                                      [(transport.reader, scard.SCARD_STATE_UNAWARE)])
-        REPLUGS.append(f"INSERT {attempt + 1} not taken; reader state {readers[0][1]:#x}" if hresult == 0
-                       else f"INSERT {attempt + 1} not taken; SCardGetStatusChange {hresult:#x}")
-        stack.remove_card()
-        time.sleep(0.5)
-    raise AssertionError("the card did not come back after INSERT (three tries): " + "; ".join(REPLUGS[-3:]))
+    stack.insert_card()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            transport.connect()
+            return
+        except NoCardError:
+            if time.monotonic() > deadline:
+                hresult, readers = scard.SCardGetStatusChange(transport._context, 0,
+                                                              [(transport.reader, scard.SCARD_STATE_UNAWARE)])
+                raise AssertionError(f"the card did not come back within {timeout} s of INSERT (reader state "
+                                     f"{readers[0][1] if hresult == 0 else hresult:#x}; the host's log: "
+                                     f"{stack.directory / 'virtualcard.log'})") from None
+            time.sleep(0.02)

@@ -34,7 +34,7 @@ from cardshield.card.transport import Transport
 from cardshield.protocol import Transaction, commands, encode_rsa_public_key
 from cardshield.protocol.constants import Algorithm, CardFlags, Lifecycle, SlotPolicy
 from cardshield.protocol.transaction import signed_transaction_data
-from tearing_support import REPLUGS, issued_card, reinsert_after_tear, short_apdus
+from tearing_support import issued_card, reinsert_after_tear, short_apdus
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
 
@@ -75,10 +75,8 @@ def strict_card(tmp_path_factory, real_reader):
         yield stack
     if REPORTS:
         ARTIFACT.parent.mkdir(exist_ok=True)
-        ARTIFACT.write_text(json.dumps({"commands": [asdict(r) for r in REPORTS.values()], "replugs": REPLUGS},
-                                       indent=2))
+        ARTIFACT.write_text(json.dumps([asdict(r) for r in REPORTS.values()], indent=2))
         print("\n" + "\n".join(r.line() for r in REPORTS.values()))
-        print(f"torn card plugged in again: {len(REPLUGS)} time(s)", *REPLUGS, sep="\n")
 
 
 @pytest.fixture(scope="module")

@@ -96,3 +96,24 @@ def test_crypto_output_into_persistent_memory_is_torn_page_by_page(probe):
     torn(stack, transport, aid, CommandAPDU(0x80, 0x46, 0, 200), 3)
     after = transport.transmit(CommandAPDU(0x80, 0x48, 0, 0, ne=256)).data
     assert after[:128] != before[:128] and after[128:] == before[128:], "two pages new, the rest old"
+
+
+def test_a_card_inserted_while_the_host_is_held_up_after_a_tear_comes_back(tmp_path, real_reader):
+    """The torn card used to be marked out of the reader only after its link to vpcd was
+    dropped: an INSERT sent as soon as pcscd saw the card leave could come first and be undone,
+    and the card stayed out (the "pcscd misses the re-inserted card" of about one tear in a
+    hundred, under load; with the host thread held up 600 ms there, every tear). Now the card is
+    marked out before the link drops; the host's test facility holds the thread up 600 ms after
+    the tear, and each INSERT still brings the card back at once."""
+    from cardshield.card.transport import Transport
+    from cardshield.sim.stack import VirtualCardStack
+
+    if real_reader is not None:
+        pytest.skip("the virtual card's tear control")
+    applet = probe_applet("platform_probe", PACKAGE_AID, "org.cardshield.platprobe.PlatformProbe")
+    with VirtualCardStack(tmp_path, applets=[applet], profile="jcop4",
+                          isd_properties={"test.powerloss.pause.ms": "600"}) as stack:
+        with Transport(stack.info.reader) as transport:
+            select(transport, applet.instance_aid)
+            for _ in range(3):
+                torn(stack, transport, applet.instance_aid, CommandAPDU(0x80, 0x46, 0, 200), 1)
