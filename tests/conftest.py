@@ -1,9 +1,12 @@
 """Card fixtures for every test module.
 
 By default one private virtual card stack (pcscd + vpcd + jcardsim in their own namespaces)
-serves the whole session: the project applet when its sources exist, plus the test-only
-probe applet (tests/probe_applet). `--reader NAME` runs the card tests against that exact
-PC/SC reader instead (a real card: never another one) and skips the virtual-only tests.
+serves the whole session: the project applet when its sources exist (twice: the development
+instance and a keyed one), plus the test-only probe applet (tests/probe_applet) on a card
+with javacardx.apdu. `--card-profile NAME` picks the card (docs/virtual-card.md); on sim
+the applet suite (tests/applet) is what runs (other suites are not made for it: some need
+the probe applet). `--reader NAME` runs the card tests against that exact PC/SC reader instead (a
+real card: never another one) and skips the virtual-only tests.
 
 Markers: card (needs a card, virtual or real), virtual_only (needs the virtual card's
 host controls or the probe applet), slow.
@@ -66,7 +69,7 @@ def probe_applet():
 
 
 @pytest.fixture(scope="session")
-def card_stack(request, real_reader, tmp_path_factory, probe_applet):
+def card_stack(request, real_reader, tmp_path_factory):
     """The session's private virtual card stack (None with --reader), of profile --card-profile."""
     if real_reader is not None:
         yield None
@@ -74,16 +77,18 @@ def card_stack(request, real_reader, tmp_path_factory, probe_applet):
     from cardshield.sim.applets import default_applets
     from cardshield.sim.stack import VirtualCardStack
 
-    from applet_instances import parameterized_instances  # the applet again, with install tag 80
     from perso.instance import keyed_instances  # the applet again, with a personalization key set
 
     from cardshield.sim.profiles import load_profile
 
     profile = load_profile(request.config.getoption("--card-profile"))
     applets = default_applets(profile.applet_variant)  # a profile without javacardx.apdu takes the SIM build
-    stack = VirtualCardStack(tmp_path_factory.mktemp("sim"), applets=[
-        *applets, *keyed_instances(applets), *parameterized_instances(applets), probe_applet],
-        profile=request.config.getoption("--card-profile"))
+    # Two CardShield instances fit a 32 kB SIM; further ones are installed by the tests that need
+    # them, through GlobalPlatform (tests/applet_instances.py). The probe applet (ExtendedLength,
+    # a 1 kB transient buffer) is a test tool for cards with javacardx.apdu only.
+    probes = [request.getfixturevalue("probe_applet")] if profile.javacardx_apdu else []
+    stack = VirtualCardStack(tmp_path_factory.mktemp("sim"), applets=[*applets, *keyed_instances(applets), *probes],
+                             profile=profile.name)
     stack.start()
     try:
         yield stack

@@ -39,6 +39,8 @@ RULES: list[tuple[str, str, str]] = [
     (r"\[|\.\.\.|\bAID\b|\bDIR\b|\bNAME\b|CARD_ID|PAYMENT_ID|/path/to|\bR\b|\bF\b|\bCAP\b|0f3a",
      "help", "a synopsis or placeholders (DIR, NAME, [--option], ...): filled in by the reader"),
     (r"^\./cardshield test -- -k \w+$", "run", "a small selection of the suite: run for real"),
+    (r"^\./cardshield test -- tests/applet --card-profile \w+$", "help",
+     "the applet suite on a strict profile: tests/robustness/test_applet_suite_on_strict_card.py runs it as printed"),
     (r"^\./cardshield (demo|test)$", "help", "the demo and the whole suite: tests/e2e/test_demo.py and CI run them"),
     (r"--reader|perso install|^\./cardshield (info|install|list|uninstall)\b|gp (lock|unlock)-card", "help",
      "needs a physical card in a reader (the virtual card path is tests/gp, tests/perso)"),

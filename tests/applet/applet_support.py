@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from cardshield.card.apdu import CommandAPDU, ResponseAPDU
-from cardshield.protocol.constants import Algorithm, SlotPolicy
+from cardshield.card.transport import atr_supports_extended_length
+from cardshield.protocol.constants import Algorithm, AlgorithmSupport, SlotPolicy
 
 #: the reference card's secrets (test values only)
 PIN = "1234"
@@ -11,6 +12,22 @@ PUK = "12345678"
 #: slot 01 configured explicitly without policy flags: a development card issued without a
 #: server key (ISSUE alone would give slot 01 PIN per signature + server-signed, and needs it)
 RELAXED_PAYMENT_SLOT = {1: (Algorithm.RSA_2048, SlotPolicy(0))}
+
+
+#: the refusal of an algorithm the card lacks (docs/apdu.md: slot configuration, OAEP, EC)
+SW_ALGORITHM_NOT_AVAILABLE = 0x6A81
+
+
+def short_apdus_only(transport) -> bool:
+    """A card that takes no extended APDU: T=0 carries none (ISO/IEC 7816-3 12.2; a SIM), and a
+    T=1 card announces extended Lc/Le in its card capabilities (ISO/IEC 7816-4 12.1.1.9). Such
+    a card refuses an extended APDU with 6700; the client chains and uses GET RESPONSE instead."""
+    return transport.protocol_name == "T0" or not atr_supports_extended_length(transport.atr)
+
+
+def card_has(card, algorithm: AlgorithmSupport) -> bool:
+    """Whether the applet's install-time probe found the algorithm on this card (FCI tag 82)."""
+    return algorithm in card.select().algorithms
 
 
 def exchange(transport, apdu: bytes | str) -> ResponseAPDU:

@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from applet_support import PIN, exchange
+from applet_support import PIN, SW_ALGORITHM_NOT_AVAILABLE, card_has, exchange
 from cardshield.card.errors import CardError
 from cardshield.protocol import AlgorithmSupport, Padding, Template
 from cardshield.protocol.constants import SERVER_KEY_REFERENCE
@@ -20,11 +20,15 @@ def test_decipher_pkcs1_with_slot_2(verified, reference):
 
 
 def test_decipher_oaep_where_the_card_has_it(verified, reference):
-    if AlgorithmSupport.RSA_OAEP not in verified.select().algorithms:
-        pytest.skip("the card has no RSA OAEP")
+    has_oaep = card_has(verified, AlgorithmSupport.RSA_OAEP)
     verified.verify_pin(PIN)
     oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
     cryptogram = reference.public_keys[2].encrypt(b"oaep secret", oaep)
+    if not has_oaep:  # a SIM: OAEP is refused, PKCS#1 v1.5 still works
+        with pytest.raises(CardError) as refused:
+            verified.decipher(cryptogram, Padding.OAEP_SHA1)
+        assert refused.value.sw == SW_ALGORITHM_NOT_AVAILABLE
+        return
     assert verified.decipher(cryptogram, Padding.OAEP_SHA1) == b"oaep secret"
 
 

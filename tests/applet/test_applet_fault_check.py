@@ -25,7 +25,8 @@ import os
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from applet_support import PIN, PUK, RELAXED_PAYMENT_SLOT
+from applet_support import PIN, PUK, RELAXED_PAYMENT_SLOT, SW_ALGORITHM_NOT_AVAILABLE, card_has
+from cardshield.card.errors import CardError
 from cardshield.protocol import (Transaction, commands, encode_rsa_public_key, parse_sign_transaction_response,
                                  possession_data, signed_transaction_data)
 from cardshield.protocol.constants import Template
@@ -119,9 +120,16 @@ def test_the_same_card_signs_correctly_without_the_fault(faulted):
 def test_an_ecdsa_signature_with_a_faulty_key_does_not_leave_the_card(fresh_card, server_key, virtual_card):
     """ECDSA: a faulty private scalar (one bit of S flipped) gives signatures that do not
     verify; the card checks each SIGN TRANSACTION / PROVE POSSESSION signature with the
-    public key and answers 6581 instead of sending it."""
-    from cardshield.protocol.constants import Algorithm, SlotPolicy
+    public key and answers 6581 instead of sending it. A card without EC refuses the EC slot
+    (6A81) and keeps the slot unconfigured."""
+    from cardshield.protocol.constants import Algorithm, AlgorithmSupport, SlotPolicy
 
+    if not card_has(fresh_card, AlgorithmSupport.EC_P256):  # a SIM: no EC slot to attack
+        with pytest.raises(CardError) as refused:
+            fresh_card.configure_slot(2, Algorithm.EC_P256)
+        assert refused.value.sw == SW_ALGORITHM_NOT_AVAILABLE
+        assert fresh_card.select().slots[2].algorithm is Algorithm.NONE
+        return
     fresh_card.personalize_development_card(
         PIN, PUK, server_key_7f49=encode_rsa_public_key(server_key.public_key()),
         slots={**RELAXED_PAYMENT_SLOT, 2: (Algorithm.EC_P256, SlotPolicy(0))})

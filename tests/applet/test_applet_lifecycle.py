@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from applet_support import PIN, PUK, RELAXED_PAYMENT_SLOT, exchange
+from applet_support import PIN, PUK, RELAXED_PAYMENT_SLOT, SW_ALGORITHM_NOT_AVAILABLE, card_has, exchange
 from cardshield.card.errors import CardError
 from cardshield.protocol import (Algorithm, AlgorithmSupport, CardFlags, Lifecycle, SlotPolicy, Template, Transaction,
                                  encode_rsa_public_key, possession_data, request_data, signed_transaction_data)
@@ -63,7 +63,9 @@ def test_issue_is_one_way(fresh_card, transport, server_key):
     fresh_card.personalize_pin(PIN)
     fresh_card.personalize_puk(PUK)
     fresh_card.configure_slot(1, Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE)
-    refused(lambda: fresh_card.configure_slot(1, Algorithm.EC_P256), 0x6985)  # algorithm fixed
+    # the algorithm is fixed (6985); a card without EC refuses EC before that (6A81)
+    refused(lambda: fresh_card.configure_slot(1, Algorithm.EC_P256),
+            0x6985 if card_has(fresh_card, AlgorithmSupport.EC_P256) else SW_ALGORITHM_NOT_AVAILABLE)
     fresh_card.issue()
     fci = fresh_card.select()
     assert fci.lifecycle is Lifecycle.ISSUED
@@ -123,8 +125,13 @@ def test_puk_exhaustion_terminates_the_card(fresh_card, transport):
 @pytest.mark.slow
 def test_rsa_3072_and_ec_p256_slots(fresh_card):
     fci = fresh_card.select()
-    if not {AlgorithmSupport.RSA_3072, AlgorithmSupport.EC_P256} <= {a for a in AlgorithmSupport if a in fci.algorithms}:
-        pytest.skip("the card lacks RSA-3072 or EC P-256")
+    wanted = {1: (Algorithm.EC_P256, AlgorithmSupport.EC_P256), 2: (Algorithm.RSA_3072, AlgorithmSupport.RSA_3072)}
+    lacking = {slot: algorithm for slot, (algorithm, support) in wanted.items() if support not in fci.algorithms}
+    if lacking:  # a SIM has neither: each refused with 6A81, the slot left unconfigured
+        for slot, algorithm in lacking.items():
+            refused(lambda: fresh_card.configure_slot(slot, algorithm), SW_ALGORITHM_NOT_AVAILABLE)
+            assert fresh_card.select().slots[slot].algorithm is Algorithm.NONE
+        return
     fresh_card.personalize_development_card(
         PIN, PUK, slots={1: (Algorithm.EC_P256, SlotPolicy(0)), 2: (Algorithm.RSA_3072, SlotPolicy(0))})
     fresh_card.verify_pin(PIN)

@@ -1,6 +1,9 @@
 """Answers longer than 256 bytes: one extended Le brings them whole through an extended-length
 reader (ISO/IEC 7816-4 5.1); a short-APDU reader fetches the rest with GET RESPONSE (5.3.4).
-The APDUs are counted on the transport's trace, one "> " line per SCardTransmit."""
+A card without extended length (a SIM: T=0) takes the short path whatever the reader, and on
+T=0 a case-4 command's TPDU carries no Le, so its answer starts with a 61xx of its own: one
+GET RESPONSE more (ISO/IEC 7816-3 12.2). The APDUs are counted on the transport's trace, one
+"> " line per SCardTransmit."""
 
 import os
 
@@ -8,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from applet_support import PIN
+from applet_support import PIN, short_apdus_only
 from cardshield.card.client import CardShield
 from cardshield.card.transport import Transport
 from cardshield.protocol import Transaction, signed_transaction_data
@@ -28,6 +31,14 @@ class TracedCard:
         self.transport.connect()
         self.shield = CardShield(self.transport)
         self.shield.select()
+
+    def extended(self, reader: str) -> bool:
+        """Whether the exchanges can be extended ones: an extended reader and a card that takes them."""
+        return reader == "extended reader" and not short_apdus_only(self.transport)
+
+    @property
+    def t0(self) -> bool:
+        return self.transport.protocol_name == "T0"
 
     def count(self, operation):
         """Runs operation(shield); returns its result and the command APDUs it sent."""
@@ -53,9 +64,9 @@ def test_read_public_key_exchanges(traced, reference):
     reader, connection = traced
     key, apdus = connection.count(lambda shield: shield.read_public_key(1))
     assert key == reference.public_keys[1]
-    if reader == "extended reader":
+    if connection.extended(reader):
         assert len(apdus) == 1 and "(extended)" in apdus[0], apdus
-    else:  # an RSA-2048 7F49 template is longer than 256 bytes: 61xx, one GET RESPONSE
+    else:  # an RSA-2048 7F49 template is longer than 256 bytes: 61xx, one GET RESPONSE (case 2, also on T=0)
         assert len(apdus) == 2 and len(get_responses(apdus)) == 1, apdus
         assert not any("(extended)" in line for line in apdus)
 
@@ -67,15 +78,18 @@ def test_sign_transaction_exchanges(traced, reference):
     signed, apdus = connection.count(lambda shield: shield.sign_transaction(1, tx))
     reference.public_keys[1].verify(signed.signature, signed_transaction_data(tx.tlvs(), signed.counter),
                                     padding.PKCS1v15(), hashes.SHA256())
-    if reader == "extended reader":
+    if connection.extended(reader):
         assert len(apdus) == 1 and not get_responses(apdus), apdus
+    elif connection.t0:  # case 4 on T=0: 61xx first, then 256 bytes and 61xx, then the last 10
+        assert len(apdus) == 3 and len(get_responses(apdus)) == 2, apdus
     else:  # 86 04 counter, 9E 82 01 00 signature: 266 bytes, one GET RESPONSE
         assert len(apdus) == 2 and len(get_responses(apdus)) == 1, apdus
 
 
 def test_extended_le_stays_within_a_reader_stating_its_message_size(reader_name, card, reference):
     """A CCID reader whose messages carry 262 bytes cannot bring back a 7F49 template of
-    about 270 bytes: Ne is lowered to 260 and the card announces the rest with 61xx."""
+    about 270 bytes: Ne is lowered to 260 and the card announces the rest with 61xx. A card
+    without extended length gets a short Le (256) and 61xx in any reader."""
     connection = TracedCard(reader_name, None)
     try:
         connection.transport.reader_max_apdu = 262
@@ -84,7 +98,8 @@ def test_extended_le_stays_within_a_reader_stating_its_message_size(reader_name,
     finally:
         connection.transport.close("reset")
     assert key == reference.public_keys[1]
-    assert "Le=260 (extended)" in apdus[0] and len(get_responses(apdus)) == 1, apdus
+    first = "Le=256" if short_apdus_only(connection.transport) else "Le=260 (extended)"
+    assert apdus[0].endswith(first) and len(get_responses(apdus)) == 1, apdus
     assert all(len(line.split()[1]) // 2 <= 262 - 2 for line in answers)  # data hex or SW
 
 
@@ -92,7 +107,7 @@ def test_a_short_le_of_00_gets_at_most_256_bytes_then_61xx(card, transport):
     """A short APDU's Le 00 means 256 (ISO/IEC 7816-4 clause 5.1), also for an applet that
     implements ExtendedLength. Io caps Ne at 256 for short commands and for every command
     on T=0, where the Java Card API lets setOutgoing() answer 32767 to such an applet.
-    Exercised here on T=1 (the virtual card's protocol); T=0 itself needs a T=0 host."""
+    READ PUBLIC KEY is case 2, so the same two APDUs on T=1 and on the T=0 sim profile."""
     from applet_support import exchange
 
     whole = card.read_public_key(1)  # the 7F49 DO of an RSA-2048 key: 265 bytes

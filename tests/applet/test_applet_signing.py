@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from applet_support import PIN, exchange
 from cardshield.card.errors import CardError
-from cardshield.protocol import Template
+from cardshield.protocol import Template, parse_public_key
 
 pytestmark = pytest.mark.card
 
@@ -89,10 +89,30 @@ def test_signing_needs_the_pin(card):
     assert error.value.sw == 0x6982
 
 
-@pytest.mark.parametrize("apdu, sw", [("0047800300", 0x6A86), ("0047820100", 0x6A86),
-                                      ("004780010101", 0x6700)])
+@pytest.mark.parametrize("apdu, sw", [("0047800300", 0x6A86), ("0047820100", 0x6A86)])
 def test_generate_errors(verified, transport, apdu, sw):
     assert exchange(transport, apdu).sw == sw
+
+
+def test_generate_with_data(verified, transport, reference):
+    """GENERATE takes no data: on T=1 a data byte gets 6700 and nothing changes. On T=0 the
+    fifth header byte is Lc or Le and only the command tells which (docs/apdu.md, ISO/IEC
+    7816-3 12.2): for GENERATE it is Le, the card never asks the reader for the byte, and the
+    command is an ordinary GENERATE with Le 01: a new key, announced with 61xx."""
+    answer = exchange(transport, "004780010101")
+    if transport.protocol_name == "T1":
+        assert answer.sw == 0x6700
+        assert verified.read_public_key(1).public_numbers() == reference.public_keys[1].public_numbers()
+        return
+    encoded = answer.data
+    while answer.sw1 == 0x61:
+        answer = exchange(transport, f"00C00000{answer.sw2:02X}")
+        encoded += answer.data
+    assert answer.sw == 0x9000
+    generated = parse_public_key(encoded)
+    assert generated.public_numbers() != reference.public_keys[1].public_numbers()
+    assert verified.read_public_key(1).public_numbers() == generated.public_numbers()
+    reference.public_keys[1] = generated
 
 
 def test_regeneration_replaces_the_key_in_place_without_memory_growth(verified, reference):

@@ -13,7 +13,8 @@ The card is the strict SIM profile (tools/cardshield/sim/profiles/sim.toml): T=0
 APDUs only, no javacardx.apdu for the applet's classes, a 512-byte commit buffer, 32 kB of
 persistent memory; so the SIM build is shown to link and work where the default build is
 refused at load (test_the_default_build_is_refused_on_a_card_without_javacardx_apdu).
-Not covered: the rest of the applet suite, which runs on the default build.
+These run whatever the session's profile; the whole applet suite runs on the SIM build with
+`--card-profile sim` (tests/robustness/test_applet_suite_on_strict_card.py).
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
-"""The whole applet suite (tests/applet) once more, on the JCOP-4-like strict card: real
-transactions with a commit buffer, memory and algorithm limits, an APDU buffer of the card's
-size (docs/virtual-card.md). The session's own card is the lenient profile, so the suite runs
-in a pytest of its own with `--card-profile jcop4`, as a developer would run it.
+"""The whole applet suite (tests/applet) once more on each strict card profile
+(docs/virtual-card.md), run as a developer runs it: `./cardshield test -- tests/applet
+--card-profile NAME`, in a pytest of its own (the session's own card is the lenient profile).
 
-The SIM-like profile runs its own file (tests/applet/test_applet_sim_build.py: the SIM build,
-T=0, short APDUs): its 32 kB of EEPROM does not hold the several instances the whole suite
-installs side by side.
+- jcop4, the JCOP-4-like card: real transactions with a commit buffer, memory and algorithm
+  limits, an APDU buffer of the card's size.
+- sim, the SIM-like card: the SIM build (no javacardx.apdu) over T=0 with short APDUs only
+  (command chaining, 61xx and GET RESPONSE), 32 kB of EEPROM holding two CardShield instances
+  (a third is installed through GlobalPlatform in their place: tests/applet_instances.py),
+  RSA-2048 only (EC, RSA-3072 and OAEP refused with 6A81).
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
@@ -21,13 +22,15 @@ from cardshield import paths
 @pytest.mark.card
 @pytest.mark.virtual_only
 @pytest.mark.slow
-def test_applet_suite_passes_on_the_jcop4_profile(real_reader):
+@pytest.mark.parametrize("profile", ["jcop4", "sim"])
+def test_applet_suite_passes_on_the_strict_profiles(real_reader, profile):
     if real_reader is not None:
         pytest.skip("a profile of the virtual card: not for a real reader")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", str(paths.TESTS_DIR / "applet"), "-q", "-p", "no:cacheprovider",
-         "--card-profile", "jcop4"],
+        [str(paths.ROOT / "cardshield"), "test", "--", "tests/applet", "-q", "-p", "no:cacheprovider",
+         "--card-profile", profile],
         cwd=paths.ROOT, capture_output=True, text=True, timeout=900)
-    summary = result.stdout.strip().splitlines()[-1:] or ["(no output)"]
-    print(f"tests/applet on jcop4: {summary[0]}")
+    summary = [line for line in result.stdout.splitlines() if " in " in line and ("passed" in line or "failed" in line)]
+    print(f"tests/applet on {profile}: {summary[-1] if summary else '(no summary)'}")
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "skipped" not in (summary[-1] if summary else ""), f"a test of the suite skipped on {profile}: {summary}"

@@ -19,6 +19,7 @@ from cardshield.card.client import CardShield
 from cardshield.card.transport import Transport
 from cardshield.protocol import commands, encode_rsa_public_key, tlv
 from cardshield.card.errors import CardError
+from cardshield.config import load_applet_config
 from cardshield.protocol.constants import Algorithm, AlgorithmSupport, SlotPolicy
 from cardshield.sim.profiles import ProfileError, available_profiles, load_profile
 
@@ -42,7 +43,8 @@ def test_every_profile_names_its_limits_and_sources():
             assert profile.has(api), (name, api)
         assert profile.has("KeyBuilder.TYPE_RSA_CRT_PRIVATE", 2048) and profile.has("KeyBuilder.TYPE_AES", 128)
         if profile.strict:  # every value a strict card enforces says where it comes from
-            for value in ("eeprom_bytes", "transient_deselect_bytes", "transient_reset_bytes", "commit_capacity", "protocol", "javacardx_apdu"):
+            for value in ("eeprom_bytes", "transient_deselect_bytes", "transient_reset_bytes", "commit_capacity",
+                          "protocol", "javacardx_apdu"):
                 assert value in profile.sources or name == "jcop4" and value == "javacardx_apdu", (name, value)
 
 
@@ -149,6 +151,35 @@ def test_allocation_beyond_the_eeprom_is_refused(tmp_path, real_reader):
     print(str(refused.value).splitlines()[0])
 
 
+def test_deleting_an_instance_gives_its_memory_back(sim_card):
+    """GlobalPlatform DELETE of an applet instance frees the memory of its objects (JCRE
+    3.0.4 chapter 11), and an install that does not fit is refused with 6A84 and undone: an
+    issuer can replace the applet on a small card as often as it needs. Before the virtual card
+    accounted memory per instance, the EEPROM of a deleted instance stayed taken: the second
+    reinstall on the SIM profile was refused."""
+    from applet_instances import LARGE_CERTIFICATE_AID, LARGE_CERTIFICATE_PARAMETERS, issuer
+    from cardshield.gp.errors import GPError
+
+    stack, card = sim_card
+    _fresh(stack, card)
+    free = card.select().memory
+    config = load_applet_config()
+    for _ in range(3):
+        with issuer(card.transport) as manager:
+            manager.delete(card.aid, related=False)
+            manager.install_instance(config.package_aid, config.applet_aid, card.aid)
+        card.transport.reconnect("reset")
+        assert card.select().memory == free
+    with issuer(card.transport) as manager:  # 4 kB certificate areas: about 19.6 kB beside 15.5 kB
+        with pytest.raises(GPError) as refused:
+            manager.install_instance(config.package_aid, config.applet_aid, LARGE_CERTIFICATE_AID,
+                                     applet_data=LARGE_CERTIFICATE_PARAMETERS)
+        assert refused.value.sw == 0x6A84, refused.value
+        assert manager.registry().application(LARGE_CERTIFICATE_AID) is None
+    card.transport.reconnect("reset")
+    assert card.select().memory == free
+
+
 def test_torn_slot_configuration_leaks_no_memory(sim_card):
     """Found by this test: the step allocated the slot's key pair and wrote slot.keyPair and
     slot.algorithm outside a transaction, so a tear at point 1 or 2 of 3 lost 914 bytes of
@@ -207,7 +238,7 @@ def test_secured_personalization_fits_a_small_commit_buffer(tmp_path, real_reade
         pytest.skip("profiles are the virtual card's")
     server = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     applets = default_applets(SIM)
-    with _stack(tmp_path, "sim", keyed_instances(applets)) as stack:  # two instances exceed its 32 kB
+    with _stack(tmp_path, "sim", keyed_instances(applets)) as stack:  # the keyed instance alone
         with Transport(stack.info.reader, extended_length=False) as transport:
             card = CardShield(transport, aid=KEYED_AID)
             card.select()

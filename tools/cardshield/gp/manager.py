@@ -437,6 +437,10 @@ class CardManager:
         if applet_aid not in cap.applet_aids:
             raise LoadFileError(f"{cap.source}: the CAP has no applet {applet_aid.hex().upper()} (applets: "
                                 f"{', '.join(a.hex().upper() for a in cap.applet_aids) or 'none'}); pass --applet")
+        self._check_instance(instance_aid, privileges, applet_data, secret_parameters)
+
+    def _check_instance(self, instance_aid: bytes, privileges: bytes, applet_data: bytes,
+                        secret_parameters: bool) -> None:
         if not 5 <= len(instance_aid) <= 16:
             raise GPError(f"instance AID {instance_aid.hex().upper()} is {len(instance_aid)} bytes; an AID has "
                           "5 to 16 (ISO 7816-5)")
@@ -450,6 +454,24 @@ class CardManager:
         if secret_parameters and not self.level & C_DECRYPTION:
             raise GPError("the install parameters carry secrets (keys) and are sent only under C-DECRYPTION; "
                           "use --security-level enc")
+
+    def install_instance(self, package_aid: bytes, applet_aid: bytes, instance_aid: bytes, *,
+                         applet_data: bytes = b"", privileges: bytes = b"\x00",
+                         secret_parameters: bool = False) -> None:
+        """INSTALL [for install and make selectable] alone (GPCS 9.3.6): one more instance of a
+        package already on the card, e.g. with other install parameters (authenticates first if
+        no secure channel is open)."""
+        self._check_instance(instance_aid, privileges, applet_data, secret_parameters)
+        self._require_session()
+        self._install_for_install(package_aid, applet_aid, instance_aid, applet_data, privileges, secret_parameters)
+
+    def _install_for_install(self, package_aid: bytes, applet_aid: bytes, instance_aid: bytes, applet_data: bytes,
+                             privileges: bytes, secret_parameters: bool) -> None:
+        self.expect(gp.install_for_install(package_aid, applet_aid, instance_aid, applet_data, privileges),
+                    {0x6A80: "the applet's install() refused the install parameters (see docs/apdu.md)",
+                     0x6A84: "not enough memory for the applet instance",
+                     0x6985: "an application with this instance AID exists; use --force"},
+                    sensitive=bool(applet_data), secret=secret_parameters)
 
     def install(self, cap: CapFile, *, applet_aid: bytes | None = None, instance_aid: bytes | None = None,
                 applet_data: bytes = b"", privileges: bytes = b"\x00", force: bool = False,
@@ -515,11 +537,8 @@ class CardManager:
             if number % 10 == 0 or number == len(blocks):
                 self.progress(f"LOAD {number}/{len(blocks)}")
         try:
-            self.expect(gp.install_for_install(cap.package_aid, applet_aid, instance_aid, applet_data, privileges),
-                        {0x6A80: "the applet's install() refused the install parameters (see docs/apdu.md)",
-                         0x6A84: "not enough memory for the applet instance",
-                         0x6985: "an application with this instance AID exists; use --force"},
-                        sensitive=bool(applet_data), secret=secret_parameters)
+            self._install_for_install(cap.package_aid, applet_aid, instance_aid, applet_data, privileges,
+                                      secret_parameters)
         except GPError as refused:
             self._remove_package_after_refusal(cap.package_aid, refused)
             raise

@@ -19,14 +19,17 @@ from cardshield.console import step, warn
 def register(subparsers) -> None:
     parser = subparsers.add_parser("test", help="run all tests (virtual card unless --reader)")
     parser.add_argument("--reader", help="run the card tests against this exact reader name instead")
-    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    parser.add_argument("pytest_args", nargs="*",
+                        help="extra pytest arguments (after --); naming a part of tests/ runs that part only, "
+                             "e.g. `-- tests/applet --card-profile sim`: the applet suite on the SIM-like card")
     parser.set_defaults(func=_run)
 
 
 def run_tests(reader: str | None = None, extra: list[str] | None = None) -> int:
     from cardshield.testing import postgres
 
-    command = [sys.executable, "-m", "pytest", str(paths.TESTS_DIR), "-ra"]
+    selection = [] if names_tests(extra or []) else [str(paths.TESTS_DIR)]
+    command = [sys.executable, "-m", "pytest", *selection, "-ra"]
     if reader:
         command += ["--reader", reader]
     command += extra or []
@@ -46,6 +49,19 @@ def run_tests(reader: str | None = None, extra: list[str] | None = None) -> int:
     finally:
         if cluster:
             postgres.stop(cluster.directory)
+
+
+def names_tests(pytest_args: list[str]) -> bool:
+    """Whether pytest's arguments name test files or directories (tests/applet, a file, or a
+    file::test): then those run, not the whole of tests/ beside them."""
+    tests = paths.TESTS_DIR.resolve()
+    for arg in pytest_args:
+        if arg.startswith("-"):
+            continue
+        path = (paths.ROOT / arg.split("::")[0]).resolve()
+        if path.exists() and (path == tests or tests in path.parents):
+            return True
+    return False
 
 
 def _run(args) -> int:

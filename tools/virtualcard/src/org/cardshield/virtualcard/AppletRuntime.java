@@ -31,6 +31,8 @@ public final class AppletRuntime implements ApduHandler {
     private final Simulator simulator = new Simulator(runtime);
     private final CardProfile profile;
     private final ClassLoader appletLoader;
+    /** The instance whose install() runs now: it owns what install() allocates. */
+    private byte[] installing;
 
     /** Exposes the protected load-file API of jcardsim's runtime. */
     private static final class Runtime extends SimulatorRuntime {
@@ -56,6 +58,7 @@ public final class AppletRuntime implements ApduHandler {
         this.profile = profile;
         StrictCard.configure(profile);
         StrictCard.wipe();
+        StrictCard.context(this::currentContext);
         ClassLoader host = AppletRuntime.class.getClassLoader();
         this.appletLoader = strict ? new InstrumentingClassLoader(host, appletPackages(registry), profile) : null;
         // APDU.getProtocol() says what the ATR announces: T=1 with extended APDUs, or T=0 on a
@@ -110,8 +113,37 @@ public final class AppletRuntime implements ApduHandler {
         if (installData.length > 127) {
             throw new IllegalArgumentException("install parameters exceed the 127 bytes install() can take");
         }
-        runtime.installApplet(AIDUtil.create(packageAid), AIDUtil.create(moduleAid), AIDUtil.create(instanceAid),
-                installData, (short) 0, (byte) installData.length);
+        boolean replacesNothing = runtime.instance(AIDUtil.create(instanceAid)) == null;
+        long refusals = StrictCard.memoryRefusals();
+        installing = instanceAid;
+        try {
+            runtime.installApplet(AIDUtil.create(packageAid), AIDUtil.create(moduleAid), AIDUtil.create(instanceAid),
+                    installData, (short) 0, (byte) installData.length);
+        } catch (RuntimeException e) {
+            if (replacesNothing) { // a failed installation is undone: what install() allocated is free again
+                StrictCard.release(Hex.encode(instanceAid));
+            }
+            if (StrictCard.memoryRefusals() != refusals) {
+                // jcardsim turns every exception of install() but ISOException into ILLEGAL_USE
+                throw new SystemException(SystemException.NO_RESOURCE);
+            }
+            throw e;
+        } finally {
+            installing = null;
+        }
+    }
+
+    /** The applet instance in whose context the card runs now (owner of what it allocates), "" for none. */
+    private String currentContext() {
+        if (installing != null) {
+            return Hex.encode(installing);
+        }
+        AID selected = runtime.getAID();
+        if (selected == null) {
+            return "";
+        }
+        byte[] aid = new byte[16];
+        return Hex.encode(java.util.Arrays.copyOf(aid, selected.getBytes(aid, (short) 0)));
     }
 
     /** The parameter block of {@link #install}, built from its three parts. */
@@ -129,8 +161,10 @@ public final class AppletRuntime implements ApduHandler {
         return out;
     }
 
+    /** DELETE of an applet instance: it and the memory of every object it owned are gone. */
     public void delete(byte[] instanceAid) {
         runtime.delete(AIDUtil.create(instanceAid));
+        StrictCard.release(Hex.encode(instanceAid));
     }
 
     /**

@@ -2,6 +2,7 @@ package org.cardshield.virtualcard.gp;
 
 import java.util.Properties;
 import javacard.framework.ISOException;
+import javacard.framework.SystemException;
 import org.cardshield.virtualcard.ApduHandler;
 import org.cardshield.virtualcard.AppletRuntime;
 
@@ -54,6 +55,13 @@ public final class GlobalPlatformFrontEnd implements ApduHandler {
                 runtime.install(packageAid, moduleAid, instanceAid, installArray);
             } catch (ISOException e) {
                 throw new StatusWordException(e.getReason() & 0xFFFF, "applet install() refused");
+            } catch (SystemException e) {
+                if (e.getReason() == SystemException.NO_RESOURCE) { // the instance does not fit (GPCS 11.5.3)
+                    throw new StatusWordException(StatusWordException.SW_NOT_ENOUGH_MEMORY,
+                            "not enough memory for the applet instance");
+                }
+                throw new StatusWordException(StatusWordException.SW_WRONG_DATA,
+                        "applet install() failed: SystemException " + e.getReason());
             } catch (RuntimeException e) {
                 // jcardsim reports install() failures (bad parameters, allocation) as exceptions
                 throw new StatusWordException(StatusWordException.SW_WRONG_DATA,

@@ -4,11 +4,13 @@ import java.lang.reflect.Field;
 import java.lang.reflect.Method;
 import java.lang.reflect.Modifier;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.IdentityHashMap;
 import java.util.Map;
 import java.util.Random;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Supplier;
 import javacard.framework.APDU;
 import javacard.framework.JCSystem;
 import javacard.framework.OwnerPIN;
@@ -55,22 +57,40 @@ public final class StrictCard {
     private static CommandReport last = new CommandReport(0, null, false, 0, 0);
     private static int journalPeak;
 
-    // memory
+    // memory: the card's totals, and per owner (the applet instance in whose context an object
+    // was allocated, JCRE 3.0.4 chapter 6) what deleting that instance gives back (chapter 11)
     private static long persistentUsed;
     private static long deselectRamUsed;
     private static long resetRamUsed;
+    /** owner -> bytes it holds of each Memory (persistent, CLEAR_ON_DESELECT, CLEAR_ON_RESET) */
+    private static final Map<String, long[]> OWNED = new HashMap<>();
+    private static long memoryRefusals;
+    private static Supplier<String> context = () -> "";
 
     /** The memories a card budgets separately (JCSystem.MEMORY_TYPE_*). */
     private enum Memory { PERSISTENT, DESELECT, RESET }
 
     /**
-     * What the open transaction allocated (bytes per Memory) and the objects themselves: if it
-     * aborts, the memory is returned and the references the journal does not restore are
-     * cleared (JCRE 3.0.4 7.6.3: a reference to an object created during an aborted
-     * transaction is equivalent to a null reference).
+     * What the open transaction allocated (each allocation with its owner's account) and the
+     * objects themselves: if it aborts, the memory is returned and the references the journal
+     * does not restore are cleared (JCRE 3.0.4 7.6.3: a reference to an object created during
+     * an aborted transaction is equivalent to a null reference).
      */
-    private static final long[] ALLOCATED_IN_TRANSACTION = new long[Memory.values().length];
+    private static final java.util.List<Allocation> ALLOCATED_IN_TRANSACTION = new java.util.ArrayList<>();
     private static final Set<Object> CREATED_IN_TRANSACTION = Collections.newSetFromMap(new IdentityHashMap<>());
+
+    /** Bytes of one memory taken for one owner. */
+    private static final class Allocation {
+        final long[] owner;
+        final Memory memory;
+        final long bytes;
+
+        Allocation(long[] owner, Memory memory, long bytes) {
+            this.owner = owner;
+            this.memory = memory;
+            this.bytes = bytes;
+        }
+    }
 
     /** What the previous command did, for the host control REPORT. */
     public static final class CommandReport {
@@ -107,6 +127,55 @@ public final class StrictCard {
         return profile;
     }
 
+    /**
+     * Who owns what is allocated now: the host's answer (the instance being installed, else
+     * the selected applet instance), as an AID in hex; "" for the card itself.
+     */
+    public static synchronized void context(Supplier<String> currentOwner) {
+        context = currentOwner;
+    }
+
+    /**
+     * An applet instance is gone (GlobalPlatform DELETE, or an install() that failed): the
+     * memory of every object it owned is free again, as the applet deletion manager frees it
+     * and as a failed installation is undone (JCRE 3.0.4 chapter 11). The card's own objects stay.
+     */
+    public static void release(String owner) {
+        long[] owned = owner.isEmpty() ? null : OWNED.remove(owner);
+        if (owned != null) {
+            for (Memory memory : Memory.values()) {
+                giveBack(memory, owned[memory.ordinal()]);
+            }
+        }
+    }
+
+    private static long[] ownedByContext() {
+        return OWNED.computeIfAbsent(context.get(), key -> new long[Memory.values().length]);
+    }
+
+    /** Bytes of a memory taken by the current context (and by the open transaction, if any). */
+    private static void take(Memory memory, long bytes) {
+        giveBack(memory, -bytes);
+        long[] owner = ownedByContext();
+        owner[memory.ordinal()] += bytes;
+        if (inTransaction) {
+            ALLOCATED_IN_TRANSACTION.add(new Allocation(owner, memory, bytes));
+        }
+    }
+
+    private static void giveBack(Memory memory, long bytes) {
+        switch (memory) {
+            case PERSISTENT:
+                persistentUsed -= bytes;
+                break;
+            case DESELECT:
+                deselectRamUsed -= bytes;
+                break;
+            default:
+                resetRamUsed -= bytes;
+        }
+    }
+
     /** A card fresh from the factory: nothing allocated, nothing journalled. */
     public static void wipe() {
         TRANSIENTS.clear();
@@ -115,6 +184,7 @@ public final class StrictCard {
         persistentUsed = 0;
         deselectRamUsed = 0;
         resetRamUsed = 0;
+        OWNED.clear();
         forgetTransactionAllocations();
         powerLost = false;
     }
@@ -223,9 +293,10 @@ public final class StrictCard {
      * fields and arrays that referred to them were restored by the journal.
      */
     private static void reclaimTransactionAllocations() {
-        persistentUsed -= ALLOCATED_IN_TRANSACTION[Memory.PERSISTENT.ordinal()];
-        deselectRamUsed -= ALLOCATED_IN_TRANSACTION[Memory.DESELECT.ordinal()];
-        resetRamUsed -= ALLOCATED_IN_TRANSACTION[Memory.RESET.ordinal()];
+        for (Allocation allocation : ALLOCATED_IN_TRANSACTION) {
+            giveBack(allocation.memory, allocation.bytes);
+            allocation.owner[allocation.memory.ordinal()] -= allocation.bytes;
+        }
         if (!CREATED_IN_TRANSACTION.isEmpty()) {
             for (Object array : TRANSIENTS) {
                 if (array instanceof Object[]) {
@@ -243,18 +314,8 @@ public final class StrictCard {
     }
 
     private static void forgetTransactionAllocations() {
-        java.util.Arrays.fill(ALLOCATED_IN_TRANSACTION, 0);
+        ALLOCATED_IN_TRANSACTION.clear();
         CREATED_IN_TRANSACTION.clear();
-    }
-
-    /** Memory taken (object null: the object follows in {@link #created}); counted for the open transaction. */
-    private static void allocatedInTransaction(Object object, Memory memory, long bytes) {
-        if (inTransaction) {
-            ALLOCATED_IN_TRANSACTION[memory.ordinal()] += bytes;
-            if (object != null) {
-                CREATED_IN_TRANSACTION.add(object);
-            }
-        }
     }
 
     /** After a constructor returned, in applet code: the new object, if a transaction is open. */
@@ -351,12 +412,7 @@ public final class StrictCard {
             refuse(deselect ? "transient RAM (CLEAR_ON_DESELECT)" : "transient RAM (CLEAR_ON_RESET)", total,
                     budget - used, budget);
         }
-        if (deselect) {
-            deselectRamUsed += total;
-        } else {
-            resetRamUsed += total;
-        }
-        allocatedInTransaction(null, deselect ? Memory.DESELECT : Memory.RESET, total);
+        take(deselect ? Memory.DESELECT : Memory.RESET, total);
     }
 
     public static short getAvailableMemory(byte memoryType) {
@@ -476,12 +532,17 @@ public final class StrictCard {
         if (persistentUsed + total > profile.eepromBytes) {
             refuse("persistent memory", total, profile.eepromBytes - persistentUsed, profile.eepromBytes);
         }
-        persistentUsed += total;
-        allocatedInTransaction(null, Memory.PERSISTENT, total);
+        take(Memory.PERSISTENT, total);
+    }
+
+    /** How many allocations were refused so far (the host tells a failed install's cause by it). */
+    public static long memoryRefusals() {
+        return memoryRefusals;
     }
 
     /** SystemException NO_RESOURCE, and the log line that says which memory ran out. */
     private static void refuse(String memory, long asked, long left, long total) {
+        memoryRefusals++;
         System.err.println("virtualcard: NO_RESOURCE: " + memory + ": " + asked + " bytes asked, " + left + " left of "
                 + total + " (profile " + profile.name + ")");
         SystemException.throwIt(SystemException.NO_RESOURCE);
