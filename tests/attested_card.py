@@ -74,7 +74,7 @@ class CardIssuer:
             store = MappingKeyStore(SECRETS, "the test issuer's secrets", "tests/perso/instance.py sets {name}")
             with Transport.open(stack.info.reader) as transport:
                 records = personalize_card(transport, self.directory, vectors.CARD_ID, store,
-                                           server.request_key_pem())
+                                           server.request_key_pem)
             [record] = load_records(records)
             server.import_cards(records)
             yield AttestedCard(stack, stack.info.reader, record.card_id_hex)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.card
 def test_fci_describes_the_issued_reference_card(card):
     fci = card.select()
     assert fci.aid == APPLET_AID
-    assert fci.version == (1, 1)
+    assert fci.version == (1, 2)
     assert fci.lifecycle is Lifecycle.ISSUED
     assert AlgorithmSupport.RSA_2048 in fci.algorithms
     assert fci.max_certificate_size == 3072

@@ -16,8 +16,9 @@ ALLOCATION = re.compile(r"\bnew\s+[A-Z]\w*\s*[(\[]|makeTransient\w*\(|\bbuildKey
 METHOD = re.compile(r"^    (?:(?:public|private|protected|static|final|synchronized)\s+)*"
                     r"(?:[\w.<>\[\]]+\s+)?(\w+)\s*\([^;=]*$")
 #: methods that run once in an instance's life: install-time construction, the install-time
-#: algorithm probe, and the one allocation of a slot's keys during personalization
-ONE_TIME = {"canBuild", "buildKeyPair", "install"}
+#: algorithm probe, the one allocation of a slot's keys during personalization and that of
+#: the server's EC key at its first load (the caller builds it only while the field is null)
+ONE_TIME = {"canBuild", "buildKeyPair", "buildEcPublicKey", "install"}
 
 
 def methods_allocating(path: Path) -> set[str]:

@@ -5,7 +5,7 @@ import os
 import pytest
 from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cardshield.perso import bundle as bundle_mod
 from cardshield.perso import compiler, keys, keystore, script as script_mod
@@ -130,6 +130,10 @@ def test_scp80_export_carries_the_same_steps(tmp_path, store, server_key_file):
     ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{set_pin: P, expect: 9X00}]\n",
      "not hexadecimal"),
     ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{erase: }]\n", "unknown step"),
+    ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\n"
+     "steps: [{server_key: {file: k.pem, type: ec-p384}}]\n", "type must be one of rsa-2048, ec-p256"),
+    ("format: cardshield-perso/1\nissuer_master_key: MK\nkey_version: 1\nsteps: [{server_key: {type: ec-p256}}]\n",
+     "server_key takes"),
 ])
 def test_script_errors_name_the_problem(text, message):
     with pytest.raises(script_mod.ScriptError, match=message):
@@ -241,3 +245,39 @@ def test_cli_checks_a_proof_of_receipt(tmp_path, store, server_key_file, monkeyp
     forged[-1] ^= 1
     assert main(["perso", "por", bytes(forged).hex(), "--bundle", str(path)]) == 1
     assert "PoR refused" in capsys.readouterr().err
+
+
+def _write_public(tmp_path, key, name):
+    path = tmp_path / name
+    path.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path
+
+
+def test_an_ec_bank_key_compiles_to_its_7f49_point(tmp_path, store):
+    key = ec.generate_private_key(ec.SECP256R1())
+    _write_public(tmp_path, key, "bank-ec.pem")
+    text = script_mod.issuance_script({"server_key": {"file": "bank-ec.pem", "type": "ec-p256"}})
+    b = _compile(tmp_path, text, store, first_counter=1)
+    card = keys.diversify(keys.software_master(v.MASTER_KEY), 1, v.CARD_ID)
+    step = next(s for s in b.steps if s["action"] == "server_key")
+    apdu = bytes.fromhex(step["apdu"])
+    plain = sm.unwrap(card, apdu[:4], apdu[5:-1] if apdu[4] else apdu[7:-2], 0).data
+    point = key.public_key().public_bytes(serialization.Encoding.X962,
+                                          serialization.PublicFormat.UncompressedPoint)
+    assert plain == b"\x7f\x49\x43\x86\x41" + point
+
+
+@pytest.mark.parametrize("stated, actual, message", [
+    ("ec-p256", "rsa", "holds an rsa-2048 key but the step says type ec-p256"),
+    ("rsa-2048", "ec", "holds an ec-p256 key but the step says type rsa-2048"),
+    ("ec-p256", "p384", "must be on P-256"),
+])
+def test_a_bank_key_of_another_type_is_refused_naming_both(tmp_path, store, stated, actual, message):
+    key = {"rsa": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+           "ec": lambda: ec.generate_private_key(ec.SECP256R1()),
+           "p384": lambda: ec.generate_private_key(ec.SECP384R1())}[actual]()
+    _write_public(tmp_path, key, "bank.pem")
+    text = script_mod.issuance_script({"server_key": {"file": "bank.pem", "type": stated}})
+    with pytest.raises(script_mod.ScriptError, match=message):
+        _compile(tmp_path, text, store)

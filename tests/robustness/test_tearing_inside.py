@@ -31,7 +31,8 @@ from smartcard import scard
 from cardshield.card.apdu import CommandAPDU
 from cardshield.card.client import CardError, CardShield
 from cardshield.card.transport import Transport
-from cardshield.protocol import Transaction, commands, encode_rsa_public_key
+from cardshield.protocol import Transaction, commands
+from cardshield.protocol.bank_key import BankKeyType, encode_bank_public_key, generate_bank_key, sign_request
 from cardshield.protocol.constants import Algorithm, CardFlags, Lifecycle, SlotPolicy
 from cardshield.protocol.transaction import signed_transaction_data
 from tearing_support import issued_card, reinsert_after_tear, short_apdus
@@ -345,13 +346,14 @@ class PersoStep:
 
 
 def perso_steps(server_key, wrap: Callable | None = None) -> list[PersoStep]:
-    """PIN, PUK, server key, slot 1 configuration, (secured: attestation key,) ISSUE;
-    `wrap(command, counter)` secures them."""
+    """PIN, PUK, server key (the bank's RSA-2048 or EC P-256 request key), slot 1
+    configuration, (secured: attestation key,) ISSUE; `wrap(command, counter)` secures them."""
+    key_type = BankKeyType.of_key(server_key)
     plain = [
         ("PIN", commands.personalize_pin(PIN), lambda s: bool(s.fci.flags & CardFlags.PIN_SET)),
         ("PUK", commands.personalize_puk(PUK), lambda s: bool(s.fci.flags & CardFlags.PUK_SET)),
-        ("server key", commands.personalize_server_key(encode_rsa_public_key(server_key.public_key())),
-         lambda s: bool(s.fci.flags & CardFlags.SERVER_KEY_LOADED)),
+        ("server key", commands.personalize_server_key(encode_bank_public_key(server_key.public_key())),
+         lambda s: s.fci.server_key_algorithm == key_type.algorithm),
         ("slot 1", commands.personalize_slot(1, Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE),
          lambda s: s.fci.slots[1].policy == SlotPolicy.PIN_PER_SIGNATURE),
         ("ISSUE", commands.issue(), lambda s: s.fci.lifecycle == Lifecycle.ISSUED),
@@ -367,10 +369,13 @@ def tear_personalization(card: CardShield, stack, aid: bytes, steps: list[PersoS
     """Each step torn at each of its points, on a card given the steps before it: the card
     shows the steps before applied, the torn one applied or not (and, secured, the channel's
     counter says the same), the later ones not; resuming from there gives an issued card
-    that pays and holds the server key whole."""
+    that pays and holds the server key whole (a request the bank signed is accepted, one
+    signed by another key refused)."""
     from cardshield.perso.runner import read_card_state
 
-    name = ("secured" if secured else "plain") + " personalization"
+    key_type = BankKeyType.of_key(server_key)
+    name = (("secured" if secured else "plain") + " personalization"
+            + ("" if key_type is BankKeyType.RSA_2048 else f", {key_type.label} bank key"))
     report = REPORTS.setdefault(name, TearReport(name))
     started = time.monotonic()
 
@@ -393,11 +398,14 @@ def tear_personalization(card: CardShield, stack, aid: bytes, steps: list[PersoS
         card.verify_pin(PIN)
         card.generate_key(1)
         pay(card)
-        card.set_security_environment(0xB6, public_ref=0x10)
-        value = os.urandom(32)
-        from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-
-        assert card.verify_signature(value, server_key.sign(value, padding.PKCS1v15(), Prehashed(hashes.SHA256())))
+        # the server key is whole: its 8E is accepted, another key's of the same type refused
+        tx = Transaction(amount=5, currency="EUR", payee="Tearing shop", order_ref="8E", nonce=os.urandom(16))
+        card.verify_pin(PIN)
+        card.sign_transaction(1, tx, sign_request(server_key, tx.tlvs()))
+        forged = sign_request(generate_bank_key(key_type), tx.tlvs())
+        card.verify_pin(PIN)
+        refused = card.transmit(commands.sign_transaction(1, tx, forged))
+        assert refused.sw == 0x6982, f"8E by another key: {refused.sw:04X}"
         if secured:  # the attestation key went in whole: ATTEST signs with it
             attest = CommandAPDU(0x80, 0x58, 0x00, 0x01, os.urandom(32), ne=256)
             assert card.transport.transmit(attest).sw == 0x9000, "ATTEST refused after the resumed personalization"
@@ -437,9 +445,15 @@ def test_plain_personalization(plain_card, strict_card, server_key):
     assert_clean(report)
 
 
-def test_secured_personalization(strict_card, server_key):
+@pytest.mark.parametrize("bank_key_type", [BankKeyType.RSA_2048, BankKeyType.EC_P256], ids=lambda t: t.value)
+def test_secured_personalization(strict_card, server_key, bank_key_type):
+    """The issuer's path, with either bank key: the EC key's first load also allocates its
+    key object (once, stored at once; docs/applet.md)."""
     from cardshield.perso import secure_messaging as sm
     from perso.instance import KEYED_AID, card_keys
+
+    if bank_key_type is BankKeyType.EC_P256:
+        server_key = generate_bank_key(bank_key_type)
 
     transport = Transport(strict_card.info.reader, extended_length=False)
     transport.connect()

@@ -167,3 +167,20 @@ def test_cached_token_resolves_without_the_database_and_keeps_role_checks(ctx, t
     with pytest.raises(ApiError) as err:
         auth.cached_identity("Basic abc")
     assert err.value.code == "unauthorized"
+
+
+def test_server_key_of_each_bank_key_type(ctx, http):
+    """GET /v1/server-key?type=: the bank's request key a perso script loads (P1=04)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from cardshield.protocol.bank_key import BankKeyType, encode_bank_public_key
+
+    for key_type, prefix in ((BankKeyType.RSA_2048, "7f4982010981820100"), (BankKeyType.EC_P256, "7f4943864104")):
+        body = http.get(f"/v1/server-key?type={key_type.value}").json()
+        public = ctx.ca.request_keys[key_type].public_key()
+        assert body["type"] == key_type.value and body["public_key_7f49_hex"].startswith(prefix)
+        assert bytes.fromhex(body["public_key_7f49_hex"]) == encode_bank_public_key(public)
+        assert serialization.load_der_public_key(bytes.fromhex(body["public_key_spki_der_hex"])) == public
+    assert http.get("/v1/server-key").json()["type"] == "rsa-2048"  # what clients before EC keys read
+    refused = http.get("/v1/server-key?type=ec-p384")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_request"

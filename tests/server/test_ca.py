@@ -137,10 +137,18 @@ def test_crl_lists_revoked_serials(authority):
         x509.ReasonFlags.key_compromise
 
 
-def test_request_signature_verifies_with_public_half(authority):
-    sig = authority.sign_request(b"CSRQ1" + b"\x81\x01\x05")
-    authority.request_key.public_key().verify(sig, b"CSRQ1" + b"\x81\x01\x05",
-                                              padding.PKCS1v15(), hashes.SHA256())
+@pytest.mark.parametrize("algorithm", [None, 0x01, 0x11])
+def test_request_signature_verifies_with_public_half_of_the_cards_type(authority, algorithm):
+    from cardshield.protocol.bank_key import BankKeyType, verify_request
+    from cardshield.server.bank_signature import card_bank_key_type, sign_for_card
+
+    sig = sign_for_card(authority, algorithm, b"\x81\x01\x05")
+    key_type = card_bank_key_type(algorithm)
+    assert key_type is (BankKeyType.EC_P256 if algorithm == 0x11 else BankKeyType.RSA_2048)
+    assert len(sig) == (256 if key_type is BankKeyType.RSA_2048 else 64)
+    assert verify_request(authority.request_keys[key_type].public_key(), b"\x81\x01\x05", sig)
+    other = BankKeyType.RSA_2048 if key_type is BankKeyType.EC_P256 else BankKeyType.EC_P256
+    assert not verify_request(authority.request_keys[other].public_key(), b"\x81\x01\x05", sig)
 
 
 def test_cli_init_and_key_permission_check(tmp_path):
@@ -168,6 +176,31 @@ def test_cli_init_and_key_permission_check(tmp_path):
     os.chmod(tmp_path / "ca" / "ca.key.pem", 0o640)
     refused = run("client", "shop2", "--role", "merchant")
     assert refused.returncode == 1 and "chmod 600" in refused.stderr
+
+
+def test_a_ca_directory_without_the_ec_request_key_is_completed_by_init(tmp_path):
+    """A CA directory from before EC bank keys: the server names the missing file and how
+    to add it; `init` then adds the EC key only, overwriting nothing."""
+    settings = Settings(state_dir=tmp_path)
+    init_ca(settings)
+    before = {p: p.read_bytes() for p in (settings.ca_key_path, settings.request_key_path)}
+    settings.request_key_ec_path.unlink()
+    with pytest.raises(CaSetupError, match="request-signing-ec.key.pem is missing; run `cardshield server init`"):
+        CertificateAuthority.load(settings)
+    assert init_ca(settings) == [settings.request_key_ec_path]
+    assert {p: p.read_bytes() for p in before} == before
+    assert settings.request_key_ec_path.stat().st_mode & 0o777 == 0o600
+    loaded = CertificateAuthority.load(settings)
+    from cardshield.protocol.bank_key import BankKeyType
+    assert set(loaded.request_keys) == set(BankKeyType)
+
+
+def test_a_request_key_file_of_the_wrong_type_is_refused(tmp_path):
+    settings = Settings(state_dir=tmp_path)
+    init_ca(settings)
+    settings.request_key_ec_path.write_bytes(settings.request_key_path.read_bytes())
+    with pytest.raises(CaSetupError, match="holds an rsa-2048 key, expected ec-p256"):
+        CertificateAuthority.load(settings)
 
 
 def test_public_url_names_the_crl_and_the_ca_certificate(tmp_path, card_key, authority):

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import select, update
 
+from cardshield.card.apdu import CommandAPDU
 from cardshield.protocol import tlv
 from cardshield.protocol.constants import SlotPolicy
 from cardshield.protocol.transaction import signed_transaction_data
@@ -55,6 +56,31 @@ def test_payment_is_authorized_with_a_verifiable_signature(ctx, http, tokens, en
     assert card.last_counter == 1
     merchant_view = call(http, "GET", f"/v1/payments/{created['payment_id']}", bakery["token"])
     assert merchant_view["state"] == "authorized"
+
+
+@pytest.mark.parametrize("bank_key_type", ["ec-p256", "rsa-2048"])
+def test_the_bank_signs_8e_with_the_key_type_the_card_holds(ctx, http, tokens, enrolled, bank_key_type):
+    """The card's FCI (flag 40) at enrollment says which bank key it holds; each payment's 8E
+    is then that key's (the SoftCard checks it as the applet does: 6982 otherwise)."""
+    from cardshield.protocol.bank_key import BankKeyType, verify_request
+
+    key_type = BankKeyType(bank_key_type)
+    term = enrolled(server_public_key=ctx.ca.request_keys[key_type].public_key())
+    with ctx.db.transaction() as s:
+        assert s.scalar(select(Card.bank_key_algorithm)) == key_type.algorithm
+    created = create_payment(http, tokens["merchant"], "alice")
+    claimed = term.claim(created["payment_id"])
+    signing = [a for a in claimed["batch"]["apdus"] if a["name"].startswith("SIGN TRANSACTION")]
+    assert len(signing) == (1 if key_type is BankKeyType.EC_P256 else 2)  # RSA's 8E needs a chain
+    done = term.post_payment(created["payment_id"], claimed["batch"])
+    assert done["state"] == "authorized"
+    with ctx.db.transaction() as s:
+        fields = s.get(Payment, created["payment_id"]).signed_fields
+    data = b"".join(CommandAPDU.decode(bytes.fromhex(a["apdu"])).data for a in signing)
+    server_signature = tlv.decode(data)[5].value  # 81..85, then 8E
+    assert len(server_signature) == (64 if key_type is BankKeyType.EC_P256 else 256)
+    for other in BankKeyType:
+        assert verify_request(ctx.ca.request_keys[other].public_key(), fields, server_signature) is (other is key_type)
 
 
 # A card personalized without the bank-signed policy: the card signs whatever reaches it,

@@ -24,6 +24,7 @@ from cardshield.card.apdu import CommandAPDU
 from cardshield.card.client import CardShield
 from cardshield.perso.script import issuance_script
 from cardshield.protocol import commands
+from cardshield.protocol.bank_key import BankKeyType
 from cardshield.protocol.constants import APPLET_AID
 from cardshield.server.registry import import_records
 from cardshield.server.models import Card, Certificate, Payment
@@ -55,7 +56,7 @@ class CardOverPcsc:
 
 
 def _personalize_with_attestation(transport, reader: str, ctx, attestation_ca, folder,
-                                  monkeypatch) -> Path:
+                                  monkeypatch, bank_key_type: BankKeyType = BankKeyType.RSA_2048) -> Path:
     """`perso run` with the attestation steps; returns the card records file."""
     from cardshield.cli import main
     from cardshield.perso.runner import read_card_state
@@ -65,10 +66,10 @@ def _personalize_with_attestation(transport, reader: str, ctx, attestation_ca, f
         read_card_state(transport, KEYED_AID)
     except Exception as exc:  # the applet is not built: nothing to personalize
         pytest.skip(f"no keyed CardShield instance on the virtual card: {exc}")
-    (folder / "server.pem").write_bytes(ctx.ca.request_key.public_key().public_bytes(
+    (folder / "server.pem").write_bytes(ctx.ca.request_keys[bank_key_type].public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     (folder / "card.yaml").write_text(issuance_script(
-        {"server_key": "server.pem"},
+        {"server_key": {"file": "server.pem", "type": bank_key_type.value}},
         {"slot_config": {"slot": 1, "algorithm": "RSA-2048", "pin_per_signature": True,
                          "server_signed_transactions": True}},
         {"attestation_key": None},
@@ -82,13 +83,19 @@ def _personalize_with_attestation(transport, reader: str, ctx, attestation_ca, f
     return records
 
 
+@pytest.fixture(params=[BankKeyType.EC_P256, BankKeyType.RSA_2048], ids=lambda t: f"bank-{t.value}")
+def bank_key_type(request) -> BankKeyType:
+    """The bank key the card holds: EC P-256 (cards with EC) or RSA-2048 (cards without)."""
+    return request.param
+
+
 @pytest.fixture
-def applet_card(virtual_card, transport, ctx, attestation_ca, tmp_path, monkeypatch):
+def applet_card(virtual_card, transport, ctx, attestation_ca, tmp_path, monkeypatch, bank_key_type):
     from perso.instance import KEYED_AID, PIN as KEYED_PIN
     virtual_card.pristine()
     transport.reconnect("reset")
     records = _personalize_with_attestation(transport, virtual_card.info.reader, ctx,
-                                            attestation_ca, tmp_path, monkeypatch)
+                                            attestation_ca, tmp_path, monkeypatch, bank_key_type)
     [record] = load_records(records)
     import_records(ctx, [record])
     card = CardOverPcsc(CardShield(transport, aid=KEYED_AID), aid=KEYED_AID)
@@ -99,7 +106,7 @@ def applet_card(virtual_card, transport, ctx, attestation_ca, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_enroll_and_pay_with_the_applet(ctx, http, tokens, applet_card, bank):
+def test_enroll_and_pay_with_the_applet(ctx, http, tokens, applet_card, bank, bank_key_type):
     term = Terminal(http, tokens["terminal"], applet_card, pin=applet_card.pin, bank=bank)
     done = term.enroll("alice", card_label="vcard-1")
     assert done["state"] == "completed"
@@ -121,11 +128,16 @@ def test_enroll_and_pay_with_the_applet(ctx, http, tokens, applet_card, bank):
     with ctx.db.transaction() as s:
         assert s.scalar(select(Card.requires_server_signature)) is True
         assert s.scalar(select(Card.last_counter)) == second["card_counter"]
+        # the server signs 8E with the bank key type the card holds
+        assert s.scalar(select(Card.bank_key_algorithm)) == bank_key_type.algorithm
 
     # a relay that rewrites the payee: the applet checks the server signature (8E) over
     # the fields and refuses with 6982 before signing anything
     created = create_payment(http, tokens["merchant"], "alice", order_ref="o-3")
     state = term.claim(created["payment_id"])  # one batch: SELECT, SELECT EF (reference), SIGN
+    signing = [a for a in state["batch"]["apdus"] if a["name"].startswith("SIGN TRANSACTION")]
+    # an EC 8E (64 bytes) keeps SIGN TRANSACTION in one short APDU; RSA's needs a chain
+    assert len(signing) == (1 if bank_key_type is BankKeyType.EC_P256 else 2)
     payee = created["payee"].encode()
     tampered = [dict(a, apdu=a["apdu"].replace(payee.hex().upper(), (b"X" * len(payee)).hex().upper()))
                 for a in state["batch"]["apdus"]]

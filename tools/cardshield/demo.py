@@ -8,7 +8,8 @@ virtual card, step by step.
   install      GlobalPlatform: the applet instance with its personalization key set,
                inside a C-DECRYPTION secure channel (cardshield.gp)
   personalize  a secured personalization script: PIN, PUK, slot 1 policy (PIN per
-               signature, bank-signed requests), the bank's request key, the card's
+               signature, bank-signed requests), the bank's request key (EC P-256 where the
+               card has EC: a payment of under 600 bytes; else RSA-2048), the card's
                attestation key (authenticated by the channel's receipt) certified by the
                attestation CA, ISSUE (cardshield.perso); the card's record for the registry
   bank         imports the card record into the card registry, creates the user and issues
@@ -39,38 +40,55 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from cardshield.console import info, step
+from cardshield.protocol.bank_key import BankKeyType, bank_key_type_for
 from cardshield.errors import UserError
 
 PIN_ENV = "CARDSHIELD_DEMO_PIN"
 DEMO_USER = "demo-user"
-# the personalization script's steps between set_puk and issue (cardshield.perso.script)
-PERSONALIZATION_STEPS = (
-    {"server_key": "server.pem"},
-    {"slot_config": {"slot": 1, "algorithm": "RSA-2048", "pin_per_signature": True, "server_signed_transactions": True}},
-    {"slot_config": {"slot": 2, "algorithm": "RSA-2048"}},
-    {"attestation_key": None},
-    {"attestation_certificate": {"ca": "attestation-ca"}},
-)
 ATTESTATION_CA_DIR = "attestation-ca"  # next to the script, as the script names it
 
 
+def personalization_steps(bank_key_type: BankKeyType) -> tuple[dict, ...]:
+    """The personalization script's steps between set_puk and issue (cardshield.perso.script),
+    with the bank's request key of `bank_key_type` in server.pem."""
+    return (
+        {"server_key": {"file": "server.pem", "type": bank_key_type.value}},
+        {"slot_config": {"slot": 1, "algorithm": "RSA-2048", "pin_per_signature": True,
+                         "server_signed_transactions": True}},
+        {"slot_config": {"slot": 2, "algorithm": "RSA-2048"}},
+        {"attestation_key": None},
+        {"attestation_certificate": {"ca": ATTESTATION_CA_DIR}},
+    )
 
-def personalize_card(transport, directory: Path, card_id: bytes, store, server_key_pem: bytes,
-                     progress=None, steps: tuple[dict, ...] = PERSONALIZATION_STEPS) -> Path:
-    """The issuer's secured personalization (`steps`, by default PERSONALIZATION_STEPS, secrets from `store`)
-    of the card instance at the default AID: the server's request key and the attestation
+
+
+def personalize_card(transport, directory: Path, card_id: bytes, store,
+                     request_key_pem: Callable[[str], bytes], progress=None, *,
+                     bank_key_type: BankKeyType | None = None,
+                     steps: Callable[[BankKeyType], tuple[dict, ...]] = personalization_steps) -> Path:
+    """The issuer's secured personalization (`steps`, secrets from `store`) of the card
+    instance at the default AID: the bank's request key of `bank_key_type`, by default the
+    type the card can hold (EC P-256 where it has EC, else RSA-2048), whose PEM
+    `request_key_pem(type)` gives (e.g. LocalServer.request_key_pem), and the attestation
     CA (`directory`/attestation-ca) as the script names them, the attestation key certified
     by that CA, ISSUE. Returns the card records file (`directory`/cards.json) for the
     server's card registry."""
+    from cardshield.card.client import CardShield
     from cardshield.perso.cli import compile_file, write_record
     from cardshield.perso.runner import Runner
     from cardshield.perso.script import issuance_script
 
-    (directory / "server.pem").write_bytes(server_key_pem)
+    if bank_key_type is None:
+        bank_key_type = bank_key_type_for(CardShield(transport).select().algorithms)
+    if progress:
+        progress(f"bank key: {bank_key_type.value} (the card's algorithms; 8E of "
+                 f"{'64' if bank_key_type is BankKeyType.EC_P256 else '256'} bytes per payment)")
+    (directory / "server.pem").write_bytes(request_key_pem(bank_key_type.value))
     script = directory / "card.yaml"
-    script.write_text(issuance_script(*steps))
+    script.write_text(issuance_script(*steps(bank_key_type)))
     bundle = compile_file(script, card_id, store)
     started = time.monotonic()
     report = Runner(transport, bundle, store=store, progress=progress or (lambda line: None)).run()
@@ -174,7 +192,7 @@ class Demo:
             self.headline(f"personalize: secured script for card {self.card_id.hex().upper()} (cardshield.perso)")
             store = MappingKeyStore({"ISSUER_MK": self.master_key.hex(), "CARD_PIN": self.pin, "CARD_PUK": self.puk},
                                     "the demo's generated secrets", "the demo generates {name}")
-            records = personalize_card(transport, self.directory, self.card_id, store, self.server.request_key_pem(),
+            records = personalize_card(transport, self.directory, self.card_id, store, self.server.request_key_pem,
                                        progress=lambda line: print(f"  {line}", flush=True))
             self.attestation_certificate = load_records(records)[0].attestation_certificate_der
         self.bank(records)

@@ -11,13 +11,17 @@ so they show the cost of the APDU traffic and of jcardsim's crypto, not of a rea
 The card is issued as a bank's card is: one CardShield instance at the default AID with a
 personalization key set, personalized by the issuer's secured script (demo.personalize_card)
 with an attestation key certified by an attestation CA, so the enrollment flow runs ATTEST as
-the server asks for it. Slot 01 is configured explicitly without PIN per signature and
-without bank-signed requests, so SIGN TRANSACTION is measured with and without 8E.
+the server asks for it, and the bank's EC P-256 request key (what a card with EC gets). Slot
+01 is configured explicitly without PIN per signature and without bank-signed requests, so
+SIGN TRANSACTION is measured with and without 8E. The card is then issued again with the
+RSA-2048 bank key (what a card without EC, a SIM, gets) for the bank-signed operations, so
+the payment's bytes are reported per bank key type.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import secrets
 import statistics
@@ -29,7 +33,6 @@ from typing import Callable
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
@@ -40,28 +43,44 @@ from cardshield.perso import keys as perso_keys
 from cardshield.protocol import Transaction, commands
 from cardshield.protocol.attestation import attest_command, parse_attest_response
 from cardshield.protocol.fci import parse_certificate_fcp
-from cardshield.protocol.constants import APPLET_AID, SERVER_KEY_REFERENCE, Template
-from cardshield.protocol.transaction import request_data
+from cardshield.protocol.bank_key import BankKeyType, BankPrivateKey, generate_bank_key, sign_request
+from cardshield.protocol.constants import APPLET_AID, Template
+from cardshield.protocol.transaction import signed_transaction_data
 from cardshield.server.enrollment import CHALLENGE_BYTES
 from cardshield.sim.applets import VirtualApplet
 
 PIN, PUK = "1234", "12345678"
 ENROLLMENT_FLOW = "flow: enrollment, card side (figure 5, the server's three batches with ATTEST)"
-PAYMENT_FLOW = "flow: payment, card side (figure 6, one batch with the certificate reference)"
+
+
+def payment_flow(bank_key: BankKeyType) -> str:
+    return f"flow: payment, card side (figure 6, one batch with the certificate reference), {bank_key.label} bank key"
+
+
+def bank_signed_transaction(bank_key: BankKeyType) -> str:
+    return f"SIGN TRANSACTION with the bank's signature 8E, {bank_key.label} (+VERIFY)"
+
+
+#: the payment of a card with EC (the default and JCOP-4-like cards) and of one without (SIM)
+PAYMENT_FLOW = payment_flow(BankKeyType.EC_P256)
+PAYMENT_FLOW_RSA = payment_flow(BankKeyType.RSA_2048)
 # Issue 12's budgets: enrollment at most 2 APDUs over the 9 before attestation, payment not
 # over its 4 (extended-length reader).
 ENROLLMENT_APDUS_BEFORE, ENROLLMENT_APDUS_ALLOWED = 9, 2
 PAYMENT_APDUS_BEFORE = 4
-# The issuer's script for the bench's card: demo.PERSONALIZATION_STEPS, except slot 01
-# relaxed explicitly (SIGN TRANSACTION is measured with and without the bank's 8E).
-BENCH_PERSONALIZATION_STEPS = (
-    {"server_key": "server.pem"},
-    {"slot_config": {"slot": 1, "algorithm": "RSA-2048", "pin_per_signature": False,
-                     "server_signed_transactions": False}},
-    {"slot_config": {"slot": 2, "algorithm": "RSA-2048"}},
-    {"attestation_key": None},
-    {"attestation_certificate": {"ca": "attestation-ca"}},
-)
+
+
+def bench_personalization_steps(bank_key: BankKeyType) -> tuple[dict, ...]:
+    """The issuer's script for the bench's card: demo.personalization_steps, except slot 01
+    relaxed explicitly (SIGN TRANSACTION is measured with and without the bank's 8E)."""
+    from cardshield.demo import personalization_steps
+
+    relaxed = {"slot_config": {"slot": 1, "algorithm": "RSA-2048", "pin_per_signature": False,
+                               "server_signed_transactions": False}}
+    return tuple(relaxed if step.get("slot_config", {}).get("slot") == 1 else step
+                 for step in personalization_steps(bank_key))
+
+
 # Issue 14's goal for the card side of a payment, in bytes on the wire.
 PAYMENT_BYTES_GOAL = 600
 
@@ -124,6 +143,10 @@ class Operation:
         return statistics.median(self.times_ms)
 
 
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
 def minimum_wire(logical: list[tuple[int, int]]) -> Wire:
     """Each logical command once in its shortest encoding, its whole response in one answer."""
     return Wire(len(logical), sum(command + response for command, response in logical))
@@ -170,18 +193,25 @@ class BenchIssuer:
         parameters = perso_keys.install_parameters(key_set, self.card_id)
         return [replace(a, parameters=parameters) if a.instance_aid == APPLET_AID else a for a in applets]
 
-    def personalize(self, transport: Transport, server_key: rsa.RSAPublicKey) -> None:
-        """The secured script with the attestation key, then ISSUE (demo.personalize_card)."""
+    def personalize(self, transport: Transport, bank_keys: dict[BankKeyType, BankPrivateKey],
+                    bank_key: BankKeyType) -> None:
+        """The secured script with the attestation key and the bank's request key of type
+        `bank_key`, then ISSUE (demo.personalize_card)."""
         from cardshield.attestation.ca import AttestationCA
         from cardshield.demo import ATTESTATION_CA_DIR, personalize_card
         from cardshield.perso.keystore import MappingKeyStore
 
-        AttestationCA.create(self.directory / ATTESTATION_CA_DIR, "CardShield Bench Issuer")
+        if not (self.directory / ATTESTATION_CA_DIR).exists():
+            AttestationCA.create(self.directory / ATTESTATION_CA_DIR, "CardShield Bench Issuer")
         store = MappingKeyStore({"ISSUER_MK": self.master_key.hex(), "CARD_PIN": PIN, "CARD_PUK": PUK},
                                 "the bench's generated secrets", "the bench generates {name}")
-        server_pem = server_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-        personalize_card(transport, self.directory, self.card_id, store, server_pem,
-                         steps=BENCH_PERSONALIZATION_STEPS)
+
+        def request_key_pem(key_type: str) -> bytes:
+            return bank_keys[BankKeyType(key_type)].public_key().public_bytes(
+                Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+        personalize_card(transport, self.directory, self.card_id, store, request_key_pem,
+                         bank_key_type=bank_key, steps=bench_personalization_steps)
 
 
 class CardBench:
@@ -193,27 +223,41 @@ class CardBench:
         self.pristine = pristine
         self.issuer = issuer
         self.progress = progress
-        self.server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # the CA's
+        self.bank_keys = {key_type: generate_bank_key(key_type) for key_type in BankKeyType}
+        self.bank_key = BankKeyType.EC_P256
         self.short = CountingTransport(reader, extended_length=False)
         self.extended = CountingTransport(reader, extended_length=True)
 
-    def prepare(self) -> None:
-        self.short.connect()
+    def prepare(self, bank_key: BankKeyType = BankKeyType.EC_P256, slots: tuple[int, ...] = (1, 2)) -> None:
+        """Issue the card (wiped first) with the bank key of `bank_key`, generate the keys
+        of `slots` and store slot 01's certificate."""
+        if self.extended.connected:
+            self.extended.close()
+        if not self.short.connected:
+            self.short.connect()
         self.pristine()
         self.short.reconnect("reset")
-        self.issuer.personalize(self.short, self.server_key.public_key())
+        self.bank_key = bank_key
+        self.issuer.personalize(self.short, self.bank_keys, bank_key)
         card = CardShield(self.short)
         card.select()
         self.attestation_key = x509.load_der_x509_certificate(card.read_attestation_certificate()).public_key()
-        for slot in (1, 2):
+        for slot in slots:
             card.verify_pin(PIN)
             card.generate_key(slot)
         self.public_key = card.read_public_key(1)
-        self.decipher_key = card.read_public_key(2)
+        if 2 in slots:
+            self.decipher_key = card.read_public_key(2)
         self.certificate = _certificate(self.public_key, self.server_key, 1100)
         self.big_certificate = _certificate(self.public_key, self.server_key, 3000)
         card.verify_pin(PIN)
         card.write_certificate(1, self.certificate)
+        # a signature of slot 01 over a known hash, for VERIFY DIGITAL SIGNATURE with its public key
+        tx = self._transaction()
+        card.verify_pin(PIN)
+        signed = card.sign_transaction(1, tx)
+        self.slot1_signature = (_sha256(signed_transaction_data(tx.tlvs(), signed.counter)), signed.signature)
         self.extended.connect()  # after the reset above, or its first command would see SCARD_W_RESET_CARD
 
     def close(self) -> None:
@@ -241,7 +285,7 @@ class CardBench:
 
         def sign_transaction_server_signed(card):
             tx = self._transaction()
-            signature = self.server_key.sign(request_data(tx.tlvs()), padding.PKCS1v15(), hashes.SHA256())
+            signature = sign_request(self.bank_keys[self.bank_key], tx.tlvs())
             card.verify_pin(PIN)
             card.sign_transaction(1, tx, signature)
 
@@ -255,9 +299,9 @@ class CardBench:
             card.decipher(cryptogram)
 
         def verify_signature(card):
-            digest = os.urandom(32)
-            signature = self.server_key.sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
-            card.set_security_environment(Template.DIGITAL_SIGNATURE, public_ref=SERVER_KEY_REFERENCE)
+            """With slot 01's public key (the bank's key may be EC, which VERIFY does not take)."""
+            digest, signature = self.slot1_signature
+            card.set_security_environment(Template.DIGITAL_SIGNATURE, public_ref=1)
             assert card.verify_signature(digest, signature)
 
         def write_certificate(card, der=None):
@@ -306,7 +350,7 @@ class CardBench:
             Scenario("GENERATE KEY PAIR RSA-2048 (+VERIFY)", generate, 5),
             Scenario("MSE SET slot 02 + PSO COMPUTE DIGITAL SIGNATURE (+VERIFY)", sign_hash, 15),
             Scenario("SIGN TRANSACTION (+VERIFY)", sign_transaction, 15),
-            Scenario("SIGN TRANSACTION with server signature 8E (+VERIFY)", sign_transaction_server_signed, 15),
+            Scenario(bank_signed_transaction(BankKeyType.EC_P256), sign_transaction_server_signed, 15),
             Scenario("PROVE POSSESSION (+VERIFY)", prove_possession, 15),
             Scenario("PSO DECIPHER (+VERIFY)", decipher, 15),
             Scenario("PSO ENCIPHER", lambda card: card.encipher(os.urandom(32)), 15),
@@ -322,6 +366,13 @@ class CardBench:
                      payment_reading_the_certificate, 5),
             Scenario(PAYMENT_FLOW, payment, 15),
         ]
+
+    def rsa_bank_key_scenarios(self) -> list[Scenario]:
+        """The bank-signed operations again, on the card issued with the RSA-2048 bank key."""
+        named = {s.name: s for s in self.scenarios()}
+        return [replace(named[bank_signed_transaction(BankKeyType.EC_P256)],
+                        name=bank_signed_transaction(BankKeyType.RSA_2048)),
+                replace(named[PAYMENT_FLOW], name=PAYMENT_FLOW_RSA)]
 
     def _check_attestation(self, response: bytes, challenge: bytes) -> None:
         """The card answered ATTEST with its attestation key, about slot 01, over this
@@ -362,12 +413,14 @@ class CardBench:
                          exchanges)
 
     def run(self) -> list[Operation]:
-        self.prepare()
         results = []
-        scenarios = [s for s in self.scenarios()]
-        for i, scenario in enumerate(scenarios, 1):
-            self.progress(f"bench card: {i}/{len(scenarios)} {scenario.name}")
-            operation = self.measure(scenario)
-            if not scenario.name.startswith("("):
-                results.append(operation)
+        for bank_key, scenarios, slots in ((BankKeyType.EC_P256, self.scenarios(), (1, 2)),
+                                           (BankKeyType.RSA_2048, self.rsa_bank_key_scenarios(), (1,))):
+            self.progress(f"bench card: issuing the card with the {bank_key.label} bank key")
+            self.prepare(bank_key, slots)
+            for i, scenario in enumerate(scenarios, 1):
+                self.progress(f"bench card: {bank_key.label} bank key, {i}/{len(scenarios)} {scenario.name}")
+                operation = self.measure(scenario)
+                if not scenario.name.startswith("("):
+                    results.append(operation)
         return results

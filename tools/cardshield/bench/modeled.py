@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from cardshield.sim.profiles import CardProfile, available_profiles, load_profile
 
-from .card import ENROLLMENT_FLOW, PAYMENT_FLOW
+from cardshield.protocol.bank_key import BankKeyType
+
+from .card import ENROLLMENT_FLOW, PAYMENT_FLOW, PAYMENT_FLOW_RSA, payment_flow
 
 BITS_PER_BYTE = 10  # ISO/IEC 7816-3 character: start bit, 8 data bits, parity; ~1 etu guard time
 
@@ -34,8 +36,14 @@ class FlowCost:
 # a public-key operation, counted in the per-APDU overhead).
 FLOWS = {
     ENROLLMENT_FLOW: FlowCost("enrollment", keygens=1, signatures=3),
-    PAYMENT_FLOW: FlowCost("payment", keygens=0, signatures=1),
+    PAYMENT_FLOW: FlowCost("payment, EC P-256 bank key", keygens=0, signatures=1),
+    PAYMENT_FLOW_RSA: FlowCost("payment, RSA-2048 bank key", keygens=0, signatures=1),
 }
+
+
+def profile_bank_key(profile: CardProfile) -> BankKeyType:
+    """The bank key an issuer gives a card of this profile: EC P-256 where it has ECDSA."""
+    return BankKeyType.EC_P256 if profile.has("Signature.ALG_ECDSA_SHA_256") else BankKeyType.RSA_2048
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,8 @@ def model(profile: CardProfile, flow: FlowCost, apdus: int, wire_bytes: int) -> 
 def modeled_flows(operations) -> list[ModeledFlow]:
     """For each profile with timing figures and each measured flow: its modeled time. A card
     with extended length gets the flow's extended-reader wire counts, a short-only one the
-    short reader's (chaining, 61xx and GET RESPONSE)."""
+    short reader's (chaining, 61xx and GET RESPONSE); its payment is the one with the bank
+    key it would hold (profile_bank_key)."""
     rows = []
     for name in available_profiles():
         profile = load_profile(name)
@@ -71,7 +80,8 @@ def modeled_flows(operations) -> list[ModeledFlow]:
             continue
         for operation in operations:
             flow = FLOWS.get(operation.name)
-            if flow is None:
+            if flow is None or (operation.name in (PAYMENT_FLOW, PAYMENT_FLOW_RSA)
+                                and operation.name != payment_flow(profile_bank_key(profile))):
                 continue
             wire = operation.extended if profile.extended_length else operation.short
             rows.append(model(profile, flow, wire.apdus, wire.bytes))

@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from cardshield.card.apdu import APDUFormatError, CommandAPDU
 from cardshield.protocol import tlv
+from cardshield.protocol.bank_key import BankKeyType, BankPrivateKey, encode_bank_public_key, sign_request
 from cardshield.protocol.constants import APPLET_AID
-from cardshield.protocol.transaction import Transaction, request_data
+from cardshield.protocol.transaction import Transaction
 
 RESET = "reset"
 # Command data is cut at 32767 bytes: Java Card indexes the APDU buffer with a short, and
@@ -49,8 +50,12 @@ class CardContext:
     pin: str
     puk: str
     public_keys: dict[int, rsa.RSAPublicKey] = field(default_factory=dict)
-    server_key: rsa.RSAPrivateKey | None = None
+    server_key: rsa.RSAPrivateKey | None = None  # the bank's RSA key (VERIFY with reference 10)
     certificate: bytes = b""
+    #: the bank's request key the card holds (8E): RSA-2048 or EC P-256
+    bank_key: BankPrivateKey | None = None
+    #: both bank keys, for PERSONALIZE P1=04 of either type
+    bank_keys: dict[BankKeyType, BankPrivateKey] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -251,8 +256,11 @@ def _attest(rng, ctx):
 def _sign_transaction(rng, ctx):
     tlvs = _transaction(rng)
     data = tlvs
-    if ctx.server_key is not None and rng.random() < 0.5:
-        data += tlv.encode(0x8E, ctx.server_key.sign(request_data(tlvs), padding.PKCS1v15(), hashes.SHA256()))
+    bank_key = ctx.bank_key or ctx.server_key
+    if bank_key is not None and rng.random() < 0.5:
+        # mostly the card's own bank key; sometimes the other type's (the wrong size: 6A80)
+        signer = bank_key if rng.random() < 0.8 or not ctx.bank_keys else rng.choice(list(ctx.bank_keys.values()))
+        data += tlv.encode(0x8E, sign_request(signer, tlvs))
     return "SIGN TRANSACTION", 0x80, 0x54, 0x00, _slot(rng), data, 256
 
 
@@ -272,6 +280,8 @@ def _personalize(rng, ctx):
         data = _digits(rng, 8, 8)
     elif step == 3:
         data = bytes((rng.choice((1, 1, 2, 3, 0x11, 0, 4)), rng.choice((0, 1, 2, 3, 4))))
+    elif ctx.bank_keys and rng.random() < 0.5:  # the bank's RSA-2048 or EC P-256 key (docs/apdu.md P1=04)
+        data = encode_bank_public_key(rng.choice(list(ctx.bank_keys.values())).public_key())
     else:
         key = ctx.server_key.public_key() if ctx.server_key else rsa.generate_private_key(65537, 1024).public_key()
         n = key.public_numbers().n.to_bytes(key.key_size // 8, "big")

@@ -147,8 +147,11 @@ class CardModel:
                 self.pin, e.pin_tries, e.flags = full.decode("ascii", "replace"), PIN_TRIES, e.flags | CardFlags.PIN_SET
             elif p1 == 0x02:
                 self.puk, e.puk_tries, e.flags = full.decode("ascii", "replace"), PUK_TRIES, e.flags | CardFlags.PUK_SET
-            elif p1 == 0x04:
-                e.flags |= CardFlags.SERVER_KEY_LOADED
+            elif p1 == 0x04:  # RSA 7F49{81,82} or EC 7F49{86}: FCI flag 40 says which
+                ec_key = tlv.decode(full)[0].children()[0].tag == 0x86
+                e.flags = (e.flags | CardFlags.SERVER_KEY_LOADED) & ~CardFlags.SERVER_KEY_EC
+                if ec_key:
+                    e.flags |= CardFlags.SERVER_KEY_EC
             self.resync_slots = True
         elif ins == 0xE2 and sw == _SUCCESS:
             e.lifecycle = Lifecycle.ISSUED

@@ -4,8 +4,10 @@ Cases are split into contiguous blocks, one per card profile (lifecycle and poli
 
   personalization  a fresh instance (pristine), PIN/PUK/server key set or not
   terminated       an issued card whose PUK was blocked
-  policy           issued, slot 1 PIN-per-signature + server-signed requests, slot 2 PIN-per-signature
-  issued           issued, no policy flags, keys in both slots, a certificate in slot 1
+  policy           issued, slot 1 PIN-per-signature + server-signed requests, slot 2 PIN-per-signature,
+                   the bank's EC P-256 request key (8E as r || s)
+  issued           issued, no policy flags, keys in both slots, a certificate in slot 1, the
+                   bank's RSA-2048 request key
 
 Before each case the PIN state is normalised (RESET RETRY COUNTER with the PUK, then a
 variant drawn from the case's seed: PIN verified, not verified, one try left, blocked), so
@@ -36,8 +38,9 @@ from cardshield.card.client import CardShield
 from cardshield.card.errors import CardShieldCardError
 from cardshield.card.transport import Transport
 from cardshield.protocol import Transaction, encode_rsa_public_key, tlv
+from cardshield.protocol.bank_key import BankKeyType, encode_bank_public_key, generate_bank_key, sign_request
 from cardshield.protocol.constants import Algorithm, Lifecycle, SlotPolicy
-from cardshield.protocol.transaction import request_data, signed_transaction_data
+from cardshield.protocol.transaction import signed_transaction_data
 
 from . import spec
 from .generator import RESET, Apdu, CardContext, Case, generate_case
@@ -119,6 +122,11 @@ class Campaign:
         self.max_failures = max_failures
         self.report = Report(seed)
         self.server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        # the bank's request keys: the "policy" profile's card holds the EC one (as a card with
+        # EC is issued), the others the RSA one (also VERIFY's reference 10)
+        self.bank_keys = {BankKeyType.RSA_2048: self.server_key,
+                          BankKeyType.EC_P256: generate_bank_key(BankKeyType.EC_P256)}
+        self.bank_key = self.server_key
         self.profile: str | None = None
         self.model: CardModel | None = None
         self.reference_certificate = b""
@@ -139,8 +147,9 @@ class Campaign:
             if profile == "policy":
                 slots = {1: (Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE | SlotPolicy.SERVER_SIGNED_REQUESTS),
                          2: (Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE)}
+            self.bank_key = self.bank_keys[BankKeyType.EC_P256 if profile == "policy" else BankKeyType.RSA_2048]
             self.card.personalize_development_card(
-                PIN, PUK, server_key_7f49=encode_rsa_public_key(self.server_key.public_key()), slots=slots)
+                PIN, PUK, server_key_7f49=encode_bank_public_key(self.bank_key.public_key()), slots=slots)
             keys = {}
             for slot in (1, 2):
                 self.card.verify_pin(PIN)
@@ -238,7 +247,7 @@ class Campaign:
         self._prepare(profile, variant, rng)
         model = self.model
         ctx = CardContext(model.pin or PIN, model.puk or PUK, dict(model.public_keys), self.server_key,
-                          self.reference_certificate)
+                          self.reference_certificate, self.bank_key, self.bank_keys)
         case = generate_case(self.seed, index, ctx)
         findings: list[Finding] = []
         trace: list[str] = []
@@ -322,7 +331,7 @@ class Campaign:
         tx = Transaction(amount=4200, currency="EUR", payee="Fuzz check shop", order_ref="check",
                          nonce=random.Random(self.report.payments).randbytes(16))
         tlvs = tx.tlvs()
-        data = tlvs + tlv.encode(0x8E, self.server_key.sign(request_data(tlvs), padding.PKCS1v15(), hashes.SHA256()))
+        data = tlvs + tlv.encode(0x8E, sign_request(self.bank_key, tlvs))
         self.report.payments += 1
         if model.expected.lifecycle == Lifecycle.TERMINATED:
             response = self.transport.transmit(_command("80 54 00 01", data, ne=256))

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, load_der_public_key, load_pem_public_key
 
 from ..protocol import commands
 from ..protocol.command import Command
 from ..protocol.constants import APPLET_AID, Algorithm, SlotPolicy
-from ..protocol.keys import encode_rsa_public_key
+from ..protocol.bank_key import BankKeyType, BankPublicKey, encode_bank_public_key
 from . import scp80
 from .bundle import Bundle
 from .keys import PersoKeySet, check_card_id, diversify
@@ -32,7 +31,6 @@ from .secure_messaging import COUNTER_MAX, apdu_bytes, wrap
 ATTESTATION_CERTIFICATE_COUNTERS = 2 * 16
 #: steps whose SCP80 export is not offered: they need PC/SC (PIN, response data)
 NOT_EXPORTED = ("generate_key", "certificate", "attestation_key", "attestation_certificate")
-SERVER_KEY_BITS = 2048  # PERSONALIZE P1=04 takes an RSA-2048 key (docs/apdu.md)
 DEFAULT_TAR = bytes.fromhex("435301")
 _ALGORITHM_NAMES = {
     "RSA-2048": Algorithm.RSA_2048,
@@ -57,8 +55,9 @@ def _read(path: Path, label: str, what: str) -> bytes:
         raise ScriptError(f"{label}: cannot read {what} {path}: {exc.strerror}") from None
 
 
-def server_public_key(path: Path, label: str) -> rsa.RSAPublicKey:
-    """The server's RSA-2048 request-signing key from a PEM/DER public key or certificate."""
+def server_public_key(path: Path, label: str, key_type: BankKeyType = BankKeyType.RSA_2048) -> BankPublicKey:
+    """The bank's request-signing key (8E) from a PEM/DER public key or certificate; it must
+    be of the type the script names (RSA-2048 or EC P-256)."""
     raw = _read(path, label, "server key")
     try:
         if b"-----BEGIN CERTIFICATE" in raw:
@@ -69,8 +68,13 @@ def server_public_key(path: Path, label: str) -> rsa.RSAPublicKey:
             key = load_der_public_key(raw)
     except ValueError:
         raise ScriptError(f"{label}: {path} is not a PEM/DER public key or certificate") from None
-    if not isinstance(key, rsa.RSAPublicKey) or key.key_size != SERVER_KEY_BITS:
-        raise ScriptError(f"{label}: the server request-signing key must be RSA-{SERVER_KEY_BITS}")
+    try:
+        found = BankKeyType.of_key(key)
+    except ValueError as exc:
+        raise ScriptError(f"{label}: {path}: {exc}") from None
+    if found is not key_type:
+        raise ScriptError(f"{label}: {path} holds an {found.value} key but the step says type {key_type.value}; "
+                          f"write `server_key: {{file: {path.name}, type: {found.value}}}` if that key is meant")
     return key
 
 
@@ -106,8 +110,8 @@ def plain_command(script: Script, step: Step, store: KeyStore) -> Command:
             policy |= SlotPolicy.SERVER_SIGNED_REQUESTS
         return commands.personalize_slot(a["slot"], _ALGORITHM_NAMES[a["algorithm"]], policy)
     if step.action == "server_key":
-        key = server_public_key(script.resolve(a["file"]), step.label)
-        return commands.personalize_server_key(encode_rsa_public_key(key))
+        key = server_public_key(script.resolve(a["file"]), step.label, a["type"])
+        return commands.personalize_server_key(encode_bank_public_key(key))
     if step.action == "attestation_key":
         return commands.personalize_attestation_key()
     if step.action == "issue":

@@ -8,7 +8,8 @@
       - set_puk: CARD_PUK
       - slot_config: {slot: 1, algorithm: RSA-2048, pin_per_signature: true,
                       server_signed_transactions: true}
-      - server_key: server-request-key.pem
+      - server_key: {file: bank-request-key.pem, type: ec-p256}   # or rsa-2048 (PATH alone:
+                                      # rsa-2048); the bank's key that signs 8E
       - attestation_key:              # generated on the card; its public key comes back
                                       # under the receipt MAC (docs/attestation.md)
       - attestation_certificate: {ca: attestation-ca}   # certified and written to EF C1 0A
@@ -28,7 +29,10 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
+from ..protocol.bank_key import BankKeyType
 from .keystore import KeyStoreError, check_name
+
+BANK_KEY_TYPES = tuple(t.value for t in BankKeyType)
 
 FORMAT = "cardshield-perso/1"
 SLOTS = (1, 2)
@@ -117,9 +121,17 @@ def _parse_action(action: str, value: Any, where: str) -> dict[str, Any]:
                 raise ScriptError(f"{where}: {flag} must be true or false")
         return {"slot": _slot(value, where), "algorithm": algorithm, **flags}
     if action == "server_key":
-        if not isinstance(value, str):
-            raise ScriptError(f"{where}: server_key is the path of the server's RSA public key (PEM or DER)")
-        return {"file": value}
+        # PATH alone is the RSA-2048 key of scripts written before EC bank keys existed
+        if isinstance(value, str):
+            return {"file": value, "type": BankKeyType.RSA_2048}
+        if not isinstance(value, dict) or not isinstance(value.get("file"), str):
+            raise ScriptError(f"{where}: server_key takes {{file: PATH, type: {' | '.join(BANK_KEY_TYPES)}}}, "
+                              "the bank's request-signing public key (PEM or DER, or a certificate)")
+        _only_keys(value, {"file", "type"}, where)
+        key_type = value.get("type", BankKeyType.RSA_2048.value)
+        if key_type not in BANK_KEY_TYPES:
+            raise ScriptError(f"{where}: server_key type must be one of {', '.join(BANK_KEY_TYPES)}, got {key_type!r}")
+        return {"file": value["file"], "type": BankKeyType(key_type)}
     if action == "generate_key":
         if not isinstance(value, dict):
             raise ScriptError(f"{where}: generate_key takes {{slot: N}}")

@@ -109,6 +109,8 @@ class CardFlags(enum.IntFlag):
     DEVELOPMENT_CARD = 0x10
     #: the personalization key set was erased at ISSUE (docs/apdu.md, FCI tag 85)
     PERSONALIZATION_KEYS_ERASED = 0x20
+    #: the server key (SERVER_KEY_LOADED) is EC P-256, so 8E is ECDSA; else RSA-2048
+    SERVER_KEY_EC = 0x40
 
 
 class PersonalizeStep(enum.IntEnum):

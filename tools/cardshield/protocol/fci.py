@@ -65,6 +65,14 @@ class FCI:
     def supports(self, algorithm: Algorithm) -> bool:
         return ALGORITHM_SUPPORT_BIT[algorithm] in self.algorithms
 
+    @property
+    def server_key_algorithm(self) -> Algorithm:
+        """The algorithm of the server (bank) key that checks 8E: RSA_2048 or EC_P256;
+        NONE while no server key is loaded (FCI tag 85 flags 04 and 40)."""
+        if CardFlags.SERVER_KEY_LOADED not in self.flags:
+            return Algorithm.NONE
+        return Algorithm.EC_P256 if CardFlags.SERVER_KEY_EC in self.flags else Algorithm.RSA_2048
+
 
 def _fixed(value: bytes, size: int, tag: int) -> bytes:
     if len(value) != size:

@@ -3,6 +3,7 @@ KEY PAIR responses) to and from `cryptography` public keys."""
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from . import tlv
@@ -41,3 +42,20 @@ def encode_rsa_public_key(key: rsa.RSAPublicKey) -> bytes:
     modulus = numbers.n.to_bytes((key.key_size + 7) // 8, "big")
     exponent = numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")
     return tlv.encode(TAG_PUBLIC_KEY, tlv.encode(TAG_MODULUS, modulus) + tlv.encode(TAG_EXPONENT, exponent))
+
+
+def encode_ec_public_key(key: ec.EllipticCurvePublicKey) -> bytes:
+    """7F49{86 04 || X || Y}: a P-256 key as the card's READ PUBLIC KEY writes it."""
+    if not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError(f"only P-256 keys have a card encoding, not {key.curve.name}")
+    point = key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return tlv.encode(TAG_PUBLIC_KEY, tlv.encode(TAG_EC_POINT, point))
+
+
+def encode_public_key(key: PublicKey) -> bytes:
+    """The 7F49 data object of an RSA or P-256 public key."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return encode_rsa_public_key(key)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return encode_ec_public_key(key)
+    raise ValueError(f"{type(key).__name__} is neither an RSA nor an EC public key")

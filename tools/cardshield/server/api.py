@@ -16,7 +16,7 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from cardshield.protocol.keys import encode_rsa_public_key
+from cardshield.protocol.bank_key import BankKeyType, encode_bank_public_key
 from cardshield.web import router as web_pages
 
 from .activation import issue_code
@@ -305,9 +305,11 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return Response(der, media_type="application/pkix-crl")
 
     @app.get("/v1/server-key", tags=["ca"], response_model=ServerKeyOut)
-    def server_key():
-        public = ctx.ca.request_key.public_key()
-        return {"public_key_7f49_hex": encode_rsa_public_key(public).hex(),
+    def server_key(type: Literal["rsa-2048", "ec-p256"] = "rsa-2048"):
+        """The bank's request-signing public key of a type, for PERSONALIZE P1=04: `ec-p256`
+        for cards with EC (an 8E of at most 72 bytes), `rsa-2048` for the others."""
+        public = ctx.ca.request_keys[BankKeyType(type)].public_key()
+        return {"type": type, "public_key_7f49_hex": encode_bank_public_key(public).hex(),
                 "public_key_spki_der_hex": public.public_bytes(
                     serialization.Encoding.DER,
                     serialization.PublicFormat.SubjectPublicKeyInfo).hex()}

@@ -2,8 +2,9 @@
 certificates for card keys, CRLs, and validation of certificates read back from cards.
 
 Key files must be private to their owner (mode 0600): `load` refuses anything looser.
-The CA directory also holds the server's request-signing key (SIGN TRANSACTION tag 8E),
-whose public half is loaded into cards at personalization (PERSONALIZE P1=04).
+The CA directory also holds the server's request-signing keys (SIGN TRANSACTION tag 8E),
+RSA-2048 and EC P-256, whose public half of the type a card can hold is loaded into it at
+personalization (PERSONALIZE P1=04); cardshield.server.bank_signature signs with them.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import (AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID,
                                    ObjectIdentifier)
 
+from ..protocol.bank_key import BankKeyType, BankPrivateKey, generate_bank_key
 from ..pki import (CLOCK_SKEW, CaSetupError, check_ca_pair, check_private_file, generate_serial,
                    parse_ca_pair, pem_private, self_signed_root, write_private)
 from .clock import utcnow
@@ -28,7 +30,6 @@ from .errors import ApiError
 from .settings import Settings
 
 CA_KEY_BITS = 3072
-REQUEST_KEY_BITS = 2048
 PAYMENT_SLOT = 1
 AUTH_SLOT = 2
 # Private EKU (IANA documentation PEN 32473, see settings.py) for the payment slot:
@@ -74,11 +75,17 @@ def init_ca(settings: Settings, *, import_key: Path | None = None,
         cert = build_root(settings, key)
         settings.ca_cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         written += [settings.ca_key_path, settings.ca_cert_path]
-    if not settings.request_key_path.exists():
-        request_key = rsa.generate_private_key(public_exponent=65537, key_size=REQUEST_KEY_BITS)
-        write_private(settings.request_key_path, pem_private(request_key))
-        written.append(settings.request_key_path)
+    for key_type, path in request_key_paths(settings).items():
+        if not path.exists():  # also adds a key type a CA directory made before it lacks
+            write_private(path, pem_private(generate_bank_key(key_type)))
+            written.append(path)
     return written
+
+
+def request_key_paths(settings: Settings) -> dict[BankKeyType, Path]:
+    """The request-signing key file of each bank key type."""
+    return {BankKeyType.RSA_2048: settings.request_key_path,
+            BankKeyType.EC_P256: settings.request_key_ec_path}
 
 
 @dataclass(frozen=True)
@@ -115,11 +122,13 @@ def publication_extensions(public_url: str) -> list[x509.ExtensionType]:
 
 class CertificateAuthority:
     def __init__(self, settings: Settings, key: rsa.RSAPrivateKey, cert: x509.Certificate,
-                 request_key: rsa.RSAPrivateKey):
+                 request_keys: dict[BankKeyType, BankPrivateKey]):
         self.settings = settings
         self.key = key
         self.cert = cert
-        self.request_key = request_key
+        #: the bank's request-signing keys (8E), one per type a card can hold
+        self.request_keys = request_keys
+        self.request_key = request_keys[BankKeyType.RSA_2048]
         self.cert_der = cert.public_bytes(serialization.Encoding.DER)
         self._chained: dict[bytes, x509.Certificate] = {}  # see validate()
         self._ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
@@ -131,17 +140,27 @@ class CertificateAuthority:
 
     @classmethod
     def load(cls, settings: Settings) -> "CertificateAuthority":
-        for path in (settings.ca_key_path, settings.ca_cert_path, settings.request_key_path):
+        key_paths = request_key_paths(settings)
+        for path in (settings.ca_key_path, settings.ca_cert_path, *key_paths.values()):
             if not path.exists():
-                raise CaSetupError(f"{path} is missing; run `cardshield server init` first")
+                raise CaSetupError(f"{path} is missing; run `cardshield server init` (it creates what "
+                                   "is missing and never overwrites a file)")
         check_private_file(settings.ca_key_path)
-        check_private_file(settings.request_key_path)
         key = serialization.load_pem_private_key(settings.ca_key_path.read_bytes(), None)
         cert = x509.load_pem_x509_certificate(settings.ca_cert_path.read_bytes())
         check_ca_pair(key, cert)
-        request_key = serialization.load_pem_private_key(
-            settings.request_key_path.read_bytes(), None)
-        return cls(settings, key, cert, request_key)
+        request_keys = {}
+        for key_type, path in key_paths.items():
+            check_private_file(path)
+            request_key = serialization.load_pem_private_key(path.read_bytes(), None)
+            try:
+                found = BankKeyType.of_key(request_key)
+            except ValueError as exc:
+                raise CaSetupError(f"{path}: {exc}") from None
+            if found is not key_type:
+                raise CaSetupError(f"{path} holds an {found.value} key, expected {key_type.value}")
+            request_keys[key_type] = request_key
+        return cls(settings, key, cert, request_keys)
 
     # -- issuance -------------------------------------------------------------------
     def issue(self, public_key: rsa.RSAPublicKey, *, user_external_id: str, card_label: str,
@@ -246,10 +265,6 @@ class CertificateAuthority:
                 entry = entry.add_extension(x509.CRLReason(flag), critical=False)
             builder = builder.add_revoked_certificate(entry.build())
         return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
-
-    # -- server request signature (SIGN TRANSACTION tag 8E) -----------------------------
-    def sign_request(self, message: bytes) -> bytes:
-        return self.request_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
 
 
 REVOCATION_REASONS = {

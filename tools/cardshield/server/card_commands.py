@@ -71,7 +71,8 @@ def certificate_reference(slot: int) -> CardStep:
 
 def sign_transaction(slot: int, transaction_tlvs: bytes,
                      server_signature: bytes | None) -> list[CardStep]:
-    """With the 8E server signature the data exceeds 255 bytes: it goes chained."""
+    """With an RSA-2048 8E the data exceeds 255 bytes and goes chained; with an EC P-256 8E
+    (64 bytes) it fits one short APDU."""
     apdus = commands.sign_transaction(slot, transaction_tlvs, server_signature).chained()
     return [CardStep("SIGN TRANSACTION" if i == len(apdus) - 1 else
                      f"SIGN TRANSACTION part {i + 1}/{len(apdus)}", apdu,

@@ -284,6 +284,8 @@ class EnrollmentService:
         slot_info = card.slots.get(e.slot)
         e.requires_server_signature = bool(
             slot_info and SlotPolicy.SERVER_SIGNED_REQUESTS in slot_info.policy)
+        # which of the bank's request keys signs this card's 8E (server/bank_signature.py)
+        e.bank_key_algorithm = int(card.server_key_algorithm) or None
         e.public_key_der = _public_key_der(public_key)
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
         s.add(Challenge(enrollment_id=e.id, value=challenge,
@@ -395,6 +397,7 @@ class EnrollmentService:
                     requires_server_signature=evidence.requires_server_signature,
                     registry_card_id=evidence.registry_card_id, attested=evidence.attested,
                     attested_policy=evidence.policy, attestation=evidence.attestation,
+                    bank_key_algorithm=e.bank_key_algorithm,
                     last_counter=evidence.counter, consecutive_failures=0, created_at=now)
         s.add(card)
         s.flush()

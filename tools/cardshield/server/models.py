@@ -73,6 +73,9 @@ class Card(Base):
     attested: Mapped[bool] = mapped_column(Boolean, default=False)
     # Slot policy bits as the card attested them (bit0 PIN per signature, bit1 server-signed).
     attested_policy: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The algorithm of the bank key the card checks 8E with (FCI at enrollment: 0x01
+    # RSA-2048, 0x11 EC P-256); NULL for rows before 0005 (RSA-2048). server/bank_signature.py
+    bank_key_algorithm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The ATTEST response (statement || 9E signature), kept for audit.
     attestation: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # Highest SIGN TRANSACTION counter accepted; -1 before the first payment; starts at the
@@ -122,6 +125,8 @@ class Enrollment(Base):
     pending_batch: Mapped[str | None] = mapped_column(Text, nullable=True)
     public_key_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     requires_server_signature: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The card's bank key algorithm from the FCI of the first batch (copied to the card row).
+    bank_key_algorithm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The activation code that authorized this session, and whether it allows replacing
     # the user's active certificate for the slot.
     activation_code_id: Mapped[int | None] = mapped_column(

@@ -41,9 +41,9 @@ from sqlalchemy.orm import Session
 from cardshield.protocol.fci import parse_certificate_fcp
 from cardshield.protocol.tlv import TLVError
 from cardshield.protocol.transaction import (Transaction, parse_sign_transaction_response,
-                                             request_data, signed_transaction_data)
+                                             signed_transaction_data)
 
-from . import audit, card_commands, limits
+from . import audit, bank_signature, card_commands, limits
 from .batches import SW_OK, Batch, card_data, stored_json
 from .ca import PAYMENT_SLOT
 from .clock import utcnow
@@ -67,7 +67,8 @@ _MERCHANT = (select(CLIENTS.c.name, CLIENTS.c.display_name,
              .where(CLIENTS.c.id == bindparam("client_id")))
 # The user's active payment certificate and the card row of its key.
 _ACTIVE_CARD = (select(CERTIFICATES.c.serial_hex, CERTIFICATES.c.sha256, CERTIFICATES.c.card_id,
-                       CARDS.c.blocked_at, CARDS.c.requires_server_signature, CARDS.c.attested)
+                       CARDS.c.blocked_at, CARDS.c.requires_server_signature, CARDS.c.attested,
+                       CARDS.c.bank_key_algorithm)
                 .join(CARDS, CARDS.c.id == CERTIFICATES.c.card_id)
                 .where(CERTIFICATES.c.user_id == bindparam("user_id"),
                        CERTIFICATES.c.slot == PAYMENT_SLOT, CERTIFICATES.c.status == "active")
@@ -327,7 +328,7 @@ class PaymentService:
             nonce = secrets.token_bytes(NONCE_BYTES)
             tlvs = Transaction(p.amount_minor, p.currency, p.payee, p.order_ref, nonce).tlvs()
             mode = _signing_mode(card)
-            server_sig = (self.ctx.ca.sign_request(request_data(tlvs))
+            server_sig = (bank_signature.sign_for_card(self.ctx.ca, card.bank_key_algorithm, tlvs)
                           if mode == SERVER_SIGNED else None)
             steps = ([card_commands.select_applet(), card_commands.certificate_reference(PAYMENT_SLOT)]
                      + card_commands.sign_transaction(PAYMENT_SLOT, tlvs, server_sig))

@@ -161,6 +161,8 @@ class RevocationOut(BaseModel):
 
 
 class ServerKeyOut(BaseModel):
+    type: Literal["rsa-2048", "ec-p256"] = Field(description="the bank key type: RSA-2048, or EC "
+                                                 "P-256 for cards with EC")
     public_key_7f49_hex: str = Field(description="for PERSONALIZE P1=04")
     public_key_spki_der_hex: str
 

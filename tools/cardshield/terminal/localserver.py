@@ -121,11 +121,12 @@ class LocalServer:
         return self.merchant_request("POST", "/v1/payments", {
             "user_id": user_id, "amount_minor": amount_minor, "currency": currency, "order_ref": order_ref})
 
-    def request_key_pem(self) -> bytes:
-        """The server's request-signing public key (PEM), as the issuer writes it on a card."""
+    def request_key_pem(self, key_type: str = "rsa-2048") -> bytes:
+        """The server's request-signing public key (PEM) of a type (rsa-2048, ec-p256), as the
+        issuer writes it on a card."""
         from cryptography.hazmat.primitives import serialization
 
-        der = bytes.fromhex(json.loads(self.get("/v1/server-key"))["public_key_spki_der_hex"])
+        der = bytes.fromhex(json.loads(self.get(f"/v1/server-key?type={key_type}"))["public_key_spki_der_hex"])
         return serialization.load_der_public_key(der).public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 

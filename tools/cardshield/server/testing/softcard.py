@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Callable
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -29,11 +28,12 @@ from cardshield.attestation.record import CardRecord
 from cardshield.card.apdu import CommandAPDU
 from cardshield.protocol import tlv
 from cardshield.protocol.attestation import STATEMENT_PREFIX, encode_statement
-from cardshield.protocol.constants import (APPLET_AID, CHALLENGE_MAX, CHALLENGE_MIN, Ins,
+from cardshield.protocol.bank_key import BankKeyType, BankPublicKey, verify_request
+from cardshield.protocol.constants import (APPLET_AID, CHALLENGE_MAX, CHALLENGE_MIN, CardFlags, Ins,
                                            Lifecycle, SlotPolicy, certificate_fid)
 from cardshield.protocol.keys import encode_rsa_public_key
 from cardshield.protocol.transaction import (TAG_SERVER_SIGNATURE, Transaction, possession_data,
-                                             request_data, signed_transaction_data)
+                                             signed_transaction_data)
 
 OK = b"\x90\x00"
 SW = {name: bytes.fromhex(h) for name, h in {
@@ -50,7 +50,8 @@ class SoftCard:
     # As ISSUE leaves a card whose slot 1 was not configured (docs/apdu.md).
     slot_policy: dict[int, SlotPolicy] = field(default_factory=lambda: {
         1: SlotPolicy.PIN_PER_SIGNATURE | SlotPolicy.SERVER_SIGNED_REQUESTS, 2: SlotPolicy(0)})
-    server_public_key: rsa.RSAPublicKey | None = None
+    # the bank's request key (8E): RSA-2048 or EC P-256, as PERSONALIZE P1=04 loads it
+    server_public_key: BankPublicKey | None = None
     # Supplies a private key instead of generating one (benchmarks, weak-key tests).
     key_factory: Callable[[], rsa.RSAPrivateKey] | None = None
     tamper: Callable[[bytes], bytes] | None = None
@@ -93,7 +94,12 @@ class SoftCard:
             state = (1 if slot in self.keys else 0) | (2 if slot in self.certificates else 0)
             prop += tlv.encode(0x84, bytes([slot, 0x01, int(self.slot_policy.get(slot, 0)), state])
                                + len(self.certificates.get(slot, b"")).to_bytes(2, "big"))
-        prop += (tlv.encode(0x85, b"\x07") + tlv.encode(0x86, b"\x03\x0a")
+        flags = CardFlags.PIN_SET | CardFlags.PUK_SET
+        if self.server_public_key is not None:
+            flags |= CardFlags.SERVER_KEY_LOADED
+            if BankKeyType.of_key(self.server_public_key) is BankKeyType.EC_P256:
+                flags |= CardFlags.SERVER_KEY_EC
+        prop += (tlv.encode(0x85, bytes([flags])) + tlv.encode(0x86, b"\x03\x0a")
                  + tlv.encode(0x87, self.counter.to_bytes(4, "big"))
                  + tlv.encode(0x88, b"\x7f\xff\x00\x80\x00\x80"))
         return tlv.encode(0x6F, tlv.encode(0x84, APPLET_AID) + tlv.encode(0xA5, prop))
@@ -167,10 +173,7 @@ class SoftCard:
         if SlotPolicy.SERVER_SIGNED_REQUESTS in self.slot_policy.get(p2, SlotPolicy(0)):
             if server_sig is None or self.server_public_key is None:
                 return SW["security"]
-            try:
-                self.server_public_key.verify(server_sig, request_data(fields), padding.PKCS1v15(),
-                                              hashes.SHA256())
-            except InvalidSignature:
+            if not verify_request(self.server_public_key, fields, server_sig):
                 return SW["security"]
         if self.tamper:  # after the card's own 8E check, so tests reach the server's check
             fields = self.tamper(fields)

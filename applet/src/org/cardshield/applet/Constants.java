@@ -9,7 +9,7 @@ final class Constants {
     }
 
     static final byte VERSION_MAJOR = (byte) 0x01;
-    static final byte VERSION_MINOR = (byte) 0x01;
+    static final byte VERSION_MINOR = (byte) 0x02;
 
     // Class bytes (ISO/IEC 7816-4 clause 5.4.1)
     static final byte CLA_ISO = (byte) 0x00;
@@ -82,6 +82,8 @@ final class Constants {
     static final byte FLAG_DEVELOPMENT = (byte) 0x10;
     /** the personalization key set was erased at ISSUE */
     static final byte FLAG_PERSO_KEYS_ERASED = (byte) 0x20;
+    /** the server key (flag 04) is EC P-256: 8E is ECDSA; without this flag it is RSA-2048 */
+    static final byte FLAG_SERVER_KEY_EC = (byte) 0x40;
 
     // PIN / PUK formats
     static final byte PIN_MIN = (byte) 4;
@@ -95,6 +97,10 @@ final class Constants {
     static final short MIN_MAX_CERT = (short) 3072;
     static final short MAX_MAX_CERT = (short) 16384;
     static final short RSA_2048_BYTES = (short) 256;
+    /** Uncompressed P-256 point 04 || X || Y (SEC 1 2.3.3) */
+    static final short EC_P256_POINT_BYTES = (short) 65;
+    /** ECDSA P-256 signature in the plain format r || s (BSI TR-03111 5.2.1): 2 x 32 bytes */
+    static final short ECDSA_P256_PLAIN_BYTES = (short) 64;
     static final short CHALLENGE_MIN = (short) 16;
     static final short CHALLENGE_MAX = (short) 64;
     static final short SHA256_LENGTH = (short) 32;

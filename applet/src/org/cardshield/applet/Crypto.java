@@ -183,6 +183,14 @@ final class Crypto {
         return new KeyPair(pub, priv);
     }
 
+    /**
+     * An EC P-256 public key object without values: the server's EC key, built once in the
+     * card's life (its first PERSONALIZE P1=04 with an EC key), which sets the values.
+     */
+    static ECPublicKey buildEcPublicKey() {
+        return (ECPublicKey) KeyBuilder.buildKey(KeyBuilder.TYPE_EC_FP_PUBLIC, KeyBuilder.LENGTH_EC_FP_256, false);
+    }
+
     /** Whether pair holds key objects of the slot algorithm (type and size); false for null. */
     boolean holds(KeyPair pair, byte algorithm) {
         if (pair == null) {
@@ -206,8 +214,11 @@ final class Crypto {
         return KeyBuilder.LENGTH_RSA_2048;
     }
 
-    /** Java Card 3.0.4 has no named curves: set NIST P-256 (FIPS 186-4 D.1.2.3) domain parameters. */
-    private static void setP256(ECKey key) {
+    /**
+     * Java Card 3.0.4 has no named curves: set NIST P-256 (FIPS 186-4 D.1.2.3) domain
+     * parameters (slot keys; the server's EC key at each PERSONALIZE P1=04).
+     */
+    static void setP256(ECKey key) {
         key.setFieldFP(P256_P, (short) 0, (short) P256_P.length);
         key.setA(P256_A, (short) 0, (short) P256_A.length);
         key.setB(P256_B, (short) 0, (short) P256_B.length);

@@ -45,6 +45,9 @@ final class Fci {
         }
         if (state.serverKeyLoaded) {
             flags |= Constants.FLAG_SERVER_KEY;
+            if (state.serverKeyAlgorithm == Constants.ALG_EC_P256) {
+                flags |= Constants.FLAG_SERVER_KEY_EC;
+            }
         }
         flags |= secureChannel.isActive() ? Constants.FLAG_PERSO_KEYS : Constants.FLAG_DEVELOPMENT;
         if (secureChannel.isErased()) {

@@ -3,6 +3,7 @@ package org.cardshield.applet;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.OwnerPIN;
+import javacard.security.ECPublicKey;
 import javacard.security.KeyBuilder;
 import javacard.security.RSAPublicKey;
 
@@ -41,6 +42,13 @@ final class Persistent {
 
     /** The authentication server's RSA-2048 public key (request signatures 8E, ENCIPHER/VERIFY ref 10). */
     final RSAPublicKey serverKey;
+    /**
+     * The server's EC P-256 public key (8E as ECDSA), for cards whose bank key is EC: built
+     * at the first PERSONALIZE P1=04 that brings one, reused by any later one.
+     */
+    ECPublicKey serverKeyEc;
+    /** Which of the two holds the server key: Constants.ALG_RSA_2048 or ALG_EC_P256 (valid while loaded). */
+    byte serverKeyAlgorithm = Constants.ALG_RSA_2048;
     boolean serverKeyLoaded;
 
     Persistent(short maxCertificate) {

@@ -148,14 +148,27 @@ final class Personalization {
         slot.algorithm = algorithm;
     }
 
-    /** 7F49 { 81 modulus (256 bytes), 82 exponent (1-4 bytes) }, exactly. */
+    /**
+     * The server (bank) key that verifies request signatures 8E, exactly one of
+     * 7F49 { 81 modulus (256 bytes), 82 exponent (1-4 bytes) }   RSA-2048, or
+     * 7F49 { 86 04 || X || Y (65 bytes) }                          EC P-256 (6A81 on a card without EC).
+     * Not journalled: the "loaded" flag is cleared first, so a tear leaves "no server key",
+     * never a mixture; apply() sets it again in the step's transaction.
+     */
     private void loadServerKey(byte[] buf, short off, short len) {
         short end = (short) (off + len);
         if (len < 4 || buf[off] != (byte) 0x7F || buf[(short) (off + 1)] != (byte) 0x49) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
         short inner = Tlv.valueOffset(buf, (short) (off + 2), end);
-        if ((short) (inner + Tlv.length(buf, (short) (off + 2), end)) != end || buf[inner] != (byte) 0x81) {
+        if ((short) (inner + Tlv.length(buf, (short) (off + 2), end)) != end) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        if (buf[inner] == (byte) 0x86) {
+            loadServerKeyEc(buf, inner, end);
+            return;
+        }
+        if (buf[inner] != (byte) 0x81) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
         short modLen = Tlv.length(buf, (short) (inner + 1), end);
@@ -170,10 +183,30 @@ final class Personalization {
         if (expLen < 1 || expLen > 4 || (short) (exp + expLen) != end) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
-        // not journalled: cleared flag first, so a tear leaves "no server key", never a mixture
         state.serverKeyLoaded = false;
         state.serverKey.setModulus(buf, mod, modLen);
         state.serverKey.setExponent(buf, exp, expLen);
+        state.serverKeyAlgorithm = Constants.ALG_RSA_2048;
+    }
+
+    /** 86 41 04 || X || Y at buf[tag .. end), exactly (SEC 1 2.3.3, uncompressed). */
+    private void loadServerKeyEc(byte[] buf, short tag, short end) {
+        short pointLen = Tlv.length(buf, (short) (tag + 1), end);
+        short point = Tlv.valueOffset(buf, (short) (tag + 1), end);
+        if (pointLen != Constants.EC_P256_POINT_BYTES || (short) (point + pointLen) != end
+                || buf[point] != (byte) 0x04) {
+            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        }
+        crypto.requireAvailable(Constants.ALG_EC_P256);
+        if (state.serverKeyEc == null) {
+            // once in the card's life, stored at once: the domain parameters are set below
+            // on every load, so a tear after this store leaves a usable object, not an orphan
+            state.serverKeyEc = Crypto.buildEcPublicKey();
+        }
+        state.serverKeyLoaded = false;
+        Crypto.setP256(state.serverKeyEc);
+        state.serverKeyEc.setW(buf, point, pointLen); // ILLEGAL_VALUE (6A80) where the card checks the curve
+        state.serverKeyAlgorithm = Constants.ALG_EC_P256;
     }
 
     /**

@@ -131,6 +131,9 @@ final class SecurityOperations {
             if (!state.serverKeyLoaded) {
                 ISOException.throwIt(Constants.SW_REFERENCE_NOT_FOUND);
             }
+            if (state.serverKeyAlgorithm != Constants.ALG_RSA_2048) {
+                ISOException.throwIt(ISO7816.SW_FUNC_NOT_SUPPORTED); // EC: as an EC slot's key
+            }
             return state.serverKey;
         }
         KeySlot slot = state.slot(ref == 0 ? defaultSlot : ref);

@@ -118,7 +118,13 @@ final class TransactionSigner {
         return p;
     }
 
-    /** 8E must be the only object after 85 and a valid server signature; 6982 if it is not. */
+    /**
+     * 8E must be the only object after 85 and a valid server signature, by the key loaded
+     * with PERSONALIZE P1=04: RSA-2048 PKCS#1 v1.5 (exactly the modulus length) or ECDSA
+     * P-256 in the plain format r || s (exactly 64 bytes; 6-8 bytes shorter on the wire
+     * than DER, which the card rebuilds for Java Card 3.0.4's verifier). A signature of the
+     * wrong size for that key is 6A80, one that does not verify 6982.
+     */
     private void verifyServerSignature(byte[] b, short fieldsEnd, short len) {
         if (b[fieldsEnd] != TAG_SERVER_SIGNATURE) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
@@ -131,15 +137,59 @@ final class TransactionSigner {
         if (!state.serverKeyLoaded) {
             ISOException.throwIt(Constants.SW_REFERENCE_NOT_FOUND);
         }
-        if (sigLen != Constants.RSA_2048_BYTES) {
-            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+        Signature verifier;
+        if (state.serverKeyAlgorithm == Constants.ALG_EC_P256) {
+            if (sigLen != Constants.ECDSA_P256_PLAIN_BYTES) {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+            // the DER form goes after the command data: fields and r || s end at len, and
+            // the buffer holds 2 x modulus + 320 bytes, far more than 247 + 72
+            sigLen = plainToDer(b, sigOff, len);
+            sigOff = len;
+            verifier = crypto.ecdsaSha256; // present: P1=04 takes an EC key only on a card with ECDSA
+            verifier.init(state.serverKeyEc, Signature.MODE_VERIFY);
+        } else {
+            if (sigLen != Constants.RSA_2048_BYTES) {
+                ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            }
+            verifier = crypto.rsaSha256;
+            verifier.init(state.serverKey, Signature.MODE_VERIFY);
         }
-        Signature verifier = crypto.rsaSha256;
-        verifier.init(state.serverKey, Signature.MODE_VERIFY);
         verifier.update(REQUEST_MAGIC, (short) 0, (short) REQUEST_MAGIC.length);
         if (!verifier.verify(b, (short) 0, fieldsEnd, b, sigOff, sigLen)) {
             ISOException.throwIt(ISO7816.SW_SECURITY_STATUS_NOT_SATISFIED);
         }
+    }
+
+    /**
+     * ECDSA r || s (32 bytes each) at b[sig..] as DER SEQUENCE { INTEGER r, INTEGER s }
+     * (SEC 1 C.8, minimal unsigned encodings) at b[out..]; returns the DER length (8-72).
+     */
+    private static short plainToDer(byte[] b, short sig, short out) {
+        short p = derInteger(b, sig, (short) (out + 2));
+        p = derInteger(b, (short) (sig + 32), p);
+        b[out] = (byte) 0x30;
+        b[(short) (out + 1)] = (byte) (p - out - 2);
+        return (short) (p - out);
+    }
+
+    /** The 32-byte unsigned big-endian b[v..v+32) as a DER INTEGER at b[p..]; returns its end. */
+    private static short derInteger(byte[] b, short v, short p) {
+        short end = (short) (v + 32);
+        short start = v;
+        while (start < (short) (end - 1) && b[start] == 0) {
+            start++;
+        }
+        short valueLen = (short) (end - start);
+        boolean pad = b[start] < 0; // high bit set: a 00 keeps the INTEGER positive
+        b[p] = (byte) 0x02;
+        b[(short) (p + 1)] = (byte) (pad ? valueLen + 1 : valueLen);
+        p = (short) (p + 2);
+        if (pad) {
+            b[p] = 0;
+            p++;
+        }
+        return Util.arrayCopyNonAtomic(b, start, b, p, valueLen);
     }
 
     /** Puts the 9E header right before the signature written at sigAt; returns the response length. */

@@ -72,6 +72,21 @@ final class KeyComponents {
     }
 
     /**
+     * The component as a tear at `written` bytes leaves it: partlyWritten. Where jcardsim
+     * refuses to hold such a value (it checks an EC point against the curve; a card's key
+     * store would keep the bytes), the key is left cleared (uninitialized) instead: unusable
+     * either way.
+     */
+    static void writePartly(Object key, String component, byte[] newValue, int written) {
+        byte[] mixed = partlyWritten(newValue, read(key, component), written);
+        try {
+            write(key, component, mixed);
+        } catch (javacard.security.CryptoException refused) {
+            ((Key) key).clearKey();
+        }
+    }
+
+    /**
      * What a component holds when its write stopped after `written` bytes: the new value's
      * first bytes, then what the old value had there (zeros where there was none).
      */

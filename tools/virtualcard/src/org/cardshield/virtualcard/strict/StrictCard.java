@@ -992,8 +992,7 @@ public final class StrictCard {
             byte[] newValue = java.util.Arrays.copyOfRange(value, offset, offset + length);
             for (int written = profile.pageBytes; written < length; written += profile.pageBytes) {
                 if (nextPointTears()) {
-                    KeyComponents.write(key, component, KeyComponents.partlyWritten(newValue,
-                            KeyComponents.read(key, component), written));
+                    KeyComponents.writePartly(key, component, newValue, written);
                 }
                 point(owner + "." + name + " with " + written + " of " + length + " bytes written");
             }
