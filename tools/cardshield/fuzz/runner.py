@@ -39,7 +39,7 @@ from cardshield.card.errors import CardShieldCardError
 from cardshield.card.transport import Transport
 from cardshield.protocol import Transaction, encode_rsa_public_key, tlv
 from cardshield.protocol.bank_key import BankKeyType, encode_bank_public_key, generate_bank_key, sign_request
-from cardshield.protocol.constants import Algorithm, Lifecycle, SlotPolicy
+from cardshield.protocol.constants import Algorithm, AlgorithmSupport, Lifecycle, SlotPolicy
 from cardshield.protocol.transaction import signed_transaction_data
 
 from . import spec
@@ -122,8 +122,8 @@ class Campaign:
         self.max_failures = max_failures
         self.report = Report(seed)
         self.server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        # the bank's request keys: the "policy" profile's card holds the EC one (as a card with
-        # EC is issued), the others the RSA one (also VERIFY's reference 10)
+        # the bank's request keys: the "policy" profile's card holds the EC one where it has EC (as
+        # a card with EC is issued), the others the RSA one (also VERIFY's reference 10)
         self.bank_keys = {BankKeyType.RSA_2048: self.server_key,
                           BankKeyType.EC_P256: generate_bank_key(BankKeyType.EC_P256)}
         self.bank_key = self.server_key
@@ -147,7 +147,10 @@ class Campaign:
             if profile == "policy":
                 slots = {1: (Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE | SlotPolicy.SERVER_SIGNED_REQUESTS),
                          2: (Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE)}
-            self.bank_key = self.bank_keys[BankKeyType.EC_P256 if profile == "policy" else BankKeyType.RSA_2048]
+            # the EC bank key where the card has EC (FCI tag 82); a SIM-like card without it gets the RSA one
+            with_ec = bool(self.card.select().algorithms & AlgorithmSupport.EC_P256)
+            self.bank_key = self.bank_keys[BankKeyType.EC_P256 if profile == "policy" and with_ec
+                                           else BankKeyType.RSA_2048]
             self.card.personalize_development_card(
                 PIN, PUK, server_key_7f49=encode_bank_public_key(self.bank_key.public_key()), slots=slots)
             keys = {}
