@@ -93,3 +93,42 @@ def test_attested_enrollment_and_payment_apdus_within_budget(tmp_path):
     assert enrollment.extended.apdus <= ENROLLMENT_APDUS_BEFORE + ENROLLMENT_APDUS_ALLOWED
     assert payment.extended.apdus <= PAYMENT_APDUS_BEFORE
     assert payment.minimum.bytes <= PAYMENT_BYTES_GOAL and payment.extended.bytes <= PAYMENT_BYTES_GOAL, payment
+
+
+def test_server_report_splits_enrollment_cpu_and_the_p99():
+    """The server section states enrollment at its concurrency with the server's and the
+    client's CPU apart and what the goal would take, and explains the 64-client p99 with
+    the service time and the paced level of the same run."""
+    from cardshield.server import bench
+
+    def level(clients, paced=None, authorize=(2.0,), rate_payments=100):
+        return bench.Level(clients, paced, seconds=1.0, payments=rate_payments,
+                           authorize_ms=list(authorize), payment_ms=[6.0], server_cpu_s=0.3,
+                           client_cpu_s=0.08)
+    enrollment = bench.EnrollmentLevel(16, enrollments=100, seconds=2.0, latency_ms=[150.0, 300.0],
+                                       server_cpu_s=1.0, client_cpu_s=0.15)
+    run = bench.DatabaseRun(
+        "sqlite", bench.ServiceFloor(2.5, 0.0, None), bench.EnrollmentFloor(5.0, 0.0, 2.5), enrollment,
+        [level(1), level(16, authorize=[30.0] * 99 + [90.0]),
+         level(64, authorize=[60.0] * 90 + [200.0] * 10, rate_payments=250),
+         level(64, paced=125.0, authorize=[3.0] * 99 + [12.0], rate_payments=124)])
+    text = bench._report(bench.Floor(3000, 40000, 0.3, 0.03), (20000, 0.03), (10000, 0.1), [run],
+                         2, None, 0.15, 1.0)
+    assert "| sqlite | 50.0 | 16 | 300 ms | 300 ms | 10.00 ms | in-process | 5.00 ms | 1.50 ms |" in text
+    assert "50.0 certificates issued per second (goal 100: not met)" in text
+    assert "the server alone could issue at most 200/s" in text  # 2 cores / 10 ms
+    assert "2.50 ms of the services' CPU per enrollment" in text
+    assert "caps it at 400/s whatever the cores" in text  # one writer, 2.5 ms of writes
+    assert "16 terminals the rate is the terminals over the time one enrollment takes (16 / 225 ms = 71/s)" in text
+    assert "The CPU of 100/s (1.0 cores for the server, 0.1 for this load generator) fits in these 2 cores" in text
+    assert "| sqlite | 64, paced at 125/s | 124.0 |" in text
+    assert "authorize p99 at 64 clients flat out: 200 ms (goal 50 ms: not met)" in text
+    assert "Its service time is 2.0 ms" in text and "198 ms of that p99 are waiting" in text
+    assert "see an authorize p99 of 12 ms (goal met)" in text
+    heavy = bench.EnrollmentLevel(16, enrollments=100, seconds=2.0, latency_ms=[150.0, 300.0],
+                                  server_cpu_s=3.0, client_cpu_s=0.15)
+    text = bench._report(bench.Floor(3000, 40000, 0.3, 0.03), (20000, 0.03), (10000, 0.1),
+                         [bench.DatabaseRun("postgresql", run.services, run.enrollment_services, heavy,
+                                            run.levels)], 2, None, 0.15, 1.0)
+    assert "100/s needs 3.0 cores of server CPU at this cost per enrollment and 0.1 for this load " \
+           "generator: more than these 2 cores" in text

@@ -145,3 +145,19 @@ def test_fuzz_campaign_on_strict_profiles(real_reader, profile):
     assert report.cases == STRICT_CASES
     assert not report.failures, "\n".join(f.describe(seed, STRICT_CASES, profile) for f in report.failures)
     assert report.payments >= 4
+
+
+@pytest.mark.card
+@pytest.mark.virtual_only
+def test_a_select_of_another_application_on_t0_is_followed_by_the_applet_again(real_reader):
+    """Seed 4243, case 991 on sim: SELECT of the issuer security domain answers 61xx on T=0
+    (its FCI waits for GET RESPONSE), and the campaign must select the applet again before the
+    next command, as it does after a 9000; before, it went on talking to the security domain and
+    blamed the applet for the runtime's 6881."""
+    if real_reader is not None:
+        pytest.skip("the campaign wipes the card: virtual card only")
+    from cardshield.fuzz.cli import run_campaign
+
+    report = run_campaign(1000, 4243, only=991, profile="sim")
+    assert report.cases == 1
+    assert not report.failures, "\n".join(f.describe(4243, 1000, "sim") for f in report.failures)

@@ -5,7 +5,7 @@ Cases are split into contiguous blocks, one per card profile (lifecycle and poli
   personalization  a fresh instance (pristine), PIN/PUK/server key set or not
   terminated       an issued card whose PUK was blocked
   policy           issued, slot 1 PIN-per-signature + server-signed requests, slot 2 PIN-per-signature,
-                   the bank's EC P-256 request key (8E as r || s)
+                   the bank's EC P-256 request key (8E as r || s) where the card has EC, else RSA-2048
   issued           issued, no policy flags, keys in both slots, a certificate in slot 1, the
                    bank's RSA-2048 request key
 
@@ -38,8 +38,10 @@ from cardshield.card.client import CardShield
 from cardshield.card.errors import CardShieldCardError
 from cardshield.card.transport import Transport
 from cardshield.protocol import Transaction, encode_rsa_public_key, tlv
-from cardshield.protocol.bank_key import BankKeyType, encode_bank_public_key, generate_bank_key, sign_request
-from cardshield.protocol.constants import Algorithm, AlgorithmSupport, Lifecycle, SlotPolicy
+from cardshield.protocol.bank_key import (BankKeyType, bank_key_type_for, encode_bank_public_key, generate_bank_key,
+                                          sign_request)
+from cardshield.protocol.constants import Algorithm, Lifecycle, SlotPolicy
+from cardshield.protocol.fci import FCI
 from cardshield.protocol.transaction import signed_transaction_data
 
 from . import spec
@@ -122,8 +124,8 @@ class Campaign:
         self.max_failures = max_failures
         self.report = Report(seed)
         self.server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        # the bank's request keys: the "policy" profile's card holds the EC one where it has EC (as
-        # a card with EC is issued), the others the RSA one (also VERIFY's reference 10)
+        # the bank's request keys: the "policy" profile's card holds the EC one (as a card with
+        # EC is issued), the others the RSA one (also VERIFY's reference 10)
         self.bank_keys = {BankKeyType.RSA_2048: self.server_key,
                           BankKeyType.EC_P256: generate_bank_key(BankKeyType.EC_P256)}
         self.bank_key = self.server_key
@@ -132,14 +134,14 @@ class Campaign:
         self.reference_certificate = b""
 
     # -- card profiles ---------------------------------------------------------------
-    def _fresh(self) -> None:
+    def _fresh(self) -> FCI:
         self.pristine()
         self.transport.reconnect("reset")
-        self.card.select()
+        return self.card.select()
 
     def _build(self, profile: str) -> None:
         """Bring the card into `profile` (key generation: the slow part, once per block)."""
-        self._fresh()
+        fci = self._fresh()
         if profile != "personalization":
             # slot 01 relaxed explicitly (ISSUE alone would give it PIN per signature + server-signed,
             # which the "policy" profile covers): SIGN TRANSACTION without 8E stays reachable
@@ -147,10 +149,9 @@ class Campaign:
             if profile == "policy":
                 slots = {1: (Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE | SlotPolicy.SERVER_SIGNED_REQUESTS),
                          2: (Algorithm.RSA_2048, SlotPolicy.PIN_PER_SIGNATURE)}
-            # the EC bank key where the card has EC (FCI tag 82); a SIM-like card without it gets the RSA one
-            with_ec = bool(self.card.select().algorithms & AlgorithmSupport.EC_P256)
-            self.bank_key = self.bank_keys[BankKeyType.EC_P256 if profile == "policy" and with_ec
-                                           else BankKeyType.RSA_2048]
+            # the "policy" card gets what an issuer gives it: EC where the card has it (not on sim)
+            policy_key_type = bank_key_type_for(fci.algorithms)
+            self.bank_key = self.bank_keys[policy_key_type if profile == "policy" else BankKeyType.RSA_2048]
             self.card.personalize_development_card(
                 PIN, PUK, server_key_7f49=encode_bank_public_key(self.bank_key.public_key()), slots=slots)
             keys = {}
@@ -272,7 +273,7 @@ class Campaign:
             self.report.status_words[(name, sw)] += 1
             trace.append(f"{action} -> {'%d bytes ' % len(data) if data else ''}{sw:04X}")
             model.apply(action, data, sw, step, findings)
-            if action.ins == 0xA4 and action.p1 == 0x04 and sw == 0x9000 and self.card.aid not in data:
+            if action.ins == 0xA4 and action.p1 == 0x04 and _succeeded(sw) and not self._selects_applet(action, data):
                 self.card.select()  # another application took the selection: back to the applet
                 trace.append("SELECT applet again (another application was selected)")
             slot = leaked_factor(data, model.public_keys)
@@ -286,6 +287,11 @@ class Campaign:
         if findings:
             self._resync()  # report a divergence once, not again in every later case
             self.report.failures.append(Failure(profile, index, variant, findings, trace + ["mutations: " + ", ".join(case.mutations)]))
+
+    def _selects_applet(self, select: Apdu, response: bytes) -> bool:
+        """Whether a successful SELECT by name chose the applet: its FCI names it, or (on T=0,
+        where the FCI waits behind 61xx) the name sent is the applet's AID or a prefix of it."""
+        return self.card.aid in response or (bool(select.data) and self.card.aid.startswith(select.data))
 
     def _send_raw(self, apdu: Apdu) -> tuple[bytes, int | None]:
         try:
@@ -409,3 +415,8 @@ def _certificate(public_key, issuer_key) -> bytes:
 
 def print_progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def _succeeded(sw: int) -> bool:
+    """9000, or 61xx: success with the answer waiting for GET RESPONSE (T=0; ISO/IEC 7816-4 status bytes)."""
+    return sw == 0x9000 or sw >> 8 == 0x61

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -120,12 +120,25 @@ def issue_code(ctx: ServerContext, user_external_id: str, slot: int, *, replace:
     return IssuedCode(_grouped(code), user_external_id, slot, replace, expires_at)
 
 
-def consume_code(ctx: ServerContext, s: Session, user_id: int, slot: int,
-                 code: str) -> ActivationCode:
+CODES = ActivationCode.__table__
+_OUTSTANDING_LOCKED = (select(CODES).where(CODES.c.user_id == bindparam("user_id"),
+                                           CODES.c.slot == bindparam("slot"),
+                                           CODES.c.used_at.is_(None), CODES.c.revoked_at.is_(None))
+                       .with_for_update())
+_USE = (update(CODES).where(CODES.c.id == bindparam("code_id"), CODES.c.used_at.is_(None))
+        .values(used_at=bindparam("now")))
+_ACTIVE_CERTIFICATE = (select(Certificate.serial_hex)
+                       .where(Certificate.user_id == bindparam("user_id"),
+                              Certificate.slot == bindparam("slot"),
+                              Certificate.status == "active").limit(1))
+
+
+def consume_code(ctx: ServerContext, s: Session | Connection, user_id: int, slot: int,
+                 code: str):
     """Check `code` for the user and slot and mark it used (in the caller's transaction, so
     a refused enrollment start leaves it unused). A wrong code raises
     activation_code_invalid: the caller's refusal handler counts it (count_wrong_code)."""
-    row = s.scalar(_outstanding(s, user_id, slot).with_for_update())
+    row = s.execute(_OUTSTANDING_LOCKED, {"user_id": user_id, "slot": slot}).first()
     if row is None:
         raise ApiError("activation_code_not_issued",
                        f"no activation code is outstanding for this user and slot {slot}: "
@@ -144,9 +157,7 @@ def consume_code(ctx: ServerContext, s: Session, user_id: int, slot: int,
                        f"wrong activation code; {left} tr{'y' if left == 1 else 'ies'} left before "
                        "it locks" if left > 0 else
                        "wrong activation code; it is now locked: ask the bank for a new one")
-    if s.execute(update(ActivationCode).where(ActivationCode.id == row.id,
-                                              ActivationCode.used_at.is_(None))
-                 .values(used_at=utcnow())).rowcount != 1:
+    if s.execute(_USE, {"code_id": row.id, "now": utcnow()}).rowcount != 1:
         raise ApiError("activation_code_not_issued", "the activation code was just used")
     return row
 
@@ -168,7 +179,5 @@ def count_wrong_code(ctx: ServerContext, s: Session, user_id: int, slot: int) ->
               .values(locked_at=utcnow()))
 
 
-def has_active_certificate(s: Session, user_id: int, slot: int) -> bool:
-    return s.scalar(select(Certificate.serial_hex).where(
-        Certificate.user_id == user_id, Certificate.slot == slot,
-        Certificate.status == "active").limit(1)) is not None
+def has_active_certificate(s: Session | Connection, user_id: int, slot: int) -> bool:
+    return s.execute(_ACTIVE_CERTIFICATE, {"user_id": user_id, "slot": slot}).first() is not None

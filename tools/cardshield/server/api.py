@@ -1,14 +1,15 @@
 """HTTP/JSON API (FastAPI; OpenAPI at /openapi.json, docs at /docs).
 
-FastAPI's router serves every route. The payment endpoints (the hot path) are `async`
-LeanRoutes: they parse and answer with the same pydantic models the OpenAPI description
-is built from, without FastAPI's per-request dependency and response-model machinery
-(measured: about 0.08 ms of CPU per request, more than a payment step's database work),
-and hand their transaction to Database.run (SQLite: the writer thread that group-commits
-it). Every other write (enrollment, administration) is handed to Database.run the same
-way; reads run on a read-only snapshot (Database.read): single rows through run_read,
-lists as plain `def` in FastAPI's threadpool. Every refusal is a 4xx
-{"error": {"code", "message"}}.
+FastAPI's router serves every route. The payment and enrollment endpoints (the hot paths)
+are `async` LeanRoutes: they parse and answer with the same pydantic models the OpenAPI
+description is built from, without FastAPI's per-request dependency and response-model
+machinery (measured: about 0.08 ms of CPU per request, more than a payment step's database
+work), and hand their transaction to Database.run (SQLite: the writer thread that
+group-commits it); an enrollment post is checked on a read snapshot first (its CPU: card
+answers, proof of possession, attestation, the CA signature) and only its writes go to
+Database.run. Every other write (administration) is handed to Database.run the same way;
+reads run on a read-only snapshot (Database.read): single rows through run_read, lists as
+plain `def` in FastAPI's threadpool. Every refusal is a 4xx {"error": {"code", "message"}}.
 """
 from __future__ import annotations
 
@@ -282,6 +283,31 @@ def create_app(ctx: ServerContext) -> FastAPI:
                          body.decoded())
         return _answer(PaymentOut, _payment_out(view))
 
+    # -- enrollment (figure 5): the same lean path --------------------------------------
+    @hot.post("/v1/enrollments", tags=["enrollment"], response_model=EnrollmentOut,
+              status_code=201, responses=ERRORS, openapi_extra=_documented(EnrollmentStartIn))
+    async def start_enrollment(request: Request) -> Response:
+        """501-502: start for a user the bank created, with the activation code the bank
+        issued for this user and slot; returns SELECT + GENERATE KEY PAIR (PIN at the
+        terminal)."""
+        terminal_id = await authenticate(request.headers.get("authorization"), "terminal")
+        body = await _parsed(request, EnrollmentStartIn)
+        view = await run(enrollments.start, terminal_id, body.user_id, body.slot,
+                         body.card_label, body.activation_code)
+        return _answer(EnrollmentOut, _enrollment_out(view), 201)
+
+    @hot.post("/v1/enrollments/{enrollment_id}/responses", tags=["enrollment"],
+              response_model=EnrollmentOut, responses=ERRORS,
+              openapi_extra=_documented(CardResponsesIn))
+    async def enrollment_responses(request: Request, enrollment_id: str) -> Response:
+        """506 / 510 / 512: the card's responses to the pending batch (checked on a read
+        snapshot, then written in one short transaction: EnrollmentService)."""
+        terminal_id = await authenticate(request.headers.get("authorization"), "terminal")
+        body = await _parsed(request, CardResponsesIn)
+        view = await enrollments.post_responses_async(terminal_id, _id(enrollment_id), body.seq,
+                                                      body.decoded())
+        return _answer(EnrollmentOut, _enrollment_out(view))
+
     app.include_router(hot)
 
     # -- public CA material ---------------------------------------------------------------
@@ -314,30 +340,13 @@ def create_app(ctx: ServerContext) -> FastAPI:
                     serialization.Encoding.DER,
                     serialization.PublicFormat.SubjectPublicKeyInfo).hex()}
 
-    # -- enrollment (figure 5) -------------------------------------------------------------
-    @app.post("/v1/enrollments", tags=["enrollment"], response_model=EnrollmentOut,
-              status_code=201, responses=ERRORS)
-    async def start_enrollment(body: EnrollmentStartIn, terminal_id: int = Depends(terminal)):
-        """501-502: start for a user the bank created, with the activation code the bank
-        issued for this user and slot; returns SELECT + GENERATE KEY PAIR (PIN at the
-        terminal)."""
-        return _enrollment_out(await run(enrollments.start, terminal_id, body.user_id,
-                                         body.slot, body.card_label, body.activation_code))
-
+    # -- enrollment: resume -----------------------------------------------------------------
     @app.get("/v1/enrollments/{enrollment_id}", tags=["enrollment"],
              response_model=EnrollmentOut, responses=ERRORS)
     async def get_enrollment(enrollment_id: str, terminal_id: int = Depends(terminal)):
         """State and pending batch, to resume an interrupted enrollment (a write: an
         overdue enrollment is expired and its certificate revoked)."""
         return _enrollment_out(await run(enrollments.get, terminal_id, _id(enrollment_id)))
-
-    @app.post("/v1/enrollments/{enrollment_id}/responses", tags=["enrollment"],
-              response_model=EnrollmentOut, responses=ERRORS)
-    async def enrollment_responses(enrollment_id: str, body: CardResponsesIn,
-                                   terminal_id: int = Depends(terminal)):
-        """506 / 510 / 512: the card's responses to the pending batch."""
-        return _enrollment_out(await run(enrollments.post_responses, terminal_id,
-                                         _id(enrollment_id), body.seq, body.decoded()))
 
     # -- administration ------------------------------------------------------------------
     @app.post("/v1/admin/revocations", tags=["admin"], response_model=RevocationOut,

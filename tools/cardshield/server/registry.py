@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from cardshield.attestation.record import CardRecord, RecordFileError, parse_records
@@ -206,15 +206,21 @@ def revoke_card(ctx: ServerContext, card_id: str, *, by: int | None = None) -> R
         return _info(row, _bound_user(s, row))
 
 
-def bind_card(s: Session, card_id: str, user_id: int) -> None:
+_BIND = (update(RegisteredCard.__table__)
+         .where(RegisteredCard.card_id_hex == bindparam("card_id"), RegisteredCard.status == "active",
+                (RegisteredCard.bound_user_id.is_(None))
+                | (RegisteredCard.bound_user_id == bindparam("user_id")))
+         .values(bound_user_id=bindparam("user_id")))
+
+
+def bind_card(s: Session | Connection, card_id: str, user_id: int) -> None:
     """Bind the registry card to the user at issuance, atomically: a compare-and-set that
     succeeds only for an active card that is unbound or already this user's."""
-    bound = s.execute(update(RegisteredCard)
-                      .where(RegisteredCard.card_id_hex == card_id,
-                             RegisteredCard.status == "active",
-                             (RegisteredCard.bound_user_id.is_(None))
-                             | (RegisteredCard.bound_user_id == user_id))
-                      .values(bound_user_id=user_id)).rowcount
+    bound = s.execute(_BIND, {"card_id": card_id, "user_id": user_id}).rowcount
     if bound != 1:
+        status = s.execute(select(RegisteredCard.status)
+                           .where(RegisteredCard.card_id_hex == card_id)).scalar()
+        if status != "active":
+            raise ApiError("card_revoked", f"card {card_id} is revoked in the card registry")
         raise ApiError("card_bound_to_another_user",
-                       f"card {card_id} is revoked or registered to another user")
+                       f"card {card_id} is registered to another user")

@@ -111,24 +111,23 @@ class Settings:
         return replace(self, **changes)
 
 
-def _int_env(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
+def _number_env(name: str, default: int | float, unit: str) -> int | float:
+    """The number in environment variable `name` (`default` when unset or empty), of the
+    default's type; anything else stops with a message naming the variable, what it must
+    be and an example (the default), e.g. `CARDSHIELD_PAYMENT_TTL='5m' is not a whole
+    number; set it to seconds, e.g. 300`."""
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
         return default
+    whole = isinstance(default, int)
     try:
-        return int(raw)
-    except ValueError as exc:
-        raise SystemExit(f"{name}={raw!r} is not an integer; set it to a whole number") from exc
-
-
-def _float_env(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise SystemExit(f"{name}={raw!r} is not a number; set it to seconds, e.g. 5") from exc
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = None
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        kind = "a whole number" if whole else "a finite number"
+        raise SystemExit(f"{name}={raw!r} is not {kind}; set it to {unit}, e.g. {default}")
+    return value
 
 
 def _bool_env(name: str, default: bool) -> bool:
@@ -150,23 +149,28 @@ def load_settings() -> Settings:
         organization=os.environ.get("CARDSHIELD_ORGANIZATION", base.organization),
         key_on_card_policy_oid=os.environ.get(
             "CARDSHIELD_KEY_ON_CARD_POLICY_OID", base.key_on_card_policy_oid),
-        certificate_validity_days=_int_env(
-            "CARDSHIELD_CERT_VALIDITY_DAYS", base.certificate_validity_days),
-        enrollment_ttl_seconds=_int_env("CARDSHIELD_ENROLLMENT_TTL", base.enrollment_ttl_seconds),
-        challenge_ttl_seconds=_int_env("CARDSHIELD_CHALLENGE_TTL", base.challenge_ttl_seconds),
-        payment_ttl_seconds=_int_env("CARDSHIELD_PAYMENT_TTL", base.payment_ttl_seconds),
-        max_body_bytes=_int_env("CARDSHIELD_MAX_BODY_BYTES", base.max_body_bytes),
+        certificate_validity_days=_number_env(
+            "CARDSHIELD_CERT_VALIDITY_DAYS", base.certificate_validity_days, "days"),
+        enrollment_ttl_seconds=_number_env("CARDSHIELD_ENROLLMENT_TTL", base.enrollment_ttl_seconds,
+                                           "seconds"),
+        challenge_ttl_seconds=_number_env("CARDSHIELD_CHALLENGE_TTL", base.challenge_ttl_seconds,
+                                          "seconds"),
+        payment_ttl_seconds=_number_env("CARDSHIELD_PAYMENT_TTL", base.payment_ttl_seconds, "seconds"),
+        max_body_bytes=_number_env("CARDSHIELD_MAX_BODY_BYTES", base.max_body_bytes, "bytes"),
         public_url=os.environ.get("CARDSHIELD_PUBLIC_URL", base.public_url),
         payments_require_attested_card=_bool_env("CARDSHIELD_PAYMENTS_REQUIRE_ATTESTED_CARD",
                                                  base.payments_require_attested_card),
-        token_cache_seconds=_float_env("CARDSHIELD_TOKEN_CACHE_SECONDS", base.token_cache_seconds),
+        token_cache_seconds=_number_env("CARDSHIELD_TOKEN_CACHE_SECONDS", base.token_cache_seconds,
+                                         "seconds"),
         allow_unattested_enrollment=_bool_env("CARDSHIELD_ALLOW_UNATTESTED_ENROLLMENT",
                                               base.allow_unattested_enrollment),
         unattested_policy_oid=os.environ.get("CARDSHIELD_UNATTESTED_POLICY_OID",
                                              base.unattested_policy_oid),
         required_slot_policy={
-            slot: _int_env(f"CARDSHIELD_SLOT{slot}_REQUIRED_POLICY", bits)
+            slot: _number_env(f"CARDSHIELD_SLOT{slot}_REQUIRED_POLICY", bits,
+                              "the policy bits in decimal (1 PIN per signature, 2 server-signed "
+                              "requests)")
             for slot, bits in base.required_slot_policy.items()},
-        activation_code_ttl_seconds=_int_env("CARDSHIELD_ACTIVATION_CODE_TTL",
-                                             base.activation_code_ttl_seconds),
+        activation_code_ttl_seconds=_number_env("CARDSHIELD_ACTIVATION_CODE_TTL",
+                                                base.activation_code_ttl_seconds, "seconds"),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -64,11 +64,15 @@ def create_user(db: Database, external_id: str, *, by: int | None = None) -> Use
         raise ApiError("conflict", f"a user {external_id!r} exists already") from None
 
 
-def find_user(s: Session, external_id: str, *, lock: bool = False) -> User:
-    """The user row; unknown_user (404) if the bank never created it."""
+_USER = select(User.__table__).where(User.__table__.c.external_id == bindparam("external_id"))
+_USER_LOCKED = _USER.with_for_update()
+
+
+def find_user(s: Session | Connection, external_id: str, *, lock: bool = False):
+    """The users row (id, external_id, blocked_at, ...), on a session or a connection;
+    unknown_user (404) if the bank never created it."""
     _check_id(external_id)
-    query = select(User).where(User.external_id == external_id)
-    user = s.scalar(query.with_for_update() if lock else query)
+    user = s.execute(_USER_LOCKED if lock else _USER, {"external_id": external_id}).first()
     if user is None:
         raise ApiError("unknown_user", f"no user {external_id!r}: the bank creates users "
                                        "(`cardshield server user add`) before they enroll")

@@ -328,7 +328,9 @@ class VirtualCardStack:
 
     def inspect_applet(self, instance_aid: bytes, field_path: str) -> str:
         """Test facility (KeyProbe.java): "initialized=yes|no" for a key object,
-        "length=N zero=yes|no" for a byte array, the value of anything else."""
+        "length=N zero=yes|no" for a byte array (with "nonzero=FIRST-LAST" when not all
+        zero), the value of anything else. The path APDU_BUFFER reads the APDU buffer as
+        the last command left it."""
         return query_control(self.control_socket, f"INSPECT {instance_aid.hex()} {field_path}")
 
     # -- stop ----------------------------------------------------------------------------

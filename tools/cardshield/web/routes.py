@@ -12,10 +12,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
+from cardshield.server.clock import utcnow
 from cardshield.server.errors import ApiError
 from cardshield.server.limits import USER_ID_PATTERN
 from cardshield.server.models import Certificate, Payment, User
-from cardshield.server.payment import PaymentService
+from cardshield.server.payment import OPEN_STATES, PaymentService
 from cardshield.terminal.display import format_amount
 
 from .catalog import CATALOG, CURRENCY, SHOP_NAME, order_total
@@ -76,18 +77,32 @@ class OrderIn(BaseModel):
     quantities: dict[str, int] = Field(max_length=len(CATALOG))
 
 
-def _merchant(request: Request) -> int:
+def _merchant_authorization() -> str:
     token = os.environ.get(MERCHANT_TOKEN_ENV, "")
     if not token:
         raise ApiError("forbidden", f"the shop is not configured: set {MERCHANT_TOKEN_ENV} to a merchant token "
                                     f"(`cardshield server client web-shop --role merchant --display-name '{SHOP_NAME}'`)")
-    return request.app.state.ctx.auth.authenticate(f"Bearer {token}", "merchant")
+    return f"Bearer {token}"
+
+
+def _merchant(request: Request) -> int:
+    """For the `def` routes (FastAPI's threadpool): the token check may read the database."""
+    return request.app.state.ctx.auth.authenticate(_merchant_authorization(), "merchant")
+
+
+async def _merchant_on_loop(request: Request) -> int:
+    """For the `async` routes: from the token cache, or a read (never the writer)."""
+    ctx, authorization = request.app.state.ctx, _merchant_authorization()
+    identity = ctx.auth.cached_identity(authorization) or await ctx.db.run_read(ctx.auth.identify,
+                                                                               authorization)
+    return ctx.auth.check_role(identity, ("merchant",))
 
 
 @router.post("/web/orders", status_code=201)
-def create_order(body: OrderIn, request: Request) -> dict:
+async def create_order(body: OrderIn, request: Request) -> dict:
     """The shop's server prices the basket and asks the bank for a payment (figure 6's
-    merchant side); the page then hands the payment id to the card agent."""
+    merchant side); the page then hands the payment id to the card agent. The payment is
+    written like the API's (Database.run: on SQLite the writer thread's group commit)."""
     if not USER_ID_PATTERN.fullmatch(body.user_id):
         raise ApiError("invalid_request", "the user id is 1-64 letters, digits and . _ @ -")
     try:
@@ -95,8 +110,9 @@ def create_order(body: OrderIn, request: Request) -> dict:
     except ValueError as error:
         raise ApiError("invalid_request", str(error)) from None
     order_ref = "ORD-" + secrets.token_hex(4).upper()
-    view = PaymentService(request.app.state.ctx).create(_merchant(request), body.user_id, amount, CURRENCY,
-                                                       order_ref)
+    ctx = request.app.state.ctx
+    view = await ctx.db.run(PaymentService(ctx).create, await _merchant_on_loop(request), body.user_id,
+                            amount, CURRENCY, order_ref)
     # the payee is the merchant client's registered display name
     return {"payment_id": view.payment_id, "order_ref": order_ref, "amount_minor": amount,
             "amount": format_amount(amount, CURRENCY), "payee": view.payee}
@@ -139,6 +155,18 @@ def _iso(moment) -> str | None:
     return moment.isoformat() + "Z" if moment else None
 
 
+def _payment_status(p: Payment) -> dict:
+    """A payment as the API reads it (PaymentService.get): an open payment past its expiry
+    is expired, though only a later step or the sweep stores that."""
+    state, refusal = p.state, p.refusal_code
+    if state in OPEN_STATES and p.expires_at <= utcnow():
+        state, refusal = "expired", "payment_expired"
+    return {"payment_id": p.id, "order_ref": p.order_ref, "payee": p.payee,
+            "amount": format_amount(p.amount_minor, p.currency), "state": state,
+            "refusal_code": refusal, "card_counter": p.card_counter,
+            "created_at": _iso(p.created_at), "authorized_at": _iso(p.authorized_at)}
+
+
 @router.get("/web/status")
 def status(request: Request) -> JSONResponse:
     """The certificates and payments this browser asks about by serial and payment id,
@@ -160,10 +188,6 @@ def status(request: Request) -> JSONResponse:
             "certificates": [{"serial": c.serial_hex, "slot": c.slot, "status": c.status,
                               "not_before": _iso(c.not_before), "not_after": _iso(c.not_after),
                               "issued_at": _iso(c.issued_at)} for c in certificates],
-            "payments": [{"payment_id": p.id, "order_ref": p.order_ref, "payee": p.payee,
-                          "amount": format_amount(p.amount_minor, p.currency), "state": p.state,
-                          "refusal_code": p.refusal_code, "card_counter": p.card_counter,
-                          "created_at": _iso(p.created_at), "authorized_at": _iso(p.authorized_at)}
-                         for p in payments],
+            "payments": [_payment_status(p) for p in payments],
         }
     return JSONResponse(body, headers={"Cache-Control": "no-store"})

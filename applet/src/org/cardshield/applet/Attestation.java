@@ -1,6 +1,5 @@
 package org.cardshield.applet;
 
-import javacard.framework.APDU;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.JCSystem;
@@ -36,15 +35,13 @@ final class Attestation {
 
     private final Persistent state;
     private final Transients t;
-    private final Io io;
     private final Crypto crypto;
     private final KeyHandler keys;
     private final SecureChannel secureChannel;
 
-    Attestation(Persistent state, Transients t, Io io, Crypto crypto, KeyHandler keys, SecureChannel secureChannel) {
+    Attestation(Persistent state, Transients t, Crypto crypto, KeyHandler keys, SecureChannel secureChannel) {
         this.state = state;
         this.t = t;
-        this.io = io;
         this.crypto = crypto;
         this.keys = keys;
         this.secureChannel = secureChannel;
@@ -156,16 +153,12 @@ final class Attestation {
      * 9E signature = RSA PKCS#1 v1.5 SHA-256 over "CSATT1" || statement. No PIN: it reveals
      * only what READ PUBLIC KEY and the FCI show, signed.
      */
-    void attest(APDU apdu, byte p1, byte p2, boolean chained) {
-        if (!io.receive(apdu, chained, t.buffer, Constants.CHALLENGE_MAX, ISO7816.SW_WRONG_LENGTH)) {
-            return;
-        }
+    short attest(byte p1, byte p2, short challengeLen) {
         if (p1 != 0) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
         KeySlot slot = state.slot(p2);
         state.requireIssued();
-        short challengeLen = io.received();
         if (challengeLen < Constants.CHALLENGE_MIN) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
@@ -208,7 +201,7 @@ final class Attestation {
         short sigLen = crypto.signMessage(key.keyPair, true, STATEMENT_PREFIX, b, STATEMENT, statementLen, sigAt);
         b[p] = TAG_SIGNATURE;
         Tlv.putLength(b, (short) (p + 1), sigLen);
-        io.send(apdu, STATEMENT, (short) (statementLen + 4 + sigLen));
+        return t.response(STATEMENT, (short) (statementLen + 4 + sigLen));
     }
 
     private static short put1(byte[] b, short p, byte tag, byte value) {

@@ -88,13 +88,13 @@ public abstract class CardShieldCore extends Applet implements SecureChannel.Tar
         t = new Transients((short) (2 * crypto.maxModulusBytes() + 256 + RsaSigner.HASH_ROOM));
         io = new Io(t);
         fci = new Fci(state, crypto, t, secureChannel);
-        pins = new PinHandler(state, t, io);
-        keys = new KeyHandler(state, t, io, crypto);
+        pins = new PinHandler(state, t);
+        keys = new KeyHandler(state, t, crypto);
         certificates = new CertificateStore(state, t, io, crypto);
-        securityOperations = new SecurityOperations(state, t, crypto, io);
-        signer = new TransactionSigner(state, t, crypto, io);
+        securityOperations = new SecurityOperations(state, t, crypto);
+        signer = new TransactionSigner(state, t, crypto);
         personalization = new Personalization(state, crypto);
-        attestation = new Attestation(state, t, io, crypto, keys, secureChannel);
+        attestation = new Attestation(state, t, crypto, keys, secureChannel);
     }
 
     /**
@@ -152,50 +152,46 @@ public abstract class CardShieldCore extends Applet implements SecureChannel.Tar
     }
 
     /**
-     * Routes the command; maps every exception to a defined status word (never 6F00) and
-     * drops the state of a failed command (open transaction, chain, pending response).
+     * The one place of the command's I/O and of its end: the handler gets the complete
+     * command data in t.buffer and returns its response length (data at t.buffer[0], or a
+     * part Io.part() named); only here are Ne applied, 61xx given and the rest kept for GET
+     * RESPONSE (Io.respond). Every exception becomes a defined status word (never 6F00),
+     * and a failed command's state is dropped (open transaction, chain, pending response).
+     * Whatever the end, the command's bytes are wiped (Io.wipeIncoming, Io.wipe).
      */
     public final void process(APDU apdu) {
-        if (selectingApplet()) {
-            io.send(apdu, (short) 0, fci.build());
-            return;
-        }
+        short sw;
         try {
-            dispatch(apdu);
+            io.beginCommand();
+            sw = io.respond(apdu, selectingApplet() ? fci.build() : dispatch(apdu));
         } catch (ISOException e) {
-            short sw = e.getReason();
-            if ((short) (sw & (short) 0xFF00) != Constants.SW_BYTES_REMAINING_BASE) {
-                cleanUp();
-            }
-            ISOException.throwIt(sw);
+            sw = e.getReason();
         } catch (CryptoException e) {
-            cleanUp();
             short reason = e.getReason();
-            if (reason == CryptoException.NO_SUCH_ALGORITHM) {
-                ISOException.throwIt(ISO7816.SW_FUNC_NOT_SUPPORTED);
-            }
-            if (reason == CryptoException.UNINITIALIZED_KEY) {
-                ISOException.throwIt(Constants.SW_REFERENCE_NOT_FOUND);
-            }
-            ISOException.throwIt(ISO7816.SW_WRONG_DATA);
+            sw = reason == CryptoException.NO_SUCH_ALGORITHM ? ISO7816.SW_FUNC_NOT_SUPPORTED
+                    : reason == CryptoException.UNINITIALIZED_KEY ? Constants.SW_REFERENCE_NOT_FOUND
+                    : ISO7816.SW_WRONG_DATA;
         } catch (TransactionException e) {
-            cleanUp();
-            ISOException.throwIt(Constants.SW_NOT_ENOUGH_MEMORY);
+            sw = Constants.SW_NOT_ENOUGH_MEMORY;
         } catch (APDUException e) {
-            cleanUp();
-            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
+            sw = ISO7816.SW_WRONG_LENGTH;
         } catch (SystemException e) {
-            cleanUp();
-            if (e.getReason() == SystemException.NO_RESOURCE || e.getReason() == SystemException.NO_TRANSIENT_SPACE) {
-                ISOException.throwIt(Constants.SW_NOT_ENOUGH_MEMORY);
-            }
-            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+            sw = e.getReason() == SystemException.NO_RESOURCE || e.getReason() == SystemException.NO_TRANSIENT_SPACE
+                    ? Constants.SW_NOT_ENOUGH_MEMORY : ISO7816.SW_CONDITIONS_NOT_SATISFIED;
         } catch (RuntimeException e) {
+            sw = ISO7816.SW_CONDITIONS_NOT_SATISFIED;
+        }
+        if (sw != ISO7816.SW_NO_ERROR && (short) (sw & (short) 0xFF00) != Constants.SW_BYTES_REMAINING_BASE) {
             cleanUp();
-            ISOException.throwIt(ISO7816.SW_CONDITIONS_NOT_SATISFIED);
+        }
+        io.wipeIncoming(apdu); // a response already sent was preceded by it (Io.respond)
+        io.wipe();
+        if (sw != ISO7816.SW_NO_ERROR) {
+            ISOException.throwIt(sw);
         }
     }
 
+    /** After an error: no open transaction, no chain, no pending response. */
     private void cleanUp() {
         if (JCSystem.getTransactionDepth() != 0) {
             JCSystem.abortTransaction();
@@ -203,7 +199,8 @@ public abstract class CardShieldCore extends Applet implements SecureChannel.Tar
         io.reset();
     }
 
-    private void dispatch(APDU apdu) {
+    /** Checks the class byte and the chain, then runs the command; returns its response length. */
+    private short dispatch(APDU apdu) {
         byte[] buf = apdu.getBuffer();
         byte cla = buf[ISO7816.OFFSET_CLA];
         byte ins = buf[ISO7816.OFFSET_INS];
@@ -236,84 +233,92 @@ public abstract class CardShieldCore extends Applet implements SecureChannel.Tar
             ISOException.throwIt(Constants.SW_LAST_COMMAND_EXPECTED);
         }
         if (secured) {
-            securedPersonalization(apdu, ins, p1, p2, chained);
-        } else if (cls == Constants.CLA_PROPRIETARY) {
-            dispatchProprietary(apdu, ins, p1, p2, chained);
-        } else {
-            dispatchInterIndustry(apdu, ins, p1, p2, chained);
+            return securedPersonalization(apdu, ins, p1, p2, chained);
         }
+        if (cls == Constants.CLA_PROPRIETARY) {
+            return dispatchProprietary(apdu, ins, p1, p2, chained);
+        }
+        return dispatchInterIndustry(apdu, ins, p1, p2, chained);
     }
 
-    private void dispatchInterIndustry(APDU apdu, byte ins, byte p1, byte p2, boolean chained) {
+    /**
+     * Each command: its header checks (P1 P2, state: before any data is read, so a refused
+     * chain ends at its first APDU), its data (Io.receive: complete, or 9000 while a chain
+     * continues; Io.requireNoData for case 1 / 2), then the handler.
+     */
+    private short dispatchInterIndustry(APDU apdu, byte ins, byte p1, byte p2, boolean chained) {
         switch (ins) {
             case Constants.INS_SELECT:
                 if (p1 == (byte) 0x04) {
                     // SELECT by DF name of another application while this one is selected
                     ISOException.throwIt(ISO7816.SW_FILE_NOT_FOUND);
                 }
-                certificates.selectFile(apdu, p1, p2, chained);
-                return;
+                certificates.checkSelect(p1, p2, chained);
+                return certificates.selectFile(p2, io.receive(apdu, false, (short) 2));
             case Constants.INS_READ_BINARY:
-                certificates.readBinary(apdu, p1, p2, chained);
-                return;
+                io.requireNoData(apdu, chained);
+                return certificates.readBinary(p1, p2);
             case Constants.INS_PUT_DATA:
-                certificates.putData(apdu, p1, p2, chained);
-                return;
+                KeySlot slot = certificates.checkPutData(p1, p2);
+                certificates.putData(slot, io.receiveInto(apdu, chained, state.staging, state.maxCertificate,
+                        Constants.SW_NOT_ENOUGH_MEMORY));
+                return 0;
             case Constants.INS_VERIFY:
-                pins.verify(apdu, p1, p2, chained);
-                return;
+                if (pins.checkVerify(p1, p2)) {
+                    pins.verify(io.receive(apdu, chained, Constants.PIN_MAX));
+                } else {
+                    io.requireNoData(apdu, chained);
+                    pins.logout();
+                }
+                return 0;
             case Constants.INS_CHANGE_REFERENCE_DATA:
-                pins.changeReferenceData(apdu, p1, p2, chained);
-                return;
+                pins.checkChangeReferenceData(p1, p2);
+                pins.changeReferenceData(p2, io.receive(apdu, chained, PinHandler.CHANGE_LENGTH));
+                return 0;
             case Constants.INS_RESET_RETRY_COUNTER:
-                pins.resetRetryCounter(apdu, p1, p2, chained);
-                return;
+                pins.checkResetRetryCounter(p1, p2);
+                pins.resetRetryCounter(io.receive(apdu, chained, PinHandler.UNBLOCK_MAX));
+                return 0;
             case Constants.INS_GENERATE_KEY_PAIR:
-                keys.generateOrRead(apdu, p1, p2, chained);
-                return;
+                KeySlot keySlot = keys.check(p1, p2);
+                io.requireNoData(apdu, chained);
+                return keys.generateOrRead(p1, keySlot);
             case Constants.INS_MSE:
-                securityOperations.manageSecurityEnvironment(apdu, p1, p2, chained);
-                return;
+                securityOperations.checkSecurityEnvironment(p1, p2);
+                securityOperations.manageSecurityEnvironment(p2, io.receive(apdu, chained, (short) t.buffer.length));
+                return 0;
             case Constants.INS_PSO:
-                securityOperations.performSecurityOperation(apdu, p1, p2, chained);
-                return;
+                short op = securityOperations.operation(p1, p2);
+                return securityOperations.performSecurityOperation(op, io.receive(apdu, chained, (short) t.buffer.length));
             case Constants.INS_GET_RESPONSE:
                 io.requireNoData(apdu, chained);
                 if (p1 != 0 || p2 != 0) {
                     ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
                 }
-                io.getResponse(apdu);
-                return;
+                return io.pendingResponse();
             default:
                 refuse(ins);
+                return 0;
         }
     }
 
-    private void dispatchProprietary(APDU apdu, byte ins, byte p1, byte p2, boolean chained) {
+    private short dispatchProprietary(APDU apdu, byte ins, byte p1, byte p2, boolean chained) {
         switch (ins) {
             case Constants.INS_SIGN_TRANSACTION:
-                signer.signTransaction(apdu, p1, p2, chained);
-                return;
+                return signer.signTransaction(p1, p2, io.receive(apdu, chained, (short) t.buffer.length));
             case Constants.INS_PROVE_POSSESSION:
-                signer.provePossession(apdu, p1, p2, chained);
-                return;
+                return signer.provePossession(p1, p2, io.receive(apdu, chained, Constants.CHALLENGE_MAX));
             case Constants.INS_ATTEST:
-                attestation.attest(apdu, p1, p2, chained);
-                return;
+                return attestation.attest(p1, p2, io.receive(apdu, chained, Constants.CHALLENGE_MAX));
             case Constants.INS_PERSONALIZE:
                 if (p1 == Attestation.P1_KEY || p1 == Attestation.P1_CERTIFICATE) {
                     // an attestation key the issuer did not get authenticated is worthless
                     ISOException.throwIt(ISO7816.SW_SECURITY_STATUS_NOT_SATISFIED);
                 }
                 requirePlainPersonalizationAllowed();
-                if (io.receive(apdu, chained, t.buffer, (short) t.buffer.length, ISO7816.SW_WRONG_LENGTH)) {
-                    try {
-                        personalization.personalize(p1, p2, t.buffer, (short) 0, io.received());
-                    } finally {
-                        io.wipe(apdu, io.received()); // PIN / PUK in clear on a development card
-                    }
-                }
-                return;
+                short len = io.receive(apdu, chained, (short) t.buffer.length);
+                personalization.personalize(p1, p2, t.buffer, (short) 0, len);
+                return 0;
             case Constants.INS_ISSUE:
                 io.requireNoData(apdu, chained);
                 if (p1 != 0 || p2 != 0) {
@@ -321,9 +326,10 @@ public abstract class CardShieldCore extends Applet implements SecureChannel.Tar
                 }
                 requirePlainPersonalizationAllowed();
                 personalization.issuePlain();
-                return;
+                return 0;
             default:
                 refuse(ins);
+                return 0;
         }
     }
 
@@ -335,22 +341,17 @@ public abstract class CardShieldCore extends Applet implements SecureChannel.Tar
         }
     }
 
-    /** CLA 84 PERSONALIZE / ISSUE: SecureChannel unwraps, then calls applyPersonalization. */
-    private void securedPersonalization(APDU apdu, byte ins, byte p1, byte p2, boolean chained) {
-        if (!io.receive(apdu, chained, t.buffer, (short) t.buffer.length, ISO7816.SW_WRONG_LENGTH)) {
-            return;
-        }
-        short len = io.received();
-        short receipt;
-        try {
-            receipt = secureChannel.process(ins, p1, p2, t.buffer, (short) 0, len, this, t.buffer, len);
-        } finally {
-            io.wipe(apdu, len); // the data were decrypted in place: PIN, PUK in clear
-        }
+    /**
+     * CLA 84 PERSONALIZE / ISSUE: SecureChannel unwraps in place, then calls
+     * applyPersonalization; the response (data and receipt) is written after the command.
+     */
+    private short securedPersonalization(APDU apdu, byte ins, byte p1, byte p2, boolean chained) {
+        short len = io.receive(apdu, chained, (short) t.buffer.length);
+        short receipt = secureChannel.process(ins, p1, p2, t.buffer, (short) 0, len, this, t.buffer, len);
         if (ins == Constants.INS_ISSUE) {
             secureChannel.eraseKeySet(); // after the receipt, which needed K-MAC
         }
-        io.send(apdu, len, receipt);
+        return t.response(len, receipt);
     }
 
     /**

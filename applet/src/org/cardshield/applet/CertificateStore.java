@@ -1,6 +1,5 @@
 package org.cardshield.applet;
 
-import javacard.framework.APDU;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.JCSystem;
@@ -32,18 +31,19 @@ final class CertificateStore {
         this.crypto = crypto;
     }
 
-    /** SELECT 00 A4 02 P2 02 C1 0n (n = 01, 02 or 0A). */
-    void selectFile(APDU apdu, byte p1, byte p2, boolean chained) {
+    /** SELECT 00 A4 02 P2 header: no chaining (6884), P1 02 and P2 00/04/0C (6A86). */
+    void checkSelect(byte p1, byte p2, boolean chained) {
         if (chained) {
             ISOException.throwIt(Constants.SW_CHAINING_UNSUPPORTED);
         }
         if (p1 != (byte) 0x02 || (p2 != 0x00 && p2 != 0x04 && p2 != 0x0C)) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
-        if (!io.receive(apdu, false, t.buffer, (short) 2, ISO7816.SW_WRONG_LENGTH)) {
-            return;
-        }
-        if (io.received() != 2) {
+    }
+
+    /** SELECT 00 A4 02 P2 02 C1 0n (n = 01, 02 or 0A); the FCP is the response unless P2=0C. */
+    short selectFile(byte p2, short len) {
+        if (len != 2) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
         byte id = t.buffer[1];
@@ -53,7 +53,7 @@ final class CertificateStore {
         }
         t.bytes[Transients.B_SELECTED_EF] = id;
         if (p2 == 0x0C) {
-            return;
+            return 0;
         }
         // FCP template (ISO/IEC 7816-4 clause 5.3.3): 80 size, 82 descriptor (transparent EF), 83 FID,
         // 85 (proprietary information) the certificate reference SHA-256(certificate)
@@ -73,12 +73,14 @@ final class CertificateStore {
         b[13] = TAG_REFERENCE;
         b[14] = (byte) Constants.SHA256_LENGTH;
         Util.arrayCopyNonAtomic(slot.certificateHash, (short) 0, b, (short) 15, Constants.SHA256_LENGTH);
-        io.send(apdu, (short) 0, (short) (15 + Constants.SHA256_LENGTH));
+        return (short) (15 + Constants.SHA256_LENGTH);
     }
 
-    /** READ BINARY 00 B0 offset: at most Ne bytes of the selected certificate. */
-    void readBinary(APDU apdu, byte p1, byte p2, boolean chained) {
-        io.requireNoData(apdu, chained);
+    /**
+     * READ BINARY 00 B0 offset: the selected certificate from the offset on, of which
+     * process() sends at most Ne bytes (Io.part: the response is a part, never 61xx).
+     */
+    short readBinary(byte p1, byte p2) {
         if (p1 < 0) {
             // b8 set: short EF identifier addressing, not offered
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
@@ -95,24 +97,22 @@ final class CertificateStore {
         if (offset >= slot.certificateLength) {
             ISOException.throwIt(ISO7816.SW_WRONG_P1P2);
         }
-        io.sendPart(apdu, slot.certificate, offset, (short) (slot.certificateLength - offset));
+        io.part(slot.certificate, offset);
+        return (short) (slot.certificateLength - offset);
     }
 
-    /** PUT DATA 00/10 DA C1 0n: stream into staging; the last APDU validates and commits. */
-    void putData(APDU apdu, byte p1, byte p2, boolean chained) {
+    /** PUT DATA 00/10 DA C1 0n header and state, checked at every APDU of the chain; returns the slot. */
+    KeySlot checkPutData(byte p1, byte p2) {
         if (p1 != FID_HIGH || (p2 != 1 && p2 != 2)) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
         state.requireIssued();
         state.requirePinVerified();
-        KeySlot slot = state.slot(p2);
-        if (!io.receive(apdu, chained, state.staging, state.maxCertificate, Constants.SW_NOT_ENOUGH_MEMORY)) {
-            return;
-        }
-        commit(slot, io.received());
+        return state.slot(p2);
     }
 
-    private void commit(KeySlot slot, short length) {
+    /** PUT DATA, all parts streamed into the staging area (length bytes): validate and commit. */
+    void putData(KeySlot slot, short length) {
         if (length != 0) {
             requireSingleDerSequence(state.staging, length);
             hashStaging(crypto, state, length, t.buffer, (short) 0);

@@ -1,6 +1,5 @@
 package org.cardshield.applet;
 
-import javacard.framework.APDU;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.JCSystem;
@@ -24,22 +23,24 @@ final class KeyHandler {
 
     private final Persistent state;
     private final Transients t;
-    private final Io io;
     private final Crypto crypto;
 
-    KeyHandler(Persistent state, Transients t, Io io, Crypto crypto) {
+    KeyHandler(Persistent state, Transients t, Crypto crypto) {
         this.state = state;
         this.t = t;
-        this.io = io;
         this.crypto = crypto;
     }
 
-    void generateOrRead(APDU apdu, byte p1, byte p2, boolean chained) {
+    /** Header: P1 80 (generate) or 81 (read), P2 the slot; returns the slot. */
+    KeySlot check(byte p1, byte p2) {
         if (p1 != P1_GENERATE && p1 != P1_READ) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
-        KeySlot slot = state.slot(p2);
-        io.requireNoData(apdu, chained);
+        return state.slot(p2);
+    }
+
+    /** Generates (P1=80) or reads the slot's key; the response is its 7F49 public key. */
+    short generateOrRead(byte p1, KeySlot slot) {
         if (p1 == P1_GENERATE) {
             state.requireIssued();
             state.requirePinVerified();
@@ -54,7 +55,7 @@ final class KeyHandler {
         } else {
             Persistent.requireKey(slot);
         }
-        io.send(apdu, (short) 0, encodePublicKey(slot.keyPair.getPublic(), t.buffer, (short) 0));
+        return encodePublicKey(slot.keyPair.getPublic(), t.buffer, (short) 0);
     }
 
     /**

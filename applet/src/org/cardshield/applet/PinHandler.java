@@ -1,6 +1,5 @@
 package org.cardshield.applet;
 
-import javacard.framework.APDU;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.OwnerPIN;
@@ -12,33 +11,40 @@ import javacard.framework.OwnerPIN;
  */
 final class PinHandler {
     private static final short PADDED = (short) 12;
+    /** CHANGE REFERENCE DATA: old and new value, each FF-padded to 12 bytes */
+    static final short CHANGE_LENGTH = (short) (2 * PADDED);
+    /** RESET RETRY COUNTER: PUK (8) and a new PIN (4-12) */
+    static final short UNBLOCK_MAX = (short) (Constants.PUK_LENGTH + Constants.PIN_MAX);
 
     private final Persistent state;
     private final Transients t;
-    private final Io io;
 
-    PinHandler(Persistent state, Transients t, Io io) {
+    PinHandler(Persistent state, Transients t) {
         this.state = state;
         this.t = t;
-        this.io = io;
     }
 
-    void verify(APDU apdu, byte p1, byte p2, boolean chained) {
+    /** VERIFY header: true for P1=00 (a PIN or a status query follows), false for P1=FF (no data). */
+    boolean checkVerify(byte p1, byte p2) {
         if (p2 != Constants.REF_PIN) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
         if (p1 == (byte) 0xFF) {
-            io.requireNoData(apdu, chained);
-            state.pin.reset();
-            return;
+            return false;
         }
         if (p1 != 0) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
-        if (!io.receive(apdu, chained, t.buffer, Constants.PIN_MAX, ISO7816.SW_WRONG_LENGTH)) {
-            return;
-        }
-        short len = io.received();
+        return true;
+    }
+
+    /** VERIFY P1=FF: the PIN is no longer verified (ISO/IEC 7816-4 clause 11.5.6). */
+    void logout() {
+        state.pin.reset();
+    }
+
+    /** VERIFY P1=00 with the PIN (len bytes in t.buffer), or without data: the status query. */
+    void verify(short len) {
         if (!state.pinSet) {
             ISOException.throwIt(Constants.SW_REFERENCE_NOT_USABLE);
         }
@@ -49,29 +55,22 @@ final class PinHandler {
             }
             return;
         }
-        try {
-            requireDigits(t.buffer, (short) 0, len, Constants.PIN_MIN, Constants.PIN_MAX);
-            check(state.pin, t.buffer, (short) 0, len);
-        } finally {
-            io.wipe(apdu, len);
-        }
+        requireDigits(t.buffer, (short) 0, len, Constants.PIN_MIN, Constants.PIN_MAX);
+        check(state.pin, t.buffer, (short) 0, len);
     }
 
-    void changeReferenceData(APDU apdu, byte p1, byte p2, boolean chained) {
+    void checkChangeReferenceData(byte p1, byte p2) {
         if (p1 != 0 || (p2 != Constants.REF_PIN && p2 != Constants.REF_PUK)) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
-        if (!io.receive(apdu, chained, t.buffer, (short) (2 * PADDED), ISO7816.SW_WRONG_LENGTH)) {
-            return;
+    }
+
+    /** CHANGE REFERENCE DATA: old || new, each FF-padded to 12 bytes, in t.buffer. */
+    void changeReferenceData(byte p2, short len) {
+        if (len != CHANGE_LENGTH) {
+            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        try {
-            if (io.received() != (short) (2 * PADDED)) {
-                ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
-            }
-            change(p2 == Constants.REF_PIN);
-        } finally {
-            io.wipe(apdu, io.received());
-        }
+        change(p2 == Constants.REF_PIN);
     }
 
     private void change(boolean isPin) {
@@ -87,29 +86,19 @@ final class PinHandler {
         ref.update(t.buffer, PADDED, (byte) newLen);
     }
 
-    void resetRetryCounter(APDU apdu, byte p1, byte p2, boolean chained) {
+    void checkResetRetryCounter(byte p1, byte p2) {
         if (p1 != 0 || p2 != Constants.REF_PIN) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
-        short max = (short) (Constants.PUK_LENGTH + Constants.PIN_MAX);
-        if (!io.receive(apdu, chained, t.buffer, max, ISO7816.SW_WRONG_LENGTH)) {
-            return;
-        }
-        short len = io.received();
-        try {
-            unblock(len);
-        } finally {
-            io.wipe(apdu, len);
-        }
     }
 
-    private void unblock(short len) {
-        short max = (short) (Constants.PUK_LENGTH + Constants.PIN_MAX);
+    /** RESET RETRY COUNTER: PUK || new PIN (len bytes in t.buffer). */
+    void resetRetryCounter(short len) {
         short pinLen = (short) (len - Constants.PUK_LENGTH);
         if (pinLen < Constants.PIN_MIN) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
-        requireDigits(t.buffer, (short) 0, len, (short) 1, max);
+        requireDigits(t.buffer, (short) 0, len, (short) 1, UNBLOCK_MAX);
         if (!state.pukSet || !state.pinSet) {
             ISOException.throwIt(Constants.SW_REFERENCE_NOT_USABLE);
         }

@@ -1,6 +1,5 @@
 package org.cardshield.applet;
 
-import javacard.framework.APDU;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.Util;
@@ -29,25 +28,23 @@ final class SecurityOperations {
     private final Persistent state;
     private final Transients t;
     private final Crypto crypto;
-    private final Io io;
 
-    SecurityOperations(Persistent state, Transients t, Crypto crypto, Io io) {
+    SecurityOperations(Persistent state, Transients t, Crypto crypto) {
         this.state = state;
         this.t = t;
         this.crypto = crypto;
-        this.io = io;
     }
 
-    /** MSE SET: 84 01 n private key of slot n; 83 01 r public key of slot r or the server (10). */
-    void manageSecurityEnvironment(APDU apdu, byte p1, byte p2, boolean chained) {
+    /** MSE SET header: P1 41/81, P2 B6 (DST) or B8 (CT). */
+    void checkSecurityEnvironment(byte p1, byte p2) {
         if ((p1 != (byte) 0x41 && p1 != (byte) 0x81) || (p2 != TEMPLATE_DST && p2 != TEMPLATE_CT)) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
-        if (!io.receive(apdu, chained, t.buffer, (short) t.buffer.length, ISO7816.SW_WRONG_LENGTH)) {
-            return;
-        }
+    }
+
+    /** MSE SET: 84 01 n private key of slot n; 83 01 r public key of slot r or the server (10). */
+    void manageSecurityEnvironment(byte p2, short end) {
         byte[] b = t.buffer;
-        short end = io.received();
         if (end == 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
         }
@@ -81,29 +78,27 @@ final class SecurityOperations {
         }
     }
 
-    /** PSO dispatch on P1 P2 (the output and input data object tags). */
-    void performSecurityOperation(APDU apdu, byte p1, byte p2, boolean chained) {
+    /** PSO header: P1 P2 (the output and input data object tags) name the operation. */
+    short operation(byte p1, byte p2) {
         short op = Util.makeShort(p1, p2);
         if (op != (short) 0x9E9A && op != (short) 0x8086 && op != (short) 0x8680 && op != (short) 0x00A8) {
             ISOException.throwIt(ISO7816.SW_INCORRECT_P1P2);
         }
-        if (!io.receive(apdu, chained, t.buffer, (short) t.buffer.length, ISO7816.SW_WRONG_LENGTH)) {
-            return;
-        }
-        short len = io.received();
+        return op;
+    }
+
+    /** PSO on len bytes of data in t.buffer; returns the response length. */
+    short performSecurityOperation(short op, short len) {
         switch (op) {
             case (short) 0x9E9A:
-                computeDigitalSignature(apdu, len);
-                break;
+                return computeDigitalSignature(len);
             case (short) 0x8086:
-                decipher(apdu, len);
-                break;
+                return decipher(len);
             case (short) 0x8680:
-                encipher(apdu, len);
-                break;
+                return encipher(len);
             default:
-                verifyDigitalSignature(apdu, len);
-                break;
+                verifyDigitalSignature(len);
+                return 0;
         }
     }
 
@@ -152,7 +147,7 @@ final class SecurityOperations {
      * The bare-hash or DigestInfo signature: RSASSA-PKCS1-v1_5 through RsaSigner (encoding
      * built by the applet, checked with the public key before it leaves).
      */
-    private void computeDigitalSignature(APDU apdu, short len) {
+    private short computeDigitalSignature(short len) {
         KeySlot slot = privateKeySlot(Transients.B_DST_PRIVATE, (byte) 1);
         if (slot.hasPolicy(Constants.POLICY_SERVER_SIGNED)) {
             // the slot signs only what the server authorised: a bare hash would bypass that
@@ -160,8 +155,7 @@ final class SecurityOperations {
         }
         byte[] b = t.buffer;
         if (!slot.isRsa()) {
-            signHashEcdsa(apdu, slot, len);
-            return;
+            return signHashEcdsa(slot, len);
         }
         // a bare SHA-256 hash, or a DigestInfo for SHA-256/384/512 (its header must be exact)
         short prefix = RsaSigner.PREFIX_SHA256;
@@ -176,7 +170,7 @@ final class SecurityOperations {
                 prefix = RsaSigner.PREFIX_SHA512;
             } else {
                 ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
-                return;
+                return 0;
             }
             if (Util.arrayCompare(b, (short) 0, RsaSigner.DIGEST_INFO_PREFIXES, prefix, DIGEST_INFO_HEADER) != 0) {
                 ISOException.throwIt(ISO7816.SW_WRONG_DATA);
@@ -187,11 +181,11 @@ final class SecurityOperations {
         short out = (short) 128; // after the longest DigestInfo (83 bytes)
         state.consumePinForPrivateKeyUse(slot);
         short sigLen = crypto.rsaSigner.sign(slot.keyPair, prefix, b, hashOff, hashLen, out);
-        io.send(apdu, out, sigLen);
+        return t.response(out, sigLen);
     }
 
     /** ECDSA over a bare SHA-256 hash (Signature.signPreComputedHash); DER signature out. */
-    private void signHashEcdsa(APDU apdu, KeySlot slot, short len) {
+    private short signHashEcdsa(KeySlot slot, short len) {
         if (len != SHA256_LENGTH) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
@@ -205,11 +199,11 @@ final class SecurityOperations {
             // a card whose ECDSA cannot start from a hash
             ISOException.throwIt(ISO7816.SW_FUNC_NOT_SUPPORTED);
         }
-        io.send(apdu, SHA256_LENGTH, sigLen);
+        return t.response(SHA256_LENGTH, sigLen);
     }
 
     /** DECIPHER: padding indicator || cryptogram of exactly the modulus length. */
-    private void decipher(APDU apdu, short len) {
+    private short decipher(short len) {
         KeySlot slot = privateKeySlot(Transients.B_CT_PRIVATE, (byte) 2);
         if (!slot.isRsa()) {
             ISOException.throwIt(ISO7816.SW_FUNC_NOT_SUPPORTED);
@@ -234,17 +228,17 @@ final class SecurityOperations {
             cipher = crypto.rsaOaep;
         } else {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);
-            return;
+            return 0;
         }
         cipher.init(slot.keyPair.getPrivate(), Cipher.MODE_DECRYPT);
         short out = len;
         state.consumePinForPrivateKeyUse(slot);
         short plainLen = cipher.doFinal(b, (short) 1, modLen, b, out);
-        io.send(apdu, out, plainLen);
+        return t.response(out, plainLen);
     }
 
     /** ENCIPHER: PKCS#1 v1.5 with the CT public key (slot 2 by default, or the server's). */
-    private void encipher(APDU apdu, short len) {
+    private short encipher(short len) {
         PublicKey key = publicKey(Transients.B_CT_PUBLIC, (byte) 2);
         short modLen = modulusBytes(key);
         if (len == 0 || len > (short) (modLen - 11)) {
@@ -253,14 +247,14 @@ final class SecurityOperations {
         Cipher cipher = crypto.rsaPkcs1;
         cipher.init(key, Cipher.MODE_ENCRYPT);
         short out = len;
-        io.send(apdu, out, cipher.doFinal(t.buffer, (short) 0, len, t.buffer, out));
+        return t.response(out, cipher.doFinal(t.buffer, (short) 0, len, t.buffer, out));
     }
 
     /**
      * VERIFY DIGITAL SIGNATURE: 90 20 hash || 9E L signature, PKCS#1 v1.5 with SHA-256. The
      * EMSA-PKCS1-v1_5 block (00 01 FF..FF 00 DigestInfo) is recomputed and compared whole.
      */
-    private void verifyDigitalSignature(APDU apdu, short len) {
+    private void verifyDigitalSignature(short len) {
         byte[] b = t.buffer;
         if (len < (short) 36 || b[0] != (byte) 0x90 || b[1] != (byte) SHA256_LENGTH || b[34] != (byte) 0x9E) {
             ISOException.throwIt(ISO7816.SW_WRONG_DATA);

@@ -1,6 +1,5 @@
 package org.cardshield.applet;
 
-import javacard.framework.APDU;
 import javacard.framework.ISO7816;
 import javacard.framework.ISOException;
 import javacard.framework.Util;
@@ -25,13 +24,11 @@ final class TransactionSigner {
     private final Persistent state;
     private final Transients t;
     private final Crypto crypto;
-    private final Io io;
 
-    TransactionSigner(Persistent state, Transients t, Crypto crypto, Io io) {
+    TransactionSigner(Persistent state, Transients t, Crypto crypto) {
         this.state = state;
         this.t = t;
         this.crypto = crypto;
-        this.io = io;
     }
 
     private KeySlot signingSlot(byte p1, byte p2) {
@@ -45,13 +42,10 @@ final class TransactionSigner {
         return slot;
     }
 
-    void signTransaction(APDU apdu, byte p1, byte p2, boolean chained) {
-        if (!io.receive(apdu, chained, t.buffer, (short) t.buffer.length, ISO7816.SW_WRONG_LENGTH)) {
-            return;
-        }
+    /** SIGN TRANSACTION on len bytes of 81..85 [8E] in t.buffer; response 86 04 counter || 9E signature. */
+    short signTransaction(byte p1, byte p2, short len) {
         KeySlot slot = signingSlot(p1, p2);
         byte[] b = t.buffer;
-        short len = io.received();
         short fieldsEnd = parseFields(b, len);
 
         // optional / required server authorisation of the request (8E over "CSRQ1" || 81..85)
@@ -72,22 +66,19 @@ final class TransactionSigner {
         short sigAt = (short) (out + 10);
         short sigLen = crypto.signMessage(slot.keyPair, slot.isRsa(), TRANSACTION_MAGIC, b, (short) 0,
                 (short) (out + 6), sigAt);
-        io.send(apdu, out, wrapSignature(b, out, sigAt, sigLen));
+        return t.response(out, wrapSignature(b, out, sigAt, sigLen));
     }
 
-    void provePossession(APDU apdu, byte p1, byte p2, boolean chained) {
-        if (!io.receive(apdu, chained, t.buffer, Constants.CHALLENGE_MAX, ISO7816.SW_WRONG_LENGTH)) {
-            return;
-        }
+    /** PROVE POSSESSION of the len-byte challenge in t.buffer; response: the signature. */
+    short provePossession(byte p1, byte p2, short len) {
         KeySlot slot = signingSlot(p1, p2);
-        short len = io.received();
         if (len < Constants.CHALLENGE_MIN) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
         }
         state.consumePinForPrivateKeyUse(slot);
         short out = Constants.CHALLENGE_MAX;
         short sigLen = crypto.signMessage(slot.keyPair, slot.isRsa(), POSSESSION_MAGIC, t.buffer, (short) 0, len, out);
-        io.send(apdu, out, sigLen);
+        return t.response(out, sigLen);
     }
 
     /**

@@ -195,6 +195,11 @@ public final class AppletRuntime implements ApduHandler {
         return InstanceFields.resolve(instance, fieldPath);
     }
 
+    /** Test facility (host controls only): jcardsim's APDU buffer, as the last command left it. */
+    byte[] apduBuffer() {
+        return runtime.getCurrentAPDU().getBuffer();
+    }
+
     /** Back to a card fresh from the factory: no instances, load files registered again. */
     public void wipe() {
         simulator.resetRuntime();

@@ -14,9 +14,14 @@ import javacard.security.RSAPrivateCrtKey;
  *       modulo p, and one such signature factors the modulus (Boneh, DeMillo, Lipton 1997);
  *       for an EC key one bit of the private scalar S flips (signatures no longer verify).
  *   INSPECT instanceAID path -> "initialized=yes|no" for a key object (Key.isInitialized),
- *       "length=N zero=yes|no" for a byte array, the value for anything else.
+ *       "length=N zero=yes|no" for a byte array (with "nonzero=FIRST-LAST", the offsets of
+ *       the first and last non-zero byte, when it is not all zero), the value for anything
+ *       else. The path APDU_BUFFER names the APDU buffer (a global array, not the
+ *       instance's) as the last command left it; jcardsim zeroes it at the next command.
  */
 final class KeyProbe {
+    static final String APDU_BUFFER = "APDU_BUFFER";
+
     static boolean handles(String command) {
         return command.equals("FAULT-KEY") || command.equals("INSPECT");
     }
@@ -32,7 +37,8 @@ final class KeyProbe {
         if (words.length != 3) {
             throw new IllegalArgumentException("usage: " + words[0] + " instanceAID field.path");
         }
-        Object target = runtime.field(Hex.decode(words[1]), words[2]);
+        Object target = words[2].equals(APDU_BUFFER) ? runtime.apduBuffer()
+                : runtime.field(Hex.decode(words[1]), words[2]);
         if (words[0].equals("FAULT-KEY")) {
             fault(target, words[2]);
             return "";
@@ -67,11 +73,15 @@ final class KeyProbe {
         }
         if (target instanceof byte[]) {
             byte[] bytes = (byte[]) target;
-            boolean zero = true;
-            for (byte b : bytes) {
-                zero &= b == 0;
+            int first = -1;
+            int last = -1;
+            for (int i = 0; i < bytes.length; i++) {
+                if (bytes[i] != 0) {
+                    first = first < 0 ? i : first;
+                    last = i;
+                }
             }
-            return "length=" + bytes.length + " zero=" + (zero ? "yes" : "no");
+            return "length=" + bytes.length + (first < 0 ? " zero=yes" : " zero=no nonzero=" + first + "-" + last);
         }
         return String.valueOf(target);
     }
