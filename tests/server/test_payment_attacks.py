@@ -5,6 +5,7 @@ user without the user's card, a GET racing an authorization on PostgreSQL, a swa
 certificate. Each one was seen to succeed against the four-request payment path."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
@@ -22,7 +23,7 @@ from cardshield.protocol import tlv
 from cardshield.protocol.transaction import signed_transaction_data
 from cardshield.server.clock import utcnow
 from cardshield.server.db import normalize_url
-from cardshield.server.models import ApiClient, AuditEvent, Card, Payment, User
+from cardshield.server.models import ApiClient, AuditEvent, Card, Certificate, Payment, User
 from cardshield.server.payment import PaymentService
 from cardshield.server.testing.flows import FlowError, Terminal, call, create_payment
 
@@ -208,23 +209,49 @@ def test_a_merchant_probing_user_ids_is_rate_limited(ctx, http, tokens):
     assert err.value.status == 429 and err.value.code == "client_rate_limited"
 
 
-# -- blocks are checked at every step ---------------------------------------------------------
-@pytest.mark.parametrize("blocked", ["user", "card"])
-def test_a_block_after_the_claim_stops_the_final_post(ctx, http, tokens, enrolled, blocked):
+# -- blocks and revocations are checked at every step -----------------------------------------
+CHANGES = {"certificate_revoked": lambda: update(Certificate).values(
+               status="revoked", revoked_at=utcnow(), revocation_reason="key_compromise"),
+           "user_blocked": lambda: update(User).values(blocked_at=utcnow()),
+           "card_blocked": lambda: update(Card).values(blocked_at=utcnow())}
+
+
+@pytest.mark.parametrize("moment", ["after_the_claim", "between_the_checks_and_the_write"])
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_block_or_revocation_stops_the_final_post(ctx, http, tokens, enrolled, change, moment):
+    """After the claim, or committed by another replica between the final post's checks (on a
+    snapshot) and its write: the compare-and-sets carry the checks, so it is never missed."""
     term = enrolled()
     created = create_payment(http, tokens["merchant"], "alice")
     batch = _to_signing_batch(term, created["payment_id"])
     responses = term.run(batch)
     with ctx.db.transaction() as s:
         counter_before = s.scalar(select(Card.last_counter))
-        model = User if blocked == "user" else Card
-        s.execute(update(model).values(blocked_at=utcnow()))
+    store = ctx.payment_store
+    authorize, reached = store.authorize, []
+
+    def commit_the_change():
+        with ctx.db.transaction() as s:  # another transaction, committed now
+            s.execute(CHANGES[change]())
+
+    async def after_a_concurrent_commit(authorization):
+        store.authorize = authorize  # once
+        reached.append(authorization)
+        commit_the_change()
+        return await authorize(authorization)
+    if moment == "after_the_claim":
+        commit_the_change()
+    else:
+        store.authorize = after_a_concurrent_commit
     with pytest.raises(FlowError) as err:
         term.post_payment(created["payment_id"], batch, responses)
-    assert err.value.code == f"{blocked}_blocked", err.value.body
+    assert bool(reached) == (moment != "after_the_claim"), "the write was (not) reached"
+    assert err.value.code == change, err.value.body
     with ctx.db.transaction() as s:
-        assert s.get(Payment, created["payment_id"]).state != "authorized"
+        assert s.get(Payment, created["payment_id"]).state == "refused"
         assert s.scalar(select(Card.last_counter)) == counter_before
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "payment.authorize", AuditEvent.outcome == "ok")) == 0
 
 
 # -- the certificate reference is bound to the key that signs --------------------------------
@@ -281,8 +308,14 @@ def test_a_get_crossing_expiry_does_not_overwrite_an_authorization(ctx, http, to
         raise AssertionError(f"timed out waiting for {what}")
 
     def run(name, work):
+        """`work()`, a coroutine of the (async) payment service, on this thread's own loop."""
+        async def call():
+            try:
+                return await work()
+            finally:
+                await ctx.payment_store.close()  # this loop's connections
         try:
-            results[name] = work()
+            results[name] = asyncio.run(call())
         except Exception as exc:  # noqa: BLE001 - reported below
             results[name] = exc
 

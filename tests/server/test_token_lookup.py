@@ -12,17 +12,36 @@ from sqlalchemy import event
 
 from cardshield.server.context import ServerContext
 from cardshield.server.migrations import upgrade
+from cardshield.server.payment_store import CLIENT_BY_TOKEN
 from cardshield.server.testing.flows import FlowError, call
 from cardshield.server.tokens import TOKEN_PREFIX, create_client, disable_client
 
 
 class Statements:
-    """The SQL the server sends, as the database sees it."""
+    """The SQL the server sends: through its SQLAlchemy engine, and through the payment
+    store, which looks tokens up on its own connections (SQLite: traced by sqlite3 itself;
+    PostgreSQL: each lookup the store sends)."""
 
-    def __init__(self, engine):
+    def __init__(self, ctx):
         self.seen: list[str] = []
-        event.listen(engine, "before_cursor_execute",
+        event.listen(ctx.db.engine, "before_cursor_execute",
                      lambda conn, cursor, sql, *rest: self.seen.append(sql))
+        store = ctx.payment_store
+        if ctx.db.is_sqlite:
+            opened = ctx.db.raw_sqlite_reader
+
+            def traced():
+                connection = opened()
+                connection.set_trace_callback(self.seen.append)
+                return connection
+            ctx.db.raw_sqlite_reader = traced
+        else:
+            lookup = store.client_by_token
+
+            async def sent(digest):
+                self.seen.append(CLIENT_BY_TOKEN)
+                return await lookup(digest)
+            store.client_by_token = sent
 
     def count(self, needle: str) -> int:
         return sum(needle in sql for sql in self.seen)
@@ -56,7 +75,7 @@ def _create_payment(http, token: str) -> FlowError:
 def test_unknown_tokens_never_open_a_write_transaction(ctx, http, database_url):
     if not database_url.startswith("sqlite"):
         pytest.skip("BEGIN IMMEDIATE is SQLite's write transaction")
-    sql = Statements(ctx.db.engine)
+    sql = Statements(ctx)
     for _ in range(20):
         refused = _create_payment(http, TOKEN_PREFIX + uuid.uuid4().hex)
         assert (refused.status, refused.code) == (401, "unauthorized")
@@ -65,7 +84,7 @@ def test_unknown_tokens_never_open_a_write_transaction(ctx, http, database_url):
 
 
 def test_a_repeated_unknown_token_is_refused_from_memory(cached_ctx, cached_http):
-    sql = Statements(cached_ctx.db.engine)
+    sql = Statements(cached_ctx)
     token = TOKEN_PREFIX + uuid.uuid4().hex
     for _ in range(10):
         assert _create_payment(cached_http, token).code == "unauthorized"

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Literal, TypeVar
 
+import asyncpg
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
@@ -178,6 +180,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
         timer = asyncio.create_task(_crl_timer(ctx))
         yield
         timer.cancel()
+        await ctx.payment_store.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -219,16 +222,31 @@ def create_app(ctx: ServerContext) -> FastAPI:
                                                  "nothing was written, retry").as_json(),
                             status_code=409)
 
+    async def _raced(_request: Request, err: Exception):
+        # the payment store's drivers: a racing insert of the same unique value
+        log.info("integrity conflict: %s", err)
+        return JSONResponse(ApiError("conflict", "a concurrent request changed the same data; "
+                                                 "nothing was written, retry").as_json(),
+                            status_code=409)
+
     error_handlers = {ApiError: _api_error, RequestValidationError: _invalid,
-                      OperationalError: _db_busy, PoolTimeout: _db_busy, IntegrityError: _conflict}
+                      OperationalError: _db_busy, PoolTimeout: _db_busy, IntegrityError: _conflict,
+                      # the payment store on PostgreSQL (asyncpg): a database that went away
+                      # or restarts is a 503 (nothing was written), a unique race a 409
+                      asyncpg.PostgresConnectionError: _db_busy, asyncpg.InterfaceError: _db_busy,
+                      asyncpg.InternalClientError: _db_busy,
+                      asyncpg.OperatorInterventionError: _db_busy, ConnectionError: _db_busy,
+                      asyncpg.SerializationError: _db_busy, asyncpg.DeadlockDetectedError: _db_busy,
+                      asyncpg.UniqueViolationError: _raced,
+                      # ... and on SQLite (the DB-API connection): busy past the timeout, a race
+                      sqlite3.OperationalError: _db_busy, sqlite3.IntegrityError: _raced}
     for kind, handler in error_handlers.items():
         app.add_exception_handler(kind, handler)
 
     async def identify(authorization: str | None) -> tuple[int, str]:
-        # Resolved on the event loop from the cache; a miss is a read (never the writer),
-        # on the loop for SQLite, on a thread for PostgreSQL.
-        return (ctx.auth.cached_identity(authorization)
-                or await ctx.db.run_read(ctx.auth.identify, authorization))
+        # Resolved on the event loop from the cache; a miss is one read through the
+        # payment store (never the writer), on the event loop on both databases.
+        return await ctx.auth.identify_with(authorization, ctx.payment_store.client_by_token)
 
     async def authenticate(authorization: str | None, role: str) -> int:
         return ctx.auth.check_role(await identify(authorization), (role,))
@@ -252,15 +270,15 @@ def create_app(ctx: ServerContext) -> FastAPI:
     async def create_payment(request: Request) -> Response:
         merchant_id = await authenticate(request.headers.get("authorization"), "merchant")
         body = await _parsed(request, PaymentCreateIn)
-        view = await run(payments.create, merchant_id, body.user_id, body.amount_minor,
-                         body.currency, body.order_ref)
+        view = await payments.create(merchant_id, body.user_id, body.amount_minor,
+                                     body.currency, body.order_ref)
         return _answer(PaymentOut, _payment_out(view), 201)
 
     @hot.get("/v1/payments/{payment_id}", tags=["payment"], response_model=PaymentOut,
              responses=ERRORS, openapi_extra=_documented())
     async def get_payment(request: Request, payment_id: str) -> Response:
         identity = await identify(request.headers.get("authorization"))
-        view = await ctx.db.run_read(payments.get, *identity, _id(payment_id))  # never writes
+        view = await payments.get(*identity, _id(payment_id))  # a snapshot: never writes
         return _answer(PaymentOut, _payment_out(view))
 
     @hot.post("/v1/payments/{payment_id}/terminal", tags=["payment"], response_model=PaymentOut,
@@ -269,7 +287,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
         """601 + 605: the terminal takes the payment; returns the one batch (SELECT, the
         certificate reference, SIGN TRANSACTION)."""
         terminal_id = await authenticate(request.headers.get("authorization"), "terminal")
-        view = await run(payments.claim, terminal_id, _id(payment_id))
+        view = await payments.claim(terminal_id, _id(payment_id))
         return _answer(PaymentOut, _payment_out(view))
 
     @hot.post("/v1/payments/{payment_id}/responses", tags=["payment"], response_model=PaymentOut,
@@ -279,8 +297,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
         compare-and-sets in one transaction."""
         terminal_id = await authenticate(request.headers.get("authorization"), "terminal")
         body = await _parsed(request, CardResponsesIn)
-        view = await run(payments.post_responses, terminal_id, _id(payment_id), body.seq,
-                         body.decoded())
+        view = await payments.post_responses(terminal_id, _id(payment_id), body.seq,
+                                             body.decoded())
         return _answer(PaymentOut, _payment_out(view))
 
     # -- enrollment (figure 5): the same lean path --------------------------------------

@@ -5,7 +5,7 @@ group commit; PostgreSQL: a private cluster with fsync and synchronous_commit on
   * the raw floor: RSA-2048 sign and verify with `cryptography`;
   * a bare ASGI endpoint and the framework's floor (GET /healthz), over HTTP, server CPU each;
   * the payment services alone (in-process, no HTTP) on each database, with PostgreSQL's
-    own CPU and its round trips per payment;
+    own CPU and its round trips per payment (counted on the wire by a TCP proxy);
   * enrollment: certificates issued per second at ENROLLMENT_CONCURRENCY terminals (figure
     5 over HTTP, SoftCard answers, each with a card attestation verified; the cards' keys
     are generated before the timed part), with the server's CPU per enrollment and, apart,
@@ -239,60 +239,34 @@ def issuance_floor(state_dir: Path, key, issuances: int = 100) -> float:
     return (time.process_time() - cpu) / issuances * 1000
 
 
-class RoundTrips:
-    """Counts what psycopg sends to PostgreSQL: each statement, the BEGIN psycopg sends
-    before the first statement of a transaction, and COMMIT or ROLLBACK of an open one."""
-
-    def __init__(self):
-        import psycopg
-        from psycopg.pq import TransactionStatus
-        self.count, self._patched = 0, []
-
-        def begins(connection) -> int:
-            idle = connection.info.transaction_status == TransactionStatus.IDLE
-            return 1 if idle and not connection.autocommit else 0
-
-        def ends(connection) -> int:
-            return 0 if connection.info.transaction_status == TransactionStatus.IDLE else 1
-
-        for owner, name, sent in ((psycopg.Cursor, "execute", lambda cur: 1 + begins(cur.connection)),
-                                  (psycopg.Connection, "commit", ends),
-                                  (psycopg.Connection, "rollback", ends)):
-            original = getattr(owner, name)
-
-            def counted(target, *args, _original=original, _sent=sent, **kwargs):
-                self.count += _sent(target)
-                return _original(target, *args, **kwargs)
-            setattr(owner, name, counted)
-            self._patched.append((owner, name, original))
-
-    def close(self) -> None:
-        for owner, name, original in self._patched:
-            setattr(owner, name, original)
-
-
 @dataclass
 class ServiceFloor:
     cpu_ms: float  # this process
     database_cpu_ms: float  # PostgreSQL's processes
-    round_trips: float | None  # per payment, PostgreSQL only
+    round_trips: float | None  # per payment, PostgreSQL only, counted on the wire
 
 
 def service_floor(state_dir: Path, key, attestation_key, database_url: str, database_pids,
-                  payments: int = 300) -> ServiceFloor:
+                  payments: int = 300, counted: int = 20) -> ServiceFloor:
     """CPU per authorization of the payment services alone (database, APDU composition,
     certificate check, RSA verify, the bank's 8E signature), called in-process without
-    HTTP; the SoftCard's answers are computed outside the timed calls."""
+    HTTP; the SoftCard's answers are computed outside the timed calls. On PostgreSQL,
+    `counted` more payments then go through a TCP proxy that counts the round trips on the
+    wire (testing/wire.py), outside the timed ones (the proxy's own CPU is not the server's)."""
     from .context import ServerContext
     from .enrollment import EnrollmentService
     from .payment import PaymentService
+    from .testing.wire import RoundTripProxy
     from .tokens import create_client
-    ctx = ServerContext.create(_fresh_server(state_dir, database_url))
-    trips = None if ctx.db.is_sqlite else RoundTrips()
+    settings = _fresh_server(state_dir, database_url)
+    ctx = ServerContext.create(settings)
+    proxy = None if ctx.db.is_sqlite else RoundTripProxy.in_front_of(settings.effective_database_url)
+    wired = (ServerContext.create(settings.with_overrides(
+        database_url=proxy.url(settings.effective_database_url))) if proxy else None)
     try:
         terminal, merchant = (ctx.auth.identify("Bearer " + create_client(ctx.db, f"floor-{role}", role))[0]
                               for role in ("terminal", "merchant"))
-        enrollments, service = EnrollmentService(ctx), PaymentService(ctx)
+        enrollments = EnrollmentService(ctx)
         card = bank_signed_cards(ctx, state_dir, [key], attestation_key)[0]
         card.verify(card.pin)
         code = _bank_enrollment_codes(ctx, ["floor-user"])["floor-user"]
@@ -300,29 +274,52 @@ def service_floor(state_dir: Path, key, attestation_key, database_url: str, data
         while view.batch is not None:
             view = enrollments.post_responses(terminal, view.enrollment_id, view.batch["seq"], [
                 bytes.fromhex(r) for r in relay_batch(view.batch, card.transmit)])
-        spent, database0, trips0 = 0.0, 0.0, 0
-        for n in range(payments + 20):  # the first 20 warm caches up
-            if n == 20:
-                database0, trips0 = _cpu_seconds(database_pids()), trips.count if trips else 0
+
+        async def pay(service: PaymentService, n: int) -> float:
+            """One payment; returns the CPU seconds of the service calls."""
             cpu = time.process_time()
-            view = service.create(merchant, "floor-user", 100 + n, "EUR", f"f-{n}")
-            view = service.claim(terminal, view.payment_id)
+            view = await service.create(merchant, "floor-user", 100 + n, "EUR", f"f-{n}")
+            view = await service.claim(terminal, view.payment_id)
             timed = time.process_time() - cpu
             while view.batch is not None:
                 answers = [bytes.fromhex(r) for r in relay_batch(view.batch, card.transmit)]
                 cpu = time.process_time()
-                view = service.post_responses(terminal, view.payment_id, view.batch["seq"], answers)
+                view = await service.post_responses(terminal, view.payment_id, view.batch["seq"],
+                                                    answers)
                 timed += time.process_time() - cpu
             assert view.state == "authorized", view
-            if n >= 20:
-                spent += timed
-        database_ms = (_cpu_seconds(database_pids()) - database0) / payments * 1000
-        return ServiceFloor(spent / payments * 1000, database_ms,
-                            (trips.count - trips0) / payments if trips else None)
+            return timed
+
+        async def measure() -> tuple[float, float, float | None]:
+            service, spent, database0 = PaymentService(ctx), 0.0, 0.0
+            try:
+                for n in range(payments + 20):  # the first 20 warm caches up
+                    if n == 20:
+                        database0 = _cpu_seconds(database_pids())
+                    timed = await pay(service, n)
+                    spent += timed if n >= 20 else 0.0
+                database_s = _cpu_seconds(database_pids()) - database0
+                trips = None
+                if wired is not None:
+                    service = PaymentService(wired)
+                    await pay(service, 10_000)  # connections opened, statements prepared
+                    proxy.reset()
+                    for n in range(counted):
+                        await pay(service, 10_001 + n)
+                    trips = proxy.round_trips / counted
+                    await wired.payment_store.close()
+                return spent, database_s, trips
+            finally:
+                await ctx.payment_store.close()
+
+        spent, database_s, trips = asyncio.run(measure())
+        return ServiceFloor(spent / payments * 1000, database_s / payments * 1000, trips)
     finally:
-        if trips:
-            trips.close()
         ctx.db.dispose()
+        if wired is not None:
+            wired.db.dispose()
+        if proxy is not None:
+            proxy.close()
 
 
 @dataclass
@@ -718,6 +715,7 @@ def _reset_postgres(url: str) -> None:
 GOALS_MS = {"sqlite": 1.5, "postgresql": 2.1}
 ENROLLMENT_GOAL = 100.0  # certificates issued per second
 PAYMENT_REQUESTS = 3  # Bench._pay: create, claim, the card's answers
+ROUND_TRIP_BUDGET = 5  # per complete payment on PostgreSQL (tests/server/test_round_trips.py)
 
 
 def _report(floor: Floor, bare: tuple[float, float], framework: tuple[float, float],
@@ -754,11 +752,15 @@ def _report(floor: Floor, bare: tuple[float, float], framework: tuple[float, flo
         *_enrollment_report(runs, floor, attestation_ms, issuance_ms, cores),
         "### Payments",
         "",
+        "Round trips: request/response exchanges between the server and PostgreSQL during "
+        f"one complete payment (create, claim, final post; tokens cached by the replica), "
+        f"counted on the wire by a TCP proxy in front of the database (budget {ROUND_TRIP_BUDGET}).",
+        "",
         "| database | payment services alone (CPU / auth) | of which database | round trips / payment |",
         "|---|---:|---:|---:|",
     ]
     for r in runs:
-        trips = f"{r.services.round_trips:.0f}" if r.services.round_trips else "in-process"
+        trips = f"{r.services.round_trips:.1f}" if r.services.round_trips else "in-process"
         database = ("in the server process" if r.name == "sqlite"
                     else f"{r.services.database_cpu_ms:.2f} ms")
         lines.append(f"| {r.name} | {r.services.cpu_ms + r.services.database_cpu_ms:.2f} ms | "
@@ -798,8 +800,8 @@ def _report(floor: Floor, bare: tuple[float, float], framework: tuple[float, flo
             f"certificate check). The other {http:.2f} ms ({http / PAYMENT_REQUESTS:.2f} ms per request, "
             f"against {framework[1]:.2f} ms for /healthz and {bare[1]:.3f} ms for a bare "
             "endpoint) are HTTP in uvicorn, the framework, JSON and pydantic, the token check "
-            "and the hand-over to the database (SQLite: the writer thread; PostgreSQL: a pool "
-            "thread per request).")
+            "and the hand-over to the database (SQLite: the writer thread; PostgreSQL: none, "
+            "asyncpg runs on the event loop).")
     for r in runs:
         lines.append(_p99_explained(r, per))
     for r in runs:

@@ -4,6 +4,7 @@ back entirely, then record the refusal and its consequences in a second transact
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, TypeVar
 
 from cryptography import x509
@@ -29,6 +30,13 @@ class ServerContext:
     # Attestation CA certificates the card registry and enrollment trust (registry.py);
     # read at start: restart the server after changing the trust store.
     attestation_roots: list[x509.Certificate]
+
+    @cached_property
+    def payment_store(self):
+        """The payment path's database work (payment_store.py), one per context: on
+        PostgreSQL it holds the asyncpg pools."""
+        from .payment_store import payment_store
+        return payment_store(self.db)
 
     @classmethod
     def create(cls, settings: Settings, *, pool_size: int = 10) -> "ServerContext":

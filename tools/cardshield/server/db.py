@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from queue import Empty, SimpleQueue
@@ -266,6 +267,45 @@ class Database:
         with self.writer_lock, self._sessions() as session:
             with session.begin():
                 yield session
+
+    @contextmanager
+    def raw_write(self) -> Iterator[sqlite3.Connection]:
+        """A write on SQLite's DB-API connection, without SQLAlchemy (the payment store):
+        on the writer thread a savepoint of its open batch (a failure rolls back this one
+        alone), elsewhere its own BEGIN IMMEDIATE transaction under the writer lock."""
+        batch = self._batch_connection()
+        if batch is not None:
+            raw = batch.connection.driver_connection
+            raw.execute("SAVEPOINT cs_write")
+            try:
+                yield raw
+            except BaseException:
+                if raw.in_transaction:  # else SQLite ended the batch: the writer reports it
+                    raw.execute("ROLLBACK TO cs_write")
+                    raw.execute("RELEASE cs_write")
+                raise
+            raw.execute("RELEASE cs_write")
+            return
+        with self.writer_lock, self.engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield raw
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
+
+    def raw_sqlite_reader(self) -> sqlite3.Connection:
+        """A DB-API connection for single-statement reads (each one a consistent snapshot
+        in WAL mode, never waiting for the writer), with the engine's settings."""
+        database = self.engine.url.database
+        connection = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                     isolation_level=None, check_same_thread=False)
+        connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        connection.execute("PRAGMA query_only=ON")
+        return connection
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

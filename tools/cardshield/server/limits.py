@@ -51,13 +51,6 @@ def register_failure(session: Session, code: str, limit: int, *, user_id: int | 
                         .values(blocked_at=now))
 
 
-def is_blocked(session: Session, *, user_id: int, card_id: int | None) -> bool:
-    user_blocked = session.scalar(select(User.blocked_at).where(User.id == user_id))
-    card_blocked = card_id is not None and session.scalar(
-        select(Card.blocked_at).where(Card.id == card_id))
-    return user_blocked is not None or bool(card_blocked)
-
-
 def reset_failures(session: Session, *, user_id: int, card_id: int | None = None) -> None:
     session.execute(update(User).where(User.id == user_id, User.consecutive_failures != 0)
                     .values(consecutive_failures=0))

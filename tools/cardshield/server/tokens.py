@@ -169,12 +169,24 @@ class Authenticator:
         digest = _digest_of(authorization)
         with self.db.read() as connection:
             row = connection.execute(_CLIENT_BY_DIGEST, {"digest": digest}).first()
+        return self._resolve(digest, None if row is None else tuple(row))
+
+    async def identify_with(self, authorization: str | None, lookup) -> tuple[int, str]:
+        """`identify` with an async `lookup(digest) -> (id, role, disabled_at) | None`
+        (the payment store's, on the event loop) on a cache miss."""
+        found = self.cached_identity(authorization)
+        if found is not None:
+            return found
+        digest = _digest_of(authorization)
+        return self._resolve(digest, await lookup(digest))
+
+    def _resolve(self, digest: str, row: tuple | None) -> tuple[int, str]:
         now = time.monotonic()
-        if row is None or row.disabled_at is not None:
+        if row is None or row[2] is not None:  # unknown, or disabled
             self._remember(self._refused, digest, now + self.cache_seconds)
             raise _unknown_token()
-        self._remember(self._known, digest, (now + self.cache_seconds, row.id, row.role))
-        return row.id, row.role
+        self._remember(self._known, digest, (now + self.cache_seconds, row[0], row[1]))
+        return row[0], row[1]
 
     def _remember(self, cache: dict, digest: str, entry) -> None:
         if self.cache_seconds <= 0:

@@ -93,8 +93,7 @@ def _merchant(request: Request) -> int:
 async def _merchant_on_loop(request: Request) -> int:
     """For the `async` routes: from the token cache, or a read (never the writer)."""
     ctx, authorization = request.app.state.ctx, _merchant_authorization()
-    identity = ctx.auth.cached_identity(authorization) or await ctx.db.run_read(ctx.auth.identify,
-                                                                               authorization)
+    identity = await ctx.auth.identify_with(authorization, ctx.payment_store.client_by_token)
     return ctx.auth.check_role(identity, ("merchant",))
 
 
@@ -102,7 +101,7 @@ async def _merchant_on_loop(request: Request) -> int:
 async def create_order(body: OrderIn, request: Request) -> dict:
     """The shop's server prices the basket and asks the bank for a payment (figure 6's
     merchant side); the page then hands the payment id to the card agent. The payment is
-    written like the API's (Database.run: on SQLite the writer thread's group commit)."""
+    created like the API's (the payment service: on SQLite the writer thread's group commit)."""
     if not USER_ID_PATTERN.fullmatch(body.user_id):
         raise ApiError("invalid_request", "the user id is 1-64 letters, digits and . _ @ -")
     try:
@@ -111,16 +110,17 @@ async def create_order(body: OrderIn, request: Request) -> dict:
         raise ApiError("invalid_request", str(error)) from None
     order_ref = "ORD-" + secrets.token_hex(4).upper()
     ctx = request.app.state.ctx
-    view = await ctx.db.run(PaymentService(ctx).create, await _merchant_on_loop(request), body.user_id,
-                            amount, CURRENCY, order_ref)
+    view = await PaymentService(ctx).create(await _merchant_on_loop(request), body.user_id, amount,
+                                            CURRENCY, order_ref)
     # the payee is the merchant client's registered display name
     return {"payment_id": view.payment_id, "order_ref": order_ref, "amount_minor": amount,
             "amount": format_amount(amount, CURRENCY), "payee": view.payee}
 
 
 @router.get("/web/payments/{payment_id}")
-def payment_state(payment_id: str, request: Request) -> dict:
-    view = PaymentService(request.app.state.ctx).get(_merchant(request), "merchant", payment_id)
+async def payment_state(payment_id: str, request: Request) -> dict:
+    view = await PaymentService(request.app.state.ctx).get(await _merchant_on_loop(request),
+                                                           "merchant", payment_id)
     return {"payment_id": view.payment_id, "state": view.state, "refusal_code": view.refusal_code,
             "amount": format_amount(view.amount_minor, view.currency), "payee": view.payee,
             "card_counter": view.card_counter}
