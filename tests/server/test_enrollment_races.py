@@ -103,3 +103,36 @@ def test_a_card_revoked_during_a_one_transaction_post_gets_no_certificate(ctx, a
     assert _certificates(ctx) == []
     with ctx.db.read_session() as s:
         assert s.get(Enrollment, enrollment_id).state == "failed"
+
+
+def test_a_post_that_loses_between_its_reads_is_stale_and_leaves_the_winner(ctx, at_possession,
+                                                                            monkeypatch):
+    """check_and_write at READ COMMITTED: the other post of the same answers commits after
+    this one read the session but before it read the challenge. The loser must be told
+    `stale_step`, not a fatal refusal that would fail the winner's session and revoke its
+    certificate."""
+    if ctx.db.is_sqlite:
+        pytest.skip("on SQLite the checks read one snapshot; the writer serializes the writes")
+    import threading
+
+    from cardshield.server import enrollment
+    terminal_id, enrollment_id, batch, answers, _card = at_possession
+    service = EnrollmentService(ctx)
+    key_der, won = enrollment._public_key_der, []
+
+    def winner_commits_first(key):
+        if not won:  # the loser's read-back key check: the winner's whole post runs now
+            won.append(None)
+            thread = threading.Thread(target=lambda: won.append(service.check_and_write(
+                Post(terminal_id, enrollment_id, batch["seq"], answers))))
+            thread.start()
+            thread.join()
+        return key_der(key)
+    monkeypatch.setattr(enrollment, "_public_key_der", winner_commits_first)
+    with pytest.raises(ApiError) as lost:
+        service.check_and_write(Post(terminal_id, enrollment_id, batch["seq"], answers))
+    assert lost.value.code == "stale_step"
+    assert won[1].state == "cert_sent"
+    assert _certificates(ctx) == ["pending_store"]
+    with ctx.db.read_session() as s:
+        assert s.get(Enrollment, enrollment_id).state == "cert_sent"

@@ -400,7 +400,18 @@ class EnrollmentService:
         post.fatal_possible = True
         step = {"keygen_sent": self._check_keygen, "pop_sent": self._check_possession,
                 "cert_sent": self._check_readback}[e.state]
-        return step(c, e, batch, data)
+        try:
+            return step(c, e, batch, data)
+        except ApiError as refusal:
+            # PostgreSQL reads each statement at READ COMMITTED: another post of this batch
+            # may have committed since the session was read, and its writes (the challenge
+            # used, the key enrolled) refuse this one. That post won; this one is stale and
+            # must not fail the session (SQLite's snapshot never sees this).
+            now = c.execute(_SESSION, {"enrollment_id": post.enrollment_id}).first()
+            if (now.state, now.seq) != (e.state, e.seq):
+                raise ApiError("stale_step", f"batch {e.seq} was answered meanwhile; fetch the "
+                                             "enrollment's state") from refusal
+            raise
 
     def write(self, post: Post, checked: _Checked) -> EnrollmentView:
         """The checked post's one transaction (a refusal in it is recorded like the checks')."""
