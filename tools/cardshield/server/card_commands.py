@@ -7,6 +7,8 @@ SHA-256 (FCP tag 85: a reference instead of the whole certificate), SIGN TRANSAC
 """
 from __future__ import annotations
 
+from functools import cache
+
 from cardshield.protocol import commands
 from cardshield.protocol.attestation import attest_command
 from cardshield.protocol.constants import APPLET_AID
@@ -18,6 +20,7 @@ from .batches import CardStep
 READ_CHUNK = 256
 
 
+@cache  # constant steps (a CardStep is immutable): composed once, not per payment
 def select_applet() -> CardStep:
     return CardStep("SELECT applet", commands.select_applet(APPLET_AID).short())
 
@@ -62,6 +65,7 @@ def read_certificate(slot: int, length: int) -> list[CardStep]:
     return steps
 
 
+@cache
 def certificate_reference(slot: int) -> CardStep:
     """SELECT the slot's certificate EF with P2=04: the FCP carries SHA-256 of the stored
     certificate (tag 85), 45 bytes instead of the certificate (docs/apdu.md)."""
