@@ -17,6 +17,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from queue import Empty, SimpleQueue
 from contextlib import contextmanager, nullcontext
@@ -161,6 +162,7 @@ class GroupCommitWriter:
         self.connection: Connection | None = None  # the batch's connection, on this thread
         self._connection: Connection | None = None  # kept open between batches
         self.batches = self.transactions = 0  # for the benchmark's report
+        self.cpu_seconds = 0.0  # this thread's CPU in batches (the benchmark's split)
 
     def on_writer_thread(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread
@@ -200,8 +202,10 @@ class GroupCommitWriter:
                     self._queue.put(None)  # stop after this batch
                     break
                 batch.append(more)
+            started = time.thread_time()
             self._commit(batch)
             self._answer(batch)
+            self.cpu_seconds += time.thread_time() - started
 
     @staticmethod
     def _answer(batch: list[_Job]) -> None:
