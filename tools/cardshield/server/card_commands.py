@@ -12,6 +12,7 @@ from functools import cache
 from cardshield.protocol import commands
 from cardshield.protocol.attestation import attest_command
 from cardshield.protocol.constants import APPLET_AID
+from cardshield.protocol.transaction import Transaction
 
 from .batches import CardStep
 
@@ -73,11 +74,12 @@ def certificate_reference(slot: int) -> CardStep:
                     commands.select_certificate(slot, fcp=True).short())
 
 
-def sign_transaction(slot: int, transaction_tlvs: bytes,
+def sign_transaction(slot: int, transaction: Transaction,
                      server_signature: bytes | None) -> list[CardStep]:
     """With an RSA-2048 8E the data exceeds 255 bytes and goes chained; with an EC P-256 8E
-    (64 bytes) it fits one short APDU."""
-    apdus = commands.sign_transaction(slot, transaction_tlvs, server_signature).chained()
+    (64 bytes) it fits one short APDU. Takes the Transaction, already checked against the
+    card's field rules, rather than its TLVs (which would be parsed again to check them)."""
+    apdus = commands.sign_transaction(slot, transaction, server_signature).chained()
     return [CardStep("SIGN TRANSACTION" if i == len(apdus) - 1 else
                      f"SIGN TRANSACTION part {i + 1}/{len(apdus)}", apdu,
                      pin_required=i == 0) for i, apdu in enumerate(apdus)]
