@@ -1,5 +1,6 @@
-"""Small test applets of the strict card's tests (transaction_probe/, apdu_buffer_probe/):
-compiled against jcardsim and run alone on a virtual card of the chosen profile."""
+"""Small test applets of the strict card's tests (transaction_probe/, apdu_buffer_probe/,
+transient_probe/, platform_probe/): compiled against jcardsim and run alone (or with a second
+instance) on a virtual card of the chosen profile."""
 
 from __future__ import annotations
 

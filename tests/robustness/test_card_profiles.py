@@ -43,7 +43,8 @@ def test_every_profile_names_its_limits_and_sources():
             assert profile.has(api), (name, api)
         assert profile.has("KeyBuilder.TYPE_RSA_CRT_PRIVATE", 2048) and profile.has("KeyBuilder.TYPE_AES", 128)
         if profile.strict:  # every value a strict card enforces says where it comes from
-            for value in ("eeprom_bytes", "transient_bytes", "commit_capacity", "protocol", "javacardx_apdu"):
+            for value in ("eeprom_bytes", "transient_deselect_bytes", "transient_reset_bytes", "commit_capacity",
+                          "protocol", "javacardx_apdu"):
                 assert value in profile.sources or name == "jcop4" and value == "javacardx_apdu", (name, value)
 
 

@@ -30,13 +30,12 @@ from smartcard import scard
 
 from cardshield.card.apdu import CommandAPDU
 from cardshield.card.client import CardError, CardShield
-from cardshield.card.errors import NoCardError
 from cardshield.card.transport import Transport
 from cardshield.protocol import Transaction, commands
 from cardshield.protocol.bank_key import BankKeyType, encode_bank_public_key, generate_bank_key, sign_request
 from cardshield.protocol.constants import Algorithm, CardFlags, Lifecycle, SlotPolicy
 from cardshield.protocol.transaction import signed_transaction_data
-from tearing_support import issued_card, short_apdus
+from tearing_support import issued_card, reinsert_after_tear, short_apdus
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only, pytest.mark.slow]
 
@@ -129,32 +128,11 @@ def torn_transmit(card: CardShield, step: CommandAPDU, point: int) -> None:
     power_up(card)
 
 
-def power_up(card: CardShield, timeout: float = 10.0) -> None:
-    """The card went out with the power: wait until pcscd has seen it leave (it polls the
-    reader), INSERT it again, and connect anew on the same context (the old card handle
-    died with the removal)."""
-    stack, transport = _stack(card), card.transport
-    deadline = time.monotonic() + timeout
-    state = scard.SCARD_STATE_UNAWARE
-    while not state & scard.SCARD_STATE_EMPTY:
-        assert time.monotonic() < deadline, "pcscd never saw the torn card leave"
-        hresult, readers = scard.SCardGetStatusChange(transport._context, 100, [(transport.reader, state)])
-        if hresult == scard.SCARD_S_SUCCESS:
-            state = readers[0][1] & ~scard.SCARD_STATE_CHANGED
-    transport._card = None  # pyscard fails SCardDisconnect on a handle of a removed card
-    for _ in range(3):  # pcscd now and then misses the re-inserted card: plug it in again
-        stack.insert_card()
-        settle = time.monotonic() + timeout / 2
-        while time.monotonic() < settle:
-            try:
-                transport.connect()
-                card.select()
-                return
-            except NoCardError:
-                time.sleep(0.02)
-        stack.remove_card()
-        time.sleep(0.5)
-    raise AssertionError("the card did not come back after INSERT (three tries)")
+def power_up(card: CardShield) -> None:
+    """The card went out with the power: put it back (tearing_support.reinsert_after_tear)
+    and select the applet."""
+    reinsert_after_tear(_stack(card), card.transport)
+    card.select()
 
 
 def tear_everywhere(card: CardShield, name: str, prepare: Callable[[], object], steps: list[CommandAPDU],

@@ -51,7 +51,9 @@ class CardProfile:
     description: str
     strict: bool
     eeprom_bytes: int
-    transient_bytes: int
+    # transient RAM for CLEAR_ON_DESELECT and for CLEAR_ON_RESET arrays, each its own budget
+    transient_deselect_bytes: int
+    transient_reset_bytes: int
     commit_capacity: int
     commit_entry_overhead: int
     eeprom_page_bytes: int
@@ -75,7 +77,8 @@ class CardProfile:
             f"profile.name={self.name}",
             f"profile.strict={'true' if self.strict else 'false'}",
             f"profile.eeprom.bytes={self.eeprom_bytes}",
-            f"profile.transient.bytes={self.transient_bytes}",
+            f"profile.transient.deselect.bytes={self.transient_deselect_bytes}",
+            f"profile.transient.reset.bytes={self.transient_reset_bytes}",
             f"profile.commit.capacity={self.commit_capacity}",
             f"profile.commit.entry.overhead={self.commit_entry_overhead}",
             f"profile.eeprom.page.bytes={self.eeprom_page_bytes}",
@@ -114,7 +117,9 @@ def load_profile(name: str) -> CardProfile:
     try:
         profile = CardProfile(
             name=data["name"], description=data["description"], strict=bool(data["strict"]),
-            eeprom_bytes=int(data["eeprom_bytes"]), transient_bytes=int(data["transient_bytes"]),
+            eeprom_bytes=int(data["eeprom_bytes"]),
+            transient_deselect_bytes=int(data["transient_deselect_bytes"]),
+            transient_reset_bytes=int(data["transient_reset_bytes"]),
             commit_capacity=int(data["commit_capacity"]), commit_entry_overhead=int(data["commit_entry_overhead"]),
             eeprom_page_bytes=int(data["eeprom_page_bytes"]), object_header_bytes=int(data["object_header_bytes"]),
             apdu_buffer_bytes=int(data["apdu_buffer_bytes"]), protocol=data["protocol"],

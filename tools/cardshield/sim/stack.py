@@ -79,12 +79,15 @@ class CommandReport:
     # the most commit buffer its transactions used, journal overhead included (bytes)
     journal_peak: int = 0
     torn_at: str = ""
+    # in how many parts the command data reached the applet (more than 1: larger than the APDU buffer)
+    incoming_parts: int = 0
 
     @classmethod
     def parse(cls, text: str) -> CommandReport:
         values = dict(word.split("=", 1) for word in text.split())
         return cls(int(values["points"]), values["torn"] == "yes", values["unreached"] == "yes",
-                   int(values.get("journal", 0)), values.get("at", "").replace("_", " "))
+                   int(values.get("journal", 0)), values.get("at", "").replace("_", " "),
+                   int(values.get("incoming", 0)))
 
 
 @dataclass

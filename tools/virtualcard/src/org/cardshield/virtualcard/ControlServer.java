@@ -31,9 +31,10 @@ import java.nio.file.Path;
  *                 leaves the reader and comes back at INSERT as after a power cycle
  *                 (docs/virtual-card.md)
  *   TEAR-RANDOM SEED -> the same at tear points drawn with SEED (each point 1 in 8)
- *   REPORT     -> "OK points=P torn=yes|no unreached=yes|no journal=J [at=N:what]" about the last
- *                 command: its tear points, whether it was torn, whether an armed tear
- *                 was beyond its last point, the peak commit-buffer use (bytes)
+ *   REPORT     -> "OK points=P torn=yes|no unreached=yes|no journal=J incoming=K [at=N:what]" about
+ *                 the last command: its tear points, whether it was torn, whether an armed tear
+ *                 was beyond its last point, the peak commit-buffer use (bytes), the parts in
+ *                 which its data reached the applet (more than 1: larger than the APDU buffer)
  *   FAULT-KEY instanceAID path, INSPECT instanceAID path
  *              -> TEST FACILITIES about keys, see KeyProbe
  * Replies are "OK" (REPORT, INSPECT: "OK <data>") or "ERROR <reason>".

@@ -75,9 +75,12 @@ final class VpcdLink {
      * Serve reader requests until the socket closes. Returns false on card removal, true
      * when the card lost power inside a command (strict profiles' tear control): the link
      * is dropped with no answer (vpcd gives the reader an empty frame and sees the card
-     * leave), and the card stays out until the control INSERT.
+     * leave), and the card stays out until the control INSERT. powerLost runs before the
+     * link drops: whoever sees the card leave (pcscd, then a test sending INSERT) must find
+     * it already marked out, or an INSERT that overtook the marking would be undone by it
+     * and the card would stay out for good.
      */
-    boolean serve(ApduHandler card) throws IOException {
+    boolean serve(ApduHandler card, Runnable powerLost) throws IOException {
         Socket current = socket;
         if (current == null) {
             return false;
@@ -111,7 +114,8 @@ final class VpcdLink {
                         try {
                             response = card.process(payload);
                         } catch (org.cardshield.virtualcard.strict.PowerLoss e) {
-                            return true;
+                            powerLost.run();
+                            return true; // the finally below drops the link
                         }
                     }
                     send(out, response);

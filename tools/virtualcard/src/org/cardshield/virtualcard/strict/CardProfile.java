@@ -11,8 +11,10 @@ public final class CardProfile {
     public final String name;
     /** Persistent memory the applets may allocate (bytes). */
     public final int eepromBytes;
-    /** Transient RAM for CLEAR_ON_RESET and CLEAR_ON_DESELECT arrays together (bytes). */
-    public final int transientBytes;
+    /** Transient RAM for CLEAR_ON_DESELECT arrays (bytes; JCSystem.MEMORY_TYPE_TRANSIENT_DESELECT). */
+    public final int transientDeselectBytes;
+    /** Transient RAM for CLEAR_ON_RESET arrays (bytes; JCSystem.MEMORY_TYPE_TRANSIENT_RESET). */
+    public final int transientResetBytes;
     /** JCSystem.getMaxCommitCapacity(): journal bytes one transaction may use, overhead included. */
     public final int commitCapacity;
     /** Journal bytes each logged write costs besides its data (address, length, tag). */
@@ -33,7 +35,8 @@ public final class CardProfile {
     private CardProfile(Properties p) {
         name = p.getProperty("profile.name", "lenient").trim();
         eepromBytes = number(p, "profile.eeprom.bytes", Integer.MAX_VALUE);
-        transientBytes = number(p, "profile.transient.bytes", Integer.MAX_VALUE);
+        transientDeselectBytes = number(p, "profile.transient.deselect.bytes", Integer.MAX_VALUE);
+        transientResetBytes = number(p, "profile.transient.reset.bytes", Integer.MAX_VALUE);
         commitCapacity = number(p, "profile.commit.capacity", 32767);
         commitEntryOverhead = number(p, "profile.commit.entry.overhead", 0);
         pageBytes = Math.max(1, number(p, "profile.eeprom.page.bytes", 64));

@@ -28,10 +28,13 @@ import org.objectweb.asm.Type;
  * commit capacity, transient array and available memory calls; KeyBuilder.buildKey and the
  * getInstance(byte[, boolean]) of Signature, Cipher, MessageDigest and RandomData (the
  * profile's algorithms); new KeyPair(byte, short) checked before its constructor;
- * APDU.getBuffer and setOutgoingLength; OwnerPIN.check, update, resetAndUnblock; KeyPair.genKeyPair; the set* and
+ * Signature.sign, Cipher.doFinal and update, MessageDigest.doFinal, RandomData.generateData (a
+ * persistent output: tear points, journal); APDU.getBuffer, setOutgoingLength, setIncomingAndReceive and receiveBytes (command data in parts
+ * of the profile's buffer size); OwnerPIN.check, update, resetAndUnblock; KeyPair.genKeyPair; the set* and
  * clearKey methods of the javacard.security and javacardx.crypto key interfaces:
  * the StrictCard method of the same purpose;</li>
- * <li>NEW, NEWARRAY, ANEWARRAY: persistent memory counted against the profile.</li>
+ * <li>NEW, NEWARRAY, ANEWARRAY: persistent memory counted against the profile; after the
+ * constructor of a NEW, StrictCard.created (objects of an aborted transaction are reclaimed).</li>
  * </ul>
  */
 final class Instrumenter {
@@ -43,6 +46,12 @@ final class Instrumenter {
             "makeTransientObjectArray", "getAvailableMemory"));
     private static final Set<String> UTIL = new HashSet<>(Arrays.asList("arrayCopy", "arrayCopyNonAtomic",
             "arrayFillNonAtomic", "setShort"));
+
+    /** Crypto operations writing an output array (persistent: tear points, journal). */
+    private static final Set<String> CRYPTO_OUTPUT = new HashSet<>(Arrays.asList(
+            "javacard/security/Signature.sign([BSS[BS)S", "javacardx/crypto/Cipher.doFinal([BSS[BS)S",
+            "javacardx/crypto/Cipher.update([BSS[BS)S", "javacard/security/MessageDigest.doFinal([BSS[BS)S",
+            "javacard/security/RandomData.generateData([BSS)V"));
 
     /** getInstance(byte, boolean) / getInstance(byte) of the crypto engines: StrictCard's method checking the profile. */
     private static final Map<String, String> INSTANCES = new HashMap<>();
@@ -85,6 +94,8 @@ final class Instrumenter {
 
     private static final class Rewriter extends MethodVisitor {
         private final boolean constructor;
+        /** Types of NEW instructions whose constructor call has not come yet (innermost first). */
+        private final java.util.ArrayDeque<String> pendingNew = new java.util.ArrayDeque<>();
 
         Rewriter(MethodVisitor next, boolean constructor) {
             super(Opcodes.ASM9, next);
@@ -151,6 +162,7 @@ final class Instrumenter {
         @Override
         public void visitTypeInsn(int opcode, String type) {
             if (opcode == Opcodes.NEW) {
+                pendingNew.push(type);
                 super.visitLdcInsn(Type.getObjectType(type));
                 super.visitMethodInsn(Opcodes.INVOKESTATIC, RUNTIME, "allocatingObject", "(Ljava/lang/Class;)V", false);
             }
@@ -185,6 +197,14 @@ final class Instrumenter {
                 super.visitInsn(Opcodes.DUP2);
                 super.visitMethodInsn(Opcodes.INVOKESTATIC, RUNTIME, "keyPairAlgorithm", "(BS)V", false);
             }
+            if (opcode == Opcodes.INVOKESPECIAL && name.equals("<init>") && owner.equals(pendingNew.peek())) {
+                // javac's NEW, DUP, arguments, <init>: the new object is on the stack after the call
+                pendingNew.pop();
+                super.visitMethodInsn(opcode, owner, name, descriptor, isInterface);
+                super.visitInsn(Opcodes.DUP);
+                super.visitMethodInsn(Opcodes.INVOKESTATIC, RUNTIME, "created", "(Ljava/lang/Object;)V", false);
+                return;
+            }
             if (opcode == Opcodes.INVOKEVIRTUAL && receiverCall(owner, name, descriptor)) {
                 return;
             }
@@ -207,6 +227,10 @@ final class Instrumenter {
                 target = "apduBuffer";
             } else if (owner.equals("javacard/framework/APDU") && name.equals("setOutgoingLength")) {
                 target = "setOutgoingLength";
+            } else if (owner.equals("javacard/framework/APDU") && name.equals("setIncomingAndReceive")) {
+                target = "setIncomingAndReceive";
+            } else if (owner.equals("javacard/framework/APDU") && name.equals("receiveBytes")) {
+                target = "receiveBytes";
             } else if (owner.equals("javacard/framework/OwnerPIN")) {
                 if (name.equals("check")) {
                     target = "pinCheck";
@@ -217,6 +241,8 @@ final class Instrumenter {
                 }
             } else if (owner.equals("javacard/security/KeyPair") && name.equals("genKeyPair")) {
                 target = "genKeyPair";
+            } else if (CRYPTO_OUTPUT.contains(owner + "." + name + descriptor)) {
+                target = name; // StrictCard.sign, doFinal, update, generateData: the output's tear points
             }
             if (target == null) {
                 return false;

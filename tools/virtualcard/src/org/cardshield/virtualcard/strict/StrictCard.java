@@ -54,16 +54,43 @@ public final class StrictCard {
     private static Random randomTear;
     private static boolean powerLost;
     private static String tornAt;
-    private static CommandReport last = new CommandReport(0, null, false, 0);
+    private static CommandReport last = new CommandReport(0, null, false, 0, 0);
     private static int journalPeak;
 
     // memory: the card's totals, and per owner (the applet instance in whose context an object
     // was allocated, JCRE 3.0.4 chapter 6) what deleting that instance gives back (chapter 11)
     private static long persistentUsed;
-    private static long transientUsed;
-    private static final Map<String, long[]> OWNED = new HashMap<>(); // owner -> {persistent, transient}
+    private static long deselectRamUsed;
+    private static long resetRamUsed;
+    /** owner -> bytes it holds of each Memory (persistent, CLEAR_ON_DESELECT, CLEAR_ON_RESET) */
+    private static final Map<String, long[]> OWNED = new HashMap<>();
     private static long memoryRefusals;
     private static Supplier<String> context = () -> "";
+
+    /** The memories a card budgets separately (JCSystem.MEMORY_TYPE_*). */
+    private enum Memory { PERSISTENT, DESELECT, RESET }
+
+    /**
+     * What the open transaction allocated (each allocation with its owner's account) and the
+     * objects themselves: if it aborts, the memory is returned and the references the journal
+     * does not restore are cleared (JCRE 3.0.4 7.6.3: a reference to an object created during
+     * an aborted transaction is equivalent to a null reference).
+     */
+    private static final java.util.List<Allocation> ALLOCATED_IN_TRANSACTION = new java.util.ArrayList<>();
+    private static final Set<Object> CREATED_IN_TRANSACTION = Collections.newSetFromMap(new IdentityHashMap<>());
+
+    /** Bytes of one memory taken for one owner. */
+    private static final class Allocation {
+        final long[] owner;
+        final Memory memory;
+        final long bytes;
+
+        Allocation(long[] owner, Memory memory, long bytes) {
+            this.owner = owner;
+            this.memory = memory;
+            this.bytes = bytes;
+        }
+    }
 
     /** What the previous command did, for the host control REPORT. */
     public static final class CommandReport {
@@ -72,18 +99,21 @@ public final class StrictCard {
         public final boolean armedButNotReached;
         /** The most commit buffer the command's transactions used, overhead included (bytes). */
         public final int journalPeak;
+        /** The parts in which the command data reached the applet (1 when the APDU buffer held it all). */
+        public final int incomingParts;
 
-        CommandReport(int tearPoints, String tornAt, boolean armedButNotReached, int journalPeak) {
+        CommandReport(int tearPoints, String tornAt, boolean armedButNotReached, int journalPeak, int incomingParts) {
             this.tearPoints = tearPoints;
             this.tornAt = tornAt;
             this.armedButNotReached = armedButNotReached;
             this.journalPeak = journalPeak;
+            this.incomingParts = incomingParts;
         }
 
         @Override
         public String toString() {
             return "points=" + tearPoints + " torn=" + (tornAt == null ? "no" : "yes") + " unreached="
-                    + (armedButNotReached ? "yes" : "no") + " journal=" + journalPeak + (tornAt == null ? "" : " at=" + tornAt.replace(' ', '_'));
+                    + (armedButNotReached ? "yes" : "no") + " journal=" + journalPeak + " incoming=" + incomingParts + (tornAt == null ? "" : " at=" + tornAt.replace(' ', '_'));
         }
     }
 
@@ -113,13 +143,37 @@ public final class StrictCard {
     public static void release(String owner) {
         long[] owned = owner.isEmpty() ? null : OWNED.remove(owner);
         if (owned != null) {
-            persistentUsed -= owned[0];
-            transientUsed -= owned[1];
+            for (Memory memory : Memory.values()) {
+                giveBack(memory, owned[memory.ordinal()]);
+            }
         }
     }
 
     private static long[] ownedByContext() {
-        return OWNED.computeIfAbsent(context.get(), key -> new long[2]);
+        return OWNED.computeIfAbsent(context.get(), key -> new long[Memory.values().length]);
+    }
+
+    /** Bytes of a memory taken by the current context (and by the open transaction, if any). */
+    private static void take(Memory memory, long bytes) {
+        giveBack(memory, -bytes);
+        long[] owner = ownedByContext();
+        owner[memory.ordinal()] += bytes;
+        if (inTransaction) {
+            ALLOCATED_IN_TRANSACTION.add(new Allocation(owner, memory, bytes));
+        }
+    }
+
+    private static void giveBack(Memory memory, long bytes) {
+        switch (memory) {
+            case PERSISTENT:
+                persistentUsed -= bytes;
+                break;
+            case DESELECT:
+                deselectRamUsed -= bytes;
+                break;
+            default:
+                resetRamUsed -= bytes;
+        }
     }
 
     /** A card fresh from the factory: nothing allocated, nothing journalled. */
@@ -128,8 +182,10 @@ public final class StrictCard {
         JOURNAL.clear();
         inTransaction = false;
         persistentUsed = 0;
-        transientUsed = 0;
+        deselectRamUsed = 0;
+        resetRamUsed = 0;
         OWNED.clear();
+        forgetTransactionAllocations();
         powerLost = false;
     }
 
@@ -156,6 +212,8 @@ public final class StrictCard {
         points = 0;
         journalPeak = 0;
         tornAt = null;
+        incomingParts = 0;
+        pendingIncoming = null;
     }
 
     /**
@@ -167,7 +225,8 @@ public final class StrictCard {
         if (inTransaction) {
             rollBack();
         }
-        last = new CommandReport(points, tornAt, armed && tornAt == null, journalPeak);
+        last = new CommandReport(points, tornAt, armed && tornAt == null, journalPeak, incomingParts);
+        pendingIncoming = null;
         armedAt = 0;
         randomTear = null;
     }
@@ -225,6 +284,45 @@ public final class StrictCard {
         notePeak();
         JOURNAL.rollBack();
         inTransaction = false;
+        reclaimTransactionAllocations();
+    }
+
+    /**
+     * The aborted transaction's objects are gone: their memory comes back, and transient
+     * object arrays (not journalled, so not restored) no longer refer to them. Persistent
+     * fields and arrays that referred to them were restored by the journal.
+     */
+    private static void reclaimTransactionAllocations() {
+        for (Allocation allocation : ALLOCATED_IN_TRANSACTION) {
+            giveBack(allocation.memory, allocation.bytes);
+            allocation.owner[allocation.memory.ordinal()] -= allocation.bytes;
+        }
+        if (!CREATED_IN_TRANSACTION.isEmpty()) {
+            for (Object array : TRANSIENTS) {
+                if (array instanceof Object[]) {
+                    Object[] references = (Object[]) array;
+                    for (int i = 0; i < references.length; i++) {
+                        if (references[i] != null && CREATED_IN_TRANSACTION.contains(references[i])) {
+                            references[i] = null;
+                        }
+                    }
+                }
+            }
+            TRANSIENTS.removeAll(CREATED_IN_TRANSACTION);
+        }
+        forgetTransactionAllocations();
+    }
+
+    private static void forgetTransactionAllocations() {
+        ALLOCATED_IN_TRANSACTION.clear();
+        CREATED_IN_TRANSACTION.clear();
+    }
+
+    /** After a constructor returned, in applet code: the new object, if a transaction is open. */
+    public static void created(Object object) {
+        if (inTransaction) {
+            CREATED_IN_TRANSACTION.add(object);
+        }
     }
 
     // ---------------------------------------------------------------- JCSystem
@@ -244,6 +342,7 @@ public final class StrictCard {
         notePeak();
         JOURNAL.clear();
         inTransaction = false;
+        forgetTransactionAllocations();
     }
 
     public static void abortTransaction() {
@@ -266,23 +365,23 @@ public final class StrictCard {
     }
 
     public static byte[] makeTransientByteArray(short length, byte event) {
-        reserveRam(length);
-        return registered(JCSystem.makeTransientByteArray(length, event));
+        reserveRam(length, event);
+        return madeTransient(JCSystem.makeTransientByteArray(length, event));
     }
 
     public static short[] makeTransientShortArray(short length, byte event) {
-        reserveRam(2L * length);
-        return registered(JCSystem.makeTransientShortArray(length, event));
+        reserveRam(2L * length, event);
+        return madeTransient(JCSystem.makeTransientShortArray(length, event));
     }
 
     public static boolean[] makeTransientBooleanArray(short length, byte event) {
-        reserveRam(length);
-        return registered(JCSystem.makeTransientBooleanArray(length, event));
+        reserveRam(length, event);
+        return madeTransient(JCSystem.makeTransientBooleanArray(length, event));
     }
 
     public static Object[] makeTransientObjectArray(short length, byte event) {
-        reserveRam(2L * length);
-        return registered(JCSystem.makeTransientObjectArray(length, event));
+        reserveRam(2L * length, event);
+        return madeTransient(JCSystem.makeTransientObjectArray(length, event));
     }
 
     private static <T> T registered(T array) {
@@ -290,14 +389,30 @@ public final class StrictCard {
         return array;
     }
 
-    private static void reserveRam(long bytes) {
-        if (bytes >= 0 && transientUsed + bytes + profile.objectHeaderBytes > profile.transientBytes) {
-            refuse("transient RAM", bytes + profile.objectHeaderBytes, profile.transientBytes - transientUsed,
-                    profile.transientBytes);
+    /** A transient array just made: registered, and the open transaction's if one is. */
+    private static <T> T madeTransient(T array) {
+        created(array);
+        return registered(array);
+    }
+
+    /**
+     * RAM for a transient array, from the budget of its kind: CLEAR_ON_DESELECT and
+     * CLEAR_ON_RESET arrays each have the profile's own size (an unknown event is left to
+     * jcardsim, which throws SystemException ILLEGAL_VALUE).
+     */
+    private static void reserveRam(long bytes, byte event) {
+        boolean deselect = event == JCSystem.CLEAR_ON_DESELECT;
+        if (!deselect && event != JCSystem.CLEAR_ON_RESET || bytes < 0) {
+            return;
         }
-        long total = Math.max(0, bytes) + profile.objectHeaderBytes;
-        transientUsed += total;
-        ownedByContext()[1] += total;
+        long total = bytes + profile.objectHeaderBytes;
+        long budget = deselect ? profile.transientDeselectBytes : profile.transientResetBytes;
+        long used = deselect ? deselectRamUsed : resetRamUsed;
+        if (used + total > budget) {
+            refuse(deselect ? "transient RAM (CLEAR_ON_DESELECT)" : "transient RAM (CLEAR_ON_RESET)", total,
+                    budget - used, budget);
+        }
+        take(deselect ? Memory.DESELECT : Memory.RESET, total);
     }
 
     public static short getAvailableMemory(byte memoryType) {
@@ -316,8 +431,9 @@ public final class StrictCard {
             case JCSystem.MEMORY_TYPE_PERSISTENT:
                 return Math.max(0, profile.eepromBytes - persistentUsed);
             case JCSystem.MEMORY_TYPE_TRANSIENT_RESET:
+                return Math.max(0, profile.transientResetBytes - resetRamUsed);
             case JCSystem.MEMORY_TYPE_TRANSIENT_DESELECT:
-                return Math.max(0, profile.transientBytes - transientUsed);
+                return Math.max(0, profile.transientDeselectBytes - deselectRamUsed);
             default:
                 SystemException.throwIt(SystemException.ILLEGAL_VALUE);
                 return 0;
@@ -331,6 +447,7 @@ public final class StrictCard {
         int length = java.lang.reflect.Array.getLength(array);
         Class<?> component = array.getClass().getComponentType();
         reservePersistent((long) length * (component.isPrimitive() ? ObjectImage.elementBytes(component) : 2));
+        created(array);
     }
 
     /** Before NEW in applet code: the instance's fields in persistent memory. */
@@ -360,6 +477,7 @@ public final class StrictCard {
         profile.algorithms.requireKey(type, bits);
         Key key = KeyBuilder.buildKey(type, bits, externalAccess);
         reservePersistent(keyBytes(type, bits));
+        created(key);
         return key;
     }
 
@@ -414,8 +532,7 @@ public final class StrictCard {
         if (persistentUsed + total > profile.eepromBytes) {
             refuse("persistent memory", total, profile.eepromBytes - persistentUsed, profile.eepromBytes);
         }
-        persistentUsed += total;
-        ownedByContext()[0] += total;
+        take(Memory.PERSISTENT, total);
     }
 
     /** How many allocations were refused so far (the host tells a failed install's cause by it). */
@@ -639,6 +756,53 @@ public final class StrictCard {
         return apduBufferArray;
     }
 
+    /** Command data jcardsim received whole that the card's buffer could not hold yet: receiveBytes hands it over. */
+    private static byte[] pendingIncoming;
+    private static int pendingAt;
+    /** In how many parts the last command's data reached the applet (setIncomingAndReceive, then receiveBytes). */
+    private static int incomingParts;
+
+    /**
+     * APDU.setIncomingAndReceive on a card whose APDU buffer is smaller than the command:
+     * only what fits behind the header comes now (Java Card 3.0.4 API, APDU: "the number of
+     * bytes read is limited by the buffer size"), the rest through receiveBytes. jcardsim
+     * receives the whole command into its larger buffer; the bytes past the profile's size
+     * are taken out of it (zeroed), so an applet that skips receiveBytes sees none of them,
+     * as on the card.
+     */
+    public static short setIncomingAndReceive(APDU apdu) {
+        short received = apdu.setIncomingAndReceive();
+        pendingIncoming = null;
+        incomingParts = received > 0 ? 1 : 0;
+        byte[] buffer = apdu.getBuffer();
+        int cdata = apdu.getOffsetCdata();
+        int fits = Math.min(profile.apduBufferBytes, buffer.length) - cdata;
+        if (received > fits && fits > 0) {
+            pendingIncoming = java.util.Arrays.copyOfRange(buffer, cdata + fits, cdata + received);
+            pendingAt = 0;
+            java.util.Arrays.fill(buffer, cdata + fits, cdata + received, (byte) 0);
+            return (short) fits;
+        }
+        return received;
+    }
+
+    /** APDU.receiveBytes: the next part of the command data that fits at bOff, 0 when all came. */
+    public static short receiveBytes(APDU apdu, short bOff) {
+        if (pendingIncoming == null || pendingAt >= pendingIncoming.length) {
+            pendingIncoming = null;
+            return apdu.receiveBytes(bOff);
+        }
+        int size = Math.min(profile.apduBufferBytes, apdu.getBuffer().length);
+        if (bOff < 0 || bOff >= size) {
+            javacard.framework.APDUException.throwIt(javacard.framework.APDUException.BUFFER_BOUNDS);
+        }
+        int part = Math.min(size - bOff, pendingIncoming.length - pendingAt);
+        System.arraycopy(pendingIncoming, pendingAt, apdu.getBuffer(), bOff, part);
+        pendingAt += part;
+        incomingParts++;
+        return (short) part;
+    }
+
     /**
      * On a T=0 card one response carries at most 256 bytes: APDU.setOutgoingLength above
      * that throws APDUException BAD_LENGTH (Java Card 3.0.4 API, APDU.setOutgoingLength).
@@ -648,6 +812,82 @@ public final class StrictCard {
             javacard.framework.APDUException.throwIt(javacard.framework.APDUException.BAD_LENGTH);
         }
         apdu.setOutgoingLength(length);
+    }
+
+    // ---------------------------------------------------------------- crypto output
+
+    /*
+     * A crypto operation whose output array is persistent (Signature.sign, Cipher.doFinal and
+     * update, MessageDigest.doFinal, RandomData.generateData into an EEPROM array) writes its
+     * result there as the card's crypto library does, after computing it: outside a
+     * transaction page by page, a tear point before each page (the output partly written);
+     * inside one journalled as one write (modelled as Util.arrayCopy). Output into RAM or the
+     * APDU buffer is no tear point. The engine computes into a copy of the output array, so
+     * an operation in place (input and output the same array) still reads its input whole.
+     */
+
+    /** One crypto operation writing its output into the array it is given. */
+    private interface CryptoOperation {
+        short run(byte[] output);
+    }
+
+    public static short sign(javacard.security.Signature engine, byte[] in, short inOff, short inLen, byte[] out,
+            short outOff) {
+        return cryptoOutput(out, outOff, "Signature.sign", target -> engine.sign(in, inOff, inLen, target, outOff));
+    }
+
+    public static short doFinal(javacardx.crypto.Cipher engine, byte[] in, short inOff, short inLen, byte[] out,
+            short outOff) {
+        return cryptoOutput(out, outOff, "Cipher.doFinal", target -> engine.doFinal(in, inOff, inLen, target, outOff));
+    }
+
+    public static short update(javacardx.crypto.Cipher engine, byte[] in, short inOff, short inLen, byte[] out,
+            short outOff) {
+        return cryptoOutput(out, outOff, "Cipher.update", target -> engine.update(in, inOff, inLen, target, outOff));
+    }
+
+    public static short doFinal(javacard.security.MessageDigest engine, byte[] in, short inOff, short inLen,
+            byte[] out, short outOff) {
+        return cryptoOutput(out, outOff, "MessageDigest.doFinal",
+                target -> engine.doFinal(in, inOff, inLen, target, outOff));
+    }
+
+    public static void generateData(javacard.security.RandomData engine, byte[] out, short offset, short length) {
+        cryptoOutput(out, offset, "RandomData.generateData", target -> {
+            engine.generateData(target, offset, length);
+            return length;
+        });
+    }
+
+    /**
+     * Runs the operation; an output into a persistent array is computed into a copy of it
+     * and then written as the card writes EEPROM (cryptoResult).
+     */
+    private static short cryptoOutput(byte[] out, short outOff, String what, CryptoOperation operation) {
+        if (!persistent(out)) {
+            return operation.run(out);
+        }
+        byte[] result = out.clone();
+        return cryptoResult(operation.run(result), result, out, outOff, what);
+    }
+
+    /** Writes result[off .. off+length) into the persistent out: journalled, or page by page. */
+    private static short cryptoResult(short length, byte[] result, byte[] out, short off, String what) {
+        if (length <= 0) {
+            return length;
+        }
+        if (inTransaction) {
+            atomicWrite(out, off, length, what + " output");
+            System.arraycopy(result, off, out, off, length);
+            return length;
+        }
+        for (int done = 0; done < length; ) {
+            int page = Math.min(profile.pageBytes - (off + done) % profile.pageBytes, length - done);
+            point(what + " output page at " + (off + done));
+            System.arraycopy(result, off + done, out, off + done, page);
+            done += page;
+        }
+        return length;
     }
 
     // ---------------------------------------------------------------- OwnerPIN
@@ -737,9 +977,26 @@ public final class StrictCard {
         }
     }
 
-    /** A key setter taking (byte[], short, short), e.g. RSAPublicKey.setModulus. */
+    /**
+     * A key setter taking (byte[], short, short), e.g. RSAPublicKey.setModulus. Inside a
+     * transaction the key's image is journalled. Outside one a component longer than a page
+     * is not written at once: a tear point before each further page, where the power leaves
+     * the component partly written (the new value's first pages, the old value's rest), as a
+     * card's key store outside a transaction does (the Java Card API makes key setters no
+     * promise of atomicity).
+     */
     public static void keySet(Object key, byte[] value, short offset, short length, String owner, String name) {
         framework(key, owner + "." + name, length);
+        if (!inTransaction && length > profile.pageBytes && name.startsWith("set")) {
+            String component = name.substring(3);
+            byte[] newValue = java.util.Arrays.copyOfRange(value, offset, offset + length);
+            for (int written = profile.pageBytes; written < length; written += profile.pageBytes) {
+                if (nextPointTears()) {
+                    KeyComponents.writePartly(key, component, newValue, written);
+                }
+                point(owner + "." + name + " with " + written + " of " + length + " bytes written");
+            }
+        }
         invoke(key, owner, name, new Class<?>[] {byte[].class, short.class, short.class}, value, offset, length);
     }
 
@@ -763,8 +1020,11 @@ public final class StrictCard {
 
     /**
      * KeyPair.genKeyPair writes two keys. Inside a transaction both are journalled. Outside,
-     * a tear can come before it, or after the public key is written and before the private
-     * key is (the mixture an applet must guard against), or not at all.
+     * the card writes the generated components one after the other, public key first (RSA:
+     * modulus, exponent, then P, Q, DP1, DQ1, PQ; EC: W, then S): a tear point before each,
+     * where the power leaves the components before it new and the rest as they were (the
+     * old key's, or none). An applet must not trust a key whose generation was torn
+     * (CardShield: keyPresent, the empty slot).
      */
     public static void genKeyPair(KeyPair pair) {
         if (inTransaction) {
@@ -773,13 +1033,47 @@ public final class StrictCard {
             return;
         }
         point("KeyPair.genKeyPair before any key is written");
-        if (nextPointTears()) {
-            ObjectImage oldPrivate = ObjectImage.capture(pair.getPrivate(), TRANSIENTS);
-            pair.genKeyPair();
-            oldPrivate.restore();
-        }
-        point("KeyPair.genKeyPair with the public key written, the private key not");
+        writtenInParts(pair, pair.getPublic(), "public", false);
+        writtenInParts(pair, pair.getPrivate(), "private", true);
         pair.genKeyPair();
+    }
+
+    /**
+     * The tear points between the components of one key of a pair being generated (the
+     * first component's point is the one before it: before any key for the public key, "the
+     * public key written, the private key not" for the private one).
+     */
+    private static void writtenInParts(KeyPair pair, Object key, String which, boolean publicWritten) {
+        String[] components = KeyComponents.of(key);
+        for (int done = 0; done < Math.max(1, components.length); done++) {
+            if (done == 0 && !publicWritten) {
+                continue; // the point before any key is written, passed already
+            }
+            if (nextPointTears()) {
+                tornGeneration(pair, key, components, done);
+            }
+            point(done == 0 ? "KeyPair.genKeyPair with the public key written, the private key not"
+                    : "KeyPair.genKeyPair with " + done + " of " + components.length + " " + which + " key components written");
+        }
+    }
+
+    /** The pair as a tear leaves it: the other key as it was or new, `done` components of `key` new. */
+    private static void tornGeneration(KeyPair pair, Object key, String[] components, int done) {
+        boolean privateKey = key == pair.getPrivate();
+        ObjectImage oldPublic = ObjectImage.capture(pair.getPublic(), TRANSIENTS);
+        ObjectImage oldPrivate = ObjectImage.capture(pair.getPrivate(), TRANSIENTS);
+        pair.genKeyPair();
+        byte[][] fresh = new byte[done][];
+        for (int i = 0; i < done; i++) {
+            fresh[i] = KeyComponents.read(key, components[i]);
+        }
+        oldPrivate.restore();
+        if (!privateKey) {
+            oldPublic.restore();
+        }
+        for (int i = 0; i < done; i++) {
+            KeyComponents.write(key, components[i], fresh[i]);
+        }
     }
 
     /** The bytes a key's components take (KeyBuilder sizes). */
