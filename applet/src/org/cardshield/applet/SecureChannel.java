@@ -26,8 +26,10 @@ import javacardx.crypto.Cipher;
  * AES-CMAC (NIST SP 800-38B) is computed here over Cipher.ALG_AES_BLOCK_128_CBC_NOPAD,
  * because Signature.ALG_AES_CMAC_128 is not available on every Java Card 3.0.4 card.
  * One Cipher object serves CMAC, IV derivation and decryption. No allocation after
- * construction; scratch data is transient (CLEAR_ON_DESELECT). The counter and the key
- * set are persistent; the counter changes only inside the transaction of the effect.
+ * construction; scratch data is transient (CLEAR_ON_DESELECT) and zeroed when each
+ * secured command ends, on every path, so no byte derived from K-MAC or K-ENC outlives
+ * the command. The counter and the key set are persistent; the counter changes only
+ * inside the transaction of the effect.
  */
 public final class SecureChannel {
 
@@ -185,6 +187,19 @@ public final class SecureChannel {
      */
     public short process(byte ins, byte p1, byte p2, byte[] buf, short off, short len,
                          Target target, byte[] out, short outOff) {
+        try {
+            return unwrapAndApply(ins, p1, p2, buf, off, len, target, out, outOff);
+        } finally {
+            // the CBC-MAC state, the subkeys derived from K-MAC and the IV derived from
+            // K-ENC live for this command only, refused or not (CLEAR_ON_DESELECT alone
+            // would keep them until the next deselection)
+            Util.arrayFillNonAtomic(scratch, (short) 0, SCRATCH_LENGTH, (byte) 0);
+            fill[0] = 0;
+        }
+    }
+
+    private short unwrapAndApply(byte ins, byte p1, byte p2, byte[] buf, short off, short len,
+                                 Target target, byte[] out, short outOff) {
         // 1. structure: KVN || CNTR || 16n bytes (n >= 1) || MAC
         if (len < MIN_SECURED || (short) ((short) (len - MIN_SECURED) % BLOCK) != 0) {
             ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
