@@ -5,9 +5,13 @@
   commands on a cloned key hierarchy; FCI flag 20 says it is gone.
 - TERMINATED (the PUK blocked): the slot private keys and the attestation key can never
   be used again, so they are cleared instead of waiting in EEPROM for an attacker.
+- the end of every secured command: the secure channel's RAM scratch, which holds bytes
+  derived from K-MAC and K-ENC while the command runs, is zeroed whether the command was
+  accepted or refused.
 
 What the card holds is read with the virtual card's host-only INSPECT control
-(KeyProbe.java: Key.isInitialized() of the applet's key objects, never reachable by APDU).
+(KeyProbe.java: Key.isInitialized() of the applet's key objects, the bytes of a RAM array;
+never reachable by APDU).
 Not covered: whether a real card's clearKey() overwrites the EEPROM cells (the Java Card
 API promises the key is uninitialised; physical remanence is the platform's matter).
 """
@@ -24,7 +28,7 @@ from cardshield.protocol import commands
 from cardshield.protocol.constants import CardFlags, Lifecycle
 
 from .instance import KEYED_AID, PIN, card_keys
-from .test_attestation_card import attested, issuer  # noqa: F401  (pytest fixtures)
+from .test_attestation_card import Issuer, attested, issuer  # noqa: F401  (pytest fixtures)
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
@@ -78,6 +82,15 @@ def test_a_blocked_puk_erases_every_private_key(attested, virtual_card):
 SECURE_CHANNEL_SCRATCH = "secureChannel.scratch"
 
 
+@pytest.fixture
+def pin_issuer(perso_card):
+    """The issuer's channel after one accepted secured command (the PIN): short APDUs only,
+    so the SIM-like card (T=0) runs these tests too."""
+    issuer = Issuer(perso_card)
+    issuer.ok(commands.personalize_pin(PIN))
+    return issuer
+
+
 def scratch_is_zero(virtual_card) -> bool:
     answer = virtual_card.inspect_applet(KEYED_AID, SECURE_CHANNEL_SCRATCH)
     assert answer.startswith("length=64 "), answer
@@ -112,7 +125,7 @@ def _refused_by_the_step(issuer):
 @pytest.mark.parametrize("command, sw", [(_accepted, 0x9000), (_mac_wrong, 0x6988), (_replayed, 0x6985),
                                          (_refused_by_the_step, 0x6700)],
                          ids=["accepted", "mac-wrong", "replayed", "refused-by-the-step"])
-def test_a_secured_command_leaves_no_key_derived_byte_in_ram(issuer, virtual_card, command, sw):
-    answer_sw = command(issuer)
+def test_a_secured_command_leaves_no_key_derived_byte_in_ram(pin_issuer, virtual_card, command, sw):
+    answer_sw = command(pin_issuer)
     assert answer_sw == sw, f"{answer_sw:04X}"
     assert scratch_is_zero(virtual_card)

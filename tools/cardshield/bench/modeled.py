@@ -57,11 +57,6 @@ def profile_bank_keys(profile: CardProfile) -> tuple[BankKeyType, ...]:
     return (BankKeyType.RSA_2048,)
 
 
-def profile_bank_key(profile: CardProfile) -> BankKeyType:
-    """The bank key an issuer gives a card of this profile."""
-    return profile_bank_keys(profile)[0]
-
-
 def verify_ms(timing: CardTiming, bank_key: BankKeyType) -> float:
     """The card's verification of one 8E signature with this bank key."""
     if bank_key is BankKeyType.RSA_2048:
