@@ -26,26 +26,52 @@ def test_minimum_and_table():
 
 def test_modeled_card_time_per_profile():
     """Payment on a SIM-like card, which holds the RSA-2048 bank key (no EC): one RSA-2048
-    signature (213 ms), 4 short APDUs x 10 ms, and 1,000 bytes at 9,600 bit/s (10 bits a
-    byte: 1,042 ms); the JCOP-4-like card, with EC, makes the EC bank key's payment with the
+    signature (213 ms), the RSA-2048 verification of the bank's 8E (36.3 ms), 4 short APDUs
+    x 10 ms, and 1,000 bytes at 9,600 bit/s (10 bits a byte: 1,042 ms); the JCOP-4-like card,
+    with EC, makes the EC bank key's payment (its ECDSA P-256 verification of 8E: 32.8 ms)
+    and, as the card can also hold an RSA-2048 bank key, that one's (13.6 ms), both with the
     extended-reader counts at 115,200 bit/s."""
     from cardshield.bench.card import PAYMENT_FLOW, PAYMENT_FLOW_RSA
     from cardshield.bench.modeled import modeled_flows
 
     payment_ec = Operation(PAYMENT_FLOW, Wire(3, 580), Wire(4, 600), Wire(3, 580), [18.0])
     payment_rsa = Operation(PAYMENT_FLOW_RSA, Wire(3, 900), Wire(4, 1000), Wire(3, 960), [20.0])
-    rows = {row.profile: row for row in modeled_flows([payment_ec, payment_rsa])}
-    assert set(rows) == {"jcop4", "sim"}  # the lenient profile has no card figures
-    sim = rows["sim"]
-    assert sim.flow == "payment, RSA-2048 bank key" and (sim.apdus, sim.bytes) == (4, 1000)
-    assert round(sim.transport_ms) == 1042 and sim.card_ms == 213 + 4 * 10
-    jcop = rows["jcop4"]
-    assert jcop.flow == "payment, EC P-256 bank key" and (jcop.apdus, jcop.bytes) == (3, 580)
-    assert round(jcop.transport_ms) == 50 and jcop.card_ms == 60.7 + 3 * 5
+    rows = {(row.profile, row.flow): row for row in modeled_flows([payment_ec, payment_rsa])}
+    # the lenient profile has no card figures; the SIM-like card cannot verify ECDSA
+    assert set(rows) == {("sim", "payment, RSA-2048 bank key"), ("jcop4", "payment, EC P-256 bank key"),
+                         ("jcop4", "payment, RSA-2048 bank key")}
+    sim = rows["sim", "payment, RSA-2048 bank key"]
+    assert (sim.apdus, sim.bytes) == (4, 1000) and round(sim.transport_ms) == 1042
+    assert sim.bank_verify_ms == 36.3 and sim.card_ms == 213 + 36.3 + 4 * 10
+    jcop_ec, jcop_rsa = rows["jcop4", "payment, EC P-256 bank key"], rows["jcop4", "payment, RSA-2048 bank key"]
+    assert (jcop_ec.apdus, jcop_ec.bytes) == (3, 580) and round(jcop_ec.transport_ms) == 50
+    assert jcop_ec.bank_verify_ms == 32.8 and jcop_ec.card_ms == 60.7 + 32.8 + 3 * 5
+    assert (jcop_rsa.apdus, jcop_rsa.bytes) == (3, 960) and round(jcop_rsa.transport_ms) == 83
+    assert jcop_rsa.bank_verify_ms == 13.6 and jcop_rsa.card_ms == 60.7 + 13.6 + 3 * 5
     text = render([payment_ec, payment_rsa], (1.5, 1.2, 2.0), None, [])
-    assert "| sim | payment, RSA-2048 bank key | 4 | 1,000 | 1,042 ms | 253 ms | 1.29 s | 20 ms |" in text
+    assert "| sim | payment, RSA-2048 bank key | 4 | 1,000 | 1,042 ms | 289 ms | 36.3 ms | 1.33 s | 20 ms |" in text
+    assert "| jcop4 | payment, EC P-256 bank key | 3 | 580 | 50 ms | 108 ms | 32.8 ms | 0.16 s | 18 ms |" in text
+    assert ("On jcop4, the EC P-256 bank key takes 380 bytes off a payment (33 ms less on the wire) and its "
+            "ECDSA verification of 8E takes 19.2 ms more than RSA-2048's (32.8 against 13.6 ms): the payment "
+            "is 14 ms faster in all.") in text
+    assert "On sim," not in text  # one bank key there: nothing to weigh
     assert "| EC P-256 | 3 / 4 / 3 | 580 / 600 / 580 | met |" in text
     assert "| RSA-2048 (cards without EC: SIM) | 3 / 4 / 3 | 900 / 1,000 / 960 | missed |" in text
+
+
+def test_a_card_with_ecdsa_needs_its_verification_figure(tmp_path, monkeypatch):
+    """A profile that has Signature.ALG_ECDSA_SHA_256 and timing figures but no ECDSA verify
+    time would model an EC bank key's payment without its 8E verification: refused, naming
+    the value to add."""
+    import pytest
+
+    from cardshield.sim import profiles
+
+    text = (profiles.PROFILE_DIR / "jcop4.toml").read_text()
+    (tmp_path / "jcop4.toml").write_text(text.replace("verify_ecdsa_p256_ms = 32.8\n", ""))
+    monkeypatch.setattr(profiles, "PROFILE_DIR", tmp_path)
+    with pytest.raises(profiles.ProfileError, match="needs verify_ecdsa_p256_ms"):
+        profiles.load_profile("jcop4")
 
 
 def test_apdu_budgets_stated():

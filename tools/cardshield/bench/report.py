@@ -98,7 +98,7 @@ def render(operations: list[Operation], floor: tuple[float, float, float], buffe
         "length bytes and status words.",
         "",
         "Applet size and memory (from docs/applet.md, produced with Oracle's converter 3.1.0, "
-        "`-target 3.0.4`): CAP load file 15,543 bytes (Method component 11,721); EEPROM about 4.0 KB "
+        "`-target 3.0.4`): CAP load file 15,603 bytes (Method component 11,772); EEPROM about 4.0 KB "
         "per RSA-2048 slot with a 3 KB certificate, 11.3 KB for the two-slot card beyond the load "
         "file, and about 4.1 KB for the attestation key and its certificate; transient RAM 851 bytes on an RSA-2048-only card"
         + (f"; the virtual card reports a {buffer_size:,}-byte command/response buffer (FCI tag 89)."
@@ -199,7 +199,7 @@ def payment_breakdown(operations: list[Operation]) -> list[str]:
         "RSA-2048 public-key verification (here "
         + (f"{signed[BankKeyType.EC_P256].median:.1f} against {signed[BankKeyType.RSA_2048].median:.1f} ms "
            "for the bank-signed SIGN TRANSACTION on jcardsim" if all(signed.values()) else "not measured")
-        + "), and the profiles' timing has no ECDSA figure to model it on a real card.",
+        + "); on a real card the modeled time below counts it (JCAlgTest-based figures of each profile).",
         "",
     ]
     return lines

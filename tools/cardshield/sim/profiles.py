@@ -24,12 +24,17 @@ class ProfileError(UserError):
 
 @dataclass(frozen=True)
 class CardTiming:
-    """Public per-operation figures of the card class and its transport rate (bench modeling)."""
+    """Public per-operation figures of the card class and its transport rate (bench modeling).
+    The verify figures are those of the bank's signature 8E that SIGN TRANSACTION checks:
+    RSASSA-PKCS1-v1_5 with SHA-256 (Signature.ALG_RSA_SHA_256_PKCS1) and ECDSA P-256 with
+    SHA-256 (Signature.ALG_ECDSA_SHA_256, None on a card without it)."""
 
     sign_rsa2048_ms: float
     keygen_rsa2048_ms: float
+    verify_rsa2048_ms: float
     apdu_overhead_ms: float
     transport_bit_per_s: int
+    verify_ecdsa_p256_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,10 @@ def load_profile(name: str) -> CardProfile:
         if algorithm.api.startswith("KeyBuilder.") != bool(algorithm.bits):
             raise ProfileError(f"{path}: algorithm {algorithm.api}: key types (KeyBuilder.TYPE_*) take bits, "
                                "engines (Signature., Cipher., MessageDigest., RandomData.) do not")
+    if (profile.timing is not None and profile.timing.verify_ecdsa_p256_ms is None
+            and profile.has("Signature.ALG_ECDSA_SHA_256")):
+        raise ProfileError(f"{path}: the card has Signature.ALG_ECDSA_SHA_256, so its [timing] needs "
+                           "verify_ecdsa_p256_ms (an EC bank key's 8E verification) with its source")
     if profile.protocol not in ("T=0", "T=1"):
         raise ProfileError(f"{path}: protocol must be T=0 or T=1, not {profile.protocol!r}")
     return profile

@@ -26,8 +26,10 @@ import javacardx.crypto.Cipher;
  * AES-CMAC (NIST SP 800-38B) is computed here over Cipher.ALG_AES_BLOCK_128_CBC_NOPAD,
  * because Signature.ALG_AES_CMAC_128 is not available on every Java Card 3.0.4 card.
  * One Cipher object serves CMAC, IV derivation and decryption. No allocation after
- * construction; scratch data is transient (CLEAR_ON_DESELECT). The counter and the key
- * set are persistent; the counter changes only inside the transaction of the effect.
+ * construction; scratch data is transient (CLEAR_ON_DESELECT) and zeroed when each
+ * secured command ends, on every path, so no byte derived from K-MAC or K-ENC outlives
+ * the command. The counter and the key set are persistent; the counter changes only
+ * inside the transaction of the effect.
  */
 public final class SecureChannel {
 
@@ -185,52 +187,64 @@ public final class SecureChannel {
      */
     public short process(byte ins, byte p1, byte p2, byte[] buf, short off, short len,
                          Target target, byte[] out, short outOff) {
-        // 1. structure: KVN || CNTR || 16n bytes (n >= 1) || MAC
-        if (len < MIN_SECURED || (short) ((short) (len - MIN_SECURED) % BLOCK) != 0) {
-            ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
-        }
-        // 2. key version (a development card has no key set; an issued card erased it)
-        if (!keysInstalled || isErased() || buf[off] != keyVersion) {
-            ISOException.throwIt(SW_KEY_VERSION_NOT_FOUND);
-        }
-        short cntrOff = (short) (off + 1);
-        short cryptoOff = (short) (cntrOff + COUNTER_LENGTH);
-        short cryptoLen = (short) (len - 1 - COUNTER_LENGTH - MAC_LENGTH);
-        short macOff = (short) (cryptoOff + cryptoLen);
-        // 3. MAC over 84 INS P1 P2 || KVN || CNTR || CRYPTOGRAM, before anything else
-        scratch[S_IV] = CLA_SECURED;
-        scratch[(short) (S_IV + 1)] = ins;
-        scratch[(short) (S_IV + 2)] = p1;
-        scratch[(short) (S_IV + 3)] = p2;
-        cmacBegin();
-        cmacFeed(scratch, S_IV, (short) 4);
-        cmacFeed(buf, off, (short) (macOff - off));
-        cmacEnd();
-        if (!macEquals(buf, macOff)) {
-            ISOException.throwIt(SW_SM_INCORRECT);
-        }
-        // 4. counter strictly above the last accepted one
-        if (!counterAbove(buf, cntrOff)) {
-            ISOException.throwIt(SW_COUNTER_NOT_HIGHER);
-        }
-        // 5. decrypt in place, check the padding
-        short plainLen = decrypt(buf, cntrOff, cryptoOff, cryptoLen);
-        // 6. work that must stay outside the transaction (key generation)
-        target.preparePersonalization(ins, p1, p2, buf, cryptoOff, plainLen, out, outOff);
-        // 7. apply and remember the counter, atomically
-        short responseLen;
-        JCSystem.beginTransaction();
         try {
-            responseLen = target.applyPersonalization(ins, p1, p2, buf, cryptoOff, plainLen, out, outOff);
-            Util.arrayCopy(buf, cntrOff, lastCounter, (short) 0, COUNTER_LENGTH);
-            JCSystem.commitTransaction();
-        } catch (RuntimeException e) {
-            if (JCSystem.getTransactionDepth() != 0) {
-                JCSystem.abortTransaction();
+            // 1. structure: KVN || CNTR || 16n bytes (n >= 1) || MAC
+            if (len < MIN_SECURED || (short) ((short) (len - MIN_SECURED) % BLOCK) != 0) {
+                ISOException.throwIt(ISO7816.SW_WRONG_LENGTH);
             }
-            throw e;
+            // 2. key version (a development card has no key set; an issued card erased it)
+            if (!keysInstalled || isErased() || buf[off] != keyVersion) {
+                ISOException.throwIt(SW_KEY_VERSION_NOT_FOUND);
+            }
+            short cntrOff = (short) (off + 1);
+            short cryptoOff = (short) (cntrOff + COUNTER_LENGTH);
+            short cryptoLen = (short) (len - 1 - COUNTER_LENGTH - MAC_LENGTH);
+            short macOff = (short) (cryptoOff + cryptoLen);
+            // 3. MAC over 84 INS P1 P2 || KVN || CNTR || CRYPTOGRAM, before anything else
+            scratch[S_IV] = CLA_SECURED;
+            scratch[(short) (S_IV + 1)] = ins;
+            scratch[(short) (S_IV + 2)] = p1;
+            scratch[(short) (S_IV + 3)] = p2;
+            cmacBegin();
+            cmacFeed(scratch, S_IV, (short) 4);
+            cmacFeed(buf, off, (short) (macOff - off));
+            cmacEnd();
+            if (!macEquals(buf, macOff)) {
+                ISOException.throwIt(SW_SM_INCORRECT);
+            }
+            // 4. counter strictly above the last accepted one
+            if (!counterAbove(buf, cntrOff)) {
+                ISOException.throwIt(SW_COUNTER_NOT_HIGHER);
+            }
+            // 5. decrypt in place, check the padding
+            short plainLen = decrypt(buf, cntrOff, cryptoOff, cryptoLen);
+            // 6. work that must stay outside the transaction (key generation)
+            target.preparePersonalization(ins, p1, p2, buf, cryptoOff, plainLen, out, outOff);
+            // 7. apply and remember the counter, atomically
+            short responseLen;
+            JCSystem.beginTransaction();
+            try {
+                responseLen = target.applyPersonalization(ins, p1, p2, buf, cryptoOff, plainLen, out, outOff);
+                Util.arrayCopy(buf, cntrOff, lastCounter, (short) 0, COUNTER_LENGTH);
+                JCSystem.commitTransaction();
+            } catch (RuntimeException e) {
+                if (JCSystem.getTransactionDepth() != 0) {
+                    JCSystem.abortTransaction();
+                }
+                throw e;
+            }
+            return (short) (responseLen + receipt(ins, p1, p2, out, outOff, responseLen));
+        } finally {
+            // the CBC-MAC state, the subkeys derived from K-MAC and the IV derived from
+            // K-ENC live for this command only, refused or not (CLEAR_ON_DESELECT alone
+            // would keep them until the next deselection)
+            clearScratch();
         }
-        return (short) (responseLen + receipt(ins, p1, p2, out, outOff, responseLen));
+    }
+
+    private void clearScratch() {
+        Util.arrayFillNonAtomic(scratch, (short) 0, SCRATCH_LENGTH, (byte) 0);
+        fill[0] = 0;
     }
 
     /**
