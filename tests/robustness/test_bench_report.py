@@ -1,5 +1,7 @@
 """The card benchmark's report: it replaces only its own section of docs/benchmarks.md."""
 
+import dataclasses
+
 from cardshield.bench.card import Operation, Wire, minimum_wire
 from cardshield.bench.report import SECTION_END, SECTION_START, render, write_section
 
@@ -151,6 +153,15 @@ def test_server_report_splits_enrollment_cpu_and_the_p99():
     assert "authorize p99 at 64 clients flat out: 200 ms (goal 50 ms: not met)" in text
     assert "Its service time is 2.0 ms" in text and "198 ms of that p99 are waiting" in text
     assert "see an authorize p99 of 12 ms (goal met)" in text
+    wide = bench.EnrollmentLevel(64, enrollments=100, seconds=0.8, latency_ms=[500.0, 700.0],
+                                 server_cpu_s=0.9, client_cpu_s=0.14)
+    text = bench._report(bench.Floor(3000, 40000, 0.3, 0.03), (20000, 0.03), (10000, 0.1),
+                         [dataclasses.replace(run, enrollment_cpu_bound=wide)], 2, None, 0.15, 1.0)
+    assert "| sqlite | 125.0 | 64 | 700 ms | 700 ms | 9.00 ms | in-process | 5.00 ms | 1.40 ms |" in text
+    assert ("50.0 certificates issued per second at 16 terminals and 125.0 at 64 (goal 100: met)"
+            in text)
+    assert ("At 64 terminals, where the CPU bounds the rate: 125.0/s with 9.00 ms server CPU and "
+            "1.40 ms client CPU per enrollment (p50 700 ms)") in text
     heavy = bench.EnrollmentLevel(16, enrollments=100, seconds=2.0, latency_ms=[150.0, 300.0],
                                   server_cpu_s=3.0, client_cpu_s=0.15)
     text = bench._report(bench.Floor(3000, 40000, 0.3, 0.03), (20000, 0.03), (10000, 0.1),

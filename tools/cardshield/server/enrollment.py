@@ -21,7 +21,8 @@ issued without `replace` cannot supersede an active certificate (activation.py).
 Each post must come from the terminal that started the session and carry the pending
 batch's `seq`. A post is checked on a read snapshot (the CPU: parsing, key checks, proof
 of possession, attestation, the CA signature, the next batch), then written in one short
-transaction that re-checks by compare-and-set what may have changed since (EnrollmentService).
+transaction that re-checks by compare-and-set what may have changed since (EnrollmentService;
+on PostgreSQL both in one transaction: check_and_write).
 Every certificate sent to a card is in the certificates table (pending_store) from the
 transaction whose answer carries it; a post refused after the signature discards its
 certificate unsent. An enrollment that is restarted, expires or fails revokes its pending
@@ -122,6 +123,12 @@ def _revoke_pending(session: Session, enrollment: Enrollment, reason: str) -> No
                         .where(Certificate.serial_hex == enrollment.certificate_serial_hex,
                                Certificate.status == "pending_store")
                         .values(status="revoked", revoked_at=utcnow(), revocation_reason=reason))
+
+
+def _replacement_refused(slot: int) -> ApiError:
+    return ApiError("replacement_not_authorized",
+                    f"the user has an active certificate for slot {slot}; replacing it needs an "
+                    "activation code the bank issued for a replacement")
 
 
 def sweep_expired(s: Session, limit: int = 500) -> list[str]:
@@ -344,6 +351,8 @@ class EnrollmentService:
         """post_responses for the event loop: the checks on a read snapshot (never the
         writer), the writes through Database.run (SQLite: the writer's group commit)."""
         db, post = self.ctx.db, Post(terminal_id, enrollment_id, seq, responses)
+        if not db.is_sqlite:
+            return await db.run(self.check_and_write, post)
         try:
             checked = await db.run_read(self.check, post)
         except ApiError as refusal:
@@ -351,30 +360,58 @@ class EnrollmentService:
             raise
         return await db.run(self.write, post, checked)
 
+    def check_and_write(self, post: Post) -> EnrollmentView:
+        """post_responses in one transaction, for PostgreSQL: the checks read at the start of
+        the write transaction instead of a snapshot of their own. Under READ COMMITTED each
+        statement sees the latest commits and the checks' reads take no lock, so the write's
+        compare-and-sets re-check exactly as after a separate snapshot; this saves a
+        transaction and a pool-thread hop per post. (On SQLite the checks stay off the one
+        writer: there they are the CPU the writer must not hold.)"""
+        def work(session: Session) -> EnrollmentView:
+            c = session.connection()
+            checked = self._check_on(c, post)
+            return checked.write(c, checked)
+        return self.ctx.run(work, partial(self._on_refusal, post))
+
     def check(self, post: Post) -> _Checked:
         """Every check of the post on a read snapshot, in the order the API documents;
         nothing written."""
         with self.ctx.db.read() as c:
-            e = c.execute(_SESSION, {"enrollment_id": post.enrollment_id}).first()
-            if e is None:
-                raise ApiError("not_found", f"no enrollment {post.enrollment_id}")
-            if e.terminal_client_id != post.terminal_id:
-                raise ApiError("wrong_terminal", "this enrollment belongs to another terminal")
-            post.user_id = e.user_id
-            if e.state in OPEN_STATES and e.expires_at <= utcnow():
-                post.expired = True
-                raise ApiError("enrollment_expired", "the enrollment session expired; start again")
-            if e.state not in OPEN_STATES:
-                raise ApiError("session_closed", f"the enrollment is {e.state}; start a new one")
-            if post.seq != e.seq:
-                raise ApiError("stale_step", f"these responses answer batch {post.seq}, but "
-                                             f"batch {e.seq} is pending")
-            batch = Batch.loads(e.pending_batch)
-            data = self._card_data(e.state, batch, post.responses)
-            post.fatal_possible = True
-            step = {"keygen_sent": self._check_keygen, "pop_sent": self._check_possession,
-                    "cert_sent": self._check_readback}[e.state]
+            return self._check_on(c, post)
+
+    def _check_on(self, c: Connection, post: Post) -> _Checked:
+        """The checks of `check`, on the connection given."""
+        e = c.execute(_SESSION, {"enrollment_id": post.enrollment_id}).first()
+        if e is None:
+            raise ApiError("not_found", f"no enrollment {post.enrollment_id}")
+        if e.terminal_client_id != post.terminal_id:
+            raise ApiError("wrong_terminal", "this enrollment belongs to another terminal")
+        post.user_id = e.user_id
+        if e.state in OPEN_STATES and e.expires_at <= utcnow():
+            post.expired = True
+            raise ApiError("enrollment_expired", "the enrollment session expired; start again")
+        if e.state not in OPEN_STATES:
+            raise ApiError("session_closed", f"the enrollment is {e.state}; start a new one")
+        if post.seq != e.seq:
+            raise ApiError("stale_step", f"these responses answer batch {post.seq}, but "
+                                         f"batch {e.seq} is pending")
+        batch = Batch.loads(e.pending_batch)
+        data = self._card_data(e.state, batch, post.responses)
+        post.fatal_possible = True
+        step = {"keygen_sent": self._check_keygen, "pop_sent": self._check_possession,
+                "cert_sent": self._check_readback}[e.state]
+        try:
             return step(c, e, batch, data)
+        except ApiError as refusal:
+            # PostgreSQL reads each statement at READ COMMITTED: another post of this batch
+            # may have committed since the session was read, and its writes (the challenge
+            # used, the key enrolled) refuse this one. That post won; this one is stale and
+            # must not fail the session (SQLite's snapshot never sees this).
+            now = c.execute(_SESSION, {"enrollment_id": post.enrollment_id}).first()
+            if (now.state, now.seq) != (e.state, e.seq):
+                raise ApiError("stale_step", f"batch {e.seq} was answered meanwhile; fetch the "
+                                             "enrollment's state") from refusal
+            raise
 
     def write(self, post: Post, checked: _Checked) -> EnrollmentView:
         """The checked post's one transaction (a refusal in it is recorded like the checks')."""
@@ -578,9 +615,7 @@ class EnrollmentService:
     @staticmethod
     def _ensure_replacement_authorized(s: Connection, e) -> None:
         if not e.replace_authorized and activation.has_active_certificate(s, e.user_id, e.slot):
-            raise ApiError("replacement_not_authorized",
-                           f"the user has an active certificate for slot {e.slot}; replacing it "
-                           "needs an activation code the bank issued for a replacement")
+            raise _replacement_refused(e.slot)
 
     # cert_sent: 512
     def _check_readback(self, c: Connection, e, batch: Batch, data: list[bytes]) -> _Checked:
@@ -595,11 +630,12 @@ class EnrollmentService:
     def _write_readback(self, s: Connection, checked: _Checked) -> EnrollmentView:
         e, cert, now = checked.enrollment, checked.values["certificate"], utcnow()
         self._advance(s, _ADVANCE, checked, "completed", now)
-        # A concurrent enrollment may have completed since this one was issued.
-        self._ensure_replacement_authorized(s, e)
-        # The new certificate replaces the user's previous one for this slot (authorized
-        # by the activation code).
+        # The new certificate replaces the user's previous one for this slot, if the
+        # activation code authorized a replacement (a concurrent enrollment may have
+        # completed since this one was issued): one read for both.
         superseded = s.scalars(_SUPERSEDED, {"user_id": e.user_id, "slot": e.slot}).all()
+        if superseded and not e.replace_authorized:
+            raise _replacement_refused(e.slot)
         if superseded:
             s.execute(_REVOKE_SUPERSEDED, {"owner_id": e.user_id, "slot_number": e.slot, "now": now})
         for serial in superseded:
