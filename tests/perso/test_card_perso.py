@@ -64,7 +64,7 @@ def snapshot(link):
 
 
 def send(link, apdu: bytes):
-    return link.transmit(CommandAPDU.decode(apdu))
+    return link.transmit(sm.deliverable(apdu))
 
 
 def secured(counter: int, plain: Command, key_set=None) -> bytes:
