@@ -345,7 +345,7 @@ def test_run_script_locally_then_again_on_the_issued_card(perso_card, virtual_ca
     script = workdir / "card.yaml"
     script.write_text(PERSONALIZE)
     argv = ["perso", "run", str(script), "--reader", virtual_card.info.reader, "--applet-aid", KEYED_AID.hex()]
-    assert main(argv) == 0
+    assert main([*argv, "--short-apdus"]) == 0  # the server key as a chain on every card
     assert "now ISSUED, counter 6" in capsys.readouterr().out
     assert main(argv) == 1  # compiled afresh with counter 7: the issued card refuses it
     out = capsys.readouterr().out
@@ -365,3 +365,49 @@ def test_card_reset_inside_a_chained_secured_command_applies_nothing(perso_card)
         assert perso_card.exchange(piece).sw == 0x9000     # its counter was never consumed
     assert perso_card.transmit(pieces[-1]).sw == 0x9000    # receipt via GET RESPONSE on T=0
     assert CardFlags.SERVER_KEY_LOADED in state(perso_card).fci.flags and state(perso_card).counter == 1
+
+
+def _deliver_traced(reader, b, store, **transport_options):
+    """Run bundle `b` through a transport of its own; return the report and the APDU trace."""
+    lines: list[str] = []
+    link = Transport(reader, trace=True, trace_sink=lines.append, **transport_options)
+    link.connect()
+    try:
+        return run(link, b, store), lines
+    finally:
+        link.close("reset")
+
+
+def _server_key_framing(lines) -> list[str]:
+    """The trace lines of the server key's secured command (84/94 E0 04): its framing."""
+    return [line for line in lines if line[2:4] in ("84", "94") and line[5:11] == "E0 04 "]
+
+
+def test_the_bundle_is_framed_for_the_card_it_reaches(perso_card, virtual_card, workdir, store):
+    """A bundle stores each secured command once; the runner frames it for the card: one
+    extended APDU where the protocol and the ATR allow it, an ISO chain of short APDUs
+    (94 ... then 84 ..., the receipt through 61 08 / GET RESPONSE) on T=0 or on request.
+    No PIN, PUK or key reaches the trace either way."""
+    b = compile_text(workdir, store, PERSONALIZE)
+    perso_card.close()
+    report, lines = _deliver_traced(virtual_card.info.reader, b, store)
+    assert report.succeeded and report.final_lifecycle == "ISSUED"
+    framing = _server_key_framing(lines)
+    if perso_card.protocol_name == "T0":
+        assert [line[2:4] for line in framing] == ["94", "84"] and "(extended)" not in "".join(lines)
+        assert any(line.startswith("> 00 C0 00 00") for line in lines)  # the receipt fetched
+    else:
+        assert len(framing) == 1 and framing[0].endswith("(extended)")
+    for secret in (PIN, PUK, v.MASTER_KEY.hex()):
+        assert secret.lower() not in "\n".join(lines).lower()
+
+
+def test_short_apdus_on_request_personalize_any_card(perso_card, virtual_card, workdir, store):
+    """`perso run --short-apdus` (Transport extended_length=False): the same bundle as
+    chains of short APDUs, for a reader or relay without extended length."""
+    b = compile_text(workdir, store, PERSONALIZE)
+    perso_card.close()
+    report, lines = _deliver_traced(virtual_card.info.reader, b, store, extended_length=False)
+    assert report.succeeded and report.final_lifecycle == "ISSUED"
+    assert [line[2:4] for line in _server_key_framing(lines)] == ["94", "84"]
+    assert "(extended)" not in "".join(lines)
