@@ -22,7 +22,7 @@ from typing import Literal, TypeVar
 
 import asyncpg
 from cryptography.hazmat.primitives import serialization
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -261,12 +261,20 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return await authenticate(authorization, "admin")
 
     # -- payment (figure 6): the hot path -----------------------------------------------
-    # Registered first, so the router matches them before the other routes.
-    hot = APIRouter(route_class=LeanRoute)
+    # Registered first, so the router matches them before the other routes, and on the
+    # application's own router: FastAPI matches the routes of an included router twice
+    # per request (15 us of CPU per request measured, a quarter of the stack's cost).
+    def hot(method: str, path: str, **options):
+        def register(endpoint):
+            app.router.add_api_route(path, endpoint, methods=[method],
+                                     route_class_override=LeanRoute, **options)
+            return endpoint
+        return register
+
     run = ctx.db.run
 
-    @hot.post("/v1/payments", tags=["payment"], response_model=PaymentOut, status_code=201,
-              responses=ERRORS, openapi_extra=_documented(PaymentCreateIn))
+    @hot("POST", "/v1/payments", tags=["payment"], response_model=PaymentOut, status_code=201,
+         responses=ERRORS, openapi_extra=_documented(PaymentCreateIn))
     async def create_payment(request: Request) -> Response:
         merchant_id = await authenticate(request.headers.get("authorization"), "merchant")
         body = await _parsed(request, PaymentCreateIn)
@@ -274,15 +282,15 @@ def create_app(ctx: ServerContext) -> FastAPI:
                                      body.currency, body.order_ref)
         return _answer(PaymentOut, _payment_out(view), 201)
 
-    @hot.get("/v1/payments/{payment_id}", tags=["payment"], response_model=PaymentOut,
-             responses=ERRORS, openapi_extra=_documented())
+    @hot("GET", "/v1/payments/{payment_id}", tags=["payment"], response_model=PaymentOut,
+         responses=ERRORS, openapi_extra=_documented())
     async def get_payment(request: Request, payment_id: str) -> Response:
         identity = await identify(request.headers.get("authorization"))
         view = await payments.get(*identity, _id(payment_id))  # a snapshot: never writes
         return _answer(PaymentOut, _payment_out(view))
 
-    @hot.post("/v1/payments/{payment_id}/terminal", tags=["payment"], response_model=PaymentOut,
-              responses=ERRORS, openapi_extra=_documented())
+    @hot("POST", "/v1/payments/{payment_id}/terminal", tags=["payment"],
+         response_model=PaymentOut, responses=ERRORS, openapi_extra=_documented())
     async def claim_payment(request: Request, payment_id: str) -> Response:
         """601 + 605: the terminal takes the payment; returns the one batch (SELECT, the
         certificate reference, SIGN TRANSACTION)."""
@@ -290,8 +298,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
         view = await payments.claim(terminal_id, _id(payment_id))
         return _answer(PaymentOut, _payment_out(view))
 
-    @hot.post("/v1/payments/{payment_id}/responses", tags=["payment"], response_model=PaymentOut,
-              responses=ERRORS, openapi_extra=_documented(CardResponsesIn))
+    @hot("POST", "/v1/payments/{payment_id}/responses", tags=["payment"],
+         response_model=PaymentOut, responses=ERRORS, openapi_extra=_documented(CardResponsesIn))
     async def payment_responses(request: Request, payment_id: str) -> Response:
         """603-608: the card's answers; the reference, the signature and both
         compare-and-sets in one transaction."""
@@ -302,8 +310,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return _answer(PaymentOut, _payment_out(view))
 
     # -- enrollment (figure 5): the same lean path --------------------------------------
-    @hot.post("/v1/enrollments", tags=["enrollment"], response_model=EnrollmentOut,
-              status_code=201, responses=ERRORS, openapi_extra=_documented(EnrollmentStartIn))
+    @hot("POST", "/v1/enrollments", tags=["enrollment"], response_model=EnrollmentOut,
+         status_code=201, responses=ERRORS, openapi_extra=_documented(EnrollmentStartIn))
     async def start_enrollment(request: Request) -> Response:
         """501-502: start for a user the bank created, with the activation code the bank
         issued for this user and slot; returns SELECT + GENERATE KEY PAIR (PIN at the
@@ -314,9 +322,9 @@ def create_app(ctx: ServerContext) -> FastAPI:
                          body.card_label, body.activation_code)
         return _answer(EnrollmentOut, _enrollment_out(view), 201)
 
-    @hot.post("/v1/enrollments/{enrollment_id}/responses", tags=["enrollment"],
-              response_model=EnrollmentOut, responses=ERRORS,
-              openapi_extra=_documented(CardResponsesIn))
+    @hot("POST", "/v1/enrollments/{enrollment_id}/responses", tags=["enrollment"],
+         response_model=EnrollmentOut, responses=ERRORS,
+         openapi_extra=_documented(CardResponsesIn))
     async def enrollment_responses(request: Request, enrollment_id: str) -> Response:
         """506 / 510 / 512: the card's responses to the pending batch (checked on a read
         snapshot, then written in one short transaction: EnrollmentService)."""
@@ -325,8 +333,6 @@ def create_app(ctx: ServerContext) -> FastAPI:
         view = await enrollments.post_responses_async(terminal_id, _id(enrollment_id), body.seq,
                                                       body.decoded())
         return _answer(EnrollmentOut, _enrollment_out(view))
-
-    app.include_router(hot)
 
     # -- public CA material ---------------------------------------------------------------
     @app.get("/healthz", tags=["ops"])

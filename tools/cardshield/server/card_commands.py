@@ -7,9 +7,12 @@ SHA-256 (FCP tag 85: a reference instead of the whole certificate), SIGN TRANSAC
 """
 from __future__ import annotations
 
+from functools import cache
+
 from cardshield.protocol import commands
 from cardshield.protocol.attestation import attest_command
 from cardshield.protocol.constants import APPLET_AID
+from cardshield.protocol.transaction import Transaction
 
 from .batches import CardStep
 
@@ -18,6 +21,7 @@ from .batches import CardStep
 READ_CHUNK = 256
 
 
+@cache  # constant steps (a CardStep is immutable): composed once, not per payment
 def select_applet() -> CardStep:
     return CardStep("SELECT applet", commands.select_applet(APPLET_AID).short())
 
@@ -62,6 +66,7 @@ def read_certificate(slot: int, length: int) -> list[CardStep]:
     return steps
 
 
+@cache
 def certificate_reference(slot: int) -> CardStep:
     """SELECT the slot's certificate EF with P2=04: the FCP carries SHA-256 of the stored
     certificate (tag 85), 45 bytes instead of the certificate (docs/apdu.md)."""
@@ -69,11 +74,12 @@ def certificate_reference(slot: int) -> CardStep:
                     commands.select_certificate(slot, fcp=True).short())
 
 
-def sign_transaction(slot: int, transaction_tlvs: bytes,
+def sign_transaction(slot: int, transaction: Transaction,
                      server_signature: bytes | None) -> list[CardStep]:
     """With an RSA-2048 8E the data exceeds 255 bytes and goes chained; with an EC P-256 8E
-    (64 bytes) it fits one short APDU."""
-    apdus = commands.sign_transaction(slot, transaction_tlvs, server_signature).chained()
+    (64 bytes) it fits one short APDU. Takes the Transaction, already checked against the
+    card's field rules, rather than its TLVs (which would be parsed again to check them)."""
+    apdus = commands.sign_transaction(slot, transaction, server_signature).chained()
     return [CardStep("SIGN TRANSACTION" if i == len(apdus) - 1 else
                      f"SIGN TRANSACTION part {i + 1}/{len(apdus)}", apdu,
                      pin_required=i == 0) for i, apdu in enumerate(apdus)]

@@ -289,11 +289,12 @@ class PaymentService:
         card = self._usable_card(snap.key, p.user_external_id)
         # composed and signed before the write: the UPDATE below re-checks what matters
         nonce = secrets.token_bytes(NONCE_BYTES)
-        tlvs = Transaction(p.amount_minor, p.currency, p.payee, p.order_ref, nonce).tlvs()
+        transaction = Transaction(p.amount_minor, p.currency, p.payee, p.order_ref, nonce)
+        tlvs = transaction.tlvs()
         mode = _signing_mode(card)
         server_sig = self._bank_signature(card, tlvs) if mode == SERVER_SIGNED else None
         steps = ([card_commands.select_applet(), card_commands.certificate_reference(PAYMENT_SLOT)]
-                 + card_commands.sign_transaction(PAYMENT_SLOT, tlvs, server_sig))
+                 + card_commands.sign_transaction(PAYMENT_SLOT, transaction, server_sig))
         notes = ["PIN required: the user confirms amount and payee at the terminal"]
         now = utcnow()
         claim = Claim(p.id, terminal_id, card.card_id, card.serial_hex, nonce, tlvs, mode,

@@ -368,14 +368,18 @@ def refusal_statements(r: Refusal) -> list[tuple[str, tuple]]:
     return out
 
 
+_RECORD_FIELDS = tuple(f.name for f in fields(PaymentRecord))
+_KEY_FIELDS = tuple((f.name, "key_" + f.name) for f in fields(CardKey))
+
+
 def _key(row: dict) -> CardKey | None:
     if row.get("key_serial_hex") is None:
         return None
-    return CardKey(**{f.name: row["key_" + f.name] for f in fields(CardKey)})
+    return CardKey(**{name: row[column] for name, column in _KEY_FIELDS})
 
 
 def payment_snapshot(row: dict) -> PaymentSnapshot:
-    return PaymentSnapshot(PaymentRecord(**{f.name: row[f.name] for f in fields(PaymentRecord)}),
+    return PaymentSnapshot(PaymentRecord(**{name: row[name] for name in _RECORD_FIELDS}),
                            _key(row))
 
 
@@ -409,15 +413,13 @@ def _sqlite_value(value):
     return value
 
 
-def _sqlite_row(cursor: sqlite3.Cursor, values: tuple) -> dict:
-    row = {}
-    for (name, *_), value in zip(cursor.description, values):
-        if value is not None and name in _TIME_COLUMNS:
-            value = datetime.fromisoformat(value)
-        elif name in _BOOL_COLUMNS and value is not None:
-            value = bool(value)
-        row[name] = value
-    return row
+def _sqlite_columns(cursor: sqlite3.Cursor) -> tuple[tuple[str, ...], tuple]:
+    """A statement's column names and the conversions its columns need (SQLite stores
+    times as text and booleans as integers)."""
+    names = tuple(column[0] for column in cursor.description)
+    conversions = tuple((name, datetime.fromisoformat if name in _TIME_COLUMNS else bool)
+                        for name in names if name in _TIME_COLUMNS or name in _BOOL_COLUMNS)
+    return names, conversions
 
 
 class SqlitePaymentStore:
@@ -429,6 +431,7 @@ class SqlitePaymentStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._sql = {}
+        self._columns = {}  # statement -> _sqlite_columns, the same on every connection
 
     def _prepared(self, statement: str, args: tuple) -> tuple[str, list]:
         """The statement in SQLite's terms and its arguments (as many as it numbers)."""
@@ -449,7 +452,17 @@ class SqlitePaymentStore:
     def _one(self, connection: sqlite3.Connection, statement: str, args: tuple) -> dict | None:
         cursor = connection.execute(*self._prepared(statement, args))
         values = cursor.fetchone()
-        return None if values is None else _sqlite_row(cursor, values)
+        if values is None:
+            return None
+        columns = self._columns.get(statement)
+        if columns is None:
+            columns = self._columns[statement] = _sqlite_columns(cursor)
+        names, conversions = columns
+        row = dict(zip(names, values))
+        for name, convert in conversions:
+            if row[name] is not None:
+                row[name] = convert(row[name])
+        return row
 
     def _write(self, connection: sqlite3.Connection, statement: str, args: tuple) -> int:
         return connection.execute(*self._prepared(statement, args)).rowcount
