@@ -47,7 +47,7 @@ class Issuer:
 
     def send(self, plain: Command):
         self.counter += 1
-        return self.link.transmit(CommandAPDU.decode(sm.apdu_bytes(sm.wrap(card_keys(), plain, self.counter))))
+        return self.link.transmit(sm.wrap(card_keys(), plain, self.counter).apdu())
 
     def ok(self, plain: Command) -> bytes:
         answer = self.send(plain)

@@ -64,7 +64,7 @@ def snapshot(link):
 
 
 def send(link, apdu: bytes):
-    return link.transmit(CommandAPDU.decode(apdu))
+    return link.transmit(sm.deliverable(apdu))
 
 
 def secured(counter: int, plain: Command, key_set=None) -> bytes:
@@ -188,8 +188,10 @@ def test_resume_after_a_torn_delivery(perso_card, virtual_card, workdir, store):
 
 
 def test_a_failing_step_stops_the_run_and_is_reported(perso_card, workdir, store):
-    conflicting = issuance_script(SLOT_1, {"slot_config": {"slot": 1, "algorithm": "RSA-3072"}}, SLOT_2)
-    report = run(perso_card, compile_text(workdir, store, conflicting), store)
+    # slot 2's server-signed policy before the server key is loaded: refused (6985) on every
+    # card profile (an algorithm the card lacks would be refused earlier, with 6A81)
+    premature = issuance_script(SLOT_1, SLOT_2, {"server_key": "server.pem"})
+    report = run(perso_card, compile_text(workdir, store, premature), store)
     assert not report.succeeded
     failed = report.steps[-1]
     assert (failed.index, failed.status, failed.sw) == (4, "failed", "6985")
@@ -315,13 +317,22 @@ def test_secured_command_travels_chained_or_extended(perso_card):
     as an ISO chain (CLA 94 then 84), MACed as 84 either way."""
     key = commands.personalize_server_key(encode_rsa_public_key(SERVER_KEY.public_key()))
     first = sm.wrap(card_keys(), key, 1).apdu()
-    assert perso_card.transmit(dataclasses.replace(first, extended=True)).sw == 0x9000
+    if perso_card.protocol_name == "T0":
+        # a T=0 card takes short APDUs only: a forced extended APDU is refused before the
+        # wire, and the transport's own framing (a chain) delivers the same command
+        with pytest.raises(APDUFormatError, match="T=0"):
+            perso_card.transmit(dataclasses.replace(first, extended=True))
+        assert perso_card.transmit(first).sw == 0x9000
+    else:
+        assert perso_card.transmit(dataclasses.replace(first, extended=True)).sw == 0x9000
     second = sm.wrap(card_keys(), key, 2).apdu()
     pieces = second.chain()
     assert [p.cla for p in pieces] == [0x94, 0x84]
     for piece in pieces[:-1]:
         assert perso_card.exchange(piece).sw == 0x9000
-    response = perso_card.exchange(pieces[-1])  # Le 00 on the last piece: the receipt at once
+    # Le 00 on the last piece: the receipt at once (T=1), or announced by 6108 and fetched
+    # with GET RESPONSE (T=0, ISO 7816-4 5.3.4), which transmit() does
+    response = perso_card.transmit(pieces[-1])
     assert response.sw == 0x9000 and len(response.data) == 8
     assert state(perso_card).counter == 2
 
@@ -334,7 +345,7 @@ def test_run_script_locally_then_again_on_the_issued_card(perso_card, virtual_ca
     script = workdir / "card.yaml"
     script.write_text(PERSONALIZE)
     argv = ["perso", "run", str(script), "--reader", virtual_card.info.reader, "--applet-aid", KEYED_AID.hex()]
-    assert main(argv) == 0
+    assert main([*argv, "--short-apdus"]) == 0  # the server key as a chain on every card
     assert "now ISSUED, counter 6" in capsys.readouterr().out
     assert main(argv) == 1  # compiled afresh with counter 7: the issued card refuses it
     out = capsys.readouterr().out
@@ -352,5 +363,51 @@ def test_card_reset_inside_a_chained_secured_command_applies_nothing(perso_card)
     assert CardFlags.SERVER_KEY_LOADED not in state(perso_card).fci.flags
     for piece in pieces[:-1]:                              # the same command, whole, still works:
         assert perso_card.exchange(piece).sw == 0x9000     # its counter was never consumed
-    assert perso_card.exchange(pieces[-1]).sw == 0x9000
+    assert perso_card.transmit(pieces[-1]).sw == 0x9000    # receipt via GET RESPONSE on T=0
     assert CardFlags.SERVER_KEY_LOADED in state(perso_card).fci.flags and state(perso_card).counter == 1
+
+
+def _deliver_traced(reader, b, store, **transport_options):
+    """Run bundle `b` through a transport of its own; return the report and the APDU trace."""
+    lines: list[str] = []
+    link = Transport(reader, trace=True, trace_sink=lines.append, **transport_options)
+    link.connect()
+    try:
+        return run(link, b, store), lines
+    finally:
+        link.close("reset")
+
+
+def _server_key_framing(lines) -> list[str]:
+    """The trace lines of the server key's secured command (84/94 E0 04): its framing."""
+    return [line for line in lines if line[2:4] in ("84", "94") and line[5:11] == "E0 04 "]
+
+
+def test_the_bundle_is_framed_for_the_card_it_reaches(perso_card, virtual_card, workdir, store):
+    """A bundle stores each secured command once; the runner frames it for the card: one
+    extended APDU where the protocol and the ATR allow it, an ISO chain of short APDUs
+    (94 ... then 84 ..., the receipt through 61 08 / GET RESPONSE) on T=0 or on request.
+    No PIN, PUK or key reaches the trace either way."""
+    b = compile_text(workdir, store, PERSONALIZE)
+    perso_card.close()
+    report, lines = _deliver_traced(virtual_card.info.reader, b, store)
+    assert report.succeeded and report.final_lifecycle == "ISSUED"
+    framing = _server_key_framing(lines)
+    if perso_card.protocol_name == "T0":
+        assert [line[2:4] for line in framing] == ["94", "84"] and "(extended)" not in "".join(lines)
+        assert any(line.startswith("> 00 C0 00 00") for line in lines)  # the receipt fetched
+    else:
+        assert len(framing) == 1 and framing[0].endswith("(extended)")
+    for secret in (PIN, PUK, v.MASTER_KEY.hex()):
+        assert secret.lower() not in "\n".join(lines).lower()
+
+
+def test_short_apdus_on_request_personalize_any_card(perso_card, virtual_card, workdir, store):
+    """`perso run --short-apdus` (Transport extended_length=False): the same bundle as
+    chains of short APDUs, for a reader or relay without extended length."""
+    b = compile_text(workdir, store, PERSONALIZE)
+    perso_card.close()
+    report, lines = _deliver_traced(virtual_card.info.reader, b, store, extended_length=False)
+    assert report.succeeded and report.final_lifecycle == "ISSUED"
+    assert [line[2:4] for line in _server_key_framing(lines)] == ["94", "84"]
+    assert "(extended)" not in "".join(lines)

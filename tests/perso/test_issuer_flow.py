@@ -18,7 +18,7 @@ from cardshield.protocol import commands
 from cardshield.protocol.constants import APPLET_AID, PACKAGE_AID
 
 from . import vectors as v
-from .instance import card_keys
+from .instance import KEYED_AID, card_keys
 
 pytestmark = [pytest.mark.card, pytest.mark.virtual_only]
 
@@ -62,6 +62,9 @@ def _manager(link) -> CardManager:
 def test_install_with_key_set_under_c_decryption_then_personalize(factory_card, tmp_path, store):
     wire = WireRecorder(factory_card)
     manager = _manager(wire)
+    # a 32 kB SIM holds two CardShield instances (tests/applet_instances.py): the issuer
+    # frees the room of the keyed test instance first (GPCS 11.2 DELETE)
+    manager.delete(KEYED_AID, related=False)
     params = keys.install_parameters(card_keys(), v.CARD_ID)
     manager.expect(gp.install_for_install(PACKAGE_AID, APPLET_AID, ISSUER_AID, params), sensitive=True)
     on_the_wire = b"".join(wire.sent)

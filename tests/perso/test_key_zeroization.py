@@ -106,7 +106,7 @@ def _mac_wrong(issuer):
     issuer.counter += 1
     secured = sm.wrap(card_keys(), commands.personalize_pin(PIN), issuer.counter)
     forged = dataclasses.replace(secured, data=secured.data[:-1] + bytes([secured.data[-1] ^ 1]))
-    return issuer.link.transmit(CommandAPDU.decode(sm.apdu_bytes(forged))).sw
+    return issuer.link.transmit(forged.apdu()).sw
 
 
 def _replayed(issuer):

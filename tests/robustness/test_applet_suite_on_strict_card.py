@@ -1,6 +1,8 @@
-"""The whole applet suite (tests/applet) once more on each strict card profile
-(docs/virtual-card.md), run as a developer runs it: `./cardshield test -- tests/applet
---card-profile NAME`, in a pytest of its own (the session's own card is the lenient profile).
+"""The whole applet suite (tests/applet) and the personalization suite (tests/perso: an
+issuer personalizes the card over its own transport, chains on T=0) once more on each strict
+card profile (docs/virtual-card.md), run as a developer runs it: `./cardshield test --
+tests/applet tests/perso --card-profile NAME`, in a pytest of its own (the session's own
+card is the lenient profile).
 
 - jcop4, the JCOP-4-like card: real transactions with a commit buffer, memory and algorithm
   limits, an APDU buffer of the card's size.
@@ -32,11 +34,11 @@ def test_applet_suite_passes_on_the_strict_profiles(real_reader, profile):
     if real_reader is not None:
         pytest.skip("a profile of the virtual card: not for a real reader")
     result = subprocess.run(
-        [str(paths.ROOT / "cardshield"), "test", "--", "tests/applet", "-q", "-rs", "-p", "no:cacheprovider",
+        [str(paths.ROOT / "cardshield"), "test", "--", "tests/applet", "tests/perso", "-q", "-rs", "-p", "no:cacheprovider",
          "--card-profile", profile],
         cwd=paths.ROOT, capture_output=True, text=True, timeout=900)
     summary = [line for line in result.stdout.splitlines() if " in " in line and ("passed" in line or "failed" in line)]
-    print(f"tests/applet on {profile}: {summary[-1] if summary else '(no summary)'}")
+    print(f"tests/applet tests/perso on {profile}: {summary[-1] if summary else '(no summary)'}")
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     skips = re.findall(r"^SKIPPED \[\d+\] [^:]+:\d+: (.*)$", result.stdout, re.MULTILINE)
     allowed = ALLOWED_SKIPS.get(profile, ())

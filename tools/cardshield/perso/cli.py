@@ -41,6 +41,10 @@ def register(subparsers) -> None:
     run.add_argument("--report", type=Path, help="write the per-step report as JSON here")
     run.add_argument("--applet-aid", help="instance AID when running a script (default: applet.properties)")
     run.add_argument("--trace", action="store_true", help="trace APDUs (secrets masked)")
+    run.add_argument("--short-apdus", action="store_true",
+                     help="send long commands as ISO command chains of short APDUs even where the card's ATR "
+                          "announces extended length (a reader or relay that carries short APDUs only); "
+                          "T=0 cards get chains anyway")
     run.add_argument("--record", type=Path, help="append the card's record (card id, attestation certificate) "
                      "to this cardshield-card-records/1 file for the server's card registry")
     run.set_defaults(func=_run)
@@ -263,7 +267,9 @@ def _run(args) -> int:
     from ..card.transport import Transport
 
     store = keystore.open_key_store(args.key_store)
-    with Transport.open(args.reader, trace=args.trace or None) as link:
+    # None: extended APDUs where the protocol and the ATR allow them, else chains (section 5)
+    extended_length = False if args.short_apdus else None
+    with Transport.open(args.reader, trace=args.trace or None, extended_length=extended_length) as link:
         if _is_bundle(args.target):
             delivered = bundle_mod.load(args.target)
         else:

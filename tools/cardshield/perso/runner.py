@@ -28,7 +28,7 @@ from ..protocol.keys import parse_public_key
 from .bundle import Bundle
 from .keys import PersoKeySet, diversify
 from .keystore import KeyStore, KeyStoreError
-from .secure_messaging import COUNTER_LEN, MAC_LEN, apdu_bytes, receipt, wrap
+from .secure_messaging import COUNTER_LEN, MAC_LEN, deliverable, receipt, wrap
 
 FCI_TAG_CARD_ID = 0x8A
 FCI_TAG_CHANNEL = 0x8B
@@ -245,7 +245,7 @@ class Runner:
         return self.link.transmit(command)
 
     def _secured(self, step: dict, result: StepResult) -> tuple[int, bytes]:
-        response = self._transmit(CommandAPDU.decode(bytes.fromhex(step["apdu"])))
+        response = self._transmit(deliverable(bytes.fromhex(step["apdu"])))
         return response.sw, response.data
 
     def _check_receipt(self, step: dict, data: bytes, result: StepResult) -> None:
@@ -294,7 +294,7 @@ class Runner:
         if counter > step["counter_last"]:
             raise PersoRunError("the counters reserved for the certificate are used up: compile the script again")
         plain = commands.personalize_attestation_key()
-        response = self._transmit(CommandAPDU.decode(apdu_bytes(wrap(self.keys, plain, counter))))
+        response = self._transmit(wrap(self.keys, plain, counter).apdu())
         if response.sw != 0x9000:
             raise PersoRunError(f"regenerating the attestation key returned {response.sw:04X} "
                                 f"({status_word_meaning(response.sw)})")
@@ -339,7 +339,7 @@ class Runner:
                                 "are used up: compile the script again")
         for number, part in enumerate(parts):
             counter = first + number
-            response = self._transmit(CommandAPDU.decode(apdu_bytes(wrap(self.keys, part, counter))))
+            response = self._transmit(wrap(self.keys, part, counter).apdu())
             result.counter = counter
             if response.sw != 0x9000:
                 result.note = f"part {number + 1} of {len(parts)}"

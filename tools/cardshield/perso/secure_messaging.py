@@ -21,7 +21,9 @@ tests use for vectors.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from ..card.apdu import CommandAPDU
 
 from ..gp.crypto import AES_BLOCK as BLOCK
 from ..gp.crypto import aes_cbc, aes_cbc_decrypt, aes_cmac, aes_cmac_verify, aes_ecb, pad80, unpad80
@@ -86,8 +88,20 @@ def wrap(keys: PersoKeySet, plain: Command, counter: int) -> Command:
 
 
 def apdu_bytes(command: Command) -> bytes:
-    """One APDU: short when the data fits, else extended length (ISO/IEC 7816-4 5.1)."""
+    """The stored form of a command (bundles, reports): one APDU, short when the data
+    fits, else extended length (ISO/IEC 7816-4 5.1). It names the logical command, not
+    its framing: `deliverable` lets the transport frame it for the card."""
     return command.apdu().encode()
+
+
+def deliverable(stored: bytes | CommandAPDU) -> CommandAPDU:
+    """A stored command with its length encoding left to the transport: one extended APDU
+    where the card and reader take it, else an ISO command chain of short APDUs (CLA 94
+    then 84, 7816-4 5.1.1.1) with the response through 61xx / GET RESPONSE on T=0. The
+    card MACs the command as 84 with Lc and Le outside the MAC, so every framing carries
+    the same secured command."""
+    command = CommandAPDU.decode(stored) if isinstance(stored, (bytes, bytearray)) else stored
+    return replace(command, extended=None)
 
 
 class Refused(Exception):
