@@ -136,10 +136,11 @@ def power_up(card: CardShield) -> None:
 
 
 def tear_everywhere(card: CardShield, name: str, prepare: Callable[[], object], steps: list[CommandAPDU],
-                    check: Callable[[object], None]) -> TearReport:
+                    check: Callable[[object], None], label: str = "") -> TearReport:
     """For each step and each of its tear points: prepare() the old state (its return value
     goes to check), send the steps before, tear the step at the point, check() old-or-new
-    and that the card works. Failures are collected, not raised, so the report is whole."""
+    and that the card works. Failures are collected, not raised, so the report is whole;
+    `label` names the command in them."""
     report = REPORTS.setdefault(name, TearReport(name))
     started = time.monotonic()
     prepare()
@@ -149,7 +150,8 @@ def tear_everywhere(card: CardShield, name: str, prepare: Callable[[], object], 
         for point in range(1, count + 1):
             context = prepare()
             send_all(card, steps[:index])
-            where = f"APDU {index + 1}/{len(steps)} {steps[index].trace()[:24]} point {point}/{count}"
+            where = f"{label + ' ' if label else ''}APDU {index + 1}/{len(steps)} {steps[index].trace()[:24]} " \
+                    f"point {point}/{count}"
             try:
                 torn_transmit(card, steps[index], point)
                 check(context)
@@ -376,8 +378,6 @@ def tear_personalization(card: CardShield, stack, aid: bytes, steps: list[PersoS
     key_type = BankKeyType.of_key(server_key)
     name = (("secured" if secured else "plain") + " personalization"
             + ("" if key_type is BankKeyType.RSA_2048 else f", {key_type.label} bank key"))
-    report = REPORTS.setdefault(name, TearReport(name))
-    started = time.monotonic()
 
     def fresh(upto: int) -> None:
         stack.pristine()
@@ -411,22 +411,9 @@ def tear_personalization(card: CardShield, stack, aid: bytes, steps: list[PersoS
             assert card.transport.transmit(attest).sw == 0x9000, "ATTEST refused after the resumed personalization"
 
     for index, step in enumerate(steps):
-        fresh(index)
-        counts = send_all(card, step.apdus, report)
-        report.tear_points += sum(counts)
-        for piece, count in enumerate(counts):
-            for point in range(1, count + 1):
-                fresh(index)
-                send_all(card, step.apdus[:piece])
-                where = f"{step.name} APDU {piece + 1}/{len(step.apdus)} point {point}/{count}"
-                try:
-                    torn_transmit(card, step.apdus[piece], point)
-                    check(index)
-                    report.covered += 1
-                except (AssertionError, CardError) as failure:
-                    report.failures.append(f"{where}: {failure}")
-    report.seconds += time.monotonic() - started
-    return report
+        tear_everywhere(card, name, lambda index=index: fresh(index), step.apdus,
+                        lambda _, index=index: check(index), label=step.name)
+    return REPORTS[name]
 
 
 @pytest.fixture
