@@ -108,12 +108,18 @@ class PaymentView:
     certificate_serial: str | None = None
 
 
+def state_as_read(state: str, refusal_code: str | None, expires_at) -> tuple[str, str | None]:
+    """The state and refusal a reader sees: an open payment past its expiry reads as
+    expired (stored so only by a compare-and-set, never by a read)."""
+    if state in OPEN_STATES and expires_at <= utcnow():
+        return "expired", "payment_expired"
+    return state, refusal_code
+
+
 def _view(p: PaymentRecord) -> PaymentView:
-    """What a reader sees: an open payment past its expiry reads as expired (stored so
-    only by a compare-and-set, never by a read)."""
-    state, refusal, batch = p.state, p.refusal_code, p.pending_batch
-    if state in OPEN_STATES and p.expires_at <= utcnow():
-        state, refusal, batch = "expired", "payment_expired", None
+    """What a reader sees (state_as_read); an expired payment has no pending batch."""
+    state, refusal = state_as_read(p.state, p.refusal_code, p.expires_at)
+    batch = p.pending_batch if state == p.state else None
     return PaymentView(p.id, state, p.user_external_id, p.amount_minor, p.currency, p.payee,
                        p.order_ref, p.signing_mode, p.expires_at, stored_json(batch),
                        p.card_counter, p.authorized_at, refusal, p.certificate_serial_hex)

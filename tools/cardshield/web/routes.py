@@ -12,11 +12,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from cardshield.server.clock import utcnow
 from cardshield.server.errors import ApiError
 from cardshield.server.limits import USER_ID_PATTERN
 from cardshield.server.models import Certificate, Payment, User
-from cardshield.server.payment import OPEN_STATES, PaymentService
+from cardshield.server.payment import PaymentService, state_as_read
 from cardshield.terminal.display import format_amount
 
 from .catalog import CATALOG, CURRENCY, SHOP_NAME, order_total
@@ -156,11 +155,8 @@ def _iso(moment) -> str | None:
 
 
 def _payment_status(p: Payment) -> dict:
-    """A payment as the API reads it (PaymentService.get): an open payment past its expiry
-    is expired, though only a later step or the sweep stores that."""
-    state, refusal = p.state, p.refusal_code
-    if state in OPEN_STATES and p.expires_at <= utcnow():
-        state, refusal = "expired", "payment_expired"
+    """A payment as the API reads it (PaymentService.get, state_as_read)."""
+    state, refusal = state_as_read(p.state, p.refusal_code, p.expires_at)
     return {"payment_id": p.id, "order_ref": p.order_ref, "payee": p.payee,
             "amount": format_amount(p.amount_minor, p.currency), "state": state,
             "refusal_code": refusal, "card_counter": p.card_counter,
